@@ -1,0 +1,49 @@
+"""Each dialect renders kinema's errors in its own envelope.
+
+A route class per dialect catches ``KinemaError`` (and FastAPI's request validation
+errors) raised while serving that dialect's routes and hands them to the dialect's
+renderer, so domain code raises one hierarchy and every client sees its own shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+
+from kinema.errors import FieldProblem, InvalidRequest, KinemaError
+
+ErrorRenderer = Callable[[Request, KinemaError], Response]
+
+
+def from_validation_error(error: RequestValidationError) -> InvalidRequest:
+    """Turn FastAPI's body/query validation error into kinema's ``InvalidRequest``."""
+    problems = []
+    for item in error.errors():
+        location = tuple(p for p in item.get("loc", ()) if p not in ("body", "query", "header"))
+        problems.append(FieldProblem(location or ("body",), str(item.get("msg", "is invalid"))))
+    first = problems[0] if problems else FieldProblem(("body",), "is invalid")
+    summary = f"{'.'.join(map(str, first.path))}: {first.message}"
+    return InvalidRequest(summary, problems)
+
+
+def dialect_route(render: ErrorRenderer) -> type[APIRoute]:
+    """An ``APIRoute`` subclass whose handler renders errors with ``render``."""
+
+    class DialectRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+            handler = super().get_route_handler()
+
+            async def handle(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except KinemaError as error:
+                    return render(request, error)
+                except RequestValidationError as error:
+                    return render(request, from_validation_error(error))
+
+            return handle
+
+    return DialectRoute

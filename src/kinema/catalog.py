@@ -1,0 +1,385 @@
+"""The model catalog: public model id -> engine and what the model accepts.
+
+Validation of a request against its model lives here, once. A dialect translates its
+wire names to the canonical field names below, calls ``Catalog.build_request`` and maps
+the ``InvalidRequest`` it may raise back to its own error shape (the ``wire_names`` it
+passes make every message name the field the client actually sent).
+
+Canonical fields: prompt, image, last_image, reference_images, duration, aspect_ratio,
+resolution, generate_audio, seed, negative_prompt, enhance_prompt, auto_fix,
+person_generation, safety_level.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from kinema.errors import FieldProblem, InvalidRequest, UnknownModel
+from kinema.types import AspectRatio, GenerationRequest, Resolution
+
+InputKind = Literal["text", "image", "first_last", "reference"]
+
+MAX_PROMPT_CHARS = 5000
+MAX_REFERENCE_IMAGES = 3
+SEED_MAX = 2**32 - 1
+PERSON_GENERATION = ("dont_allow", "allow_adult", "allow_all")
+
+# Frame sizes for each (resolution, aspect ratio); engines with native sizes map on top.
+FRAME_SIZES: dict[tuple[str, str], tuple[int, int]] = {
+    ("720p", "16:9"): (1280, 720),
+    ("720p", "9:16"): (720, 1280),
+    ("1080p", "16:9"): (1920, 1080),
+    ("1080p", "9:16"): (1080, 1920),
+    ("4k", "16:9"): (3840, 2160),
+    ("4k", "9:16"): (2160, 3840),
+}
+
+OPTIONAL_FIELDS = frozenset(
+    {
+        "duration",
+        "aspect_ratio",
+        "resolution",
+        "generate_audio",
+        "seed",
+        "negative_prompt",
+        "enhance_prompt",
+        "auto_fix",
+        "person_generation",
+        "safety_level",
+    }
+)
+_INPUT_FIELDS = frozenset({"prompt", "image", "last_image", "reference_images"})
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How to build one engine: its implementation kind, frame rate and options."""
+
+    name: str
+    kind: str
+    fps: int
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    dialect: str
+    engine: str
+    description: str
+    inputs: InputKind
+    durations: tuple[int, ...]
+    default_duration: int
+    aspect_ratios: tuple[str, ...]
+    resolutions: tuple[str, ...]
+    default_resolution: str
+    audio: bool
+    default_audio: bool
+    options: frozenset[str]
+    last_image_optional: bool = False
+    durations_at: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def default_aspect_ratio(self) -> str:
+        return self.aspect_ratios[0]
+
+    def accepted_fields(self) -> frozenset[str]:
+        required = {"prompt"}
+        if self.inputs in ("image", "first_last"):
+            required.add("image")
+        if self.inputs == "first_last" or self.last_image_optional:
+            required.add("last_image")
+        if self.inputs == "reference":
+            required.add("reference_images")
+        return frozenset(required) | self.options
+
+
+def _wire(names: Mapping[str, str], canonical: str) -> str:
+    return names.get(canonical, canonical)
+
+
+class _Problems:
+    """Collects every problem of a request so the client sees them all at once."""
+
+    def __init__(self, names: Mapping[str, str]) -> None:
+        self.names = names
+        self.items: list[FieldProblem] = []
+
+    def add(self, canonical: str, message: str) -> None:
+        self.items.append(FieldProblem((_wire(self.names, canonical),), message))
+
+
+class Catalog:
+    """The loaded catalog: engines and models, immutable once built."""
+
+    def __init__(self, engines: dict[str, EngineConfig], models: dict[str, ModelSpec]) -> None:
+        for spec in models.values():
+            if spec.engine not in engines:
+                raise ValueError(f"model {spec.id} names unknown engine {spec.engine!r}")
+        self.engines = engines
+        self.models = models
+
+    # --- loading ---
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Catalog:
+        """Read a catalog TOML file, or the one shipped with kinema when ``path`` is None."""
+        if path is None:
+            text = resources.files("kinema").joinpath("catalog.toml").read_text("utf-8")
+        else:
+            text = Path(path).read_text("utf-8")
+        return cls.from_dict(tomllib.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Catalog:
+        engines = {
+            name: EngineConfig(
+                name=name,
+                kind=str(cfg.get("kind", name)),
+                fps=int(cfg.get("fps", 24)),
+                options={k: v for k, v in cfg.items() if k not in ("kind", "fps")},
+            )
+            for name, cfg in data.get("engines", {}).items()
+        }
+        models = {mid: _model_from_toml(mid, cfg) for mid, cfg in data.get("models", {}).items()}
+        return cls(engines, models)
+
+    # --- lookups ---
+
+    def get(self, model_id: str, *, dialect: str | None = None) -> ModelSpec:
+        spec = self.models.get(model_id)
+        if spec is None or (dialect is not None and spec.dialect != dialect):
+            known = ", ".join(self.model_ids(dialect))
+            raise UnknownModel(f"unknown model {model_id!r}; this server serves: {known}")
+        return spec
+
+    def model_ids(self, dialect: str | None = None) -> list[str]:
+        return sorted(m for m, s in self.models.items() if dialect is None or s.dialect == dialect)
+
+    def frame_size(self, request: GenerationRequest) -> tuple[int, int]:
+        return FRAME_SIZES[(request.resolution, request.aspect_ratio)]
+
+    # --- validation ---
+
+    def build_request(
+        self,
+        model_id: str,
+        fields: Mapping[str, Any],
+        *,
+        dialect: str | None = None,
+        wire_names: Mapping[str, str] | None = None,
+        callback_url: str | None = None,
+        priority: int = 0,
+    ) -> GenerationRequest:
+        """Validate canonical ``fields`` against the model and fill in its defaults.
+
+        Raises ``InvalidRequest`` listing every problem found, each under the wire name of
+        the field (``wire_names`` maps canonical -> wire).
+        """
+        spec = self.get(model_id, dialect=dialect)
+        names = wire_names or {}
+        problems = _Problems(names)
+        accepted = spec.accepted_fields()
+        for name in fields:
+            if name not in accepted:
+                takes = ", ".join(sorted(_wire(names, f) for f in accepted))
+                problems.add(name, f"not accepted by model {spec.id} (it takes: {takes})")
+        fields = {k: v for k, v in fields.items() if k in accepted}
+
+        prompt = _text(fields.get("prompt"), "prompt", problems, required=True)
+        if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
+            problems.add("prompt", f"is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+        image = last_image = None
+        references: tuple[str, ...] = ()
+        if "image" in accepted:
+            image = _text(fields.get("image"), "image", problems, required=True)
+        if "last_image" in accepted:
+            required = not spec.last_image_optional
+            last_image = _text(fields.get("last_image"), "last_image", problems, required=required)
+        if "reference_images" in accepted:
+            references = _references(fields.get("reference_images"), problems)
+
+        resolution = _choice(
+            fields.get("resolution"), spec.resolutions, spec.default_resolution, "resolution",
+            problems, normalise=str.lower,
+        )
+        aspect = _choice(
+            fields.get("aspect_ratio"), spec.aspect_ratios, spec.default_aspect_ratio,
+            "aspect_ratio", problems,
+        )
+        durations = spec.durations_at.get(str(resolution), spec.durations)
+        duration = _duration(fields.get("duration"), durations, spec, problems, resolution)
+        audio = _flag(fields.get("generate_audio"), spec.default_audio, "generate_audio", problems)
+        if audio and not spec.audio:
+            problems.add("generate_audio", f"model {spec.id} does not generate audio")
+        seed = _integer(fields.get("seed"), 0, SEED_MAX, "seed", problems)
+        safety = _integer(fields.get("safety_level"), 1, 6, "safety_level", problems)
+        person = fields.get("person_generation")
+        if person is not None and person not in PERSON_GENERATION:
+            problems.add("person_generation", f"must be one of {', '.join(PERSON_GENERATION)}")
+        negative = _text(fields.get("negative_prompt"), "negative_prompt", problems)
+        enhance = _flag(fields.get("enhance_prompt"), None, "enhance_prompt", problems)
+        auto_fix = _flag(fields.get("auto_fix"), None, "auto_fix", problems)
+
+        if problems.items:
+            first = problems.items[0]
+            summary = f"{first.path[0]}: {first.message}"
+            if len(problems.items) > 1:
+                summary += f" (and {len(problems.items) - 1} more)"
+            raise InvalidRequest(summary, problems.items)
+        return GenerationRequest(
+            model=spec.id,
+            prompt=cast(str, prompt),
+            duration_s=cast(int, duration),
+            aspect_ratio=cast(AspectRatio, aspect),
+            resolution=cast(Resolution, resolution),
+            generate_audio=bool(audio),
+            negative_prompt=negative,
+            seed=seed,
+            enhance_prompt=enhance,
+            auto_fix=auto_fix,
+            person_generation=person,
+            safety_level=safety,
+            image=image,
+            last_image=last_image,
+            reference_images=references,
+            callback_url=callback_url,
+            priority=priority,
+        )
+
+
+def _model_from_toml(model_id: str, cfg: dict[str, Any]) -> ModelSpec:
+    options = frozenset(cfg.get("options", ()))
+    unknown = options - OPTIONAL_FIELDS
+    if unknown:
+        raise ValueError(f"model {model_id}: unknown options {sorted(unknown)}")
+    resolutions = tuple(str(r).lower() for r in cfg["resolutions"])
+    return ModelSpec(
+        id=model_id,
+        dialect=str(cfg["dialect"]),
+        engine=str(cfg["engine"]),
+        description=str(cfg.get("description", model_id)),
+        inputs=cast(InputKind, cfg["inputs"]),
+        durations=tuple(int(d) for d in cfg["durations"]),
+        default_duration=int(cfg["default_duration"]),
+        aspect_ratios=tuple(cfg["aspect_ratios"]),
+        resolutions=resolutions,
+        default_resolution=str(cfg.get("default_resolution", resolutions[0])).lower(),
+        audio=bool(cfg.get("audio", False)),
+        default_audio=bool(cfg.get("default_audio", False)),
+        options=options,
+        last_image_optional=cfg.get("last_image") == "optional",
+        durations_at={
+            str(k).lower(): tuple(int(d) for d in v)
+            for k, v in cfg.get("durations_at", {}).items()
+        },
+    )
+
+
+# --- value parsers: each returns the parsed value or records a problem and returns None ---
+
+
+def _text(value: Any, name: str, problems: _Problems, *, required: bool = False) -> str | None:
+    if value is None:
+        if required:
+            problems.add(name, "is required")
+        return None
+    if not isinstance(value, str):
+        problems.add(name, f"must be a string, not {type(value).__name__}")
+        return None
+    if required and not value.strip():
+        problems.add(name, "must not be empty")
+        return None
+    return value
+
+
+def _references(value: Any, problems: _Problems) -> tuple[str, ...]:
+    if value is None:
+        problems.add("reference_images", "is required")
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        problems.add("reference_images", "must be a list of image URLs or base64 images")
+        return ()
+    if not 1 <= len(value) <= MAX_REFERENCE_IMAGES:
+        problems.add("reference_images", f"takes 1 to {MAX_REFERENCE_IMAGES} images")
+        return ()
+    return tuple(value)
+
+
+def _choice(
+    value: Any,
+    allowed: tuple[str, ...],
+    default: str,
+    name: str,
+    problems: _Problems,
+    normalise: Any = None,
+) -> str | None:
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        problems.add(name, f"must be one of {', '.join(allowed)}")
+        return None
+    key = normalise(value) if normalise else value
+    if key not in allowed:
+        problems.add(name, f"{value!r} is not one of {', '.join(allowed)}")
+        return None
+    return cast(str, key)
+
+
+def _duration(
+    value: Any,
+    allowed: tuple[int, ...],
+    spec: ModelSpec,
+    problems: _Problems,
+    resolution: str | None,
+) -> int | None:
+    if value is None:
+        return spec.default_duration if spec.default_duration in allowed else allowed[-1]
+    seconds: int | None = None
+    if isinstance(value, bool):
+        seconds = None
+    elif isinstance(value, int):
+        seconds = value
+    elif isinstance(value, float) and value.is_integer():
+        seconds = int(value)
+    elif isinstance(value, str) and value.strip().removesuffix("s").isdigit():
+        seconds = int(value.strip().removesuffix("s"))
+    options = ", ".join(map(str, allowed))
+    if seconds is None or seconds not in allowed:
+        where = f" at {resolution}" if allowed != spec.durations else ""
+        problems.add("duration", f"{value!r} is not an allowed duration{where}: {options} seconds")
+        return None
+    return seconds
+
+
+def _flag(value: Any, default: bool | None, name: str, problems: _Problems) -> bool | None:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    problems.add(name, "must be true or false")
+    return None
+
+
+def _integer(value: Any, low: int, high: int, name: str, problems: _Problems) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        problems.add(name, f"must be an integer from {low} to {high}")
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        problems.add(name, f"must be an integer from {low} to {high}")
+        return None
+    if not low <= number <= high:
+        problems.add(name, f"{number} is outside {low} .. {high}")
+        return None
+    return number

@@ -1,0 +1,190 @@
+"""``kinema``: serve, generate, manage keys, list models.
+
+A thin layer over public functions: ``serve`` runs ``create_app``; ``generate`` is the
+Python client against a server (a given ``--server``, or one started in-process on a free
+loopback port over the local data directory).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kinema.catalog import Catalog
+from kinema.client import DEFAULT_MODEL, GenerationFailed, KinemaAPIError, KinemaClient
+from kinema.settings import Settings
+
+app = typer.Typer(help="kinema: self-hosted image-to-video that speaks the Veo APIs.")
+keys_app = typer.Typer(help="Manage API keys (shown once at creation, stored hashed).")
+app.add_typer(keys_app, name="keys")
+console = Console()
+errors = Console(stderr=True)
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Embedded worker threads (0: API only).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the HTTP API with an embedded worker pool."""
+    from kinema.server import serve as run
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    run(_settings(host=host, port=port, workers=workers), log_level=log_level)
+
+
+@app.command()
+def generate(
+    image: Annotated[str, typer.Argument(help="Image file, http(s) URL, or '-' for none.")],
+    prompt: Annotated[str, typer.Argument(help="What should happen in the video.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the MP4.")] = Path(
+        "out.mp4"
+    ),
+    model: Annotated[str, typer.Option(help="Model id (see `kinema models`).")] = DEFAULT_MODEL,
+    server: Annotated[
+        str | None,
+        typer.Option(help="Server URL; default: an in-process server on the local data dir."),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="KINEMA_API_KEY", help="API key for --server.")
+    ] = None,
+    duration: Annotated[int | None, typer.Option(help="Seconds.")] = None,
+    resolution: Annotated[str | None, typer.Option(help="720p, 1080p, ...")] = None,
+    aspect_ratio: Annotated[str | None, typer.Option(help="16:9 or 9:16.")] = None,
+    audio: Annotated[bool | None, typer.Option("--audio/--no-audio", help="Sound.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (models that take one).")] = None,
+) -> None:
+    """Animate IMAGE as PROMPT describes and save the MP4."""
+    fields = {
+        "duration": duration,
+        "resolution": resolution,
+        "aspect_ratio": aspect_ratio,
+        "generate_audio": audio,
+        "seed": seed,
+    }
+    source = None if image == "-" else image
+    with ExitStack() as stack:
+        if server is None:
+            server, api_key = stack.enter_context(_embedded_server())
+        client = stack.enter_context(KinemaClient(server, api_key))
+        progress = stack.enter_context(
+            Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TimeElapsedColumn(),
+                console=console,
+            )
+        )
+        task = progress.add_task("queued", total=100)
+
+        def show(generation: dict[str, Any]) -> None:
+            done = 100 if generation.get("status") == "completed" else generation.get("progress")
+            progress.update(task, description=str(generation.get("status")), completed=done or 0)
+
+        try:
+            path = client.generate(source, prompt, output=output, model=model, on_update=show,
+                                   **fields)
+        except (KinemaAPIError, GenerationFailed) as error:
+            progress.stop()
+            errors.print(f"[red]error:[/red] {error}")
+            raise typer.Exit(1) from None
+    console.print(f"wrote [bold]{path}[/bold] ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+@contextmanager
+def _embedded_server() -> Iterator[tuple[str, str]]:
+    """An in-process server over the local data dir, with a key that lives for one run."""
+    from kinema.runtime import Runtime
+    from kinema.server import BackgroundServer
+
+    settings = _settings()
+    runtime = Runtime.build(settings, workers=max(settings.workers, 1))
+    key, secret = runtime.keys.create(f"kinema-generate-{os.getpid()}")
+    try:
+        with BackgroundServer(runtime) as server:
+            yield server.url, secret
+    finally:
+        runtime.keys.revoke(key.id)
+        runtime.close()
+
+
+@keys_app.command("create")
+def keys_create(name: Annotated[str, typer.Argument(help="A label for the key.")]) -> None:
+    """Create a key; it is printed once and only its hash is kept."""
+    from kinema.runtime import Runtime
+
+    runtime = Runtime.build(_settings(), workers=0)
+    key, secret = runtime.keys.create(name)
+    errors.print(f"created key {key.id} ({key.name}); store it now, it is not shown again:")
+    console.print(secret)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (prefixes only)."""
+    from kinema.runtime import Runtime
+
+    runtime = Runtime.build(_settings(), workers=0)
+    table = Table("id", "name", "prefix", "created", "revoked")
+    for key in runtime.keys.list():
+        revoked = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else ""
+        table.add_row(key.id, key.name, key.prefix, key.created_at.isoformat(timespec="seconds"),
+                      revoked)
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key: Annotated[str, typer.Argument(help="Key id or prefix.")]) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    from kinema.errors import NotFound
+    from kinema.runtime import Runtime
+
+    runtime = Runtime.build(_settings(), workers=0)
+    try:
+        revoked = runtime.keys.revoke(key)
+    except NotFound as error:
+        errors.print(f"[red]error:[/red] {error.message}")
+        raise typer.Exit(1) from None
+    console.print(f"revoked {revoked.id} ({revoked.name})")
+
+
+@app.command()
+def models() -> None:
+    """List the models this installation serves, with their limits and engines."""
+    settings = _settings()
+    catalog = Catalog.load(settings.catalog_path)
+    table = Table("model", "dialect", "engine", "inputs", "durations", "resolutions", "audio")
+    for model_id in catalog.model_ids():
+        spec = catalog.models[model_id]
+        table.add_row(
+            spec.id,
+            spec.dialect,
+            spec.engine,
+            spec.inputs,
+            "/".join(map(str, spec.durations)),
+            "/".join(spec.resolutions),
+            "yes" if spec.audio else "no",
+        )
+    console.print(table)
+
+
+def main() -> None:
+    app()

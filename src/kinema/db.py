@@ -1,0 +1,128 @@
+"""Database engines and schema migrations, for SQLite (embedded) and PostgreSQL (scale-out).
+
+One engine is shared by the API threads and the embedded worker threads, so the SQLite
+set-up here is about concurrency: WAL lets readers run beside the one writer, a busy
+timeout makes writers queue instead of failing, and write transactions take the write
+lock up front (``begin_write``) so a transaction never has to upgrade a stale read
+snapshot, which SQLite refuses at once instead of waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# Connection execution option marking a transaction that will write (see ``begin_write``).
+_WRITE_OPTION = "kinema_write"
+
+# Key of the PostgreSQL advisory lock that serialises concurrent first starts.
+_MIGRATION_LOCK_KEY = 0x6B696E656D61  # "kinema"
+
+_SQLITE_BUSY_TIMEOUT_MS = 10_000
+_SQLITE_PRAGMAS = (
+    f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}",  # first: the others may wait on locks
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA foreign_keys = ON",
+)
+
+
+def make_engine(url: str) -> Engine:
+    """Build the engine for ``url`` (``sqlite:///path`` or ``postgresql://...``)."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(parsed)
+    if backend in ("postgresql", "postgres"):
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed, pool_pre_ping=True)
+    shown = parsed.render_as_string()  # password masked
+    raise ValueError(f"unsupported database URL {shown!r}: use sqlite or postgresql")
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        # Each pooled connection would see its own empty database.
+        raise ValueError("an in-memory SQLite database cannot be shared; use sqlite:///path")
+    if not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000},
+        # Connections are cheap and writers queue on the file lock anyway; a larger pool
+        # keeps API threads from waiting on the pool while a worker holds a connection.
+        pool_size=8,
+        max_overflow=32,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module (which would BEGIN late
+        # and never for SELECT), so SQLAlchemy's ``begin`` below decides.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in _SQLITE_PRAGMAS:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get(_WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+@contextmanager
+def begin_write(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: commits on success, rolls back on error.
+
+    On SQLite it starts with ``BEGIN IMMEDIATE``, taking the write lock (waiting up to the
+    busy timeout) before the first read, so multi-statement writes cannot hit
+    ``database is locked`` half-way. On PostgreSQL it is a plain transaction.
+    """
+    with engine.connect() as connection:
+        connection.execution_options(**{_WRITE_OPTION: True})
+        with connection.begin():
+            yield connection
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config for kinema's migrations, built in code (no alembic.ini needed).
+
+    With ``connection``, the migration environment runs on it (inside its transaction)
+    instead of opening its own.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision``; a no-op when it is there already.
+
+    Safe to call on every start, also from several processes at once: PostgreSQL takes
+    a transaction-scoped advisory lock, SQLite the database write lock, so the second
+    starter waits, then finds the schema current.
+    """
+    with begin_write(engine) as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+            )
+        command.upgrade(alembic_config(connection), revision)

@@ -1,0 +1,231 @@
+"""Camera moves for the motion engine: which move a prompt asks for, and where it is at t.
+
+Geometry is in output pixels at the rest scale, origin at the centre of the rest frame
+(the input picture fitted to cover the output). A pose is a viewport: its centre, its
+magnification and its roll. At ``t = 0`` every move is at rest, so the first frame is the
+fitted picture itself.
+
+Moves stay inside the picture: lateral travel is a fraction of the room the picture
+leaves around the (zoomed, rolled) viewport, so a pan on a picture with the same aspect as
+the output is a pan with a creeping push-in, and one on a wider picture uses the real
+margin. Pull-outs are the exception: they reveal an extended canvas around the picture
+(``leaves_picture``), which the renderer synthesises.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from dataclasses import dataclass, replace
+from typing import Literal
+
+__all__ = ["CameraMove", "MoveKind", "Pose", "camera_move", "choose_camera", "ease"]
+
+MoveKind = Literal[
+    "push_in",
+    "pull_out",
+    "pan_left",
+    "pan_right",
+    "tilt_up",
+    "tilt_down",
+    "dolly_in",
+    "dolly_out",
+    "orbit_left",
+    "orbit_right",
+    "static",
+    "drift",
+]
+
+
+def ease(t: float) -> float:
+    """Smoothstep: starts and stops with zero velocity."""
+    t = min(1.0, max(0.0, t))
+    return t * t * (3.0 - 2.0 * t)
+
+
+@dataclass(frozen=True)
+class Pose:
+    """Where the camera looks: viewport centre, magnification and roll."""
+
+    zoom: float = 1.0  # > 1 magnifies: the viewport is 1/zoom of the rest frame
+    x: float = 0.0  # viewport centre, output pixels right of the rest centre
+    y: float = 0.0  # viewport centre, output pixels below the rest centre
+    angle: float = 0.0  # roll of the viewport in degrees (clockwise on screen)
+
+    def half_extent(self, width: int, height: int) -> tuple[float, float]:
+        """How far the viewport reaches from the rest centre, horizontally and vertically."""
+        cos, sin = abs(math.cos(math.radians(self.angle))), abs(math.sin(math.radians(self.angle)))
+        half_w = (width * cos + height * sin) / (2 * self.zoom)
+        half_h = (width * sin + height * cos) / (2 * self.zoom)
+        return abs(self.x) + half_w, abs(self.y) + half_h
+
+    def relative_to(self, end: Pose) -> Pose:
+        """This pose seen from ``end``, so that ``end.relative_to(end)`` is the rest pose.
+
+        Used for the last picture of a first-last clip: it moves with the camera and
+        arrives at rest on the last frame.
+        """
+        turn = math.radians(-end.angle)
+        dx, dy = self.x - end.x, self.y - end.y
+        return Pose(
+            zoom=self.zoom / end.zoom,
+            x=end.zoom * (dx * math.cos(turn) - dy * math.sin(turn)),
+            y=end.zoom * (dx * math.sin(turn) + dy * math.cos(turn)),
+            angle=self.angle - end.angle,
+        )
+
+
+@dataclass(frozen=True)
+class CameraMove:
+    """A camera move over a whole clip, from rest (t=0) to its end pose (t=1)."""
+
+    kind: MoveKind
+    zoom: float = 1.0  # magnification reached at the end (< 1 pulls out)
+    travel_x: float = 0.0  # end sideways travel, fraction of the room left (-1..1, + right)
+    travel_y: float = 0.0  # end vertical travel, fraction of the room left (-1..1, + down)
+    angle: float = 0.0  # end roll in degrees
+    leaves_picture: bool = False  # may show the extended canvas around the picture
+
+    def pose(self, t: float, width: int, height: int, room: tuple[float, float]) -> Pose:
+        """The pose at ``t`` in [0, 1] for a ``width`` x ``height`` output.
+
+        ``room`` is the size of the fitted picture in output pixels (at least the output
+        size): lateral travel is measured against what it leaves around the viewport.
+        """
+        progress = ease(t)
+        still = Pose(
+            zoom=1.0 + (self.zoom - 1.0) * progress,
+            angle=self.angle * progress,
+        )
+        half_w, half_h = still.half_extent(width, height)
+        free_x, free_y = room[0] / 2 - half_w, room[1] / 2 - half_h
+        if self.leaves_picture:
+            free_x, free_y = abs(free_x), abs(free_y)
+        return replace(
+            still,
+            x=self.travel_x * progress * max(0.0, free_x),
+            y=self.travel_y * progress * max(0.0, free_y),
+        )
+
+
+# --- prompt -> move -------------------------------------------------------------------
+
+_LEFT_RIGHT = r"\s+(?:to\s+)?(?:the\s+)?(?P<dir>left|right)(?:wards?)?\b"
+_UP_DOWN = r"\s+(?P<dir>up|down)(?:wards?)?\b"
+
+# Each cue maps a phrase to a family of moves; the earliest cue in the prompt wins, and at
+# the same position the more specific one (listed first). Words with other meanings
+# ("pan", "crane", "track") count only with a direction or a camera word beside them.
+_CUES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (family, re.compile(pattern))
+    for family, pattern in (
+        (
+            "static",
+            r"\b(?:static|still|locked[\s-]?(?:off|down)|fixed|stationary|tripod)"
+            r"[\s-](?:camera|shot|frame|wide shot|angle)\b"
+            r"|\bcamera (?:is |stays |remains |holds )?(?:static|still|steady|fixed|locked)\b"
+            r"|\bno camera (?:movement|motion)\b|\blocked[\s-]off\b",
+        ),
+        (
+            "pull_out",
+            r"\b(?:pull(?:s|ing)?[\s-]?(?:out|back|away)|zoom(?:s|ing)?[\s-]out|widens? out)\b",
+        ),
+        (
+            "push_in",
+            r"\b(?:push(?:es|ing)?[\s-]?in|zoom(?:s|ing)?(?:[\s-]in)?|close[sd]?[\s-]in"
+            r"|mov(?:es|ing) closer|push(?:es|ing)? (?:toward|towards|forward))\b",
+        ),
+        ("dolly", r"\bdolly(?:ing|s)?(?:[\s-]+(?P<dir>in|out|forward|back|backwards?)\b)?"),
+        ("pan", r"\b(?:pan|truck|track)(?:s|ning|ned|ing)?" + _LEFT_RIGHT),
+        ("pan", r"\b(?:pans|panning|panned|(?:camera|slow|slowly|whip|gentle|smooth) pan)\b"),
+        ("tilt", r"\b(?:tilt|crane|pedestal)(?:s|ing|ed)?" + _UP_DOWN),
+        ("tilt", r"\b(?:tilts|tilting|tilted|(?:camera|slow|slowly|gentle|smooth) tilt)\b"),
+        (
+            "orbit",
+            r"\b(?:orbit(?:s|ing)?|arc(?:s|ing)? (?:shot|around)|circl(?:es|ing) around"
+            r"|parallax)\b(?:\s+(?:\w+\s+){0,3}?(?P<dir>left|right|clockwise"
+            r"|counter-?clockwise|anti-?clockwise)\b)?",
+        ),
+    )
+)
+
+
+def choose_camera(prompt: str, seed: int) -> CameraMove:
+    """Pick the camera move a prompt asks for; ``seed`` fills in what it leaves open.
+
+    Recognised cues: push in / zoom in, pull out / zoom out, pan left|right, tilt up|down
+    (also crane, pedestal), dolly in|out, orbit / arc / parallax, and a static or
+    locked-off camera. Without a cue the camera makes a gentle push-in with a slight
+    drift. The seed picks amplitudes within a small range, and the direction when the
+    prompt names a move but not its direction; the same prompt and seed always give the
+    same move.
+    """
+    text = prompt.lower()
+    found: list[tuple[int, int, str, str | None]] = []
+    for order, (family, pattern) in enumerate(_CUES):
+        match = pattern.search(text)
+        if match is not None:
+            found.append((match.start(), order, family, match.groupdict().get("dir")))
+    if not found:
+        return _move("drift", None, random.Random(seed))
+    _, _, family, direction = min(found)
+    return _move(family, direction, random.Random(seed))
+
+
+def camera_move(kind: MoveKind, seed: int) -> CameraMove:
+    """The move of ``kind``, with the amplitude ``seed`` picks (for a move set by config)."""
+    family, _, direction = kind.partition("_")
+    if family in ("push", "pull"):
+        family, direction = kind, ""
+    return _move(family, direction or None, random.Random(seed))
+
+
+def _move(family: str, direction: str | None, rng: random.Random) -> CameraMove:
+    """The move of ``family``; ``rng`` picks the amplitude, and the direction if none."""
+    amount = rng.random()  # 0..1: where in the move's amplitude range this clip sits
+    side = rng.choice((-1.0, 1.0))
+    if family == "drift":  # no cue: a gentle push-in that wanders a little
+        return CameraMove(
+            "drift",
+            zoom=1.06 + 0.03 * amount,
+            travel_x=0.25 * side,
+            travel_y=0.15 * rng.choice((-1.0, 1.0)),
+        )
+    if family == "static":
+        return CameraMove("static")
+    if family == "push_in":
+        return CameraMove("push_in", zoom=1.10 + 0.05 * amount)
+    if family == "pull_out":
+        return CameraMove("pull_out", zoom=1 / (1.10 + 0.05 * amount), leaves_picture=True)
+    if family == "pan":
+        sign = {"left": -1.0, "right": 1.0}.get(direction or "", side)
+        return CameraMove(
+            "pan_right" if sign > 0 else "pan_left", zoom=1.16 + 0.05 * amount, travel_x=sign
+        )
+    if family == "tilt":
+        sign = {"up": -1.0, "down": 1.0}.get(direction or "", side)
+        return CameraMove(
+            "tilt_down" if sign > 0 else "tilt_up", zoom=1.16 + 0.05 * amount, travel_y=sign
+        )
+    if family == "dolly":
+        if direction in ("out", "back", "backward", "backwards"):
+            return CameraMove(
+                "dolly_out",
+                zoom=1 / (1.14 + 0.05 * amount),
+                travel_y=0.35 * side,
+                leaves_picture=True,
+            )
+        return CameraMove("dolly_in", zoom=1.16 + 0.05 * amount, travel_y=0.35 * side)
+    if family != "orbit":
+        raise ValueError(f"unknown camera move {family!r}")
+    # a lateral move around the subject, with a slight push-in and a subtle roll
+    sign = {"left": -1.0, "counterclockwise": -1.0, "anticlockwise": -1.0}.get(
+        (direction or "").replace("-", ""), 1.0 if direction else side
+    )
+    return CameraMove(
+        "orbit_right" if sign > 0 else "orbit_left",
+        zoom=1.12 + 0.04 * amount,
+        travel_x=0.85 * sign,
+        angle=-1.5 * sign,
+    )

@@ -1,0 +1,113 @@
+"""The one exception hierarchy of kinema.
+
+Domain code raises these; each HTTP dialect maps them to its own status codes and
+error envelope. Nothing here knows about HTTP beyond the suggested ``status`` hint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class KinemaError(Exception):
+    """Base of every error kinema raises on purpose."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One thing wrong with one field of a request (``path`` as in the wire body)."""
+
+    path: tuple[str | int, ...]
+    message: str
+
+
+class InvalidRequest(KinemaError):
+    """The request body is malformed or asks for something the model cannot do."""
+
+    status = 400
+    code = "invalid_request"
+
+    def __init__(self, message: str, problems: list[FieldProblem] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[FieldProblem] = problems or []
+
+    @classmethod
+    def for_field(cls, path: str | tuple[str | int, ...], message: str) -> InvalidRequest:
+        key = (path,) if isinstance(path, str) else path
+        return cls(f"{'.'.join(map(str, key))}: {message}", [FieldProblem(key, message)])
+
+
+class InvalidImage(InvalidRequest):
+    """An input image could not be fetched, decoded or accepted."""
+
+    code = "invalid_image"
+
+
+class UnsafeURL(InvalidImage):
+    """A URL points somewhere kinema refuses to connect to (SSRF protection)."""
+
+    code = "unsafe_url"
+
+
+class UnknownModel(InvalidRequest):
+    code = "unknown_model"
+
+
+class Unauthenticated(KinemaError):
+    status = 401
+    code = "unauthenticated"
+
+
+class NotFound(KinemaError):
+    status = 404
+    code = "not_found"
+
+
+class IdempotencyConflict(KinemaError):
+    """The same Idempotency-Key was used before with a different body."""
+
+    status = 422
+    code = "idempotency_conflict"
+
+
+class Forbidden(KinemaError):
+    status = 403
+    code = "forbidden"
+
+
+class LinkExpired(KinemaError):
+    status = 410
+    code = "link_expired"
+
+
+class NotSupported(KinemaError):
+    """A capability that exists in the wire protocol but not (yet) in this build."""
+
+    status = 501
+    code = "not_supported"
+
+
+class EngineError(KinemaError):
+    """An engine failed to produce a clip; the job fails with this message."""
+
+    code = "engine_error"
+
+
+class JobCancelled(KinemaError):
+    """Raised inside a running engine when its job was cancelled."""
+
+    code = "cancelled"
+
+
+class LeaseLost(KinemaError):
+    """A worker's fenced write found a newer attempt or a terminal job: stop quietly."""
+
+    code = "lease_lost"
+

@@ -1,0 +1,204 @@
+"""Running one claimed job: inputs -> engine -> MP4 -> storage -> fenced finish.
+
+``Executor.execute(job)`` is the one function every dispatcher calls (the embedded pool
+now, queue workers on other machines later). It never raises for a job's own failure:
+the outcome is written to the store, fenced by the job's attempt number, so a worker
+that lost its lease cannot overwrite a newer attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from kinema.catalog import Catalog
+from kinema.engines.base import Engine
+from kinema.engines.registry import EngineHost
+from kinema.errors import JobCancelled, KinemaError, LeaseLost
+from kinema.jobs.store import JobStore
+from kinema.jobs.submit import job_prefix
+from kinema.media.encode import encode_mp4, write_thumbnail
+from kinema.media.images import decode_image
+from kinema.storage import Storage
+from kinema.types import Clip, EngineRequest, GenerationRequest, Job, VideoResult
+
+log = logging.getLogger(__name__)
+
+# Rendering and encoding overlap, so engine progress drives the bar up to here; the
+# last stretch is muxing, storing and committing.
+_ENGINE_SHARE = 0.97
+
+
+class RunControl:
+    """Why a running job should stop: cancelled by its owner, lease lost, or shutdown."""
+
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()
+        self.lost = threading.Event()
+        self.shutdown = threading.Event()
+
+    def should_stop(self) -> bool:
+        return self.cancelled.is_set() or self.lost.is_set() or self.shutdown.is_set()
+
+
+class Executor:
+    def __init__(
+        self,
+        store: JobStore,
+        storage: Storage,
+        catalog: Catalog,
+        engines: EngineHost,
+        *,
+        progress_interval_s: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.storage = storage
+        self.catalog = catalog
+        self.engines = engines
+        self.progress_interval_s = progress_interval_s
+        self._clock = clock
+
+    def execute(self, job: Job, control: RunControl) -> None:
+        """Generate ``job`` (already claimed at ``job.attempt``) and record the outcome."""
+        try:
+            result = self._generate(job, control)
+        except JobCancelled:
+            if control.lost.is_set():
+                log.warning("job %s attempt %d lost its lease; dropped", job.id, job.attempt)
+                return
+            if control.shutdown.is_set() and not control.cancelled.is_set():
+                # Not the owner's wish: put the job back so the next start runs it at once.
+                self._record(lambda: self.store.release(job.id, job.attempt), job)
+                return
+            self._record(lambda: self.store.acknowledge_cancel(job.id, job.attempt), job)
+            return
+        except LeaseLost:
+            log.warning("job %s attempt %d lost its lease; dropped", job.id, job.attempt)
+            return
+        except KinemaError as error:
+            log.info("job %s failed: %s", job.id, error.message)
+            self._record(lambda: self.store.fail(job.id, job.attempt, error.code, error.message), job)
+            return
+        except Exception as error:  # an engine bug must fail the job, not the worker
+            log.exception("job %s crashed", job.id)
+            message = f"{type(error).__name__}: {error}"
+            self._record(lambda: self.store.fail(job.id, job.attempt, "engine_error", message), job)
+            return
+        try:
+            self.store.succeed(job.id, job.attempt, result)
+        except LeaseLost:
+            # A newer attempt owns the job now; this attempt's files must not survive.
+            log.warning("job %s attempt %d finished after losing its lease", job.id, job.attempt)
+            for key in (result.video_key, result.thumbnail_key):
+                if key:
+                    self.storage.delete(key)
+
+    def _record(self, write: Callable[[], object], job: Job) -> None:
+        try:
+            write()
+        except LeaseLost:
+            log.warning("job %s attempt %d: outcome dropped, lease lost", job.id, job.attempt)
+
+    def _generate(self, job: Job, control: RunControl) -> VideoResult:
+        request = job.request
+        spec = self.catalog.get(request.model)
+        config = self.catalog.engines[spec.engine]
+        engine: Engine = self.engines.get(spec.engine)
+        width, height = self.catalog.frame_size(request)
+        engine_request = EngineRequest(
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            width=width,
+            height=height,
+            fps=config.fps,
+            num_frames=request.duration_s * config.fps,
+            generate_audio=request.generate_audio,
+            seed=_seed_for(job.id, request),
+            image=self._image(request.image),
+            last_image=self._image(request.last_image),
+            reference_images=tuple(self._image(k) for k in request.reference_images if k),
+            options=dict(config.options),
+        )
+
+        def is_cancelled() -> bool:
+            return control.should_stop()
+
+        clip = engine.run(engine_request, self._progress_writer(job, control), is_cancelled)
+        return self._store_clip(job, clip, control)
+
+    def _image(self, key: str | None) -> Image.Image | None:
+        return decode_image(self.storage.get_bytes(key)) if key else None
+
+    def _progress_writer(self, job: Job, control: RunControl) -> Callable[[float], None]:
+        last_write = [0.0]
+
+        def on_progress(fraction: float) -> None:
+            now = self._clock()
+            if now - last_write[0] < self.progress_interval_s and fraction < 1.0:
+                return
+            last_write[0] = now
+            try:
+                self.store.set_progress(job.id, job.attempt, fraction * _ENGINE_SHARE)
+            except LeaseLost:
+                control.lost.set()
+
+        return on_progress
+
+    def _store_clip(self, job: Job, clip: Clip, control: RunControl) -> VideoResult:
+        scratch = self.storage.scratch_dir()
+        video_path = scratch / f"{job.id}-{job.attempt}.mp4"
+        thumb_path = scratch / f"{job.id}-{job.attempt}.jpg"
+        first: list[np.ndarray] = []
+
+        def remember_first(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+            for frame in frames:
+                if not first:
+                    first.append(frame)
+                yield frame
+
+        clip.frames = remember_first(clip.frames)
+        try:
+            encoded = encode_mp4(clip, video_path)
+            if control.should_stop():
+                raise JobCancelled("job stopped while its video was being written")
+            if first:
+                write_thumbnail(first[0], thumb_path)
+            prefix = job_prefix(job.id)
+            # Keys carry the attempt so a late, fenced-out attempt never overwrites the
+            # output of the attempt that committed.
+            video_key = f"{prefix}video-{job.attempt}.mp4"
+            size = self.storage.put_file(video_key, video_path)
+            thumb_key = None
+            if thumb_path.exists():
+                thumb_key = f"{prefix}thumbnail-{job.attempt}.jpg"
+                self.storage.put_file(thumb_key, thumb_path)
+        finally:
+            _remove(video_path, thumb_path)
+        return VideoResult(
+            video_key=video_key,
+            thumbnail_key=thumb_key,
+            width=encoded.width,
+            height=encoded.height,
+            fps=encoded.fps,
+            duration_s=encoded.duration_s,
+            has_audio=encoded.has_audio,
+            size_bytes=size,
+        )
+
+
+def _seed_for(job_id: str, request: GenerationRequest) -> int:
+    """The request's seed, or one derived from the job id so a retry renders the same."""
+    return request.seed if request.seed is not None else zlib.crc32(job_id.encode())
+
+
+def _remove(*paths: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)

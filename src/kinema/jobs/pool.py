@@ -1,0 +1,144 @@
+"""The embedded worker pool: threads in the server process claiming from the jobs table.
+
+Each worker thread loops: claim the best queued job (a fenced UPDATE), execute it, repeat.
+One supervisor thread renews the leases of running jobs, passes cancel requests to them,
+and re-queues jobs whose lease ran out (their worker died), so a job accepted before a
+crash still completes after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Collection
+
+from kinema.errors import LeaseLost
+from kinema.jobs.execute import Executor, RunControl
+from kinema.jobs.store import JobStore
+from kinema.types import Job
+
+log = logging.getLogger(__name__)
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        store: JobStore,
+        executor: Executor,
+        *,
+        concurrency: int,
+        lease_s: float,
+        heartbeat_s: float,
+        poll_s: float,
+        max_attempts: int,
+        models: Collection[str] | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.concurrency = concurrency
+        self.lease_s = lease_s
+        self.heartbeat_s = heartbeat_s
+        self.poll_s = poll_s
+        self.max_attempts = max_attempts
+        self.models = models
+        self.worker_id = worker_id or f"embedded-{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._running: dict[str, tuple[Job, RunControl]] = {}
+        self._running_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    # --- life cycle ---
+
+    def start(self) -> None:
+        self._requeue_expired()
+        for i in range(self.concurrency):
+            self._spawn(self._claim_loop, f"kinema-worker-{i}")
+        self._spawn(self._supervise_loop, "kinema-supervisor")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop claiming; running jobs are handed back to the queue for the next start."""
+        self._stop.set()
+        self._wake.set()
+        with self._running_lock:
+            for _, control in self._running.values():
+                control.shutdown.set()
+        for thread in self._threads:
+            thread.join(timeout_s)
+        self._threads.clear()
+
+    def notify(self) -> None:
+        """A job was just queued: wake an idle worker now instead of at its next poll."""
+        self._wake.set()
+
+    def interrupt(self, job_id: str) -> None:
+        """Stop a running job now (its cancel was requested in this process)."""
+        with self._running_lock:
+            entry = self._running.get(job_id)
+        if entry is not None:
+            entry[1].cancelled.set()
+
+    @property
+    def running_jobs(self) -> list[str]:
+        with self._running_lock:
+            return list(self._running)
+
+    # --- loops ---
+
+    def _spawn(self, target: object, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
+        thread.start()
+        self._threads.append(thread)
+
+    def _claim_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                job = self.store.claim_next(
+                    worker_id=self.worker_id, lease_s=self.lease_s, models=self.models
+                )
+            except Exception:
+                log.exception("claiming a job failed; retrying")
+                self._stop.wait(self.poll_s)
+                continue
+            if job is None:
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
+                continue
+            self._run(job)
+
+    def _run(self, job: Job) -> None:
+        control = RunControl()
+        with self._running_lock:
+            self._running[job.id] = (job, control)
+        try:
+            log.info("job %s attempt %d started (%s)", job.id, job.attempt, job.model)
+            self.executor.execute(job, control)
+        finally:
+            with self._running_lock:
+                self._running.pop(job.id, None)
+
+    def _supervise_loop(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            self._heartbeat()
+            self._requeue_expired()
+
+    def _heartbeat(self) -> None:
+        with self._running_lock:
+            running = list(self._running.values())
+        for job, control in running:
+            try:
+                if self.store.heartbeat(job.id, job.attempt, self.lease_s):
+                    control.cancelled.set()
+            except LeaseLost:
+                control.lost.set()
+            except Exception:
+                log.exception("heartbeat for job %s failed", job.id)
+
+    def _requeue_expired(self) -> None:
+        try:
+            if self.store.requeue_expired(max_attempts=self.max_attempts):
+                self._wake.set()
+        except Exception:
+            log.exception("re-queueing expired jobs failed")

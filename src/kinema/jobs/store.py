@@ -1,0 +1,482 @@
+"""The durable job store: the only code that writes job rows.
+
+Every state change is one conditional UPDATE fenced by the job id, the attempt and the
+status it expects, and checked by what it matched. When a worker's job was re-queued
+(its lease ran out) and claimed again, the job's attempt has moved on, so the old
+worker's writes match nothing and raise ``LeaseLost``: a presumed-dead worker can never
+overwrite a newer attempt. Timestamps come from one injectable clock so tests can move
+time; on PostgreSQL with many machines their clocks should agree to well within a lease.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Callable, Collection
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import (
+    Engine,
+    Row,
+    Update,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from kinema.db import begin_write
+from kinema.errors import IdempotencyConflict, InvalidRequest, LeaseLost, NotFound
+from kinema.jobs.tables import jobs
+from kinema.types import GenerationRequest, Job, JobStatus, VideoResult
+
+Clock = Callable[[], datetime]
+
+_QUEUED = JobStatus.QUEUED.value
+_RUNNING = JobStatus.RUNNING.value
+_SUCCEEDED = JobStatus.SUCCEEDED.value
+_FAILED = JobStatus.FAILED.value
+_CANCELLED = JobStatus.CANCELLED.value
+_TERMINAL = tuple(status.value for status in JobStatus if status.terminal)
+
+WORKER_LOST = "worker_lost"  # error_code of a job whose workers kept disappearing
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def hash_request(request: GenerationRequest) -> str:
+    """The default ``request_hash``: sha256 of the canonical JSON of ``request``.
+
+    Callers that rewrite a request before submitting it (image sources replaced by
+    storage keys) should hash the body as it arrived instead, so retries compare equal.
+    """
+    canonical = json.dumps(request.to_json(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class JobStore:
+    def __init__(self, engine: Engine, *, clock: Clock = _utcnow) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    # --- accepting jobs ---
+
+    def submit(
+        self,
+        *,
+        owner: str,
+        request: GenerationRequest,
+        dialect: str,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+        priority: int | None = None,
+        job_id: str | None = None,
+    ) -> tuple[Job, bool]:
+        """Queue ``request`` for ``owner``; returns the job and whether it was created.
+
+        With an ``idempotency_key`` the owner already used, the earlier job comes back
+        (created False) if ``request_hash`` matches, else ``IdempotencyConflict``. Two
+        racing submits with one key both end on the same row: the unique index lets only
+        one insert win, and the loser reads the winner's row.
+        """
+        request_hash = request_hash or hash_request(request)
+        if idempotency_key is not None:
+            earlier = self._find_by_key(owner, idempotency_key)
+            if earlier is not None:
+                return _same_request(earlier, request_hash), False
+        now = self._clock()
+        values = {
+            "id": job_id or uuid.uuid4().hex,
+            "owner": owner,
+            "model": request.model,
+            "dialect": dialect,
+            "status": _QUEUED,
+            "attempt": 0,
+            "priority": request.priority if priority is None else priority,
+            "progress": 0.0,
+            "request": request.to_json(),
+            "request_hash": request_hash,
+            "idempotency_key": idempotency_key,
+            "cancel_requested": False,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            row = self._write_one(insert(jobs).values(values).returning(*jobs.c))
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            earlier = self._find_by_key(owner, idempotency_key)
+            if earlier is None:
+                raise
+            return _same_request(earlier, request_hash), False
+        assert row is not None
+        return _to_job(row), True
+
+    def find_idempotent(self, owner: str, idempotency_key: str) -> Job | None:
+        """The job ``owner`` submitted with ``idempotency_key``, if any.
+
+        Lets the API answer a retry before doing the slow part of accepting it again.
+        """
+        row = self._find_by_key(owner, idempotency_key)
+        return None if row is None else _to_job(row)
+
+    def request_hash(self, job_id: str) -> str:
+        """The ``request_hash`` stored with a job (what idempotent retries compare)."""
+        with self._engine.connect() as connection:
+            value = connection.scalar(select(jobs.c.request_hash).where(jobs.c.id == job_id))
+        if value is None:
+            raise NotFound(f"job {job_id} not found")
+        return str(value)
+
+    # --- reading ---
+
+    def get(self, owner: str, job_id: str) -> Job:
+        """``owner``'s job; someone else's job is as not-found as a missing one."""
+        row = self._read_one(select(jobs).where(jobs.c.id == job_id, jobs.c.owner == owner))
+        if row is None:
+            raise NotFound(f"job {job_id} not found")
+        return _to_job(row)
+
+    def get_any(self, job_id: str) -> Job:
+        """A job whoever owns it: for workers, which act on every owner's jobs."""
+        row = self._read_one(select(jobs).where(jobs.c.id == job_id))
+        if row is None:
+            raise NotFound(f"job {job_id} not found")
+        return _to_job(row)
+
+    def list(
+        self,
+        owner: str,
+        *,
+        limit: int = 20,
+        after: str | None = None,
+        order: Literal["asc", "desc"] = "desc",
+    ) -> builtins.list[Job]:
+        """A page of ``owner``'s jobs by creation time; ``after`` is the last id seen."""
+        if order not in ("asc", "desc"):
+            raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
+        created, ident = jobs.c.created_at, jobs.c.id
+        query = select(jobs).where(jobs.c.owner == owner)
+        with self._engine.connect() as connection:
+            if after is not None:
+                cursor = connection.scalar(
+                    select(created).where(ident == after, jobs.c.owner == owner)
+                )
+                if cursor is None:
+                    raise InvalidRequest.for_field("after", f"no job {after}")
+                if order == "desc":
+                    query = query.where(
+                        or_(created < cursor, and_(created == cursor, ident < after))
+                    )
+                else:
+                    query = query.where(
+                        or_(created > cursor, and_(created == cursor, ident > after))
+                    )
+            if order == "desc":
+                query = query.order_by(created.desc(), ident.desc())
+            else:
+                query = query.order_by(created, ident)
+            rows = connection.execute(query.limit(limit)).all()
+        return [_to_job(row) for row in rows]
+
+    def queue_position(self, job: Job) -> int | None:
+        """How many queued jobs for the same model will be claimed before ``job``.
+
+        None unless ``job`` is queued. Mirrors ``claim_next``'s order, so it is exact for
+        workers that claim this model; served by the (status, model, ...) index.
+        """
+        if job.status is not JobStatus.QUEUED:
+            return None
+        ahead = or_(
+            jobs.c.priority > job.priority,
+            and_(
+                jobs.c.priority == job.priority,
+                or_(
+                    jobs.c.created_at < job.created_at,
+                    and_(jobs.c.created_at == job.created_at, jobs.c.id < job.id),
+                ),
+            ),
+        )
+        query = (
+            select(func.count())
+            .select_from(jobs)
+            .where(
+                jobs.c.status == _QUEUED,
+                jobs.c.model == job.model,
+                jobs.c.cancel_requested.is_(False),
+                ahead,
+            )
+        )
+        with self._engine.connect() as connection:
+            return int(connection.scalar(query) or 0)
+
+    # --- workers ---
+
+    def claim_next(
+        self, *, worker_id: str, lease_s: float, models: Collection[str] | None = None
+    ) -> Job | None:
+        """Take the best queued job (highest priority, then oldest) and start its attempt.
+
+        One UPDATE whose WHERE picks the job: SQLite runs it under the database write
+        lock, PostgreSQL's ``FOR UPDATE SKIP LOCKED`` lets concurrent claimers pass over
+        a row another one is taking. Either way each job is claimed exactly once.
+        """
+        if models is not None and not models:
+            return None
+        candidate = jobs.alias("candidate")
+        pick = select(candidate.c.id).where(
+            candidate.c.status == _QUEUED, candidate.c.cancel_requested.is_(False)
+        )
+        if models is not None:
+            pick = pick.where(candidate.c.model.in_(builtins.list(models)))
+        pick = (
+            pick.order_by(candidate.c.priority.desc(), candidate.c.created_at, candidate.c.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        now = self._clock()
+        claim = (
+            update(jobs)
+            .where(jobs.c.id == pick.scalar_subquery(), jobs.c.status == _QUEUED)
+            .values(
+                status=_RUNNING,
+                attempt=jobs.c.attempt + 1,
+                progress=0.0,
+                worker_id=worker_id,
+                lease_until=now + timedelta(seconds=lease_s),
+                started_at=now,
+                updated_at=now,
+            )
+            .returning(*jobs.c)
+        )
+        row = self._write_one(claim)
+        return None if row is None else _to_job(row)
+
+    def heartbeat(self, job_id: str, attempt: int, lease_s: float) -> bool:
+        """Extend the lease of a running attempt; True once its owner asked to cancel."""
+        now = self._clock()
+        job = self._fenced(job_id, attempt, lease_until=now + timedelta(seconds=lease_s))
+        return job.cancel_requested
+
+    def set_progress(self, job_id: str, attempt: int, progress: float) -> None:
+        """Record progress (clamped to 0..1); a lower value than stored is ignored."""
+        if math.isnan(progress):
+            return
+        value = min(1.0, max(0.0, float(progress)))
+        self._fenced(
+            job_id,
+            attempt,
+            progress=case((jobs.c.progress < value, value), else_=jobs.c.progress),
+            updated_at=self._clock(),
+        )
+
+    def succeed(self, job_id: str, attempt: int, result: VideoResult) -> Job:
+        now = self._clock()
+        return self._fenced(
+            job_id,
+            attempt,
+            status=_SUCCEEDED,
+            progress=1.0,
+            result=dataclasses.asdict(result),
+            lease_until=None,
+            finished_at=now,
+            updated_at=now,
+        )
+
+    def fail(self, job_id: str, attempt: int, code: str, message: str) -> Job:
+        now = self._clock()
+        return self._fenced(
+            job_id,
+            attempt,
+            status=_FAILED,
+            error_code=code,
+            error_message=message,
+            lease_until=None,
+            finished_at=now,
+            updated_at=now,
+        )
+
+    def acknowledge_cancel(self, job_id: str, attempt: int) -> Job:
+        """The worker stopped a running job because its owner cancelled it."""
+        now = self._clock()
+        return self._fenced(
+            job_id, attempt, status=_CANCELLED, lease_until=None, finished_at=now, updated_at=now
+        )
+
+    def release(self, job_id: str, attempt: int) -> Job:
+        """Hand a running job back to the queue (its worker is shutting down).
+
+        A job whose cancel was requested meanwhile becomes cancelled instead, since no
+        worker would ever claim it again. The attempt stays counted: fencing needs it to
+        only grow, so releases count toward ``max_attempts`` like lost workers do.
+        """
+        now = self._clock()
+        asked = jobs.c.cancel_requested.is_(True)
+        return self._fenced(
+            job_id,
+            attempt,
+            status=case((asked, _CANCELLED), else_=_QUEUED),
+            finished_at=case((asked, now), else_=None),
+            progress=case((asked, jobs.c.progress), else_=0.0),
+            worker_id=None,
+            lease_until=None,
+            updated_at=now,
+        )
+
+    def requeue_expired(self, *, max_attempts: int) -> int:
+        """Recover running jobs whose lease ran out (their worker died); returns how many.
+
+        Back to the queue while attempts remain, failed with ``worker_lost`` after
+        ``max_attempts``, cancelled if the owner asked for it. Each outcome is one UPDATE
+        conditioned on the lease still being expired, so a heartbeat that lands first
+        keeps its job, and one that lands after finds the attempt gone (``LeaseLost``).
+        """
+        now = self._clock()
+        expired = and_(jobs.c.status == _RUNNING, jobs.c.lease_until < now)
+        asked = jobs.c.cancel_requested.is_(True)
+        not_asked = jobs.c.cancel_requested.is_(False)
+        gone = {"lease_until": None, "updated_at": now}
+        outcomes = [
+            update(jobs).where(expired, asked).values(status=_CANCELLED, finished_at=now, **gone),
+            update(jobs)
+            .where(expired, not_asked, jobs.c.attempt >= max_attempts)
+            .values(
+                status=_FAILED,
+                error_code=WORKER_LOST,
+                error_message=(
+                    f"the worker running this job stopped responding ({max_attempts} attempts)"
+                ),
+                finished_at=now,
+                **gone,
+            ),
+            update(jobs)
+            .where(expired, not_asked, jobs.c.attempt < max_attempts)
+            .values(status=_QUEUED, progress=0.0, worker_id=None, **gone),
+        ]
+        with begin_write(self._engine) as connection:
+            return sum(connection.execute(statement).rowcount for statement in outcomes)
+
+    # --- owners ---
+
+    def cancel(self, owner: str, job_id: str) -> Job:
+        """Stop ``owner``'s job: queued ones at once, running ones at their next heartbeat.
+
+        A finished job comes back unchanged, so cancelling twice is harmless.
+        """
+        mine = and_(jobs.c.id == job_id, jobs.c.owner == owner)
+        for _ in range(3):  # only repeats if the job changed state between statements
+            now = self._clock()
+            attempts: builtins.list[Update] = [
+                update(jobs)
+                .where(mine, jobs.c.status == _QUEUED)
+                .values(status=_CANCELLED, finished_at=now, updated_at=now),
+                update(jobs)
+                .where(mine, jobs.c.status == _RUNNING)
+                .values(cancel_requested=True, updated_at=now),
+            ]
+            with begin_write(self._engine) as connection:
+                for statement in attempts:
+                    row = connection.execute(statement.returning(*jobs.c)).one_or_none()
+                    if row is not None:
+                        return _to_job(row)
+                row = connection.execute(select(jobs).where(mine)).one_or_none()
+            if row is None:
+                raise NotFound(f"job {job_id} not found")
+            job = _to_job(row)
+            if job.status.terminal:
+                return job
+        return self.get(owner, job_id)
+
+    def delete(self, owner: str, job_id: str) -> Job:
+        """Remove a finished job's row and return it (its files are the caller's to remove)."""
+        mine = and_(jobs.c.id == job_id, jobs.c.owner == owner)
+        with begin_write(self._engine) as connection:
+            row = connection.execute(
+                delete(jobs).where(mine, jobs.c.status.in_(_TERMINAL)).returning(*jobs.c)
+            ).one_or_none()
+            if row is not None:
+                return _to_job(row)
+            exists = connection.scalar(select(jobs.c.id).where(mine))
+        if exists is None:
+            raise NotFound(f"job {job_id} not found")
+        raise InvalidRequest("job is still running; cancel it first")
+
+    # --- plumbing ---
+
+    def _fenced(self, job_id: str, attempt: int, **values: Any) -> Job:
+        """Apply ``values`` to attempt ``attempt`` of a running job, or raise LeaseLost."""
+        statement = (
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.attempt == attempt, jobs.c.status == _RUNNING)
+            .values(**values)
+            .returning(*jobs.c)
+        )
+        row = self._write_one(statement)
+        if row is None:
+            raise LeaseLost(f"job {job_id} attempt {attempt} no longer holds its lease")
+        return _to_job(row)
+
+    def _find_by_key(self, owner: str, idempotency_key: str) -> Row[Any] | None:
+        return self._read_one(
+            select(jobs).where(jobs.c.owner == owner, jobs.c.idempotency_key == idempotency_key)
+        )
+
+    def _read_one(self, statement: Any) -> Row[Any] | None:
+        with self._engine.connect() as connection:
+            return connection.execute(statement).one_or_none()
+
+    def _write_one(self, statement: Any) -> Row[Any] | None:
+        with begin_write(self._engine) as connection:
+            return connection.execute(statement).one_or_none()
+
+
+def _same_request(row: Row[Any], request_hash: str) -> Job:
+    if row.request_hash != request_hash:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was already used with a different request body"
+        )
+    return _to_job(row)
+
+
+def _to_job(row: Row[Any]) -> Job:
+    data = row._mapping
+    result = data["result"]
+    return Job(
+        id=data["id"],
+        owner=data["owner"],
+        model=data["model"],
+        status=JobStatus(data["status"]),
+        request=GenerationRequest.from_json(data["request"]),
+        attempt=data["attempt"],
+        progress=data["progress"],
+        created_at=data["created_at"],
+        updated_at=data["updated_at"],
+        started_at=data["started_at"],
+        finished_at=data["finished_at"],
+        lease_until=data["lease_until"],
+        cancel_requested=bool(data["cancel_requested"]),
+        priority=data["priority"],
+        idempotency_key=data["idempotency_key"],
+        error_code=data["error_code"],
+        error_message=data["error_message"],
+        result=None if result is None else _video_result(result),
+        dialect=data["dialect"],
+    )
+
+
+def _video_result(data: dict[str, Any]) -> VideoResult:
+    fields = VideoResult.__dataclass_fields__
+    return VideoResult(**{name: value for name, value in data.items() if name in fields})

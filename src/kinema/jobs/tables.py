@@ -1,0 +1,124 @@
+"""The database schema: jobs and API keys, as SQLAlchemy Core tables.
+
+This metadata is what the Alembic migrations must produce (a test compares them), and
+what ``JobStore`` and ``KeyStore`` query. Nothing else touches these tables.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    text,
+)
+
+from kinema.types import JobStatus
+
+# Named constraints let later migrations (and SQLite batch mode) refer to them.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is stored in UTC and always read back timezone-aware.
+
+    SQLite has no timezone-aware type, and its driver hands back naive values; storing
+    naive UTC there (and ``timestamptz`` on PostgreSQL) keeps comparisons such as
+    ``lease_until < now`` correct on both, and nobody above the store sees a naive time.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; use datetime.now(UTC)")
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+_STATUSES = ", ".join(f"'{s.value}'" for s in JobStatus)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(64), nullable=False),  # ApiKey.id
+    Column("model", String(128), nullable=False),
+    Column("dialect", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # JobStatus values
+    Column("attempt", Integer, nullable=False),  # claims so far; fences every worker write
+    Column("priority", Integer, nullable=False),
+    Column("progress", Float, nullable=False),
+    Column("request", JSON(none_as_null=True), nullable=False),  # GenerationRequest.to_json()
+    Column("request_hash", String(64), nullable=False),
+    Column("idempotency_key", String(255)),
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("lease_until", UTCDateTime()),
+    Column("worker_id", String(255)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("started_at", UTCDateTime()),
+    Column("finished_at", UTCDateTime()),
+    Column("error_code", String(64)),
+    Column("error_message", Text),
+    Column("result", JSON(none_as_null=True)),  # VideoResult fields
+    Column("expires_at", UTCDateTime()),
+    CheckConstraint(f"status IN ({_STATUSES})", name="status"),
+    # Lookups by (owner, id) use the primary key, then compare the owner.
+    Index(
+        "ix_jobs_owner_idempotency_key",
+        "owner",
+        "idempotency_key",
+        unique=True,
+        sqlite_where=text("idempotency_key IS NOT NULL"),
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+    ),
+    Index("ix_jobs_claim", "status", "priority", "created_at"),  # claim_next, any model
+    Index("ix_jobs_queue", "status", "model", "priority", "created_at"),  # per-model claims
+    Index("ix_jobs_lease", "status", "lease_until"),  # requeue_expired
+    Index("ix_jobs_owner_created", "owner", "created_at", "id"),  # list pagination
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("prefix", String(16), nullable=False),  # shown in lists; accepted by revoke
+    Column("key_hash", String(64), nullable=False),  # sha256 hex of the plaintext key
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime()),
+    Column("last_used_at", UTCDateTime()),
+    Index("ix_api_keys_key_hash", "key_hash", unique=True),
+    Index("ix_api_keys_prefix", "prefix"),
+)

@@ -1,0 +1,440 @@
+"""Soundtracks from prompts: quoted dialogue spoken by espeak-ng over a quiet ambient bed.
+
+Prompts in the Veo style put speech in quotes (``The woman says slowly: 'Well...'``). This
+module finds those lines, reads delivery hints from the words around them, synthesises
+them with espeak-ng (through ctypes, on the library that the ``espeakng-loader`` wheel
+ships, so no system package is needed) and lays them over a soft, seed-determined ambience
+whose character follows the scene words of the prompt.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kinema.errors import EngineError
+from kinema.types import Audio
+
+__all__ = ["Line", "build_soundtrack", "extract_dialogue", "resample", "speak"]
+
+BED_LEVEL_DBFS = -30.0  # RMS of the ambience: present, but well under speech
+_SPEECH_PEAK = 0.5  # peak of a line spoken at volume 1.0 (-6 dBFS)
+_EDGE_S = 0.1  # keep speech this far from the end of the clip
+_GAP_S = 0.15  # silence between consecutive lines
+_FADE_S = 0.005  # ramps at the edges of each line so they do not click
+
+# --- dialogue -------------------------------------------------------------------------
+
+# A quote opens after a non-word character and closes before one, so the apostrophes in
+# "don't", "it's" or "Mona's" never open or close a line.
+_QUOTED = re.compile(
+    r"(?<!\w)\"(?=\S)(?P<straight_double>[^\"]+?)(?<=\S)\"(?!\w)"
+    r"|\u201c(?P<curly_double>[^\u201d]+?)\u201d"
+    r"|(?<!\w)\u2018(?=\S)(?P<curly_single>[^\u2018\"]{1,400}?)(?<=\S)\u2019(?!\w)"
+    r"|(?<!\w)'(?=\S)(?P<straight_single>[^\"]{1,400}?)(?<=\S)'(?!\w)"
+    r"|\u00ab\s*(?P<guillemets>[^\u00bb]+?)\s*\u00bb"
+)
+_SPEECH_CUE = re.compile(
+    r"\b(?:say|says|said|saying|speak|speaks|asks?|asked|repl(?:y|ies|ied)|answers?"
+    r"|whisper(?:s|ed|ing)?|shout(?:s|ed|ing)?|yell(?:s|ed|ing)?|scream(?:s|ed|ing)?"
+    r"|calls?|murmurs?|mutters?|sings?|exclaims?|tells?|announces?|narrat\w*|voice\w*"
+    r"|dialogue|cries|sighs?|laughs?|adds?|continues|declares?|states?)\b|:\s*$"
+)
+_QUOTE_OPENERS = re.compile("[\"'\u201c\u2018\u00ab]")
+_TERMINAL = re.compile(r"[.!?\u2026]\W*$")
+_HINT_BEFORE_CHARS = 80
+_HINT_AFTER_CHARS = 40
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    pattern: re.Pattern[str]
+    rate: float | None = None
+    volume: float | None = None
+    pitch: int | None = None
+    whisper: bool = False
+
+
+_DELIVERIES = (
+    _Delivery(re.compile(r"\b(?:slow|slowly|drawls?|hesitantly|deliberately)\b"), rate=0.7),
+    _Delivery(re.compile(r"\b(?:quick|quickly|fast|rapidly|hurriedly|hastily)\b"), rate=1.3),
+    _Delivery(
+        re.compile(r"\b(?:whisper\w*|hushed|under (?:her|his|their) breath)\b"),
+        volume=0.5,
+        rate=0.9,
+        whisper=True,
+    ),
+    _Delivery(re.compile(r"\b(?:softly|quietly|murmur\w*|mutter\w*)\b"), volume=0.55),
+    _Delivery(
+        re.compile(r"\b(?:shout\w*|yell\w*|scream\w*|loudly|exclaims?|cries out|calls out)\b"),
+        volume=1.0,
+        rate=1.1,
+        pitch=65,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One quoted line of speech found in a prompt, and how to say it."""
+
+    text: str
+    offset: int  # index in the prompt of the quote that opens the line
+    rate: float = 1.0  # 1.0 is espeak's normal pace; 0.7 slow, 1.3 quick
+    volume: float = 0.8  # 0..1 relative to the loudest delivery
+    pitch: int = 50  # espeak pitch, 0..100
+    whisper: bool = False
+    hints: tuple[str, ...] = ()  # the delivery words that set the fields above, e.g. ("slowly",)
+
+
+def extract_dialogue(prompt: str) -> list[Line]:
+    """Find the quoted speech in ``prompt``, in order.
+
+    Straight and curly, single and double quotes and guillemets all count. A quoted span
+    counts as speech when a speech cue (``says``, ``whispers``, a colon...) sits just
+    before or after it, or when it reads like a sentence (ends with ``.!?…`` or has four
+    words or more): that keeps quoted terms such as a 'film noir' look out of the audio.
+    Delivery hints come from the words around the line (``slowly``, ``whispers``...).
+    """
+    lines: list[Line] = []
+    previous_end = 0
+    for match in _QUOTED.finditer(prompt):
+        text = next(group for group in match.groups() if group is not None).strip()
+        before = prompt[max(previous_end, match.start() - _HINT_BEFORE_CHARS) : match.start()]
+        before = before.lower()
+        after = _QUOTE_OPENERS.split(prompt[match.end() : match.end() + _HINT_AFTER_CHARS])[0]
+        after = after.lower()
+        previous_end = match.end()
+        if not any(char.isalnum() for char in text):
+            continue
+        # Attribution usually comes first ("she whispers: '...'"); words after the quote
+        # describe this line only when nothing before it does ("'...,' she whispers").
+        context = before if _SPEECH_CUE.search(before) else f"{before} {after}"
+        if _SPEECH_CUE.search(context) or _reads_like_speech(text):
+            lines.append(_with_delivery(text, match.start(), context))
+    return lines
+
+
+def _reads_like_speech(text: str) -> bool:
+    return bool(_TERMINAL.search(text)) or len(text.split()) >= 4
+
+
+def _with_delivery(text: str, offset: int, context: str) -> Line:
+    fields: dict[str, float | int | bool] = {}
+    hints: list[str] = []
+    for delivery in _DELIVERIES:
+        found = delivery.pattern.search(context)
+        if found is None:
+            continue
+        hints.append(found.group(0))
+        for name in ("rate", "volume", "pitch"):
+            value = getattr(delivery, name)
+            if value is not None:
+                fields[name] = value
+        if delivery.whisper:
+            fields["whisper"] = True
+    return Line(text=text, offset=offset, hints=tuple(hints), **fields)  # type: ignore[arg-type]
+
+
+# --- speech ---------------------------------------------------------------------------
+
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_CHARS_UTF8 = 1
+_POS_CHARACTER = 1
+_PARAM_RATE, _PARAM_PITCH = 1, 3
+_ESPEAK_WPM = 175  # espeak's default pace, rate 1.0
+_ESPEAK_WPM_RANGE = (80, 450)
+_SYNTH_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
+)
+
+# espeak-ng keeps its voice, parameters and output callback in process-wide C state and is
+# not thread-safe: every use of the library, initialisation included, holds this lock.
+_ESPEAK_LOCK = threading.Lock()
+
+
+class _Espeak:
+    """The espeak-ng library, initialised for synchronous synthesis into a callback."""
+
+    def __init__(self) -> None:
+        import espeakng_loader
+
+        lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_Initialize.restype = ctypes.c_int
+        lib.espeak_SetSynthCallback.argtypes = [_SYNTH_CALLBACK]
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
+        # The path names the folder that holds ``espeak-ng-data``.
+        data_root = str(Path(espeakng_loader.get_data_path()).parent).encode()
+        sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_root, 0)
+        if sample_rate <= 0:
+            raise EngineError("espeak-ng failed to initialise")
+        self.sample_rate = sample_rate
+        self._lib = lib
+        self._chunks: list[np.ndarray] = []
+        self._callback = _SYNTH_CALLBACK(self._collect)  # must live as long as the library
+        lib.espeak_SetSynthCallback(self._callback)
+
+    def _collect(self, wav: ctypes._Pointer[ctypes.c_short], count: int, _events: int) -> int:
+        if count > 0 and wav:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
+        return 0  # keep going
+
+    def synthesise(self, text: str, voice: str, words_per_minute: int, pitch: int) -> np.ndarray:
+        if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise EngineError(f"espeak-ng has no voice {voice!r}")
+        self._lib.espeak_SetParameter(_PARAM_RATE, words_per_minute, 0)
+        self._lib.espeak_SetParameter(_PARAM_PITCH, pitch, 0)
+        encoded = text.encode()
+        self._chunks = []
+        status = self._lib.espeak_Synth(
+            encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
+        )
+        chunks, self._chunks = self._chunks, []
+        if status != 0:
+            raise EngineError(f"espeak-ng failed to speak (status {status})")
+        if not chunks:
+            return np.zeros(0, dtype=np.int16)
+        return np.concatenate(chunks)
+
+
+@functools.cache
+def _espeak() -> _Espeak:
+    """The one library handle of the process, created on first use (callers hold the lock)."""
+    return _Espeak()
+
+
+def speech_sample_rate() -> int:
+    """Load espeak-ng (once) and return the rate it speaks at; fails early if it cannot."""
+    with _ESPEAK_LOCK:
+        return _espeak().sample_rate
+
+
+def speak(
+    text: str,
+    rate: float = 1.0,
+    *,
+    volume: float = 1.0,
+    pitch: int = 50,
+    whisper: bool = False,
+    voice: str = "en-us",
+) -> Audio:
+    """Speak ``text`` with espeak-ng: mono float32 at espeak's own rate (usually 22050 Hz).
+
+    ``rate`` scales espeak's normal pace of 175 words a minute (within 80..450), ``volume``
+    scales espeak's own level, ``whisper`` uses the whisper variant of ``voice``.
+    """
+    low, high = _ESPEAK_WPM_RANGE
+    words_per_minute = int(np.clip(round(_ESPEAK_WPM * rate), low, high))
+    name = f"{voice}+whisper" if whisper else voice
+    with _ESPEAK_LOCK:
+        engine = _espeak()
+        pcm = engine.synthesise(text, name, words_per_minute, int(np.clip(pitch, 0, 100)))
+        sample_rate = engine.sample_rate
+    samples = (pcm.astype(np.float32) / 32768.0) * float(volume)
+    return Audio(samples=samples[np.newaxis, :], sample_rate=sample_rate)
+
+
+# --- resampling -----------------------------------------------------------------------
+
+
+def resample(audio: Audio, sample_rate: int) -> Audio:
+    """Change the sample rate by band-limited (FFT) interpolation, keeping the duration.
+
+    The track is padded with silence while it is transformed so its ends do not wrap
+    into each other.
+    """
+    if audio.sample_rate == sample_rate:
+        return audio
+    samples = np.asarray(audio.samples, dtype=np.float32)
+    length = samples.shape[-1]
+    target = round(length * sample_rate / audio.sample_rate)
+    if length == 0 or target == 0:
+        return Audio(np.zeros((*samples.shape[:-1], target), np.float32), sample_rate)
+    pad = min(length, audio.sample_rate // 10)
+    padded = np.pad(samples, [(0, 0)] * (samples.ndim - 1) + [(pad, pad)])
+    padded_target = round(padded.shape[-1] * sample_rate / audio.sample_rate)
+    spectrum = np.fft.rfft(padded, axis=-1)
+    bins = padded_target // 2 + 1
+    kept = np.zeros((*spectrum.shape[:-1], bins), dtype=spectrum.dtype)
+    shared = min(bins, spectrum.shape[-1])
+    kept[..., :shared] = spectrum[..., :shared]
+    stretched = np.fft.irfft(kept, n=padded_target, axis=-1) * (padded_target / padded.shape[-1])
+    start = round(pad * sample_rate / audio.sample_rate)
+    out = stretched[..., start : start + target]
+    if out.shape[-1] < target:
+        out = np.pad(out, [(0, 0)] * (out.ndim - 1) + [(0, target - out.shape[-1])])
+    return Audio(samples=out.astype(np.float32), sample_rate=sample_rate)
+
+
+# --- soundtrack -----------------------------------------------------------------------
+
+
+def build_soundtrack(prompt: str, duration_s: float, seed: int, sample_rate: int = 48_000) -> Audio:
+    """A stereo track of ``duration_s``: ambience at about -30 dBFS RMS plus the dialogue.
+
+    The ambience depends only on the prompt's scene words and ``seed`` (same inputs, same
+    samples): surf for sea and beach prompts, wind for open landscapes, rain for storms,
+    otherwise a low room tone with a soft drone.
+
+    Placement rule: a line starts where its quote sits in the prompt, in proportion,
+    ``start = offset / len(prompt) * duration_s``; it is pushed back to start at least
+    0.15 s after the previous line ends, then pulled forward so it ends 0.1 s before the
+    clip does (never earlier than 0 s). A line longer than the clip allows is spoken
+    faster (up to espeak's fastest pace) and, if still too long, cut with a short fade.
+    """
+    num_samples = round(duration_s * sample_rate)
+    rng = np.random.default_rng(_seed_for(prompt, seed))
+    track = _ambience(prompt, num_samples, sample_rate, rng)
+    lines = extract_dialogue(prompt)
+    cursor = 0.0
+    for placed, line in enumerate(lines):
+        speech = _spoken_line(line, duration_s - 2 * _EDGE_S, sample_rate)
+        length_s = speech.shape[-1] / sample_rate
+        ideal = line.offset / max(len(prompt), 1) * duration_s
+        earliest = cursor + _GAP_S if placed else 0.0
+        start_s = max(ideal, earliest)
+        start_s = max(0.0, min(start_s, duration_s - _EDGE_S - length_s))
+        start = round(start_s * sample_rate)
+        end = min(num_samples, start + speech.shape[-1])
+        track[:, start:end] += speech[: end - start]
+        cursor = end / sample_rate
+    np.clip(track, -1.0, 1.0, out=track)
+    return Audio(samples=track, sample_rate=sample_rate)
+
+
+def _seed_for(prompt: str, seed: int) -> int:
+    digest = hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def _spoken_line(line: Line, room_s: float, sample_rate: int) -> np.ndarray:
+    """The line at ``sample_rate``, peak-normalised to its volume, fitting in ``room_s``."""
+    rate = line.rate
+    speech = _say(line, rate, sample_rate)
+    room = max(1, int(room_s * sample_rate))
+    if speech.size > room:
+        rate = min(rate * speech.size / room * 1.05, _ESPEAK_WPM_RANGE[1] / _ESPEAK_WPM)
+        speech = _say(line, rate, sample_rate)
+    if speech.size > room:
+        speech = speech[:room].copy()
+        fade = min(room, int(0.05 * sample_rate))
+        speech[room - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+    peak = float(np.max(np.abs(speech))) if speech.size else 0.0
+    if peak > 0:
+        speech *= _SPEECH_PEAK * line.volume / peak
+    ramp = min(speech.size // 2, int(_FADE_S * sample_rate))
+    if ramp:
+        speech[:ramp] *= np.linspace(0.0, 1.0, ramp, dtype=np.float32)
+        speech[-ramp:] *= np.linspace(1.0, 0.0, ramp, dtype=np.float32)
+    return speech
+
+
+def _say(line: Line, rate: float, sample_rate: int) -> np.ndarray:
+    spoken = speak(line.text, rate, pitch=line.pitch, whisper=line.whisper)
+    return resample(spoken, sample_rate).samples[0].copy()
+
+
+_SURF = re.compile(r"\b(?:ocean|sea|seas|waves?|beach|shore|surf|coast\w*|tide)\b")
+_RAIN = re.compile(r"\b(?:rain\w*|storm\w*|drizzl\w*|downpour|thunder\w*)\b")
+_WIND = re.compile(
+    r"\b(?:wind\w*|breeze|forest|woods|field|meadow|mountains?|desert|dunes?|snow\w*|cliffs?)\b"
+)
+
+
+def _ambience(
+    prompt: str, num_samples: int, sample_rate: int, rng: np.random.Generator
+) -> np.ndarray:
+    """(2, n) float32 ambience at ``BED_LEVEL_DBFS`` RMS, faded in and out."""
+    if num_samples == 0:
+        return np.zeros((2, 0), np.float32)
+    words = prompt.lower()
+    seconds = np.arange(num_samples) / sample_rate
+    if _SURF.search(words):
+        bed = _stereo_noise(rng, num_samples, sample_rate, _brownish(150.0))
+        bed *= _swell(rng, seconds, period_s=7.0, depth=0.8)
+    elif _RAIN.search(words):
+        bed = _stereo_noise(rng, num_samples, sample_rate, _pinkish(6000.0))
+    elif _WIND.search(words):
+        bed = _stereo_noise(rng, num_samples, sample_rate, _band(250.0, 1200.0))
+        bed *= _swell(rng, seconds, period_s=4.0, depth=0.7)
+    else:
+        bed = _stereo_noise(rng, num_samples, sample_rate, _brownish(80.0))
+        root = float(rng.choice([55.0, 61.7, 65.4, 73.4]))
+        phase = rng.uniform(0, 2 * np.pi)
+        drone = np.sin(2 * np.pi * root * seconds + phase) + 0.5 * np.sin(
+            2 * np.pi * root * 1.5 * seconds
+        )
+        drone *= 0.75 + 0.25 * np.sin(2 * np.pi * seconds / 5.0 + phase)
+        bed = bed + 0.6 * drone / _rms(drone)
+    bed = bed * (10 ** (BED_LEVEL_DBFS / 20) / _rms(bed))
+    fade = min(num_samples // 2, int(0.3 * sample_rate))
+    if fade:
+        ramp = np.linspace(0.0, 1.0, fade)
+        bed[:, :fade] *= ramp
+        bed[:, -fade:] *= ramp[::-1]
+    return bed.astype(np.float32)
+
+
+SpectralShape = Callable[[np.ndarray], np.ndarray]
+
+
+def _stereo_noise(
+    rng: np.random.Generator, num_samples: int, sample_rate: int, shape: SpectralShape
+) -> np.ndarray:
+    """Noise with the given spectral gain, two channels that share most of their signal."""
+    white = rng.standard_normal((3, num_samples))
+    spectrum = np.fft.rfft(white, axis=-1)
+    spectrum *= shape(np.fft.rfftfreq(num_samples, 1.0 / sample_rate))
+    common, left, right = np.fft.irfft(spectrum, n=num_samples, axis=-1)
+    return np.stack([0.8 * common + 0.6 * left, 0.8 * common + 0.6 * right])
+
+
+def _brownish(corner_hz: float) -> SpectralShape:
+    return lambda freqs: 1.0 / np.sqrt(1.0 + (freqs / corner_hz) ** 2) * (freqs > 20)
+
+
+def _pinkish(cutoff_hz: float) -> SpectralShape:
+    return lambda freqs: (freqs > 30) / np.sqrt(np.maximum(freqs, 1.0)) / (1 + freqs / cutoff_hz)
+
+
+def _band(low_hz: float, high_hz: float) -> SpectralShape:
+    return lambda freqs: (
+        1.0 / ((1.0 + (low_hz / np.maximum(freqs, 1.0)) ** 2) * (1.0 + (freqs / high_hz) ** 2))
+    )
+
+
+def _swell(
+    rng: np.random.Generator, seconds: np.ndarray, period_s: float, depth: float
+) -> np.ndarray:
+    """A slow, irregular loudness contour between ``1 - depth`` and 1."""
+    step = period_s / 2
+    position = seconds / step
+    heights = rng.uniform(0.0, 1.0, int(position[-1]) + 2)
+    index = position.astype(np.int64)
+    blend = 0.5 - 0.5 * np.cos(np.pi * (position - index))  # cosine steps: no corners
+    contour = heights[index] * (1.0 - blend) + heights[index + 1] * blend
+    return (1.0 - depth) + depth * contour
+
+
+def _rms(signal: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(signal)))) or 1.0

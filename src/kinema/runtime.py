@@ -1,0 +1,94 @@
+"""Builds every long-lived object of a kinema process from one ``Settings`` value.
+
+The web app, the CLI and the tests all get their store, storage, catalog and workers
+from here; nothing is created at import time and nothing is kept in module globals.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from kinema.catalog import Catalog
+from kinema.db import make_engine, migrate
+from kinema.engines.registry import EngineHost
+from kinema.jobs.execute import Executor
+from kinema.jobs.pool import WorkerPool
+from kinema.jobs.store import JobStore
+from kinema.jobs.submit import Submitter
+from kinema.keys import KeyStore
+from kinema.media.fetch import ImageFetcher
+from kinema.settings import Settings
+from kinema.storage import LinkSigner, LocalStorage, Storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: sa.Engine
+    store: JobStore
+    keys: KeyStore
+    storage: Storage
+    signer: LinkSigner
+    catalog: Catalog
+    submitter: Submitter
+    engines: EngineHost
+    pool: WorkerPool | None
+
+    @classmethod
+    def build(cls, settings: Settings, *, workers: int | None = None) -> Runtime:
+        """Open the database (migrating it), storage and catalog; make a pool of
+        ``workers`` threads (default: ``settings.workers``; 0 for none)."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = make_engine(settings.resolved_database_url)
+        migrate(db)
+        store = JobStore(db)
+        storage = LocalStorage(settings.resolved_storage_dir)
+        catalog = Catalog.load(settings.catalog_path)
+        fetcher = ImageFetcher.from_settings(settings)
+        engines = EngineHost(catalog)
+        count = settings.workers if workers is None else workers
+        pool = None
+        if count > 0:
+            executor = Executor(
+                store, storage, catalog, engines, progress_interval_s=settings.progress_interval_s
+            )
+            pool = WorkerPool(
+                store,
+                executor,
+                concurrency=count,
+                lease_s=settings.lease_s,
+                heartbeat_s=settings.heartbeat_s,
+                poll_s=settings.poll_s,
+                max_attempts=settings.max_attempts,
+            )
+        return cls(
+            settings=settings,
+            db=db,
+            store=store,
+            keys=KeyStore(db),
+            storage=storage,
+            signer=LinkSigner(settings.resolved_signing_secret(), settings.url_ttl_s),
+            catalog=catalog,
+            submitter=Submitter(store, storage, fetcher),
+            engines=engines,
+            pool=pool,
+        )
+
+    def start(self) -> None:
+        if self.settings.auth_disabled:
+            log.warning(
+                "AUTHENTICATION IS DISABLED (KINEMA_AUTH_DISABLED): anyone who can reach "
+                "this server can generate and read every video. Development only."
+            )
+        if self.pool is not None:
+            self.pool.start()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.stop()
+        self.db.dispose()

@@ -1,0 +1,82 @@
+"""Settings, read from ``KINEMA_*`` environment variables (or passed in by tests).
+
+Every object in kinema is built from one ``Settings`` value; nothing reads the
+environment anywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "kinema"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KINEMA_", extra="ignore")
+
+    # --- where state lives ---
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = None  # default: SQLite file in data_dir
+    storage_dir: Path | None = None  # default: data_dir / "files"
+    catalog_path: Path | None = None  # default: the catalog shipped with kinema
+
+    # --- HTTP ---
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_base_url: str | None = None  # default: the base URL each request came in on
+    auth_disabled: bool = False  # development only: every request is the "anonymous" owner
+
+    # --- embedded worker pool ---
+    workers: int = 1  # jobs generated at once inside ``kinema serve``; 0 = API only
+    lease_s: float = 30.0  # a running job's lease; a dead worker's job is re-queued after it
+    heartbeat_s: float = 5.0  # how often a worker renews its leases
+    poll_s: float = 0.5  # how often an idle worker looks for queued jobs
+    max_attempts: int = 3  # a job that lost its worker this many times fails
+    progress_interval_s: float = 0.5  # minimum time between progress writes of one job
+
+    # --- downloads ---
+    url_ttl_s: int = 24 * 3600
+    signing_secret: str | None = None  # default: a random secret kept in data_dir
+
+    # --- image intake ---
+    fetch_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    fetch_timeout_s: float = 15.0
+    fetch_max_redirects: int = 5
+    max_image_bytes: int = 50 * 1024 * 1024
+
+    @field_validator("fetch_allow_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [h.strip().lower() for h in value.split(",") if h.strip()]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'kinema.db'}"
+
+    @property
+    def resolved_storage_dir(self) -> Path:
+        return self.storage_dir or self.data_dir / "files"
+
+    def resolved_signing_secret(self) -> bytes:
+        """The HMAC key for download links: the setting, or a random one kept on disk."""
+        if self.signing_secret:
+            return self.signing_secret.encode()
+        path = self.data_dir / "signing.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(secrets.token_urlsafe(32))
+            tmp.chmod(0o600)
+            os.replace(tmp, path)
+        return path.read_text().strip().encode()

@@ -1,0 +1,30 @@
+"""What the rest of kinema needs from a blob store: put, open, delete by key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+
+class Storage(Protocol):
+    def put_file(self, key: str, source: Path) -> int:
+        """Move ``source`` into the store under ``key``; return its size in bytes."""
+        ...
+
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    def get_bytes(self, key: str) -> bytes: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def local_path(self, key: str) -> Path | None:
+        """A filesystem path to serve ``key`` from, or None when the store is remote."""
+        ...
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every object whose key starts with ``prefix``; return how many."""
+        ...
+
+    def scratch_dir(self) -> Path:
+        """A local directory on the same filesystem, for files being written."""
+        ...

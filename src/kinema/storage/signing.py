@@ -1,0 +1,47 @@
+"""HMAC-signed, expiring download links.
+
+A link is ``/files/{key}?expires={unix}&signature={hex}``; the signature is
+HMAC-SHA256 over ``"{key}\\n{expires}"`` with the server's signing secret, so a link
+cannot be altered to name another file or live longer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from urllib.parse import quote
+
+from kinema.errors import Forbidden, LinkExpired
+
+
+class LinkSigner:
+    def __init__(
+        self, secret: bytes, ttl_s: int, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._secret = secret
+        self.ttl_s = ttl_s
+        self._clock = clock
+
+    def _signature(self, key: str, expires: int) -> str:
+        message = f"{key}\n{expires}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    def path_for(self, key: str, *, ttl_s: int | None = None) -> str:
+        """The signed path (with query) for ``key``, valid for ``ttl_s`` seconds."""
+        expires = int(self._clock()) + (self.ttl_s if ttl_s is None else ttl_s)
+        return f"/files/{quote(key)}?expires={expires}&signature={self._signature(key, expires)}"
+
+    def expires_at(self, *, ttl_s: int | None = None) -> int:
+        return int(self._clock()) + (self.ttl_s if ttl_s is None else ttl_s)
+
+    def verify(self, key: str, expires: str | None, signature: str | None) -> None:
+        """Raise ``Forbidden`` for a missing or wrong signature, ``LinkExpired`` when late."""
+        if not expires or not signature or not expires.isdigit():
+            raise Forbidden("this link is not signed")
+        expected = self._signature(key, int(expires))
+        if not hmac.compare_digest(expected, signature):
+            raise Forbidden("this link's signature is not valid")
+        if int(expires) < self._clock():
+            raise LinkExpired("this link has expired; poll the generation again for a fresh one")

@@ -1,0 +1,169 @@
+"""Canonical value types shared by every layer: dialects, jobs, workers, engines, client.
+
+Imports flow one way: ``types`` imports nothing from kinema but ``errors``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+
+class JobStatus(str, enum.Enum):
+    """Where a job is in its life. Dialects map these to their own words."""
+
+    QUEUED = "queued"  # accepted and durable, waiting for a worker
+    RUNNING = "running"  # a worker holds a lease on it and is generating
+    SUCCEEDED = "succeeded"  # the video is in storage
+    FAILED = "failed"  # generation failed for good; ``error_*`` says why
+    CANCELLED = "cancelled"  # the owner asked to stop it before it finished
+    EXPIRED = "expired"  # finished long ago; its files were removed
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED})
+
+AspectRatio = Literal["16:9", "9:16"]
+Resolution = Literal["720p", "1080p", "4k"]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One video to make, independent of the wire dialect it arrived in.
+
+    Image fields hold *sources* when parsed from the wire (an http(s) URL, raw base64
+    or a ``data:`` URI) and *storage keys* once the job is accepted (``inputs/...``).
+    """
+
+    model: str
+    prompt: str
+    duration_s: int
+    aspect_ratio: AspectRatio = "16:9"
+    resolution: Resolution = "720p"
+    generate_audio: bool = True
+    negative_prompt: str | None = None
+    seed: int | None = None
+    enhance_prompt: bool | None = None
+    auto_fix: bool | None = None
+    person_generation: str | None = None
+    safety_level: int | None = None
+    image: str | None = None
+    last_image: str | None = None
+    reference_images: tuple[str, ...] = ()
+    callback_url: str | None = None
+    priority: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data["reference_images"] = list(self.reference_images)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GenerationRequest:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["reference_images"] = tuple(known.get("reference_images") or ())
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """What a succeeded job produced (storage keys, not URLs)."""
+
+    video_key: str
+    thumbnail_key: str | None
+    width: int
+    height: int
+    fps: float
+    duration_s: float
+    has_audio: bool
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Job:
+    """A row of the jobs table, as every layer above the store sees it."""
+
+    id: str
+    owner: str
+    model: str
+    status: JobStatus
+    request: GenerationRequest
+    attempt: int
+    progress: float  # 0.0 .. 1.0
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    lease_until: datetime | None = None
+    cancel_requested: bool = False
+    priority: int = 0
+    idempotency_key: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    result: VideoResult | None = None
+    dialect: str = "aimlapi"
+
+
+# --- engine-facing types: engines see pixels and numbers, never storage or HTTP ---
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """Everything an engine needs to render one clip."""
+
+    prompt: str
+    width: int
+    height: int
+    fps: int
+    num_frames: int
+    generate_audio: bool
+    seed: int
+    negative_prompt: str | None = None
+    image: Image.Image | None = None  # first frame, RGB, any size (engine fits it)
+    last_image: Image.Image | None = None
+    reference_images: tuple[Image.Image, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)  # engine options from the catalog
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.fps
+
+
+@dataclass
+class Audio:
+    """A mono or stereo PCM track: float32 samples in [-1, 1], shape (channels, n)."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.samples.shape[-1]) / self.sample_rate
+
+
+@dataclass
+class Clip:
+    """An engine's output: frames produced lazily (so memory stays bounded) plus audio.
+
+    ``frames`` yields ``num_frames`` uint8 RGB arrays of shape (height, width, 3).
+    """
+
+    width: int
+    height: int
+    fps: int
+    num_frames: int
+    frames: Iterable[np.ndarray]
+    audio: Audio | None = None
+
+
+ProgressCallback = Callable[[float], None]  # fraction done, 0.0 .. 1.0
+CancelCheck = Callable[[], bool]  # True once the job should stop

@@ -1,0 +1,52 @@
+"""Tiny single-behaviour engines for worker tests (loaded through ``kind = "python"``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from kinema.errors import JobCancelled
+from kinema.types import CancelCheck, Clip, EngineRequest, ProgressCallback
+
+
+class SlowEngine:
+    """Grey frames, ``frame_s`` seconds each, honouring cancel between frames."""
+
+    name = "slow"
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.frame_s = float(options.get("frame_s", 0.05))
+
+    def setup(self) -> None:
+        pass
+
+    def run(self, request: EngineRequest, on_progress: ProgressCallback,
+            is_cancelled: CancelCheck) -> Clip:
+        def frames() -> Iterator[np.ndarray]:
+            for i in range(request.num_frames):
+                if is_cancelled():
+                    raise JobCancelled("cancelled")
+                time.sleep(self.frame_s)
+                on_progress((i + 1) / request.num_frames)
+                yield np.full((request.height, request.width, 3), i % 255, np.uint8)
+
+        return Clip(request.width, request.height, request.fps, request.num_frames, frames())
+
+
+class CrashingEngine:
+    """Fails every job with an ordinary Python exception (an engine bug)."""
+
+    name = "crashing"
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        pass
+
+    def setup(self) -> None:
+        pass
+
+    def run(self, request: EngineRequest, on_progress: ProgressCallback,
+            is_cancelled: CancelCheck) -> Clip:
+        raise RuntimeError("the model exploded")

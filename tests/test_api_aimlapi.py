@@ -1,0 +1,317 @@
+"""The AI/ML API dialect end to end: real HTTP on loopback, real MP4s checked with PyAV."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from kinema.catalog import Catalog
+from tests.support import (
+    LiveServer,
+    data_uri,
+    first_frame,
+    live_server,
+    make_settings,
+    pattern_image,
+    poll_until_done,
+    probe,
+)
+
+I2V = "google/veo-3.1-i2v-fast"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    settings = make_settings(tmp_path_factory.mktemp("aiml"))
+    with live_server(settings, workers=2) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def image_uri() -> str:
+    return data_uri(pattern_image(640, 360))
+
+
+def create(server: LiveServer, body: dict, **kwargs: object) -> dict:
+    with server.client() as client:
+        response = client.post("/v2/video/generations", json=body, **kwargs)  # type: ignore[arg-type]
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+def download(server: LiveServer, url: str) -> bytes:
+    with server.client() as client:
+        response = client.get(url)
+        assert response.status_code == 200, response.text
+        return response.content
+
+
+def test_create_returns_queued_generation_with_model_in_id(server: LiveServer, image_uri: str):
+    body = create(server, {"model": I2V, "prompt": "static shot", "image_url": image_uri,
+                           "duration": 4, "resolution": "720p"})
+    assert body["status"] in ("queued", "generating")
+    head, model = body["id"].split(":", 1)
+    assert model == I2V
+    uuid.UUID(head)
+    assert body["video"] is None and body["error"] is None
+
+
+def test_i2v_720p_video_is_exact_and_starts_with_the_cropped_image(server: LiveServer):
+    image = pattern_image(800, 600, seed=3)  # 4:3, so covering 16:9 crops top and bottom
+    created = create(server, {"model": I2V, "prompt": "The camera stays still.",
+                              "image_url": data_uri(image), "duration": 4,
+                              "resolution": "720p", "generate_audio": False})
+    with server.client() as client:
+        done = poll_until_done(client, created["id"])
+    assert done["status"] == "completed", done
+    assert done["video"]["duration"] == pytest.approx(4.0, abs=0.05)
+    assert done["progress"] == 100
+    data = download(server, done["video"]["url"])
+    facts = probe(data)
+    assert (facts.width, facts.height) == (1280, 720)
+    assert facts.frames == 4 * 24
+    assert facts.duration_s == pytest.approx(4.0, abs=1 / 24)
+    assert facts.video_codec == "h264"
+    assert facts.audio_codec is None
+    expected = np.asarray(ImageOps.fit(image, (1280, 720), Image.Resampling.BICUBIC))
+    diff = np.abs(first_frame(data).astype(int) - expected.astype(int)).mean()
+    assert diff < 8, f"first frame differs from the cropped input by {diff:.1f} on average"
+
+
+def test_portrait_request_swaps_the_frame_size_and_adds_audio(server: LiveServer, image_uri: str):
+    created = create(server, {"model": "google/veo-3.0-i2v", "prompt": "She says: 'Hello there'",
+                              "image_url": image_uri, "duration": "4",
+                              "aspect_ratio": "9:16", "resolution": "720P"})
+    with server.client() as client:
+        done = poll_until_done(client, created["id"])
+    assert done["status"] == "completed", done
+    facts = probe(download(server, done["video"]["url"]))
+    assert (facts.width, facts.height) == (720, 1280)
+    assert facts.audio_codec == "aac"
+    assert facts.audio_duration_s == pytest.approx(4.0, abs=0.1)
+
+
+def test_legacy_path_creates_with_201_and_polls(server: LiveServer, image_uri: str):
+    with server.client() as client:
+        response = client.post("/v2/generate/video/google/generation",
+                               json={"model": "google/veo-3.0-i2v-fast", "prompt": "pan left",
+                                     "image_url": image_uri, "duration": 4})
+        assert response.status_code == 201, response.text
+        generation_id = response.json()["id"]
+        polled = client.get("/v2/generate/video/google/generation",
+                            params={"generation_id": generation_id})
+        assert polled.status_code == 200
+        assert polled.json()["id"] == generation_id
+
+
+def test_id_with_colon_and_slash_survives_query_encoding(server: LiveServer, image_uri: str):
+    created = create(server, {"model": "veo2/image-to-video", "prompt": "tilt up",
+                              "image_url": image_uri})
+    assert ":" in created["id"] and "/" in created["id"]
+    with server.client() as client:
+        encoded = client.get("/v2/video/generations", params={"generation_id": created["id"]})
+        raw = client.get(f"/v2/video/generations?generation_id={created['id']}")
+    assert encoded.json()["id"] == created["id"]
+    assert raw.json()["id"] == created["id"]
+
+
+def test_text_to_video_needs_no_image(server: LiveServer):
+    created = create(server, {"model": "google/veo-3.1-t2v-fast", "prompt": "a sunset over the ocean",
+                              "duration": 4, "resolution": "720p", "generate_audio": False,
+                              "seed": 7})
+    with server.client() as client:
+        done = poll_until_done(client, created["id"])
+    assert done["status"] == "completed", done
+    facts = probe(download(server, done["video"]["url"]))
+    assert (facts.width, facts.height, facts.frames) == (1280, 720, 96)
+
+
+# --- validation: every model, in the dialect's own error envelope ---
+
+
+def _valid_body(model_id: str, image: str) -> dict:
+    spec = Catalog.load().models[model_id]
+    body: dict = {"model": model_id, "prompt": "a slow push-in"}
+    if spec.inputs in ("image", "first_last"):
+        body["image_url"] = image
+    if spec.inputs == "first_last":
+        body["last_image_url"] = image
+    if spec.inputs == "reference":
+        body["image_urls"] = [image]
+    return body
+
+
+AIML_MODELS = Catalog.load().model_ids("aimlapi")
+
+
+def assert_validation_error(response, field: str) -> None:
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["message"] == "Body validation error!"
+    assert body["statusCode"] == 400
+    assert body["path"] == "/v2/video/generations"
+    assert {"requestId", "timestamp"} <= body.keys()
+    assert any(d["path"][:1] == [field] for d in body["details"]), body["details"]
+
+
+@pytest.mark.parametrize("model_id", AIML_MODELS)
+def test_every_model_refuses_a_bad_duration(server: LiveServer, image_uri: str, model_id: str):
+    body = _valid_body(model_id, image_uri) | {"duration": 3}
+    with server.client() as client:
+        assert_validation_error(client.post("/v2/video/generations", json=body), "duration")
+
+
+@pytest.mark.parametrize("model_id", AIML_MODELS)
+def test_every_model_requires_its_inputs(server: LiveServer, image_uri: str, model_id: str):
+    body = _valid_body(model_id, image_uri)
+    spec = Catalog.load().models[model_id]
+    field = {"image": "image_url", "first_last": "image_url", "reference": "image_urls",
+             "text": "prompt"}[spec.inputs]
+    body.pop(field)
+    with server.client() as client:
+        assert_validation_error(client.post("/v2/video/generations", json=body), field)
+
+
+@pytest.mark.parametrize("model_id", AIML_MODELS)
+def test_every_model_refuses_fields_it_does_not_take(
+    server: LiveServer, image_uri: str, model_id: str
+):
+    spec = Catalog.load().models[model_id]
+    extra = "auto_fix" if "auto_fix" not in spec.options else "resolution_typo"
+    body = _valid_body(model_id, image_uri) | {extra: True}
+    with server.client() as client:
+        assert_validation_error(client.post("/v2/video/generations", json=body), extra)
+
+
+@pytest.mark.parametrize("model_id", AIML_MODELS)
+def test_every_model_refuses_a_resolution_it_lacks(
+    server: LiveServer, image_uri: str, model_id: str
+):
+    body = _valid_body(model_id, image_uri) | {"resolution": "4k"}
+    with server.client() as client:
+        assert_validation_error(client.post("/v2/video/generations", json=body), "resolution")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"model": I2V, "prompt": "x", "image_url": "img", "aspect_ratio": "4:3"}, "aspect_ratio"),
+        ({"model": I2V, "prompt": "x", "image_url": "img", "generate_audio": "loud"},
+         "generate_audio"),
+        ({"model": "google/veo-3.0-i2v", "prompt": "x", "image_url": "img", "seed": -1}, "seed"),
+        ({"model": "veo2/image-to-video", "prompt": "x", "image_url": "img",
+          "generate_audio": True}, "generate_audio"),
+        ({"model": I2V, "prompt": "", "image_url": "img"}, "prompt"),
+        ({"model": I2V, "prompt": "x" * 5001, "image_url": "img"}, "prompt"),
+        ({"model": "google/veo-3.1-reference-to-video", "prompt": "x",
+          "image_urls": ["a", "b", "c", "d"]}, "image_urls"),
+        ({"prompt": "x", "image_url": "img"}, "model"),
+    ],
+)
+def test_bad_values_are_named_in_the_error(server: LiveServer, body: dict, field: str):
+    with server.client() as client:
+        assert_validation_error(client.post("/v2/video/generations", json=body), field)
+
+
+def test_unknown_model_lists_the_models_served(server: LiveServer):
+    with server.client() as client:
+        response = client.post("/v2/video/generations",
+                               json={"model": "google/veo-9", "prompt": "x"})
+    assert response.status_code == 400
+    assert "google/veo-3.1-i2v-fast" in response.json()["details"][0]["message"]
+
+
+def test_body_that_is_not_json_is_a_400(server: LiveServer):
+    with server.client() as client:
+        response = client.post("/v2/video/generations", content=b"{nope",
+                               headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["statusCode"] == 400
+
+
+def test_bad_image_is_a_400_that_says_why(server: LiveServer):
+    gif = io.BytesIO()
+    pattern_image(64, 64).save(gif, "GIF")
+    import base64
+
+    body = {"model": I2V, "prompt": "x",
+            "image_url": "data:image/gif;base64," + base64.b64encode(gif.getvalue()).decode()}
+    with server.client() as client:
+        response = client.post("/v2/video/generations", json=body)
+    assert_validation_error(response, "image_url")
+    assert "GIF" in response.json()["details"][0]["message"]
+
+
+# --- keys and isolation ---
+
+
+def test_missing_and_invalid_keys_get_401(server: LiveServer):
+    with server.client(api_key="") as anonymous:
+        response = anonymous.get("/v2/video/generations", params={"generation_id": "x"})
+    assert response.status_code == 401
+    assert response.json()["statusCode"] == 401
+    with server.client(api_key="kin_not-a-real-key") as wrong:
+        assert wrong.post("/v2/video/generations", json={"model": I2V}).status_code == 401
+
+
+def test_revoked_key_gets_401(server: LiveServer):
+    secret = server.new_key("short-lived")
+    key = next(k for k in server.runtime.keys.list() if secret.startswith(k.prefix))
+    with server.client(api_key=secret) as client:
+        assert client.get("/v2/video/generations", params={"generation_id": "x"}).status_code == 404
+        server.runtime.keys.revoke(key.id)
+        assert client.get("/v2/video/generations", params={"generation_id": "x"}).status_code == 401
+
+
+def test_another_keys_generation_is_404(server: LiveServer, image_uri: str):
+    created = create(server, {"model": I2V, "prompt": "x", "image_url": image_uri, "duration": 4})
+    with server.client(api_key=server.new_key()) as other:
+        response = other.get("/v2/video/generations", params={"generation_id": created["id"]})
+    assert response.status_code == 404
+    assert response.json()["statusCode"] == 404
+
+
+# --- idempotency ---
+
+
+def test_idempotency_key_returns_the_same_job_for_the_same_body(server: LiveServer, image_uri: str):
+    body = {"model": I2V, "prompt": "again", "image_url": image_uri, "duration": 4}
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    first = create(server, body, headers=key)
+    second = create(server, body, headers=key)
+    assert first["id"] == second["id"]
+    with server.client() as client:
+        response = client.post("/v2/video/generations", json=body | {"prompt": "other"},
+                               headers=key)
+    assert response.status_code == 422
+    assert response.json()["statusCode"] == 422
+
+
+# --- downloads ---
+
+
+def test_download_link_is_signed_expiring_and_supports_ranges(server: LiveServer, image_uri: str):
+    created = create(server, {"model": I2V, "prompt": "x", "image_url": image_uri,
+                              "duration": 4, "resolution": "720p", "generate_audio": False})
+    with server.client() as client:
+        done = poll_until_done(client, created["id"])
+        url = done["video"]["url"]
+        assert url.startswith(server.url + "/files/")
+        whole = client.get(url)
+        assert whole.status_code == 200 and whole.headers["content-type"] == "video/mp4"
+        part = client.get(url, headers={"Range": "bytes=0-99"})
+        assert part.status_code == 206 and part.content == whole.content[:100]
+        tampered = url.replace("expires=", "expires=9")
+        assert client.get(tampered).status_code == 403
+        bad_signature = url[:-4] + ("0000" if not url.endswith("0000") else "1111")
+        assert client.get(bad_signature).status_code == 403
+        unsigned = url.split("?")[0]
+        assert client.get(unsigned).status_code == 403
+        key = done["video"]["url"].split("/files/")[1].split("?")[0]
+        expired = server.runtime.signer.path_for(key, ttl_s=-10)
+        assert client.get(expired).status_code == 410

@@ -1,0 +1,38 @@
+"""Layering rules that keep the code base in the shape ARCHITECTURE.md draws."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).parents[1] / "src" / "kinema"
+WEB_MODULES = ("fastapi", "starlette", "uvicorn")
+HTTP_LAYER = ("api", "server.py", "cli.py")
+
+
+def imported_roots(path: Path) -> set[str]:
+    roots: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_only_the_http_layer_imports_the_web_framework():
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        relative = path.relative_to(PACKAGE)
+        if relative.parts[0] in HTTP_LAYER:
+            continue
+        if imported_roots(path) & set(WEB_MODULES):
+            offenders.append(str(relative))
+    assert offenders == []
+
+
+def test_engines_never_touch_the_database_or_storage():
+    for path in (PACKAGE / "engines").rglob("*.py"):
+        source = path.read_text()
+        assert "sqlalchemy" not in imported_roots(path), path
+        assert "kinema.jobs" not in source and "kinema.storage" not in source, path
