@@ -23,8 +23,9 @@ class SlowEngine:
     def setup(self) -> None:
         pass
 
-    def run(self, request: EngineRequest, on_progress: ProgressCallback,
-            is_cancelled: CancelCheck) -> Clip:
+    def run(
+        self, request: EngineRequest, on_progress: ProgressCallback, is_cancelled: CancelCheck
+    ) -> Clip:
         def frames() -> Iterator[np.ndarray]:
             for i in range(request.num_frames):
                 if is_cancelled():
@@ -47,6 +48,7 @@ class CrashingEngine:
     def setup(self) -> None:
         pass
 
-    def run(self, request: EngineRequest, on_progress: ProgressCallback,
-            is_cancelled: CancelCheck) -> Clip:
+    def run(
+        self, request: EngineRequest, on_progress: ProgressCallback, is_cancelled: CancelCheck
+    ) -> Clip:
         raise RuntimeError("the model exploded")

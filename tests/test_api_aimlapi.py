@@ -52,8 +52,16 @@ def download(server: LiveServer, url: str) -> bytes:
 
 
 def test_create_returns_queued_generation_with_model_in_id(server: LiveServer, image_uri: str):
-    body = create(server, {"model": I2V, "prompt": "static shot", "image_url": image_uri,
-                           "duration": 4, "resolution": "720p"})
+    body = create(
+        server,
+        {
+            "model": I2V,
+            "prompt": "static shot",
+            "image_url": image_uri,
+            "duration": 4,
+            "resolution": "720p",
+        },
+    )
     assert body["status"] in ("queued", "generating")
     head, model = body["id"].split(":", 1)
     assert model == I2V
@@ -63,9 +71,17 @@ def test_create_returns_queued_generation_with_model_in_id(server: LiveServer, i
 
 def test_i2v_720p_video_is_exact_and_starts_with_the_cropped_image(server: LiveServer):
     image = pattern_image(800, 600, seed=3)  # 4:3, so covering 16:9 crops top and bottom
-    created = create(server, {"model": I2V, "prompt": "The camera stays still.",
-                              "image_url": data_uri(image), "duration": 4,
-                              "resolution": "720p", "generate_audio": False})
+    created = create(
+        server,
+        {
+            "model": I2V,
+            "prompt": "The camera stays still.",
+            "image_url": data_uri(image),
+            "duration": 4,
+            "resolution": "720p",
+            "generate_audio": False,
+        },
+    )
     with server.client() as client:
         done = poll_until_done(client, created["id"])
     assert done["status"] == "completed", done
@@ -84,9 +100,17 @@ def test_i2v_720p_video_is_exact_and_starts_with_the_cropped_image(server: LiveS
 
 
 def test_portrait_request_swaps_the_frame_size_and_adds_audio(server: LiveServer, image_uri: str):
-    created = create(server, {"model": "google/veo-3.0-i2v", "prompt": "She says: 'Hello there'",
-                              "image_url": image_uri, "duration": "4",
-                              "aspect_ratio": "9:16", "resolution": "720P"})
+    created = create(
+        server,
+        {
+            "model": "google/veo-3.0-i2v",
+            "prompt": "She says: 'Hello there'",
+            "image_url": image_uri,
+            "duration": "4",
+            "aspect_ratio": "9:16",
+            "resolution": "720P",
+        },
+    )
     with server.client() as client:
         done = poll_until_done(client, created["id"])
     assert done["status"] == "completed", done
@@ -98,20 +122,28 @@ def test_portrait_request_swaps_the_frame_size_and_adds_audio(server: LiveServer
 
 def test_legacy_path_creates_with_201_and_polls(server: LiveServer, image_uri: str):
     with server.client() as client:
-        response = client.post("/v2/generate/video/google/generation",
-                               json={"model": "google/veo-3.0-i2v-fast", "prompt": "pan left",
-                                     "image_url": image_uri, "duration": 4})
+        response = client.post(
+            "/v2/generate/video/google/generation",
+            json={
+                "model": "google/veo-3.0-i2v-fast",
+                "prompt": "pan left",
+                "image_url": image_uri,
+                "duration": 4,
+            },
+        )
         assert response.status_code == 201, response.text
         generation_id = response.json()["id"]
-        polled = client.get("/v2/generate/video/google/generation",
-                            params={"generation_id": generation_id})
+        polled = client.get(
+            "/v2/generate/video/google/generation", params={"generation_id": generation_id}
+        )
         assert polled.status_code == 200
         assert polled.json()["id"] == generation_id
 
 
 def test_id_with_colon_and_slash_survives_query_encoding(server: LiveServer, image_uri: str):
-    created = create(server, {"model": "veo2/image-to-video", "prompt": "tilt up",
-                              "image_url": image_uri})
+    created = create(
+        server, {"model": "veo2/image-to-video", "prompt": "tilt up", "image_url": image_uri}
+    )
     assert ":" in created["id"] and "/" in created["id"]
     with server.client() as client:
         encoded = client.get("/v2/video/generations", params={"generation_id": created["id"]})
@@ -121,9 +153,17 @@ def test_id_with_colon_and_slash_survives_query_encoding(server: LiveServer, ima
 
 
 def test_text_to_video_needs_no_image(server: LiveServer):
-    created = create(server, {"model": "google/veo-3.1-t2v-fast", "prompt": "a sunset over the ocean",
-                              "duration": 4, "resolution": "720p", "generate_audio": False,
-                              "seed": 7})
+    created = create(
+        server,
+        {
+            "model": "google/veo-3.1-t2v-fast",
+            "prompt": "a sunset over the ocean",
+            "duration": 4,
+            "resolution": "720p",
+            "generate_audio": False,
+            "seed": 7,
+        },
+    )
     with server.client() as client:
         done = poll_until_done(client, created["id"])
     assert done["status"] == "completed", done
@@ -170,8 +210,12 @@ def test_every_model_refuses_a_bad_duration(server: LiveServer, image_uri: str, 
 def test_every_model_requires_its_inputs(server: LiveServer, image_uri: str, model_id: str):
     body = _valid_body(model_id, image_uri)
     spec = Catalog.load().models[model_id]
-    field = {"image": "image_url", "first_last": "image_url", "reference": "image_urls",
-             "text": "prompt"}[spec.inputs]
+    field = {
+        "image": "image_url",
+        "first_last": "image_url",
+        "reference": "image_urls",
+        "text": "prompt",
+    }[spec.inputs]
     body.pop(field)
     with server.client() as client:
         assert_validation_error(client.post("/v2/video/generations", json=body), field)
@@ -201,15 +245,30 @@ def test_every_model_refuses_a_resolution_it_lacks(
     ("body", "field"),
     [
         ({"model": I2V, "prompt": "x", "image_url": "img", "aspect_ratio": "4:3"}, "aspect_ratio"),
-        ({"model": I2V, "prompt": "x", "image_url": "img", "generate_audio": "loud"},
-         "generate_audio"),
+        (
+            {"model": I2V, "prompt": "x", "image_url": "img", "generate_audio": "loud"},
+            "generate_audio",
+        ),
         ({"model": "google/veo-3.0-i2v", "prompt": "x", "image_url": "img", "seed": -1}, "seed"),
-        ({"model": "veo2/image-to-video", "prompt": "x", "image_url": "img",
-          "generate_audio": True}, "generate_audio"),
+        (
+            {
+                "model": "veo2/image-to-video",
+                "prompt": "x",
+                "image_url": "img",
+                "generate_audio": True,
+            },
+            "generate_audio",
+        ),
         ({"model": I2V, "prompt": "", "image_url": "img"}, "prompt"),
         ({"model": I2V, "prompt": "x" * 5001, "image_url": "img"}, "prompt"),
-        ({"model": "google/veo-3.1-reference-to-video", "prompt": "x",
-          "image_urls": ["a", "b", "c", "d"]}, "image_urls"),
+        (
+            {
+                "model": "google/veo-3.1-reference-to-video",
+                "prompt": "x",
+                "image_urls": ["a", "b", "c", "d"],
+            },
+            "image_urls",
+        ),
         ({"prompt": "x", "image_url": "img"}, "model"),
     ],
 )
@@ -220,16 +279,18 @@ def test_bad_values_are_named_in_the_error(server: LiveServer, body: dict, field
 
 def test_unknown_model_lists_the_models_served(server: LiveServer):
     with server.client() as client:
-        response = client.post("/v2/video/generations",
-                               json={"model": "google/veo-9", "prompt": "x"})
+        response = client.post(
+            "/v2/video/generations", json={"model": "google/veo-9", "prompt": "x"}
+        )
     assert response.status_code == 400
     assert "google/veo-3.1-i2v-fast" in response.json()["details"][0]["message"]
 
 
 def test_body_that_is_not_json_is_a_400(server: LiveServer):
     with server.client() as client:
-        response = client.post("/v2/video/generations", content=b"{nope",
-                               headers={"content-type": "application/json"})
+        response = client.post(
+            "/v2/video/generations", content=b"{nope", headers={"content-type": "application/json"}
+        )
     assert response.status_code == 400
     assert response.json()["statusCode"] == 400
 
@@ -239,8 +300,11 @@ def test_bad_image_is_a_400_that_says_why(server: LiveServer):
     pattern_image(64, 64).save(gif, "GIF")
     import base64
 
-    body = {"model": I2V, "prompt": "x",
-            "image_url": "data:image/gif;base64," + base64.b64encode(gif.getvalue()).decode()}
+    body = {
+        "model": I2V,
+        "prompt": "x",
+        "image_url": "data:image/gif;base64," + base64.b64encode(gif.getvalue()).decode(),
+    }
     with server.client() as client:
         response = client.post("/v2/video/generations", json=body)
     assert_validation_error(response, "image_url")
@@ -286,8 +350,9 @@ def test_idempotency_key_returns_the_same_job_for_the_same_body(server: LiveServ
     second = create(server, body, headers=key)
     assert first["id"] == second["id"]
     with server.client() as client:
-        response = client.post("/v2/video/generations", json=body | {"prompt": "other"},
-                               headers=key)
+        response = client.post(
+            "/v2/video/generations", json=body | {"prompt": "other"}, headers=key
+        )
     assert response.status_code == 422
     assert response.json()["statusCode"] == 422
 
@@ -296,8 +361,17 @@ def test_idempotency_key_returns_the_same_job_for_the_same_body(server: LiveServ
 
 
 def test_download_link_is_signed_expiring_and_supports_ranges(server: LiveServer, image_uri: str):
-    created = create(server, {"model": I2V, "prompt": "x", "image_url": image_uri,
-                              "duration": 4, "resolution": "720p", "generate_audio": False})
+    created = create(
+        server,
+        {
+            "model": I2V,
+            "prompt": "x",
+            "image_url": image_uri,
+            "duration": 4,
+            "resolution": "720p",
+            "generate_audio": False,
+        },
+    )
     with server.client() as client:
         done = poll_until_done(client, created["id"])
         url = done["video"]["url"]

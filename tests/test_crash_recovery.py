@@ -28,18 +28,24 @@ def test_kill_9_mid_job_then_restart_completes_the_job(tmp_path: Path):
     port = free_port()
     server = ServerProcess(env, port, tmp_path / "server.log")
     try:
-        body = {"model": "google/veo-3.1-i2v", "prompt": "push in slowly",
-                "image_url": data_uri(pattern_image(640, 360)), "duration": 8,
-                "resolution": "1080p"}
-        created = httpx.post(server.url + "/v2/video/generations", json=body, headers=headers,
-                             timeout=30)
+        body = {
+            "model": "google/veo-3.1-i2v",
+            "prompt": "push in slowly",
+            "image_url": data_uri(pattern_image(640, 360)),
+            "duration": 8,
+            "resolution": "1080p",
+        }
+        created = httpx.post(
+            server.url + "/v2/video/generations", json=body, headers=headers, timeout=30
+        )
         assert created.status_code == 200, created.text
         generation_id = created.json()["id"]
         params = {"generation_id": generation_id}
         deadline = time.monotonic() + 60
         while True:  # wait until the job is visibly being rendered
-            status = httpx.get(server.url + "/v2/video/generations", params=params,
-                               headers=headers).json()
+            status = httpx.get(
+                server.url + "/v2/video/generations", params=params, headers=headers
+            ).json()
             if status["status"] == "generating" and status["progress"] > 0:
                 break
             assert time.monotonic() < deadline, status
@@ -49,8 +55,9 @@ def test_kill_9_mid_job_then_restart_completes_the_job(tmp_path: Path):
         server = ServerProcess(env, port, tmp_path / "server.log")
         deadline = time.monotonic() + 180
         while True:
-            status = httpx.get(server.url + "/v2/video/generations", params=params,
-                               headers=headers).json()
+            status = httpx.get(
+                server.url + "/v2/video/generations", params=params, headers=headers
+            ).json()
             if status["status"] not in ("queued", "generating"):
                 break
             assert time.monotonic() < deadline, status

@@ -77,8 +77,7 @@ def test_job_runs_to_success_with_rising_progress(tmp_path: Path):
     try:
         job = submit(runtime)
         seen = []
-        done = wait_for(runtime, job.id,
-                        lambda j: seen.append(j.progress) or j.status.terminal)  # type: ignore[func-returns-value]
+        done = wait_for(runtime, job.id, lambda j: seen.append(j.progress) or j.status.terminal)  # type: ignore[func-returns-value]
         assert done.status is JobStatus.SUCCEEDED
         assert done.progress == 1.0
         assert any(0 < p < 1 for p in seen)
@@ -162,8 +161,9 @@ def test_an_attempt_that_lost_its_lease_commits_nothing(tmp_path: Path):
 def test_request_round_trips_through_the_store(tmp_path: Path):
     runtime = build(tmp_path, workers=0)
     try:
-        request = GenerationRequest(model="slow", prompt="p", duration_s=4,
-                                    reference_images=("a", "b"), seed=5)
+        request = GenerationRequest(
+            model="slow", prompt="p", duration_s=4, reference_images=("a", "b"), seed=5
+        )
         job, created = runtime.store.submit(owner="o", request=request, dialect="aimlapi")
         assert created and runtime.store.get("o", job.id).request == request
     finally:

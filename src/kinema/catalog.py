@@ -205,12 +205,19 @@ class Catalog:
             references = _references(fields.get("reference_images"), problems)
 
         resolution = _choice(
-            fields.get("resolution"), spec.resolutions, spec.default_resolution, "resolution",
-            problems, normalise=str.lower,
+            fields.get("resolution"),
+            spec.resolutions,
+            spec.default_resolution,
+            "resolution",
+            problems,
+            normalise=str.lower,
         )
         aspect = _choice(
-            fields.get("aspect_ratio"), spec.aspect_ratios, spec.default_aspect_ratio,
-            "aspect_ratio", problems,
+            fields.get("aspect_ratio"),
+            spec.aspect_ratios,
+            spec.default_aspect_ratio,
+            "aspect_ratio",
+            problems,
         )
         durations = spec.durations_at.get(str(resolution), spec.durations)
         duration = _duration(fields.get("duration"), durations, spec, problems, resolution)
@@ -275,8 +282,7 @@ def _model_from_toml(model_id: str, cfg: dict[str, Any]) -> ModelSpec:
         options=options,
         last_image_optional=cfg.get("last_image") == "optional",
         durations_at={
-            str(k).lower(): tuple(int(d) for d in v)
-            for k, v in cfg.get("durations_at", {}).items()
+            str(k).lower(): tuple(int(d) for d in v) for k, v in cfg.get("durations_at", {}).items()
         },
     )
 

@@ -72,7 +72,7 @@ def generate(
     seed: Annotated[int | None, typer.Option(help="Seed (models that take one).")] = None,
 ) -> None:
     """Animate IMAGE as PROMPT describes and save the MP4."""
-    fields = {
+    fields: dict[str, Any] = {
         "duration": duration,
         "resolution": resolution,
         "aspect_ratio": aspect_ratio,
@@ -100,8 +100,9 @@ def generate(
             progress.update(task, description=str(generation.get("status")), completed=done or 0)
 
         try:
-            path = client.generate(source, prompt, output=output, model=model, on_update=show,
-                                   **fields)
+            path = client.generate(
+                source, prompt, output=output, model=model, on_update=show, **fields
+            )
         except (KinemaAPIError, GenerationFailed) as error:
             progress.stop()
             errors.print(f"[red]error:[/red] {error}")
@@ -146,8 +147,9 @@ def keys_list() -> None:
     table = Table("id", "name", "prefix", "created", "revoked")
     for key in runtime.keys.list():
         revoked = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else ""
-        table.add_row(key.id, key.name, key.prefix, key.created_at.isoformat(timespec="seconds"),
-                      revoked)
+        table.add_row(
+            key.id, key.name, key.prefix, key.created_at.isoformat(timespec="seconds"), revoked
+        )
     console.print(table)
 
 

@@ -110,4 +110,3 @@ class LeaseLost(KinemaError):
     """A worker's fenced write found a newer attempt or a terminal job: stop quietly."""
 
     code = "lease_lost"
-

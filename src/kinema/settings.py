@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     port: int = 8000
     public_base_url: str | None = None  # default: the base URL each request came in on
     auth_disabled: bool = False  # development only: every request is the "anonymous" owner
+    key_cache_s: float = 2.0  # how long a verified API key is trusted without a re-check
 
     # --- embedded worker pool ---
     workers: int = 1  # jobs generated at once inside ``kinema serve``; 0 = API only

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     """Where a job is in its life. Dialects map these to their own words."""
 
     QUEUED = "queued"  # accepted and durable, waiting for a worker
@@ -30,7 +30,9 @@ class JobStatus(str, enum.Enum):
         return self in _TERMINAL
 
 
-_TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED})
+_TERMINAL = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}
+)
 
 AspectRatio = Literal["16:9", "9:16"]
 Resolution = Literal["720p", "1080p", "4k"]

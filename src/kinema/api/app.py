@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from kinema import __version__
 from kinema.api import aimlapi, files
+from kinema.api.deps import Authenticator
 from kinema.runtime import Runtime
 from kinema.settings import Settings
 
@@ -35,8 +38,32 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.authenticator = Authenticator(
+        runtime.keys,
+        ttl_s=runtime.settings.key_cache_s,
+        disabled=runtime.settings.auth_disabled,
+    )
     app.include_router(aimlapi.router)
     app.include_router(files.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            for path in aimlapi.POLL_PATHS:
+                schema["paths"].setdefault(path, {})["get"] = aimlapi.POLL_OPERATION
+            schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+                "type": "http",
+                "scheme": "bearer",
+            }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["health"])
     def health() -> dict[str, str]:

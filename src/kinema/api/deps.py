@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from kinema.errors import Unauthenticated
+from kinema.keys import KeyStore, hash_key
 from kinema.runtime import Runtime
 
 ANONYMOUS_OWNER = "anonymous"
@@ -28,20 +32,59 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def authenticate(runtime: Runtime, token: str | None) -> str:
-    """The owner id for an API key, or ``Unauthenticated``."""
-    if runtime.settings.auth_disabled:
-        return ANONYMOUS_OWNER
-    if token is None:
-        raise Unauthenticated("missing API key: send the header 'Authorization: Bearer <key>'")
-    key = runtime.keys.verify(token)
-    if key is None:
-        raise Unauthenticated("invalid or revoked API key")
-    return key.id
+class Authenticator:
+    """Maps an API key to its owner id, remembering good keys for ``ttl_s`` seconds.
+
+    Polling clients send the same key many times a second; the cache saves a database
+    read per request. The price: a key revoked by another process (``kinema keys
+    revoke``) keeps working for at most ``ttl_s`` seconds.
+    """
+
+    def __init__(
+        self,
+        keys: KeyStore,
+        *,
+        ttl_s: float,
+        disabled: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._keys = keys
+        self._ttl_s = ttl_s
+        self._disabled = disabled
+        self._clock = clock
+        self._known: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def owner(self, token: str | None) -> str:
+        if self._disabled:
+            return ANONYMOUS_OWNER
+        if token is None:
+            raise Unauthenticated("missing API key: send the header 'Authorization: Bearer <key>'")
+        digest = hash_key(token)
+        now = self._clock()
+        with self._lock:
+            cached = self._known.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        key = self._keys.verify(token)
+        if key is None:
+            with self._lock:
+                self._known.pop(digest, None)
+            raise Unauthenticated("invalid or revoked API key")
+        with self._lock:
+            if len(self._known) > 10_000:
+                self._known.clear()
+            self._known[digest] = (key.id, now + self._ttl_s)
+        return key.id
 
 
-def bearer_owner(request: Request, runtime: RuntimeDep) -> str:
-    return authenticate(runtime, bearer_token(request))
+def get_authenticator(request: Request) -> Authenticator:
+    authenticator: Authenticator = request.app.state.authenticator
+    return authenticator
+
+
+def bearer_owner(request: Request) -> str:
+    return get_authenticator(request).owner(bearer_token(request))
 
 
 BearerOwner = Annotated[str, Depends(bearer_owner)]

@@ -7,7 +7,8 @@ renderer, so domain code raises one hierarchy and every client sees its own shap
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -33,7 +34,7 @@ def dialect_route(render: ErrorRenderer) -> type[APIRoute]:
     """An ``APIRoute`` subclass whose handler renders errors with ``render``."""
 
     class DialectRoute(APIRoute):
-        def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
 
             async def handle(request: Request) -> Response:

@@ -9,18 +9,38 @@ Moves stay inside the picture: lateral travel is a fraction of the room the pict
 leaves around the (zoomed, rolled) viewport, so a pan on a picture with the same aspect as
 the output is a pan with a creeping push-in, and one on a wider picture uses the real
 margin. Pull-outs are the exception: they reveal an extended canvas around the picture
-(``leaves_picture``), which the renderer synthesises.
+(``leaves_picture``), which ``Canvas`` synthesises.
+
+``Canvas`` is what the camera films: the picture prepared once per clip, rendered for a
+pose with one affine warp per plane (OpenCV: bilinear, sub-pixel, SIMD; several times
+faster than Pillow's resampling, which matters at 1080p and 4k).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import re
 from dataclasses import dataclass, replace
 from typing import Literal
 
-__all__ = ["CameraMove", "MoveKind", "Pose", "camera_move", "choose_camera", "ease"]
+import cv2
+import numpy as np
+from PIL import Image, ImageFilter
+
+from kinema.media.encode import rgb_to_yuv420p
+
+__all__ = [
+    "CameraMove",
+    "Canvas",
+    "MoveKind",
+    "Pose",
+    "camera_move",
+    "choose_camera",
+    "cover_size",
+    "ease",
+]
 
 MoveKind = Literal[
     "push_in",
@@ -229,3 +249,121 @@ def _move(family: str, direction: str | None, rng: random.Random) -> CameraMove:
         travel_x=0.85 * sign,
         angle=-1.5 * sign,
     )
+
+
+# --- what the camera films ------------------------------------------------------------
+
+_MARGIN_BLUR = 0.03  # blur radius of the synthesised margin, fraction of the canvas side
+_MARGIN_FEATHER = 0.02  # width of the seam between picture and margin, fraction of the side
+_ROUNDING_PX = 0.01  # viewport overshoot below this is float noise, not a need for margin
+
+
+def cover_size(size: tuple[int, int], width: int, height: int) -> tuple[float, float]:
+    """The size in output pixels of a picture scaled to cover a ``width`` x ``height`` frame."""
+    scale = max(width / size[0], height / size[1])
+    return size[0] * scale, size[1] * scale
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """A picture prepared for filming: pixels, their scale, and where the rest frame sits."""
+
+    rgb: np.ndarray  # (h, w, 3) uint8: the picture, plus any synthesised margin
+    scale: tuple[float, float]  # canvas pixels per output pixel, x and y
+    centre: tuple[float, float]  # canvas coordinates of the rest frame's centre
+
+    @classmethod
+    def build(cls, picture: Image.Image, width: int, height: int, poses: list[Pose]) -> Canvas:
+        """Prepare ``picture`` for a ``width`` x ``height`` clip filmed from ``poses``.
+
+        The canvas keeps as much of the picture's own detail as the closest pose can show
+        (never less than one canvas pixel per output pixel), and gets a margin only when
+        a pose looks beyond the picture.
+        """
+        picture = picture.convert("RGB")
+        room_w, room_h = cover_size(picture.size, width, height)
+        native = picture.size[0] / room_w
+        density = min(max(native, 1.0), max(1.0, *(pose.zoom for pose in poses)))
+        size = (max(1, round(room_w * density)), max(1, round(room_h * density)))
+        if size != picture.size:
+            shrinking = size[0] < picture.size[0]
+            method = Image.Resampling.LANCZOS if shrinking else Image.Resampling.BICUBIC
+            picture = picture.resize(size, method)
+        scale = (size[0] / room_w, size[1] / room_h)
+        reach = [pose.half_extent(width, height) for pose in poses]
+        need_x = max(x for x, _ in reach) - room_w / 2
+        need_y = max(y for _, y in reach) - room_h / 2
+        margin = (
+            math.ceil(need_x * scale[0]) + 2 if need_x > _ROUNDING_PX else 0,
+            math.ceil(need_y * scale[1]) + 2 if need_y > _ROUNDING_PX else 0,
+        )
+        pixels = _extend(picture, margin) if margin != (0, 0) else np.asarray(picture)
+        centre = (margin[0] + size[0] / 2, margin[1] + size[1] / 2)
+        return cls(pixels, scale, centre)
+
+    @functools.cached_property
+    def planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The canvas as BT.709 Y, Cb and Cr planes, chroma at half resolution."""
+        odd = ((0, self.rgb.shape[0] % 2), (0, self.rgb.shape[1] % 2), (0, 0))
+        return rgb_to_yuv420p(np.pad(self.rgb, odd, mode="edge"))  # 4:2:0 needs even sides
+
+    def render(
+        self,
+        plane: np.ndarray,
+        size: tuple[int, int],
+        frame: tuple[int, int],
+        pose: Pose,
+        interpolation: int = cv2.INTER_LINEAR,
+    ) -> np.ndarray:
+        """``plane`` (the RGB canvas, or one of ``planes``) as seen from ``pose``.
+
+        ``size`` is this plane's output size and ``frame`` the output frame's, so the
+        half-resolution chroma planes are filmed with the same pose as luma.
+        """
+        ratio = size[0] / frame[0]  # 1 for full-resolution planes, 0.5 for chroma
+        unit_x, unit_y = self.scale[0] * ratio, self.scale[1] * ratio
+        centre_x, centre_y = self.centre[0] * ratio, self.centre[1] * ratio
+        half_w, half_h = frame[0] / (2 * pose.zoom), frame[1] / (2 * pose.zoom)
+        cos, sin = math.cos(math.radians(pose.angle)), math.sin(math.radians(pose.angle))
+        step = 1.0 / (pose.zoom * ratio)
+        # Output position (i, j), measured from the frame's corner, lands on the canvas at
+        # (a i + b j + c, d i + e j + f); pixel centres sit at half-integers.
+        a, b = unit_x * cos * step, -unit_x * sin * step
+        d, e = unit_y * sin * step, unit_y * cos * step
+        c = centre_x + unit_x * (pose.x - cos * half_w + sin * half_h)
+        f = centre_y + unit_y * (pose.y - sin * half_w - cos * half_h)
+        # OpenCV puts pixel centres on integers: shift both sides by half a pixel.
+        matrix = np.array(
+            [[a, b, c + 0.5 * (a + b) - 0.5], [d, e, f + 0.5 * (d + e) - 0.5]], dtype=np.float64
+        )
+        return cv2.warpAffine(
+            plane,
+            matrix,
+            size,
+            flags=interpolation | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+
+
+def _extend(picture: Image.Image, margin: tuple[int, int]) -> np.ndarray:
+    """Surround the picture with a blurred mirror of itself, blended in over a soft seam."""
+    pad_x = min(margin[0], picture.width - 1)
+    pad_y = min(margin[1], picture.height - 1)
+    mirrored = np.pad(
+        np.asarray(picture), ((pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="symmetric"
+    )
+    if (pad_x, pad_y) != margin:  # a margin wider than the picture: repeat the edge beyond
+        extra = ((margin[1] - pad_y,) * 2, (margin[0] - pad_x,) * 2, (0, 0))
+        mirrored = np.pad(mirrored, extra, mode="edge")
+    sharp = Image.fromarray(mirrored, "RGB")
+    side = max(picture.size)
+    blurred = sharp.filter(ImageFilter.GaussianBlur(max(1.0, _MARGIN_BLUR * side)))
+    # Distance outside the picture, in pixels, fades the blur in over the feather width.
+    xs = np.arange(sharp.width, dtype=np.float32)
+    ys = np.arange(sharp.height, dtype=np.float32)
+    out_x = np.maximum(margin[0] - xs, xs - (margin[0] + picture.width - 1))
+    out_y = np.maximum(margin[1] - ys, ys - (margin[1] + picture.height - 1))
+    outside = np.maximum(out_x[np.newaxis, :], out_y[:, np.newaxis]).clip(0, None)
+    feather = max(1.0, _MARGIN_FEATHER * side)
+    mask = (np.clip(outside / feather, 0.0, 1.0) * 255).astype(np.uint8)
+    return np.asarray(Image.composite(blurred, sharp, Image.fromarray(mask, "L")))

@@ -1,44 +1,50 @@
 """The ``motion`` engine: camera moves over a still picture, on the CPU, with no weights.
 
-It is the embedded default: every model id can be served by it on any machine. The input
-picture COVERS the output frame: it is scaled until it fills the frame and the overflow is
-cropped evenly from both sides (centre crop). At ``t = 0`` the camera rests, so frame 0 is
-exactly that fitted picture; the move chosen from the prompt (see ``camera``) then eases
-in and out. A first-last request cross-dissolves into the last picture, which arrives at
-its own rest pose on the last frame. Without an input picture the engine paints one from
-the prompt (``paint_first_frame``).
+It is the embedded default: every model id can be served by it on any machine.
 
-Frames are rendered lazily, one at a time, with sub-pixel affine resampling from a canvas
-prepared once per clip (the picture at the resolution the move needs, plus a blurred,
-mirrored margin when the move reveals more than the picture holds). The encoder asks for
-YUV 4:2:0 planes directly, which costs half as much as rendering RGB and converting it.
+Crop policy: the input picture COVERS the output frame. It is scaled, keeping its aspect,
+until it fills the frame, and the overflow is cropped evenly from both sides (a centre
+crop, as ``PIL.ImageOps.fit(picture, size, centering=(0.5, 0.5))``). At ``t = 0`` the
+camera rests, so frame 0 is exactly that fitted picture; the move chosen from the prompt
+(see ``camera``) then eases in and out. A first-last request cross-dissolves into the last
+picture, fitted the same way, which arrives at its own rest pose on the last frame.
+Without an input picture the engine paints one from the prompt (``paint_first_frame``).
+
+Frames are rendered lazily, one at a time, so memory stays flat even for 8 s of 4k. The
+encoder asks for YUV 4:2:0 planes directly, which costs half as much as rendering RGB and
+converting it.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, get_args
 
+import cv2
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
-from kinema.engines.camera import CameraMove, MoveKind, Pose, camera_move, choose_camera, ease
+from kinema.engines.camera import (
+    CameraMove,
+    Canvas,
+    MoveKind,
+    Pose,
+    camera_move,
+    choose_camera,
+    cover_size,
+    ease,
+)
 from kinema.errors import EngineError, JobCancelled
 from kinema.media.audio import build_soundtrack, speech_sample_rate
-from kinema.media.encode import Yuv420Frame, rgb_to_yuv420p
+from kinema.media.encode import Yuv420Frame
 from kinema.types import CancelCheck, Clip, EngineRequest, ProgressCallback
 
 __all__ = ["MotionEngine", "paint_first_frame"]
 
-_RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
-_MARGIN_BLUR = 0.03  # blur radius of the synthesised margin, fraction of the canvas side
-_MARGIN_FEATHER = 0.02  # width of the seam between picture and margin, fraction of the side
-_ROUNDING_PX = 0.01  # viewport overshoot below this is float noise, not a need for margin
+_INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
 
 
 class MotionEngine:
@@ -46,7 +52,7 @@ class MotionEngine:
 
     Options (from the catalog, or per request in ``EngineRequest.options``):
     ``camera`` forces a move kind (``"static"``, ``"pan_left"``...) whatever the prompt
-    says; ``resample`` is ``"bilinear"`` (default, fastest) or ``"bicubic"``.
+    says; ``interpolation`` is ``"bilinear"`` (default, fastest) or ``"bicubic"``.
     ``negative_prompt`` and reference images are ignored.
     """
 
@@ -61,30 +67,35 @@ class MotionEngine:
     def run(
         self, request: EngineRequest, on_progress: ProgressCallback, is_cancelled: CancelCheck
     ) -> Clip:
+        """Prepare the clip; its frames render while ``Clip.frames`` is iterated.
+
+        ``on_progress`` gets ``(i + 1) / num_frames`` as frame ``i`` is handed over, and
+        ``is_cancelled`` is checked before each frame (``JobCancelled`` follows at once).
+        """
         if is_cancelled():
             raise JobCancelled("cancelled before rendering started")
         width, height, count = request.width, request.height, request.num_frames
         if width % 2 or height % 2 or width <= 0 or height <= 0 or count <= 0:
             raise EngineError(f"cannot render {count} frames of {width}x{height}")
         options = {**self._options, **request.options}
-        resample = _option(options, "resample", _RESAMPLING, "bilinear")
+        interpolation = _option(options, "interpolation", _INTERPOLATION, "bilinear")
 
         # 1. The move, and the pose of the camera on each frame.
         move = _camera_for(request.prompt, request.seed, options.get("camera"))
         first = request.image or paint_first_frame(request.prompt, width, height, request.seed)
-        first = first.convert("RGB")
         times = [index / max(count - 1, 1) for index in range(count)]
-        room = _room(first.size, width, height)
+        room = cover_size(first.size, width, height)
         poses = [move.pose(t, width, height, room) for t in times]
 
         # 2. Canvases: the pictures at the scale the move needs, with margin where it must.
-        shots = [_Shot(_Canvas.build(first, width, height, poses), poses)]
+        shots = [_Shot(Canvas.build(first, width, height, poses), poses)]
         if request.last_image is not None:
             last_poses = [pose.relative_to(poses[-1]) for pose in poses]
-            last = _Canvas.build(request.last_image.convert("RGB"), width, height, last_poses)
-            shots.append(_Shot(last, last_poses))
+            shots.append(
+                _Shot(Canvas.build(request.last_image, width, height, last_poses), last_poses)
+            )
 
-        # 3. Sound, computed now: the encoder needs the whole track up front.
+        # 3. Sound, made now: the encoder needs the whole track before the first frame.
         audio = None
         if request.generate_audio:
             audio = build_soundtrack(request.prompt, request.duration_s, request.seed)
@@ -94,7 +105,7 @@ class MotionEngine:
             shots=shots,
             mix=[ease(t) for t in times] if len(shots) > 1 else [0.0] * count,
             size=(width, height),
-            resample=resample,
+            interpolation=interpolation,
             on_progress=on_progress,
             is_cancelled=is_cancelled,
         )
@@ -117,129 +128,22 @@ def _camera_for(prompt: str, seed: int, forced: object) -> CameraMove:
     return camera_move(forced, seed)  # type: ignore[arg-type]
 
 
-def _room(size: tuple[int, int], width: int, height: int) -> tuple[float, float]:
-    """The picture's size in output pixels once scaled to cover the frame."""
-    scale = max(width / size[0], height / size[1])
-    return size[0] * scale, size[1] * scale
-
-
-# --- rendering ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Canvas:
-    """A picture ready to render: canvas pixels per output pixel, and where rest sits."""
-
-    rgb: Image.Image
-    scale: tuple[float, float]  # canvas pixels per output pixel, x and y
-    centre: tuple[float, float]  # canvas coordinates of the rest frame's centre
-
-    @classmethod
-    def build(cls, picture: Image.Image, width: int, height: int, poses: list[Pose]) -> _Canvas:
-        room_w, room_h = _room(picture.size, width, height)
-        # Keep as much of the picture's own detail as the closest pose can show.
-        native = picture.size[0] / room_w
-        density = min(max(native, 1.0), max(1.0, max(pose.zoom for pose in poses)))
-        size = (max(1, round(room_w * density)), max(1, round(room_h * density)))
-        if size != picture.size:
-            shrinking = size[0] < picture.size[0]
-            filter_ = Image.Resampling.LANCZOS if shrinking else Image.Resampling.BICUBIC
-            picture = picture.resize(size, filter_)
-        scale = (size[0] / room_w, size[1] / room_h)
-        reach = [pose.half_extent(width, height) for pose in poses]
-        need_x = max(x for x, _ in reach) - room_w / 2
-        need_y = max(y for _, y in reach) - room_h / 2
-        margin = (
-            math.ceil(need_x * scale[0]) + 2 if need_x > _ROUNDING_PX else 0,
-            math.ceil(need_y * scale[1]) + 2 if need_y > _ROUNDING_PX else 0,
-        )
-        if margin != (0, 0):
-            picture = _extend(picture, margin)
-        centre = (margin[0] + size[0] / 2, margin[1] + size[1] / 2)
-        return cls(picture, scale, centre)
-
-    @functools.cached_property
-    def planes(self) -> tuple[Image.Image, Image.Image, Image.Image]:
-        """The canvas as BT.709 Y, Cb and Cr planes (chroma at half resolution)."""
-        pixels = np.asarray(self.rgb)
-        odd = ((0, pixels.shape[0] % 2), (0, pixels.shape[1] % 2), (0, 0))
-        y, cb, cr = rgb_to_yuv420p(np.pad(pixels, odd, mode="edge"))  # 4:2:0 needs even sides
-        return Image.fromarray(y, "L"), Image.fromarray(cb, "L"), Image.fromarray(cr, "L")
-
-    def render(
-        self,
-        plane: Image.Image,
-        size: tuple[int, int],
-        frame: tuple[int, int],
-        pose: Pose,
-        resample: Image.Resampling,
-    ) -> Image.Image:
-        """Render ``plane`` (the canvas, or one of its planes) as seen from ``pose``.
-
-        ``size`` is the output size of this plane and ``frame`` the output frame size,
-        so chroma planes (half of each) use the same pose as luma.
-        """
-        ratio = size[0] / frame[0]  # 1 for full-resolution planes, 0.5 for chroma
-        unit_x, unit_y = self.scale[0] * ratio, self.scale[1] * ratio
-        centre_x, centre_y = self.centre[0] * ratio, self.centre[1] * ratio
-        half_w, half_h = frame[0] / (2 * pose.zoom), frame[1] / (2 * pose.zoom)
-        if pose.angle == 0.0:
-            box = (
-                max(0.0, centre_x + unit_x * (pose.x - half_w)),
-                max(0.0, centre_y + unit_y * (pose.y - half_h)),
-                min(float(plane.width), centre_x + unit_x * (pose.x + half_w)),
-                min(float(plane.height), centre_y + unit_y * (pose.y + half_h)),
-            )
-            return plane.resize(size, resample, box=box)
-        # Output pixel centre (i + 0.5, j + 0.5) maps to the canvas through the pose.
-        cos, sin = math.cos(math.radians(pose.angle)), math.sin(math.radians(pose.angle))
-        step = 1.0 / (pose.zoom * ratio)
-        coefficients = (
-            unit_x * cos * step,
-            -unit_x * sin * step,
-            centre_x + unit_x * (pose.x - cos * half_w + sin * half_h),
-            unit_y * sin * step,
-            unit_y * cos * step,
-            centre_y + unit_y * (pose.y - sin * half_w - cos * half_h),
-        )
-        return plane.transform(size, Image.Transform.AFFINE, coefficients, resample=resample)
-
-
-def _extend(picture: Image.Image, margin: tuple[int, int]) -> Image.Image:
-    """Surround the picture with a blurred mirror of itself, blended in over a soft seam."""
-    pad_x = min(margin[0], picture.width - 1)
-    pad_y = min(margin[1], picture.height - 1)
-    pixels = np.asarray(picture)
-    mirrored = np.pad(pixels, ((pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="symmetric")
-    if (pad_x, pad_y) != margin:  # a margin wider than the picture: repeat the edge beyond
-        extra = ((margin[1] - pad_y,) * 2, (margin[0] - pad_x,) * 2, (0, 0))
-        mirrored = np.pad(mirrored, extra, mode="edge")
-    sharp = Image.fromarray(mirrored, "RGB")
-    side = max(picture.size)
-    blurred = sharp.filter(ImageFilter.GaussianBlur(max(1.0, _MARGIN_BLUR * side)))
-    # Distance outside the picture, in pixels, ramps the blur in over the feather width.
-    xs = np.arange(sharp.width, dtype=np.float32)
-    ys = np.arange(sharp.height, dtype=np.float32)
-    out_x = np.maximum(margin[0] - xs, xs - (margin[0] + picture.width - 1))
-    out_y = np.maximum(margin[1] - ys, ys - (margin[1] + picture.height - 1))
-    outside = np.maximum(out_x[np.newaxis, :], out_y[:, np.newaxis]).clip(0, None)
-    feather = max(1.0, _MARGIN_FEATHER * side)
-    mask = (np.clip(outside / feather, 0.0, 1.0) * 255).astype(np.uint8)
-    return Image.composite(blurred, sharp, Image.fromarray(mask, "L"))
+# --- frames ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class _Shot:
     """One picture of the clip and the camera pose on each frame."""
 
-    canvas: _Canvas
+    canvas: Canvas
     poses: list[Pose]
 
 
 class _MotionFrames:
     """The frames of one clip, rendered on demand as RGB or as YUV 4:2:0 planes.
 
-    Before each frame the job's cancel flag is checked; after it, progress is reported.
+    Before each frame the job's cancel flag is checked; as it is handed over, progress is
+    reported. The arrays are read-only: a still camera hands over the same one again.
     """
 
     def __init__(
@@ -248,14 +152,14 @@ class _MotionFrames:
         shots: list[_Shot],
         mix: list[float],
         size: tuple[int, int],
-        resample: Image.Resampling,
+        interpolation: int,
         on_progress: ProgressCallback,
         is_cancelled: CancelCheck,
     ) -> None:
         self._shots = shots
         self._mix = mix  # weight of the last picture on each frame (0 without one)
         self._size = size
-        self._resample = resample
+        self._interpolation = interpolation
         self._on_progress = on_progress
         self._is_cancelled = is_cancelled
 
@@ -263,23 +167,24 @@ class _MotionFrames:
         return len(self._mix)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        for (picture,) in self._layers(lambda canvas: (canvas.rgb,), (self._size,)):
-            yield np.asarray(picture)
+        for (rgb,) in self._frames(lambda canvas: (canvas.rgb,), (self._size,)):
+            yield rgb
 
     def iter_yuv420p(self) -> Iterator[Yuv420Frame]:
         width, height = self._size
-        sizes = ((width, height), (width // 2, height // 2), (width // 2, height // 2))
-        for y, cb, cr in self._layers(lambda canvas: canvas.planes, sizes):
-            yield np.asarray(y), np.asarray(cb), np.asarray(cr)
+        chroma = (width // 2, height // 2)
+        for planes in self._frames(lambda canvas: canvas.planes, (self._size, chroma, chroma)):
+            y, cb, cr = planes
+            yield y, cb, cr
 
-    def _layers(
+    def _frames(
         self,
-        planes_of: Any,
+        planes_of: Callable[[Canvas], tuple[np.ndarray, ...]],
         sizes: tuple[tuple[int, int], ...],
-    ) -> Iterator[tuple[Image.Image, ...]]:
+    ) -> Iterator[tuple[np.ndarray, ...]]:
         count = len(self._mix)
         previous_key: object = None
-        rendered: tuple[Image.Image, ...] = ()
+        rendered: tuple[np.ndarray, ...] = ()
         for index in range(count):
             if self._is_cancelled():
                 raise JobCancelled(f"cancelled at frame {index} of {count}")
@@ -287,30 +192,33 @@ class _MotionFrames:
             key = (mix, *(shot.poses[index] for shot in self._shots))
             if key != previous_key:  # a still camera renders once
                 rendered = self._render(planes_of, sizes, index, mix)
+                for plane in rendered:
+                    plane.flags.writeable = False
                 previous_key = key
             self._on_progress((index + 1) / count)
             yield rendered
 
     def _render(
-        self, planes_of: Any, sizes: tuple[tuple[int, int], ...], index: int, mix: float
-    ) -> tuple[Image.Image, ...]:
-        visible = [
-            (shot, weight)
+        self,
+        planes_of: Callable[[Canvas], tuple[np.ndarray, ...]],
+        sizes: tuple[tuple[int, int], ...],
+        index: int,
+        mix: float,
+    ) -> tuple[np.ndarray, ...]:
+        layers = [
+            tuple(
+                shot.canvas.render(plane, size, self._size, shot.poses[index], self._interpolation)
+                for plane, size in zip(planes_of(shot.canvas), sizes, strict=True)
+            )
             for shot, weight in zip(self._shots, (1.0 - mix, mix), strict=False)
             if weight > 0.0
         ]
-        layers: list[tuple[Image.Image, ...]] = []
-        for shot, _ in visible:
-            pose = shot.poses[index]
-            layers.append(
-                tuple(
-                    shot.canvas.render(plane, size, self._size, pose, self._resample)
-                    for plane, size in zip(planes_of(shot.canvas), sizes, strict=True)
-                )
-            )
         if len(layers) == 1:
             return layers[0]
-        return tuple(Image.blend(a, b, mix) for a, b in zip(*layers, strict=True))
+        first, last = layers
+        return tuple(
+            cv2.addWeighted(a, 1.0 - mix, b, mix, 0.0) for a, b in zip(first, last, strict=True)
+        )
 
 
 # --- painting -------------------------------------------------------------------------
@@ -354,6 +262,7 @@ class _Ground:
     near: RGB
 
 
+_MOUNTAINS = re.compile(r"\b(?:mountains?|peaks?|alps|alpine|cliffs?)\b")
 _GROUNDS: tuple[tuple[re.Pattern[str], _Ground], ...] = tuple(
     (re.compile(pattern), _Ground(style, far, near))
     for pattern, style, far, near in (
@@ -382,7 +291,7 @@ _GROUNDS: tuple[tuple[re.Pattern[str], _Ground], ...] = tuple(
             (222, 230, 242),
             (186, 202, 224),
         ),
-        (r"\b(?:mountains?|peaks?|alps|alpine|cliffs?)\b", "peaks", (112, 122, 144), (58, 68, 82)),
+        (_MOUNTAINS.pattern, "peaks", (112, 122, 144), (58, 68, 82)),
     )
 )
 _MEADOW = _Ground("hills", (124, 162, 82), (58, 108, 42))
@@ -426,6 +335,7 @@ def paint_first_frame(prompt: str, width: int, height: int, seed: int) -> Image.
             light=tuple(0.5 * np.array(sky.light) + 0.5 * accent),
         )
     overcast = bool(_OVERCAST.search(words))
+    shore = "peaks" if _MOUNTAINS.search(words) else "water"  # what rises beyond the water
 
     shrink = min(1.0, _WORKING_SIDE / max(width, height))
     w, h = max(8, round(width * shrink)), max(8, round(height * shrink))
@@ -469,7 +379,9 @@ def paint_first_frame(prompt: str, width: int, height: int, seed: int) -> Image.
         colour_ = colour_ * (0.55 + 0.45 * depth) + haze * lit * 0.45 * (1 - depth)
         if ground.style == "water" and layer > 0:
             break  # only a distant shore: the water itself comes next
-        ridge = _ridge(rng, xs[0], ground.style, horizon, layer)
+        ridge = _ridge(
+            rng, xs[0], shore if ground.style == "water" else ground.style, horizon, layer
+        )
         inside = np.clip((ys - ridge[np.newaxis, :]) * h + 0.5, 0.0, 1.0)[..., np.newaxis]
         shade = 1.0 - 0.25 * np.clip((ys - horizon) / (1 - horizon), 0, 1)[..., np.newaxis]
         canvas = canvas * (1 - inside) + colour_ * shade * inside

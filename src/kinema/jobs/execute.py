@@ -85,12 +85,11 @@ class Executor:
             return
         except KinemaError as error:
             log.info("job %s failed: %s", job.id, error.message)
-            self._record(lambda: self.store.fail(job.id, job.attempt, error.code, error.message), job)
+            self._fail(job, error.code, error.message)
             return
         except Exception as error:  # an engine bug must fail the job, not the worker
             log.exception("job %s crashed", job.id)
-            message = f"{type(error).__name__}: {error}"
-            self._record(lambda: self.store.fail(job.id, job.attempt, "engine_error", message), job)
+            self._fail(job, "engine_error", f"{type(error).__name__}: {error}")
             return
         try:
             self.store.succeed(job.id, job.attempt, result)
@@ -100,6 +99,9 @@ class Executor:
             for key in (result.video_key, result.thumbnail_key):
                 if key:
                     self.storage.delete(key)
+
+    def _fail(self, job: Job, code: str, message: str) -> None:
+        self._record(lambda: self.store.fail(job.id, job.attempt, code, message), job)
 
     def _record(self, write: Callable[[], object], job: Job) -> None:
         try:
@@ -124,7 +126,9 @@ class Executor:
             seed=_seed_for(job.id, request),
             image=self._image(request.image),
             last_image=self._image(request.last_image),
-            reference_images=tuple(self._image(k) for k in request.reference_images if k),
+            reference_images=tuple(
+                image for key in request.reference_images if (image := self._image(key))
+            ),
             options=dict(config.options),
         )
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Row,
     Update,
     and_,
+    bindparam,
     case,
     delete,
     func,
@@ -70,6 +71,10 @@ class JobStore:
     def __init__(self, engine: Engine, *, clock: Clock = _utcnow) -> None:
         self._engine = engine
         self._clock = clock
+        # Polls are the hottest query of all; build the statement once.
+        self._owned_job = select(jobs).where(
+            jobs.c.id == bindparam("job_id"), jobs.c.owner == bindparam("owner")
+        )
 
     # --- accepting jobs ---
 
@@ -145,7 +150,10 @@ class JobStore:
 
     def get(self, owner: str, job_id: str) -> Job:
         """``owner``'s job; someone else's job is as not-found as a missing one."""
-        row = self._read_one(select(jobs).where(jobs.c.id == job_id, jobs.c.owner == owner))
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                self._owned_job, {"job_id": job_id, "owner": owner}
+            ).one_or_none()
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return _to_job(row)

@@ -26,7 +26,8 @@ from kinema.types import Audio
 __all__ = ["Line", "build_soundtrack", "extract_dialogue", "resample", "speak"]
 
 BED_LEVEL_DBFS = -30.0  # RMS of the ambience: present, but well under speech
-_SPEECH_PEAK = 0.5  # peak of a line spoken at volume 1.0 (-6 dBFS)
+_SPEECH_PEAK = 0.9  # peak of a line spoken at volume 1.0 (about -1 dBFS)
+_DUCKING_DB = -6.0  # the ambience steps back while someone speaks
 _EDGE_S = 0.1  # keep speech this far from the end of the clip
 _GAP_S = 0.15  # silence between consecutive lines
 _FADE_S = 0.005  # ramps at the edges of each line so they do not click
@@ -48,6 +49,7 @@ _SPEECH_CUE = re.compile(
     r"|calls?|murmurs?|mutters?|sings?|exclaims?|tells?|announces?|narrat\w*|voice\w*"
     r"|dialogue|cries|sighs?|laughs?|adds?|continues|declares?|states?)\b|:\s*$"
 )
+_SENTENCE_END = re.compile(r"[.!?;]")
 _QUOTE_OPENERS = re.compile("[\"'\u201c\u2018\u00ab]")
 _TERMINAL = re.compile(r"[.!?\u2026]\W*$")
 _HINT_BEFORE_CHARS = 80
@@ -110,7 +112,8 @@ def extract_dialogue(prompt: str) -> list[Line]:
         text = next(group for group in match.groups() if group is not None).strip()
         before = prompt[max(previous_end, match.start() - _HINT_BEFORE_CHARS) : match.start()]
         before = before.lower()
-        after = _QUOTE_OPENERS.split(prompt[match.end() : match.end() + _HINT_AFTER_CHARS])[0]
+        after = prompt[match.end() : match.end() + _HINT_AFTER_CHARS]
+        after = _SENTENCE_END.split(_QUOTE_OPENERS.split(after)[0])[0]
         after = after.lower()
         previous_end = match.end()
         if not any(char.isalnum() for char in text):
@@ -190,6 +193,9 @@ class _Espeak:
             raise EngineError("espeak-ng failed to initialise")
         self.sample_rate = sample_rate
         self._lib = lib
+        self._seed_random = getattr(lib, "espeak_ng_SetRandSeed", None)
+        if self._seed_random is not None:
+            self._seed_random.argtypes = [ctypes.c_long]
         self._chunks: list[np.ndarray] = []
         self._callback = _SYNTH_CALLBACK(self._collect)  # must live as long as the library
         lib.espeak_SetSynthCallback(self._callback)
@@ -204,6 +210,8 @@ class _Espeak:
             raise EngineError(f"espeak-ng has no voice {voice!r}")
         self._lib.espeak_SetParameter(_PARAM_RATE, words_per_minute, 0)
         self._lib.espeak_SetParameter(_PARAM_PITCH, pitch, 0)
+        if self._seed_random is not None:
+            self._seed_random(0)  # espeak-ng varies its pauses at random: pin it down
         encoded = text.encode()
         self._chunks = []
         status = self._lib.espeak_Synth(

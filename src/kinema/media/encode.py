@@ -361,7 +361,8 @@ def _frame_from_planes(planes: Yuv420Frame, width: int, height: int) -> av.Video
     for plane, data, shape in zip(frame.planes, planes, expected, strict=True):
         if data.shape != shape or data.dtype != np.uint8:
             raise EngineError(f"expected a uint8 plane of shape {shape}, got {data.shape}")
-        rows = np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)
+        rows = np.frombuffer(memoryview(plane), dtype=np.uint8)
+        rows = rows.reshape(plane.height, plane.line_size)
         rows[:, : shape[1]] = data
     frame.colorspace = Colorspace.ITU709
     frame.color_range = ColorRange.MPEG

@@ -13,7 +13,12 @@ from kinema.errors import NotFound
 def check_key(key: str) -> str:
     """Refuse keys that could escape the store's root (``..``, absolute, backslashes)."""
     path = PurePosixPath(key)
-    if not key or path.is_absolute() or "\\" in key or any(p in ("", ".", "..") for p in path.parts):
+    if (
+        not key
+        or path.is_absolute()
+        or "\\" in key
+        or any(p in ("", ".", "..") for p in path.parts)
+    ):
         raise NotFound(f"no such file: {key!r}")
     return key
 

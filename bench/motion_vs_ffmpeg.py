@@ -1,0 +1,170 @@
+"""Time the motion engine against the ffmpeg command line on the same job.
+
+The job: an 8 s, 1080p, 16:9, 24 fps clip (192 frames) of a push-in on the shipped sample
+picture, H.264 (libx264, same preset and CRF) plus an AAC track, in an MP4 with
+``+faststart``. kinema renders its eased, sub-pixel push-in and a spoken soundtrack;
+ffmpeg zooms the same picture (two usual recipes: a per-frame ``scale`` + ``crop``, and
+``zoompan``) with a brown-noise track from ``anoisesrc``. kinema runs in this process
+with its engine set up, as in a worker; ffmpeg runs as a child process. The runs
+alternate, so a busy machine slows both alike, and the medians are reported.
+
+    python bench/motion_vs_ffmpeg.py [--rounds 5] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+from PIL import Image
+
+from kinema.engines.motion import MotionEngine
+from kinema.media.encode import encode_mp4
+from kinema.types import EngineRequest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "src" / "kinema" / "assets" / "sample.jpg"
+WIDTH, HEIGHT, FPS, SECONDS = 1920, 1080, 24, 8
+FRAMES = FPS * SECONDS
+PRESET, CRF = "veryfast", 20
+PROMPT = "Slow push-in on the lake at sunset. A woman says softly: 'It is so quiet here.'"
+ZOOM = f"(1+0.12*(3*pow({{t}}/{FRAMES - 1},2)-2*pow({{t}}/{FRAMES - 1},3)))"  # eased, as kinema
+
+FFMPEG_FILTERS = {
+    "ffmpeg scale+crop": (
+        f"scale=w='trunc({WIDTH}*{ZOOM.format(t='n')}/2)*2'"
+        f":h='trunc({HEIGHT}*{ZOOM.format(t='n')}/2)*2':eval=frame,"
+        f"crop={WIDTH}:{HEIGHT},format=yuv420p"
+    ),
+    "ffmpeg zoompan": (
+        f"scale={WIDTH}:{HEIGHT},zoompan=z='{ZOOM.format(t='on')}'"
+        f":x='iw/2-iw/zoom/2':y='ih/2-ih/zoom/2':d=1:s={WIDTH}x{HEIGHT}:fps={FPS},"
+        "format=yuv420p"
+    ),
+}
+
+
+def ffmpeg_command(video_filter: str, output: Path) -> list[str]:
+    return [
+        "ffmpeg", "-nostdin", "-v", "error", "-y",
+        "-loop", "1", "-framerate", str(FPS), "-i", str(SAMPLE),
+        "-f", "lavfi", "-i", "anoisesrc=color=brown:amplitude=0.03:sample_rate=48000",
+        "-vf", video_filter, "-map", "0:v", "-map", "1:a", "-t", str(SECONDS),
+        "-c:v", "libx264", "-preset", PRESET, "-crf", str(CRF), "-r", str(FPS),
+        "-c:a", "aac", "-b:a", "160k", "-ac", "2", "-ar", "48000",
+        "-movflags", "+faststart", str(output),
+    ]  # fmt: skip
+
+
+def ensure_ffmpeg() -> str:
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("ffmpeg is missing: installing it with apt-get", file=sys.stderr)
+        subprocess.run(["apt-get", "install", "-y", "-q", "ffmpeg"], check=True)
+        found = shutil.which("ffmpeg")
+        if found:
+            return found
+    sys.exit("ffmpeg is not installed; install it (e.g. apt-get install -y ffmpeg) and rerun")
+
+
+def run_kinema(engine: MotionEngine, output: Path) -> None:
+    picture = Image.open(SAMPLE)
+    picture.load()
+    request = EngineRequest(
+        prompt=PROMPT,
+        width=WIDTH,
+        height=HEIGHT,
+        fps=FPS,
+        num_frames=FRAMES,
+        generate_audio=True,
+        seed=7,
+        image=picture,
+    )
+    clip = engine.run(request, lambda _: None, lambda: False)
+    encode_mp4(clip, output, preset=PRESET, crf=CRF)
+
+
+def timed(action: Callable[[], None]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (this process and its children) of ``action``."""
+    before, start = os.times(), time.perf_counter()
+    action()
+    wall, after = time.perf_counter() - start, os.times()
+    cpu = sum(after[:4]) - sum(before[:4])
+    return wall, cpu
+
+
+def describe(path: Path) -> str:
+    with av.open(str(path)) as container:
+        streams = ", ".join(
+            f"{stream.codec_context.name} {float(stream.duration * stream.time_base):.3f}s"
+            for stream in container.streams
+            if stream.duration is not None and stream.time_base is not None
+        )
+        frames = container.streams.video[0].frames
+        return f"{frames} frames, {streams}, {path.stat().st_size // 1024} KiB"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--keep", type=Path, help="keep the videos of the last round here")
+    args = parser.parse_args()
+    ffmpeg = ensure_ffmpeg()
+    version = subprocess.run([ffmpeg, "-version"], capture_output=True, text=True, check=True)
+
+    engine = MotionEngine()
+    engine.setup()
+    work = Path(tempfile.mkdtemp(prefix="kinema-bench-"))
+    outputs = {"kinema motion": work / "kinema.mp4"}
+    outputs |= {name: work / f"{name.split()[1]}.mp4" for name in FFMPEG_FILTERS}
+    jobs: dict[str, Callable[[], None]] = {
+        "kinema motion": lambda: run_kinema(engine, outputs["kinema motion"])
+    }
+    for name, video_filter in FFMPEG_FILTERS.items():
+        command = ffmpeg_command(video_filter, outputs[name])
+        jobs[name] = lambda command=command: subprocess.run(command, check=True)  # type: ignore[misc]
+
+    jobs["kinema motion"]()  # warm up caches and the page cache, untimed
+    walls: dict[str, list[float]] = {name: [] for name in jobs}
+    cpus: dict[str, list[float]] = {name: [] for name in jobs}
+    for round_ in range(args.rounds):
+        for name, job in jobs.items():
+            wall, cpu = timed(job)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+            print(f"round {round_ + 1}: {name:18s} {wall:6.2f} s wall {cpu:6.2f} s cpu")
+
+    print()
+    machine = f"{platform.platform()}, {os.cpu_count()} cores"
+    print(f"machine: {machine}, Python {platform.python_version()}")
+    print(f"ffmpeg: {version.stdout.splitlines()[0]}; PyAV {av.__version__}")
+    for name, path in outputs.items():
+        print(f"{name}: {describe(path)}")
+    kinema = statistics.median(walls["kinema motion"])
+    print("\n| run | median wall (s) | median CPU (s) | kinema / this |")
+    print("|---|---|---|---|")
+    for name in jobs:
+        wall = statistics.median(walls[name])
+        cpu = statistics.median(cpus[name])
+        print(f"| {name} | {wall:.2f} | {cpu:.2f} | {kinema / wall:.2f}x |")
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        for path in outputs.values():
+            shutil.copy2(path, args.keep / path.name)
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
