@@ -5,7 +5,7 @@ implementation, access log off) and are loaded by the same ``wrk`` run, one afte
 other, in this one invocation. The kinema poll is the real thing: API-key check, job read
 from SQLite, signed video URL. Goal: kinema >= 0.5x the bare endpoint.
 
-    python bench/api_poll.py [--seconds 10] [--connections 32]
+    python bench/api_poll.py [--seconds 10] [--connections 32] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,8 +43,17 @@ def ensure_wrk() -> str:
 
 
 def uvicorn(target: str, port: int, env: dict[str, str], *, factory: bool) -> subprocess.Popen:
-    command = [sys.executable, "-m", "uvicorn", target, "--port", str(port),
-               "--log-level", "warning", "--no-access-log"]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        target,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     if factory:
         command.append("--factory")
     process = subprocess.Popen(command, env={**os.environ, **env}, cwd=ROOT)
@@ -82,9 +92,13 @@ def prepare_job(data_dir: Path) -> tuple[str, str]:
     runtime = Runtime.build(Settings(data_dir=data_dir), workers=1)
     _, key = runtime.keys.create("bench")
     with BackgroundServer(runtime) as server, KinemaClient(server.url, key) as client:
-        created = client.create("static", ROOT / "src/kinema/assets/sample.jpg",
-                                model="google/veo-3.0-i2v-fast", duration=4,
-                                generate_audio=False)
+        created = client.create(
+            "static",
+            ROOT / "src/kinema/assets/sample.jpg",
+            model="google/veo-3.0-i2v-fast",
+            duration=4,
+            generate_audio=False,
+        )
         client.wait(created["id"])
     runtime.close()
     return key, created["id"]
@@ -94,33 +108,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     wrk = ensure_wrk()
 
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         key, generation_id = prepare_job(data_dir)
-        env = {"KINEMA_DATA_DIR": str(data_dir), "KINEMA_WORKERS": "0",
-               "PYTHONPATH": str(ROOT / "src")}
+        env = {
+            "KINEMA_DATA_DIR": str(data_dir),
+            "KINEMA_WORKERS": "0",
+            "PYTHONPATH": str(ROOT / "src"),
+        }
         query = httpx.QueryParams({"generation_id": generation_id})
 
         kinema = uvicorn("kinema.api.app:create_app", 8731, env, factory=True)
-        try:
-            url = f"http://127.0.0.1:8731/v2/video/generations?{query}"
-            assert httpx.get(url, headers={"Authorization": f"Bearer {key}"}).status_code == 200
-            kinema_rps = run_wrk(wrk, url, args.seconds, args.connections, key)
-        finally:
-            kinema.terminate()
-            kinema.wait()
-
         bare = uvicorn("bench.bare_starlette:app", 8732, {"PYTHONPATH": str(ROOT)}, factory=False)
+        kinema_url = f"http://127.0.0.1:8731/v2/video/generations?{query}"
+        bare_url = f"http://127.0.0.1:8732/v2/video/generations?{query}"
+        headers = {"Authorization": f"Bearer {key}"}
+        assert httpx.get(kinema_url, headers=headers).json()["status"] == "completed"
+        kinema_runs, bare_runs = [], []
         try:
-            url = f"http://127.0.0.1:8732/v2/video/generations?{query}"
-            bare_rps = run_wrk(wrk, url, args.seconds, args.connections, key)
+            # Alternate the two servers so drift in machine load hits both alike.
+            for _ in range(args.rounds):
+                kinema_runs.append(run_wrk(wrk, kinema_url, args.seconds, args.connections, key))
+                bare_runs.append(run_wrk(wrk, bare_url, args.seconds, args.connections, key))
         finally:
-            bare.terminate()
-            bare.wait()
-
+            for process in (kinema, bare):
+                process.terminate()
+                process.wait()
+    kinema_rps, bare_rps = statistics.median(kinema_runs), statistics.median(bare_runs)
+    print(f"rounds: kinema {[round(r) for r in kinema_runs]}, bare {[round(r) for r in bare_runs]}")
     print(f"kinema poll:     {kinema_rps:10.0f} req/s")
     print(f"bare Starlette:  {bare_rps:10.0f} req/s")
     print(f"ratio:           {kinema_rps / bare_rps:10.2f}x  (goal >= 0.5x)")

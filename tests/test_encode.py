@@ -56,6 +56,7 @@ def test_video_with_audio_has_h264_and_aac_of_exactly_the_clip_duration(tmp_path
     encoded = encode_mp4(clip(48, tone(2.0)), path)
 
     assert encoded == EncodedVideo(WIDTH, HEIGHT, FPS, 48, 2.0, True, path.stat().st_size)
+    assert path.stat().st_mode & 0o777 == 0o644
     with av.open(str(path)) as container:
         video, audio = container.streams.video[0], container.streams.audio[0]
         assert len(container.streams) == 2

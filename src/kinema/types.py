@@ -115,6 +115,19 @@ class Job:
     dialect: str = "aimlapi"
 
 
+@dataclass(frozen=True)
+class JobSummary:
+    """The part of a job that a status poll renders (read without the request or times)."""
+
+    id: str
+    model: str
+    status: JobStatus
+    progress: float
+    error_code: str | None
+    error_message: str | None
+    result: VideoResult | None
+
+
 # --- engine-facing types: engines see pixels and numbers, never storage or HTTP ---
 
 

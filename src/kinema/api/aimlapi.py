@@ -30,7 +30,7 @@ from kinema.api.errors import dialect_route
 from kinema.errors import InvalidRequest, KinemaError, NotFound
 from kinema.jobs.submit import request_fingerprint
 from kinema.runtime import Runtime
-from kinema.types import Job, JobStatus
+from kinema.types import Job, JobStatus, JobSummary
 
 DIALECT = "aimlapi"
 
@@ -123,7 +123,7 @@ class Generation(BaseModel):
     progress: int = Field(0, description="kinema extension: percent done, 0..100")
 
 
-def wire_id(job: Job) -> str:
+def wire_id(job: Job | JobSummary) -> str:
     return f"{uuid.UUID(hex=job.id)}:{job.model}"
 
 
@@ -135,7 +135,7 @@ def job_id_from_wire(generation_id: str) -> str:
         raise NotFound(f"generation {generation_id!r} not found") from None
 
 
-def render_job(job: Job, runtime: Runtime, base_url: str) -> dict[str, Any]:
+def render_job(job: Job | JobSummary, runtime: Runtime, base_url: str) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": wire_id(job),
         "status": STATUS[job.status],
@@ -209,7 +209,7 @@ async def fetch_generation(request: Request) -> Response:
         generation_id = request.query_params.get("generation_id")
         if not generation_id:
             raise InvalidRequest.for_field("generation_id", "is required")
-        job = runtime.store.get(owner, job_id_from_wire(generation_id))
+        job = runtime.store.summary(owner, job_id_from_wire(generation_id))
         return JSONResponse(render_job(job, runtime, public_base_url(request, runtime)))
     except KinemaError as error:
         return render_error(request, error)

@@ -93,4 +93,12 @@ BearerOwner = Annotated[str, Depends(bearer_owner)]
 def public_base_url(request: Request, runtime: Runtime) -> str:
     """The absolute base for links handed to clients (configurable behind a proxy)."""
     configured = runtime.settings.public_base_url
-    return (configured or str(request.base_url)).rstrip("/")
+    if configured:
+        return configured.rstrip("/")
+    # What ``request.base_url`` gives, without building two URL objects per poll.
+    scope = request.scope
+    host = request.headers.get("host")
+    if host is None:
+        server = scope.get("server") or ("localhost", 80)
+        host = f"{server[0]}:{server[1]}"
+    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}".rstrip("/")

@@ -12,10 +12,9 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from kinema.catalog import Catalog
@@ -24,7 +23,7 @@ from kinema.engines.registry import EngineHost
 from kinema.errors import JobCancelled, KinemaError, LeaseLost
 from kinema.jobs.store import JobStore
 from kinema.jobs.submit import job_prefix
-from kinema.media.encode import encode_mp4, write_thumbnail
+from kinema.media.encode import encode_mp4
 from kinema.media.images import decode_image
 from kinema.storage import Storage
 from kinema.types import Clip, EngineRequest, GenerationRequest, Job, VideoResult
@@ -160,21 +159,11 @@ class Executor:
         scratch = self.storage.scratch_dir()
         video_path = scratch / f"{job.id}-{job.attempt}.mp4"
         thumb_path = scratch / f"{job.id}-{job.attempt}.jpg"
-        first: list[np.ndarray] = []
-
-        def remember_first(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-            for frame in frames:
-                if not first:
-                    first.append(frame)
-                yield frame
-
-        clip.frames = remember_first(clip.frames)
         try:
-            encoded = encode_mp4(clip, video_path)
+            # The encoder writes the thumbnail from the first frame, once the video is done.
+            encoded = encode_mp4(clip, video_path, thumbnail_path=thumb_path)
             if control.should_stop():
                 raise JobCancelled("job stopped while its video was being written")
-            if first:
-                write_thumbnail(first[0], thumb_path)
             prefix = job_prefix(job.id)
             # Keys carry the attempt so a late, fenced-out attempt never overwrites the
             # output of the attempt that committed.

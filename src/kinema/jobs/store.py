@@ -23,6 +23,7 @@ from typing import Any, Literal
 from sqlalchemy import (
     Engine,
     Row,
+    Select,
     Update,
     and_,
     bindparam,
@@ -39,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from kinema.db import begin_write
 from kinema.errors import IdempotencyConflict, InvalidRequest, LeaseLost, NotFound
 from kinema.jobs.tables import jobs
-from kinema.types import GenerationRequest, Job, JobStatus, VideoResult
+from kinema.types import GenerationRequest, Job, JobStatus, JobSummary, VideoResult
 
 Clock = Callable[[], datetime]
 
@@ -71,10 +72,22 @@ class JobStore:
     def __init__(self, engine: Engine, *, clock: Clock = _utcnow) -> None:
         self._engine = engine
         self._clock = clock
-        # Polls are the hottest query of all; build the statement once.
-        self._owned_job = select(jobs).where(
-            jobs.c.id == bindparam("job_id"), jobs.c.owner == bindparam("owner")
+        # Polls are the hottest query of all: compiled once, run on the driver directly,
+        # reading only the columns a status response renders.
+        owned = and_(jobs.c.id == bindparam("job_id"), jobs.c.owner == bindparam("owner"))
+        self._summary_query = _DirectQuery(
+            engine,
+            select(
+                jobs.c.id,
+                jobs.c.model,
+                jobs.c.status,
+                jobs.c.progress,
+                jobs.c.error_code,
+                jobs.c.error_message,
+                jobs.c.result,
+            ).where(owned),
         )
+        self._owned_job = select(jobs).where(owned)
 
     # --- accepting jobs ---
 
@@ -157,6 +170,22 @@ class JobStore:
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return _to_job(row)
+
+    def summary(self, owner: str, job_id: str) -> JobSummary:
+        """What a status poll needs of ``owner``'s job; the cheapest read the store has."""
+        data = self._summary_query.one_or_none({"job_id": job_id, "owner": owner})
+        if data is None:
+            raise NotFound(f"job {job_id} not found")
+        result = data["result"]
+        return JobSummary(
+            id=data["id"],
+            model=data["model"],
+            status=JobStatus(data["status"]),
+            progress=data["progress"],
+            error_code=data["error_code"],
+            error_message=data["error_message"],
+            result=None if result is None else _video_result(result),
+        )
 
     def get_any(self, job_id: str) -> Job:
         """A job whoever owns it: for workers, which act on every owner's jobs."""
@@ -449,6 +478,61 @@ class JobStore:
     def _write_one(self, statement: Any) -> Row[Any] | None:
         with begin_write(self._engine) as connection:
             return connection.execute(statement).one_or_none()
+
+
+class _DirectQuery:
+    """A SELECT compiled once and executed on a pooled DBAPI connection.
+
+    It skips SQLAlchemy's per-call statement handling (about 140 us of a 160 us poll read
+    on SQLite) but keeps its semantics: the SQL and parameter order come from the
+    dialect's compiler, and each column goes through its type's result processor, so
+    values come back exactly as a normal ``Connection.execute`` returns them.
+    """
+
+    def __init__(self, engine: Engine, statement: Select[Any]) -> None:
+        dialect = engine.dialect
+        compiled = statement.compile(dialect=dialect)
+        self._engine = engine
+        self._sql = str(compiled)
+        self._order = compiled.positiontup  # None when the driver takes named parameters
+        self._dialect = dialect
+        self._columns = list(statement.selected_columns)
+        # Built from the first cursor's description: some processors need the driver's
+        # type code of the column (PostgreSQL numerics do).
+        self._processors: list[tuple[str, Any]] | None = None
+
+    def _processors_for(self, description: Any) -> list[tuple[str, Any]]:
+        if self._processors is None:
+            dialect = self._dialect
+            self._processors = [
+                (
+                    str(column.key),
+                    column.type.dialect_impl(dialect).result_processor(dialect, info[1]),
+                )
+                for column, info in zip(self._columns, description, strict=True)
+            ]
+        return self._processors
+
+    def one_or_none(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        bound: Any = params if self._order is None else [params[k] for k in self._order]
+        connection = self._engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(self._sql, bound)
+                row = cursor.fetchone()
+                processors = self._processors_for(cursor.description)
+            finally:
+                cursor.close()
+            connection.rollback()  # end the read (a no-op for SQLite in autocommit)
+        finally:
+            connection.close()
+        if row is None:
+            return None
+        return {
+            key: value if process is None else process(value)
+            for (key, process), value in zip(processors, row, strict=True)
+        }
 
 
 def _same_request(row: Row[Any], request_hash: str) -> Job:

@@ -26,7 +26,8 @@ from kinema.types import Audio
 __all__ = ["Line", "build_soundtrack", "extract_dialogue", "resample", "speak"]
 
 BED_LEVEL_DBFS = -30.0  # RMS of the ambience: present, but well under speech
-_SPEECH_PEAK = 0.9  # peak of a line spoken at volume 1.0 (about -1 dBFS)
+_SPEECH_DBFS = -16.0  # RMS of a line spoken at volume 1.0 (while it sounds)
+_SPEECH_CEILING = 0.95  # peaks above this are rounded off
 _DUCKING_DB = -6.0  # the ambience steps back while someone speaks
 _EDGE_S = 0.1  # keep speech this far from the end of the clip
 _GAP_S = 0.15  # silence between consecutive lines
@@ -193,9 +194,6 @@ class _Espeak:
             raise EngineError("espeak-ng failed to initialise")
         self.sample_rate = sample_rate
         self._lib = lib
-        self._seed_random = getattr(lib, "espeak_ng_SetRandSeed", None)
-        if self._seed_random is not None:
-            self._seed_random.argtypes = [ctypes.c_long]
         self._chunks: list[np.ndarray] = []
         self._callback = _SYNTH_CALLBACK(self._collect)  # must live as long as the library
         lib.espeak_SetSynthCallback(self._callback)
@@ -210,8 +208,6 @@ class _Espeak:
             raise EngineError(f"espeak-ng has no voice {voice!r}")
         self._lib.espeak_SetParameter(_PARAM_RATE, words_per_minute, 0)
         self._lib.espeak_SetParameter(_PARAM_PITCH, pitch, 0)
-        if self._seed_random is not None:
-            self._seed_random(0)  # espeak-ng varies its pauses at random: pin it down
         encoded = text.encode()
         self._chunks = []
         status = self._lib.espeak_Synth(
@@ -302,7 +298,9 @@ def build_soundtrack(prompt: str, duration_s: float, seed: int, sample_rate: int
 
     The ambience depends only on the prompt's scene words and ``seed`` (same inputs, same
     samples): surf for sea and beach prompts, wind for open landscapes, rain for storms,
-    otherwise a low room tone with a soft drone.
+    otherwise a low room tone with a soft drone. It steps back by 6 dB while a line is
+    spoken. Speech itself can differ by a millisecond or so from one call to the next:
+    espeak-ng's voice has a slight pitch flutter whose phase runs on from call to call.
 
     Placement rule: a line starts where its quote sits in the prompt, in proportion,
     ``start = offset / len(prompt) * duration_s``; it is pushed back to start at least
@@ -312,22 +310,36 @@ def build_soundtrack(prompt: str, duration_s: float, seed: int, sample_rate: int
     """
     num_samples = round(duration_s * sample_rate)
     rng = np.random.default_rng(_seed_for(prompt, seed))
-    track = _ambience(prompt, num_samples, sample_rate, rng)
-    lines = extract_dialogue(prompt)
+    bed = _ambience(prompt, num_samples, sample_rate, rng)
+    voice = np.zeros(num_samples, np.float32)
+    speaking = np.zeros(num_samples, np.float32)
     cursor = 0.0
-    for placed, line in enumerate(lines):
+    for placed, line in enumerate(extract_dialogue(prompt)):
         speech = _spoken_line(line, duration_s - 2 * _EDGE_S, sample_rate)
         length_s = speech.shape[-1] / sample_rate
         ideal = line.offset / max(len(prompt), 1) * duration_s
         earliest = cursor + _GAP_S if placed else 0.0
-        start_s = max(ideal, earliest)
-        start_s = max(0.0, min(start_s, duration_s - _EDGE_S - length_s))
+        start_s = max(0.0, min(max(ideal, earliest), duration_s - _EDGE_S - length_s))
         start = round(start_s * sample_rate)
         end = min(num_samples, start + speech.shape[-1])
-        track[:, start:end] += speech[: end - start]
+        voice[start:end] += speech[: end - start]
+        speaking[start:end] = 1.0
         cursor = end / sample_rate
+    # Duck the ambience under speech, easing in and out over about a tenth of a second.
+    speaking = _smooth(_smooth(speaking, sample_rate // 20), sample_rate // 20)
+    ducking = 1.0 - (1.0 - 10 ** (_DUCKING_DB / 20)) * speaking
+    track = bed * ducking + voice
     np.clip(track, -1.0, 1.0, out=track)
-    return Audio(samples=track, sample_rate=sample_rate)
+    return Audio(samples=track.astype(np.float32), sample_rate=sample_rate)
+
+
+def _smooth(signal: np.ndarray, width: int) -> np.ndarray:
+    """Moving average over ``width`` samples (centred), through a running sum."""
+    if width < 2 or signal.size == 0:
+        return signal
+    padded = np.pad(signal.astype(np.float64), (width // 2, width - width // 2), mode="edge")
+    sums = np.cumsum(padded)
+    return ((sums[width:] - sums[:-width]) / width)[: signal.size].astype(np.float32)
 
 
 def _seed_for(prompt: str, seed: int) -> int:
@@ -336,7 +348,7 @@ def _seed_for(prompt: str, seed: int) -> int:
 
 
 def _spoken_line(line: Line, room_s: float, sample_rate: int) -> np.ndarray:
-    """The line at ``sample_rate``, peak-normalised to its volume, fitting in ``room_s``."""
+    """The line at ``sample_rate``, levelled to its volume, fitting in ``room_s``."""
     rate = line.rate
     speech = _say(line, rate, sample_rate)
     room = max(1, int(room_s * sample_rate))
@@ -347,9 +359,11 @@ def _spoken_line(line: Line, room_s: float, sample_rate: int) -> np.ndarray:
         speech = speech[:room].copy()
         fade = min(room, int(0.05 * sample_rate))
         speech[room - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
-    peak = float(np.max(np.abs(speech))) if speech.size else 0.0
-    if peak > 0:
-        speech *= _SPEECH_PEAK * line.volume / peak
+    sounding = speech[np.abs(speech) > 1e-3]
+    if sounding.size:
+        target = 10 ** (_SPEECH_DBFS / 20) * line.volume
+        speech *= target / float(np.sqrt(np.mean(np.square(sounding))))
+        speech = _SPEECH_CEILING * np.tanh(speech / _SPEECH_CEILING)  # a soft limiter
     ramp = min(speech.size // 2, int(_FADE_S * sample_rate))
     if ramp:
         speech[:ramp] *= np.linspace(0.0, 1.0, ramp, dtype=np.float32)
@@ -410,11 +424,11 @@ def _stereo_noise(
     rng: np.random.Generator, num_samples: int, sample_rate: int, shape: SpectralShape
 ) -> np.ndarray:
     """Noise with the given spectral gain, two channels that share most of their signal."""
-    white = rng.standard_normal((3, num_samples))
+    white = rng.standard_normal((2, num_samples), dtype=np.float32)
     spectrum = np.fft.rfft(white, axis=-1)
-    spectrum *= shape(np.fft.rfftfreq(num_samples, 1.0 / sample_rate))
-    common, left, right = np.fft.irfft(spectrum, n=num_samples, axis=-1)
-    return np.stack([0.8 * common + 0.6 * left, 0.8 * common + 0.6 * right])
+    spectrum *= shape(np.fft.rfftfreq(num_samples, 1.0 / sample_rate)).astype(np.float32)
+    middle, side = np.fft.irfft(spectrum, n=num_samples, axis=-1)
+    return np.stack([0.85 * middle + 0.5 * side, 0.85 * middle - 0.5 * side])
 
 
 def _brownish(corner_hz: float) -> SpectralShape:

@@ -129,10 +129,7 @@ def encode_mp4(
     if clip.num_frames <= 0 or clip.fps <= 0:
         raise EngineError("a clip needs at least one frame and a positive frame rate")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(handle)
-    temp = Path(temp_name)
+    temp = _temporary_beside(path)
     try:
         first_frame = _write_mp4(clip, temp, preset=preset, crf=crf)
         os.replace(temp, path)
@@ -157,15 +154,22 @@ def write_thumbnail(frame: np.ndarray, path: Path, max_side: int = 640) -> None:
     path = Path(path)
     picture = Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8), "RGB")
     picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(handle)
+    temp = _temporary_beside(path)
     try:
-        picture.save(temp_name, format="JPEG", quality=85, optimize=True)
-        os.replace(temp_name, path)
+        picture.save(temp, format="JPEG", quality=85, optimize=True)
+        os.replace(temp, path)
     except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
+
+
+def _temporary_beside(path: Path) -> Path:
+    """A new, hidden file next to ``path``, so the final rename stays on one file system."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(handle)
+    os.chmod(name, 0o644)  # mkstemp's 0600 would follow the file through the rename
+    return Path(name)
 
 
 def _write_mp4(clip: Clip, path: Path, *, preset: str, crf: int) -> np.ndarray:
