@@ -6,7 +6,7 @@ the ``InvalidRequest`` it may raise back to its own error shape (the ``wire_name
 passes make every message name the field the client actually sent).
 
 Canonical fields: prompt, image, last_image, reference_images, duration, aspect_ratio,
-resolution, generate_audio, seed, negative_prompt, enhance_prompt, auto_fix,
+resolution, size, generate_audio, seed, negative_prompt, enhance_prompt, auto_fix,
 person_generation, safety_level.
 """
 
@@ -22,11 +22,12 @@ from typing import Any, Literal, cast
 from kinema.errors import FieldProblem, InvalidRequest, UnknownModel
 from kinema.types import AspectRatio, GenerationRequest, Resolution
 
-InputKind = Literal["text", "image", "first_last", "reference"]
+InputKind = Literal["text", "image", "first_last", "reference", "any"]
 
 MAX_PROMPT_CHARS = 5000
 MAX_REFERENCE_IMAGES = 3
 SEED_MAX = 2**32 - 1
+OFF_PEAK_PRIORITY = -100  # below every ordinary job: off-peak work runs when nothing else waits
 PERSON_GENERATION = ("dont_allow", "allow_adult", "allow_all")
 
 # Frame sizes for each (resolution, aspect ratio); engines with native sizes map on top.
@@ -44,6 +45,7 @@ OPTIONAL_FIELDS = frozenset(
         "duration",
         "aspect_ratio",
         "resolution",
+        "size",
         "generate_audio",
         "seed",
         "negative_prompt",
@@ -69,7 +71,7 @@ class EngineConfig:
 @dataclass(frozen=True)
 class ModelSpec:
     id: str
-    dialect: str
+    dialects: tuple[str, ...]
     engine: str
     description: str
     inputs: InputKind
@@ -83,20 +85,29 @@ class ModelSpec:
     options: frozenset[str]
     last_image_optional: bool = False
     durations_at: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    sizes: tuple[str, ...] = ()  # explicit "WxH" frame sizes, for dialects that send them
+
+    @property
+    def dialect(self) -> str:
+        return self.dialects[0]
 
     @property
     def default_aspect_ratio(self) -> str:
         return self.aspect_ratios[0]
 
+    @property
+    def image_required(self) -> bool:
+        return self.inputs in ("image", "first_last")
+
     def accepted_fields(self) -> frozenset[str]:
-        required = {"prompt"}
-        if self.inputs in ("image", "first_last"):
-            required.add("image")
-        if self.inputs == "first_last" or self.last_image_optional:
-            required.add("last_image")
-        if self.inputs == "reference":
-            required.add("reference_images")
-        return frozenset(required) | self.options
+        fields = {"prompt"}
+        if self.inputs in ("image", "first_last", "any"):
+            fields.add("image")
+        if self.inputs in ("first_last", "any") or self.last_image_optional:
+            fields.add("last_image")
+        if self.inputs in ("reference", "any"):
+            fields.add("reference_images")
+        return frozenset(fields) | self.options
 
 
 def _wire(names: Mapping[str, str], canonical: str) -> str:
@@ -153,15 +164,18 @@ class Catalog:
 
     def get(self, model_id: str, *, dialect: str | None = None) -> ModelSpec:
         spec = self.models.get(model_id)
-        if spec is None or (dialect is not None and spec.dialect != dialect):
+        if spec is None or (dialect is not None and dialect not in spec.dialects):
             known = ", ".join(self.model_ids(dialect))
             raise UnknownModel(f"unknown model {model_id!r}; this server serves: {known}")
         return spec
 
     def model_ids(self, dialect: str | None = None) -> list[str]:
-        return sorted(m for m, s in self.models.items() if dialect is None or s.dialect == dialect)
+        return sorted(m for m, s in self.models.items() if dialect is None or dialect in s.dialects)
 
     def frame_size(self, request: GenerationRequest) -> tuple[int, int]:
+        if request.size:
+            width, height = request.size.split("x")
+            return int(width), int(height)
         return FRAME_SIZES[(request.resolution, request.aspect_ratio)]
 
     # --- validation ---
@@ -175,6 +189,7 @@ class Catalog:
         wire_names: Mapping[str, str] | None = None,
         callback_url: str | None = None,
         priority: int = 0,
+        off_peak: bool = False,
     ) -> GenerationRequest:
         """Validate canonical ``fields`` against the model and fill in its defaults.
 
@@ -197,12 +212,20 @@ class Catalog:
         image = last_image = None
         references: tuple[str, ...] = ()
         if "image" in accepted:
-            image = _text(fields.get("image"), "image", problems, required=True)
+            image = _text(fields.get("image"), "image", problems, required=spec.image_required)
         if "last_image" in accepted:
-            required = not spec.last_image_optional
+            required = spec.inputs == "first_last"
             last_image = _text(fields.get("last_image"), "last_image", problems, required=required)
         if "reference_images" in accepted:
-            references = _references(fields.get("reference_images"), problems)
+            given = fields.get("reference_images")
+            if spec.inputs == "reference" or given is not None:
+                references = _references(given, problems)
+        if last_image is not None and image is None and "image" in accepted:
+            problems.add("last_image", "needs a first frame image as well")
+        size = fields.get("size")
+        if size is not None and size not in spec.sizes:
+            problems.add("size", f"{size!r} is not one of {', '.join(spec.sizes) or 'no sizes'}")
+            size = None
 
         resolution = _choice(
             fields.get("resolution"),
@@ -255,8 +278,10 @@ class Catalog:
             image=image,
             last_image=last_image,
             reference_images=references,
+            size=size,
             callback_url=callback_url,
-            priority=priority,
+            priority=OFF_PEAK_PRIORITY if off_peak else priority,
+            off_peak=off_peak,
         )
 
 
@@ -268,7 +293,7 @@ def _model_from_toml(model_id: str, cfg: dict[str, Any]) -> ModelSpec:
     resolutions = tuple(str(r).lower() for r in cfg["resolutions"])
     return ModelSpec(
         id=model_id,
-        dialect=str(cfg["dialect"]),
+        dialects=tuple(cfg["dialects"]) if "dialects" in cfg else (str(cfg["dialect"]),),
         engine=str(cfg["engine"]),
         description=str(cfg.get("description", model_id)),
         inputs=cast(InputKind, cfg["inputs"]),
@@ -284,6 +309,7 @@ def _model_from_toml(model_id: str, cfg: dict[str, Any]) -> ModelSpec:
         durations_at={
             str(k).lower(): tuple(int(d) for d in v) for k, v in cfg.get("durations_at", {}).items()
         },
+        sizes=tuple(str(size) for size in cfg.get("sizes", ())),
     )
 
 

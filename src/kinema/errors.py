@@ -87,6 +87,17 @@ class LinkExpired(KinemaError):
     code = "link_expired"
 
 
+class RateLimited(KinemaError):
+    """The caller's key sent more requests than its rate allows; retry after a while."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class NotSupported(KinemaError):
     """A capability that exists in the wire protocol but not (yet) in this build."""
 

@@ -17,11 +17,12 @@ from kinema.engines.registry import EngineHost
 from kinema.jobs.execute import Executor
 from kinema.jobs.pool import WorkerPool
 from kinema.jobs.store import JobStore
-from kinema.jobs.submit import Submitter
+from kinema.jobs.submit import Submitter, job_prefix
 from kinema.keys import KeyStore
 from kinema.media.fetch import ImageFetcher
 from kinema.settings import Settings
 from kinema.storage import LinkSigner, LocalStorage, Storage
+from kinema.types import Job, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,23 @@ class Runtime:
             engines=engines,
             pool=pool,
         )
+
+    def cancel(self, owner: str, job_id: str) -> Job:
+        """Cancel ``owner``'s job: a queued job ends now; a running one is told to stop.
+
+        A job running in this process is interrupted at once; one running elsewhere sees
+        the request on its next heartbeat.
+        """
+        job = self.store.cancel(owner, job_id)
+        if job.status is JobStatus.RUNNING and self.pool is not None:
+            self.pool.interrupt(job.id)
+        return job
+
+    def delete(self, owner: str, job_id: str) -> Job:
+        """Remove ``owner``'s finished job and every file it left in storage."""
+        job = self.store.delete(owner, job_id)
+        self.storage.delete_prefix(job_prefix(job.id))
+        return job
 
     def start(self) -> None:
         if self.settings.auth_disabled:

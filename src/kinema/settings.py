@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     public_base_url: str | None = None  # default: the base URL each request came in on
     auth_disabled: bool = False  # development only: every request is the "anonymous" owner
     key_cache_s: float = 2.0  # how long a verified API key is trusted without a re-check
+    rate_limit_per_minute: int = 0  # requests per key per minute, per API process; 0 = no limit
 
     # --- embedded worker pool ---
     workers: int = 1  # jobs generated at once inside ``kinema serve``; 0 = API only

@@ -61,8 +61,10 @@ class GenerationRequest:
     image: str | None = None
     last_image: str | None = None
     reference_images: tuple[str, ...] = ()
+    size: str | None = None  # explicit "WxH" frame size; overrides resolution + aspect ratio
     callback_url: str | None = None
     priority: int = 0
+    off_peak: bool = False  # runs at the lowest priority; auto-cancelled if still queued late
 
     def to_json(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}

@@ -26,7 +26,7 @@ from kinema.api.deps import (
     get_authenticator,
     public_base_url,
 )
-from kinema.api.errors import dialect_route
+from kinema.api.errors import dialect_route, error_headers
 from kinema.errors import InvalidRequest, KinemaError, NotFound
 from kinema.jobs.submit import request_fingerprint
 from kinema.runtime import Runtime
@@ -76,7 +76,7 @@ def render_error(request: Request, error: KinemaError) -> JSONResponse:
         body["details"] = [{"path": list(p.path), "message": p.message} for p in error.problems]
         if not error.problems:
             body["details"] = [{"path": [], "message": error.message}]
-    return JSONResponse(body, status_code=error.status)
+    return JSONResponse(body, status_code=error.status, headers=error_headers(error))
 
 
 router = APIRouter(route_class=dialect_route(render_error), tags=["AI/ML API"])

@@ -10,8 +10,9 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from kinema import __version__
-from kinema.api import aimlapi, files
+from kinema.api import aimlapi, files, gemini, openai_videos, unified, v1_generations
 from kinema.api.deps import Authenticator
+from kinema.ratelimit import RateLimiter
 from kinema.runtime import Runtime
 from kinema.settings import Settings
 
@@ -42,8 +43,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         runtime.keys,
         ttl_s=runtime.settings.key_cache_s,
         disabled=runtime.settings.auth_disabled,
+        limiter=RateLimiter(runtime.settings.rate_limit_per_minute),
     )
     app.include_router(aimlapi.router)
+    app.include_router(gemini.router)
+    app.include_router(openai_videos.router)
+    app.include_router(unified.router)
+    app.include_router(v1_generations.router)
     app.include_router(files.router)
 
     def openapi() -> dict[str, Any]:

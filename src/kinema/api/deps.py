@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 
 from kinema.errors import Unauthenticated
 from kinema.keys import KeyStore, hash_key
+from kinema.ratelimit import RateLimiter
 from kinema.runtime import Runtime
 
 ANONYMOUS_OWNER = "anonymous"
@@ -46,9 +47,11 @@ class Authenticator:
         *,
         ttl_s: float,
         disabled: bool = False,
+        limiter: RateLimiter | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._keys = keys
+        self._limiter = limiter or RateLimiter(0)
         self._ttl_s = ttl_s
         self._disabled = disabled
         self._clock = clock
@@ -56,6 +59,12 @@ class Authenticator:
         self._lock = threading.Lock()
 
     def owner(self, token: str | None) -> str:
+        """The owner id for ``token``, after counting the request against its rate limit."""
+        owner = self._verify(token)
+        self._limiter.check(owner)
+        return owner
+
+    def _verify(self, token: str | None) -> str:
         if self._disabled:
             return ANONYMOUS_OWNER
         if token is None:

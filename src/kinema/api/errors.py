@@ -7,6 +7,7 @@ renderer, so domain code raises one hierarchy and every client sees its own shap
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -14,9 +15,16 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from kinema.errors import FieldProblem, InvalidRequest, KinemaError
+from kinema.errors import FieldProblem, InvalidRequest, KinemaError, RateLimited
 
 ErrorRenderer = Callable[[Request, KinemaError], Response]
+
+
+def error_headers(error: KinemaError) -> dict[str, str]:
+    """Headers every dialect adds to an error response (``Retry-After`` on 429)."""
+    if isinstance(error, RateLimited):
+        return {"Retry-After": str(max(1, math.ceil(error.retry_after_s)))}
+    return {}
 
 
 def from_validation_error(error: RequestValidationError) -> InvalidRequest:
