@@ -438,3 +438,45 @@ def test_times_are_stored_as_instants_and_read_back_in_utc(store: JobStore, fake
     assert store.requeue_expired(max_attempts=3) == 0
     fake_clock.advance(2)
     assert store.requeue_expired(max_attempts=3) == 1
+
+
+# --- off-peak expiry, id prefixes ---
+
+
+def test_overdue_off_peak_jobs_are_cancelled_and_say_why(store: JobStore, fake_clock: FakeClock):
+    running = submit(store, request=req(off_peak=True))
+    fake_clock.advance(1)
+    asked = submit(store, request=req(off_peak=True))
+    assert [claim(store).id, claim(store).id] == [running.id, asked.id]
+    store.cancel("alice", asked.id)
+    queued = submit(store, request=req(off_peak=True))
+    ordinary = submit(store)
+    fake_clock.advance(10)
+    young = submit(store, request=req(off_peak=True))
+
+    assert store.expire_off_peak(fake_clock.now - timedelta(seconds=5)) == 2
+
+    gone = store.get_any(queued.id)
+    assert gone.status is JobStatus.CANCELLED and gone.finished_at is not None
+    assert gone.error_code == "off_peak_timeout" and "off-peak" in (gone.error_message or "")
+    stopping = store.get_any(running.id)
+    assert (stopping.status, stopping.cancel_requested) == (JobStatus.RUNNING, True)
+    assert stopping.error_code == "off_peak_timeout"
+    assert store.get_any(asked.id).error_code is None  # its owner cancelled it first
+    assert store.get_any(ordinary.id).status is JobStatus.QUEUED
+    assert store.get_any(young.id).status is JobStatus.QUEUED
+    assert store.acknowledge_cancel(running.id, 1).error_code == "off_peak_timeout"
+    assert store.expire_off_peak(fake_clock.now - timedelta(seconds=5)) == 0
+
+
+def test_find_by_id_prefix_matches_only_the_owners_jobs_with_that_head(store: JobStore):
+    job = submit(store)
+    submit(store, owner="bob", job_id=job.id[:10] + "0" * 22)
+    other = submit(store, job_id=job.id[:9] + ("0" if job.id[9] != "0" else "1") + "f" * 22)
+
+    assert [j.id for j in store.find_by_id_prefix("alice", job.id[:10])] == [job.id]
+    assert [j.id for j in store.find_by_id_prefix("alice", job.id)] == [job.id]
+    assert {j.id for j in store.find_by_id_prefix("alice", job.id[:9])} == {job.id, other.id}
+    assert store.find_by_id_prefix("alice", job.id[:10].upper()) == []
+    assert store.find_by_id_prefix("alice", "") == []
+    assert store.find_by_id_prefix("alice", "%") == []

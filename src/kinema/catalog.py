@@ -206,7 +206,9 @@ class Catalog:
                 problems.add(name, f"not accepted by model {spec.id} (it takes: {takes})")
         fields = {k: v for k, v in fields.items() if k in accepted}
 
-        prompt = _text(fields.get("prompt"), "prompt", problems, required=True)
+        # Models that take text or an image (Google's own ids) animate an image without one.
+        prompt_required = not (spec.inputs == "any" and fields.get("image"))
+        prompt = _text(fields.get("prompt"), "prompt", problems, required=prompt_required)
         if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
             problems.add("prompt", f"is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
         image = last_image = None
@@ -264,7 +266,7 @@ class Catalog:
             raise InvalidRequest(summary, problems.items)
         return GenerationRequest(
             model=spec.id,
-            prompt=cast(str, prompt),
+            prompt=prompt or "",
             duration_s=cast(int, duration),
             aspect_ratio=cast(AspectRatio, aspect),
             resolution=cast(Resolution, resolution),

@@ -134,7 +134,8 @@ def keys_create(name: Annotated[str, typer.Argument(help="A label for the key.")
 
     runtime = Runtime.build(_settings(), workers=0)
     key, secret = runtime.keys.create(name)
-    errors.print(f"created key {key.id} ({key.name}); store it now, it is not shown again:")
+    errors.print(f"created key {key.id} ({key.name}); store it now, it is not shown again.")
+    errors.print(f"webhooks for this key are signed with: {runtime.keys.webhook_secret(key.id)}")
     console.print(secret)
 
 

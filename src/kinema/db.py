@@ -9,6 +9,8 @@ snapshot, which SQLite refuses at once instead of waiting.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,10 +32,10 @@ _MIGRATION_LOCK_KEY = 0x6B696E656D61  # "kinema"
 _SQLITE_BUSY_TIMEOUT_MS = 10_000
 _SQLITE_PRAGMAS = (
     f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}",  # first: the others may wait on locks
-    "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = NORMAL",
     "PRAGMA foreign_keys = ON",
 )
+_WAL_SWITCH_TRIES = 50
 
 
 def make_engine(url: str) -> Engine:
@@ -76,6 +78,7 @@ def _sqlite_engine(url: URL) -> Engine:
         try:
             for pragma in _SQLITE_PRAGMAS:
                 cursor.execute(pragma)
+            _use_wal(cursor)
         finally:
             cursor.close()
 
@@ -87,6 +90,24 @@ def _sqlite_engine(url: URL) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the database file to WAL (a setting kept in the file) unless it already is.
+
+    The switch needs an exclusive lock and SQLite does not wait for it through the busy
+    handler, so processes starting together on a new file retry it for a moment.
+    """
+    for attempt in range(_WAL_SWITCH_TRIES):
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == _WAL_SWITCH_TRIES - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1))
 
 
 @contextmanager

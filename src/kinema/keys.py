@@ -22,8 +22,10 @@ from sqlalchemy import Engine, Row, or_, select, update
 from kinema.db import begin_write
 from kinema.errors import InvalidRequest, NotFound
 from kinema.jobs.tables import api_keys
+from kinema.webhooks.signing import new_secret
 
 KEY_PREFIX = "kin_"
+ANONYMOUS_OWNER = "anonymous"  # every request's owner while authentication is disabled
 _SHOWN_CHARS = 12  # of the plaintext, kept to tell keys apart in lists
 _MAX_KEY_CHARS = 256  # longer tokens are not ours; reject before hashing
 # Recording every use would make each API request a database write; once a minute
@@ -69,10 +71,25 @@ class KeyStore:
             "prefix": plaintext[:_SHOWN_CHARS],
             "key_hash": hash_key(plaintext),
             "created_at": self._clock(),
+            "webhook_secret": new_secret(),
         }
         with begin_write(self._engine) as connection:
             row = connection.execute(api_keys.insert().values(values).returning(*api_keys.c)).one()
         return _to_key(row), plaintext
+
+    def webhook_secret(self, key_id: str) -> str:
+        """The key's Standard Webhooks signing secret (``whsec_...``), made on first use
+        for keys created before kinema signed webhooks."""
+        query = select(api_keys.c.webhook_secret).where(api_keys.c.id == key_id)
+        with begin_write(self._engine) as connection:
+            if connection.scalar(select(api_keys.c.id).where(api_keys.c.id == key_id)) is None:
+                raise NotFound(f"no API key {key_id!r}")
+            connection.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.webhook_secret.is_(None))
+                .values(webhook_secret=new_secret())
+            )
+            return str(connection.scalar(query))
 
     def list(self) -> builtins.list[ApiKey]:
         """Every key, revoked ones included, oldest first."""

@@ -18,11 +18,12 @@ from kinema.jobs.execute import Executor
 from kinema.jobs.pool import WorkerPool
 from kinema.jobs.store import JobStore
 from kinema.jobs.submit import Submitter, job_prefix
-from kinema.keys import KeyStore
+from kinema.keys import ANONYMOUS_OWNER, KeyStore
 from kinema.media.fetch import ImageFetcher
 from kinema.settings import Settings
 from kinema.storage import LinkSigner, LocalStorage, Storage
 from kinema.types import Job, JobStatus
+from kinema.webhooks.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class Runtime:
     submitter: Submitter
     engines: EngineHost
     pool: WorkerPool | None
+    outbox: Outbox
 
     @classmethod
     def build(cls, settings: Settings, *, workers: int | None = None) -> Runtime:
@@ -66,6 +68,7 @@ class Runtime:
                 heartbeat_s=settings.heartbeat_s,
                 poll_s=settings.poll_s,
                 max_attempts=settings.max_attempts,
+                off_peak_max_age_s=settings.off_peak_max_age_s,
             )
         return cls(
             settings=settings,
@@ -78,7 +81,15 @@ class Runtime:
             submitter=Submitter(store, storage, fetcher),
             engines=engines,
             pool=pool,
+            outbox=Outbox(db),
         )
+
+    def webhook_secret(self, owner: str) -> str:
+        """The secret that signs ``owner``'s webhooks: its key's, or the server's own when
+        authentication is disabled."""
+        if owner == ANONYMOUS_OWNER:
+            return self.settings.anonymous_webhook_secret()
+        return self.keys.webhook_secret(owner)
 
     def cancel(self, owner: str, job_id: str) -> Job:
         """Cancel ``owner``'s job: a queued job ends now; a running one is told to stop.

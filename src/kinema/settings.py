@@ -6,8 +6,10 @@ environment anywhere else.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -44,10 +46,16 @@ class Settings(BaseSettings):
     poll_s: float = 0.5  # how often an idle worker looks for queued jobs
     max_attempts: int = 3  # a job that lost its worker this many times fails
     progress_interval_s: float = 0.5  # minimum time between progress writes of one job
+    off_peak_max_age_s: float = 48 * 3600  # off-peak jobs unfinished this long are cancelled
 
     # --- downloads ---
     url_ttl_s: int = 24 * 3600
     signing_secret: str | None = None  # default: a random secret kept in data_dir
+
+    # --- webhooks ---
+    webhook_retry_base_s: float = 5.0  # first retry delay; doubles per attempt, capped at 1 h
+    webhook_max_age_s: float = 24 * 3600  # retries stop this long after the event
+    webhook_poll_s: float = 1.0  # how often the deliverer looks for due events
 
     # --- image intake ---
     fetch_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -74,11 +82,20 @@ class Settings(BaseSettings):
         """The HMAC key for download links: the setting, or a random one kept on disk."""
         if self.signing_secret:
             return self.signing_secret.encode()
-        path = self.data_dir / "signing.key"
+        return self._kept_secret("signing.key", lambda: secrets.token_urlsafe(32)).encode()
+
+    def anonymous_webhook_secret(self) -> str:
+        """The webhook secret used when auth is disabled (there is no key to hold one)."""
+        return self._kept_secret(
+            "webhook.key", lambda: "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        )
+
+    def _kept_secret(self, name: str, make: Callable[[], str]) -> str:
+        path = self.data_dir / name
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(secrets.token_urlsafe(32))
+            tmp.write_text(make())
             tmp.chmod(0o600)
             os.replace(tmp, path)
-        return path.read_text().strip().encode()
+        return path.read_text().strip()

@@ -15,8 +15,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from kinema.api.deps import (
@@ -27,6 +27,7 @@ from kinema.api.deps import (
     public_base_url,
 )
 from kinema.api.errors import dialect_route, error_headers
+from kinema.api.events import job_event_stream
 from kinema.errors import InvalidRequest, KinemaError, NotFound
 from kinema.jobs.submit import request_fingerprint
 from kinema.runtime import Runtime
@@ -101,6 +102,11 @@ class CreateGeneration(BaseModel):
     negative_prompt: str | None = None
     enhance_prompt: bool | None = None
     auto_fix: bool | None = None
+    callback_url: str | None = Field(
+        None,
+        description="kinema extension: a URL that receives a signed webhook (Standard "
+        "Webhooks) when the generation ends",
+    )
 
 
 class GenerationVideo(BaseModel):
@@ -172,6 +178,9 @@ def _create(
 ) -> JSONResponse:
     sent = body.model_dump(exclude_unset=True)
     model = sent.pop("model")
+    callback_url = sent.pop("callback_url", None)
+    if callback_url is not None:
+        runtime.submitter.vet_callback(callback_url, field="callback_url")
     fields: dict[str, Any] = {}
     wire_names = dict(_DEFAULT_WIRE)
     for wire, value in sent.items():
@@ -179,7 +188,7 @@ def _create(
         fields[canonical] = value
         wire_names[canonical] = wire
     generation = runtime.catalog.build_request(
-        model, fields, dialect=DIALECT, wire_names=wire_names
+        model, fields, dialect=DIALECT, wire_names=wire_names, callback_url=callback_url
     )
     job = runtime.submitter.submit(
         owner=owner,
@@ -213,6 +222,28 @@ async def fetch_generation(request: Request) -> Response:
         return JSONResponse(render_job(job, runtime, public_base_url(request, runtime)))
     except KinemaError as error:
         return render_error(request, error)
+
+
+@router.get("/v2/video/generations/events", response_class=StreamingResponse)
+def generation_events(
+    request: Request,
+    generation_id: Annotated[str, Query(min_length=1)],
+    owner: BearerOwner,
+    runtime: RuntimeDep,
+) -> StreamingResponse:
+    """kinema extension: server-sent events for one generation (progress, then done).
+
+    Each event's data is the same object the poll returns; reconnect with
+    ``Last-Event-ID`` to resume.
+    """
+    base_url = public_base_url(request, runtime)
+    return job_event_stream(
+        request,
+        runtime.store,
+        owner,
+        job_id_from_wire(generation_id),
+        lambda job: render_job(job, runtime, base_url),
+    )
 
 
 POLL_OPERATION: dict[str, Any] = {

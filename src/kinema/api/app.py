@@ -12,9 +12,38 @@ from fastapi.openapi.utils import get_openapi
 from kinema import __version__
 from kinema.api import aimlapi, files, gemini, openai_videos, unified, v1_generations
 from kinema.api.deps import Authenticator
+from kinema.media.fetch import ImageFetcher
 from kinema.ratelimit import RateLimiter
 from kinema.runtime import Runtime
 from kinema.settings import Settings
+from kinema.webhooks.deliver import Renderer, WebhookDeliverer
+
+
+def _webhook_deliverer(app: FastAPI, runtime: Runtime) -> WebhookDeliverer:
+    """The outbox deliverer, rendering each event in the dialect its job came in."""
+    settings = runtime.settings
+
+    def base_url() -> str:
+        configured = settings.public_base_url or app.state.seen_base_url
+        return (configured or f"http://{settings.host}:{settings.port}").rstrip("/")
+
+    renderers: dict[str, Renderer] = {
+        aimlapi.DIALECT: lambda job: aimlapi.render_job(job, runtime, base_url()),
+        gemini.DIALECT: lambda job: gemini.render_operation(job, base_url()),
+        openai_videos.DIALECT: lambda job: openai_videos.render_video(job, runtime),
+        unified.DIALECT: lambda job: unified.render_task(job, runtime, base_url()),
+        v1_generations.DIALECT: lambda job: v1_generations.render_generation(job, runtime, base_url()),
+    }
+    return WebhookDeliverer(
+        runtime.outbox,
+        runtime.store,
+        ImageFetcher.from_settings(settings),
+        renderers,
+        runtime.webhook_secret,
+        retry_base_s=settings.webhook_retry_base_s,
+        max_age_s=settings.webhook_max_age_s,
+        poll_s=settings.webhook_poll_s,
+    )
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -26,9 +55,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.start()
+        deliverer.start()
         try:
             yield
         finally:
+            deliverer.stop()
             if owned:
                 runtime.close()
 
@@ -39,6 +70,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.seen_base_url = None
+    deliverer = _webhook_deliverer(app, runtime)
     app.state.authenticator = Authenticator(
         runtime.keys,
         ttl_s=runtime.settings.key_cache_s,

@@ -10,11 +10,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from kinema.errors import Unauthenticated
-from kinema.keys import KeyStore, hash_key
+from kinema.keys import ANONYMOUS_OWNER, KeyStore, hash_key
 from kinema.ratelimit import RateLimiter
 from kinema.runtime import Runtime
-
-ANONYMOUS_OWNER = "anonymous"
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -110,4 +108,7 @@ def public_base_url(request: Request, runtime: Runtime) -> str:
     if host is None:
         server = scope.get("server") or ("localhost", 80)
         host = f"{server[0]}:{server[1]}"
-    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}".rstrip("/")
+    base = f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}".rstrip("/")
+    # Remembered for links rendered outside a request (webhook bodies).
+    request.app.state.seen_base_url = base
+    return base

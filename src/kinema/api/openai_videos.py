@@ -1,5 +1,646 @@
-"""(being written)"""
+"""OpenAI's Videos API (``/v1/videos``), as the official ``openai`` SDK's ``client.videos``
+speaks it: point the SDK's ``base_url`` at ``<kinema>/v1`` and nothing else changes.
 
-from fastapi import APIRouter
+Wire facts (PROTOCOLS.md section 5, checked against the SDK's source):
 
-router = APIRouter()
+* Create is ``multipart/form-data`` from the SDK: ``prompt``, ``model``, ``seconds`` as a
+  string ("4"), ``size`` as "WxH", and ``input_reference`` as a file part, or as the
+  form field ``input_reference[image_url]`` (the SDK refuses a dict for
+  ``input_reference`` itself, so it sends one only through ``extra_body``). JSON bodies
+  work too, with ``input_reference`` either ``{"image_url": ...}`` or a plain string (an
+  http(s) URL, a ``data:`` URI or raw base64). ``model`` defaults to ``sora-2`` and, for
+  the models that list it among their sizes, ``size`` to "720x1280" (OpenAI's defaults);
+  other models default to their own frame (Veo: 1280x720).
+* Every response is a video object with all its nullable fields present.
+* ``create_and_poll`` sleeps for the ``openai-poll-after-ms`` header of each response while
+  the video is queued or in progress; kinema sends ``POLL_AFTER_MS`` on both create and
+  retrieve responses of unfinished videos.
+* Errors are ``{"error": {"message", "type", "param", "code"}}``.
+
+Choices where OpenAI's behaviour is not kinema's:
+
+* A cancelled video reads ``status: "failed"`` with ``error.code: "cancelled"``; one whose
+  files were removed after retention reads ``failed`` with ``error.code: "expired"``.
+* ``expires_at`` is ``completed_at`` plus the download link lifetime (``url_ttl_s``).
+* ``DELETE`` of a queued or running video cancels it, waits briefly for the worker to stop
+  and then deletes it with its files. A video still running after that wait (a worker on
+  another machine that has not seen the cancel yet) is a 409, which the SDK retries.
+* ``GET .../content`` is a 404 until the video is completed. ``variant=spritesheet`` is
+  built on first request from the MP4 (a grid of evenly spaced frames in one JPEG, see
+  ``kinema.media.spritesheet``) and kept in storage with the job's other files.
+* The list and retrieve calls show every video of the API key, whichever dialect created
+  it: there is one job table, and a job made through another API is still a video.
+
+Extensions, which OpenAI clients never send: ``callback_url`` (a per-request webhook; OpenAI
+configures webhooks per project), and ``seed``, ``generate_audio`` and ``negative_prompt``
+for the models that take them (see the catalog). Send them with the SDK's ``extra_body``.
+Create honours an ``Idempotency-Key`` header like kinema's other dialects.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import math
+import re
+import time
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+
+from kinema.api.deps import BearerOwner, RuntimeDep, bearer_token, get_authenticator
+from kinema.api.errors import dialect_route, error_headers
+from kinema.catalog import FRAME_SIZES, ModelSpec
+from kinema.errors import (
+    FieldProblem,
+    InvalidImage,
+    InvalidRequest,
+    KinemaError,
+    NotFound,
+    UnknownModel,
+)
+from kinema.jobs.submit import job_prefix, request_fingerprint
+from kinema.media.fetch import format_size
+from kinema.media.spritesheet import build_spritesheet
+from kinema.runtime import Runtime
+from kinema.types import Job, JobStatus
+
+DIALECT = "openai"
+DEFAULT_MODEL = "sora-2"  # what OpenAI uses when ``model`` is omitted
+DEFAULT_SIZE = "720x1280"  # OpenAI's default, for models that list it among their sizes
+ID_PREFIX = "video_"
+POLL_AFTER_MS = 1000  # a clip takes seconds to make; polling faster only adds load
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+CANCEL_WAIT_MIN_S = 2.0  # a worker in this process stops within a frame or two
+CANCEL_WAIT_MAX_S = 30.0
+
+STATUS = {
+    JobStatus.QUEUED: "queued",
+    JobStatus.RUNNING: "in_progress",
+    JobStatus.SUCCEEDED: "completed",
+    JobStatus.FAILED: "failed",
+    JobStatus.CANCELLED: "failed",
+    JobStatus.EXPIRED: "failed",
+}
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "invalid_request_error",
+    410: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_exceeded",
+}
+_ERROR_CODES = {"unauthenticated": "invalid_api_key", "rate_limited": "rate_limit_exceeded"}
+
+# Sizes that are one of kinema's standard frames: "WxH" -> (resolution, aspect ratio).
+STANDARD_SIZES = {f"{w}x{h}": key for key, (w, h) in FRAME_SIZES.items()}
+_SIZE = re.compile(r"(\d{2,5})x(\d{2,5})")
+
+# Canonical fields that create takes besides the image, by wire name.
+_EXTENSIONS = ("seed", "generate_audio", "negative_prompt")
+_SCALARS = ("prompt", "model", "seconds", "size", "callback_url", *_EXTENSIONS)
+_IMAGE_URL = "input_reference[image_url]"
+_FILE_ID = "input_reference[file_id]"
+
+
+class VideoStillRunning(KinemaError):
+    """A deleted video's worker has not stopped yet; the client should retry shortly."""
+
+    status = 409
+    code = "video_still_running"
+
+
+def render_error(request: Request, error: KinemaError) -> JSONResponse:
+    param = None
+    if isinstance(error, InvalidRequest) and error.problems:
+        param = _param_name(error.problems[0].path)
+    status = error.status
+    body = {
+        "error": {
+            "message": error.message,
+            "type": _ERROR_TYPES.get(
+                status, "server_error" if status >= 500 else "invalid_request_error"
+            ),
+            "param": param,
+            "code": _ERROR_CODES.get(error.code, error.code),
+        }
+    }
+    return JSONResponse(body, status_code=status, headers=error_headers(error))
+
+
+def _param_name(path: tuple[str | int, ...]) -> str:
+    head, *rest = path
+    return str(head) + "".join(f"[{part}]" for part in rest)
+
+
+router = APIRouter(route_class=dialect_route(render_error), tags=["OpenAI Videos"])
+
+
+# --- schemas, for the OpenAPI document ---
+
+
+class VideoError(BaseModel):
+    code: str
+    message: str
+
+
+class Video(BaseModel):
+    id: str = Field(examples=["video_3f2a9c..."])
+    object: Literal["video"] = "video"
+    model: str
+    status: Literal["queued", "in_progress", "completed", "failed"]
+    progress: int = Field(description="percent done, 0..100")
+    created_at: int
+    completed_at: int | None
+    expires_at: int | None
+    prompt: str | None
+    size: str = Field(examples=["1280x720"])
+    seconds: str = Field(examples=["4"])
+    remixed_from_video_id: str | None = None
+    error: VideoError | None
+
+
+class VideoList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Video]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class VideoDeleted(BaseModel):
+    id: str
+    object: Literal["video.deleted"] = "video.deleted"
+    deleted: bool
+
+
+_CREATE_FIELDS: dict[str, Any] = {
+    "prompt": {"type": "string"},
+    "model": {"type": "string", "default": DEFAULT_MODEL},
+    "seconds": {"type": "string", "enum": ["4", "8", "12"], "description": "per model"},
+    "size": {"type": "string", "examples": ["1280x720", "720x1280"]},
+    "callback_url": {"type": "string", "description": "kinema extension: webhook URL"},
+}
+CREATE_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["prompt"],
+                "properties": {
+                    **_CREATE_FIELDS,
+                    "input_reference": {"type": "string", "format": "binary"},
+                    _IMAGE_URL: {"type": "string"},
+                },
+            }
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["prompt"],
+                "properties": {
+                    **_CREATE_FIELDS,
+                    "input_reference": {
+                        "oneOf": [
+                            {"type": "string"},
+                            {"type": "object", "properties": {"image_url": {"type": "string"}}},
+                        ]
+                    },
+                },
+            }
+        },
+    },
+}
+
+
+# --- ids and rendering ---
+
+
+def wire_id(job_id: str) -> str:
+    return ID_PREFIX + job_id
+
+
+def job_id_from_wire(video_id: str) -> str:
+    hex_id = video_id.removeprefix(ID_PREFIX)
+    if not video_id.startswith(ID_PREFIX) or not re.fullmatch(r"[0-9a-f]{32}", hex_id):
+        raise NotFound(f"No video found with id '{video_id}'.")
+    return hex_id
+
+
+def get_video(runtime: Runtime, owner: str, video_id: str) -> Job:
+    """``owner``'s video, or NotFound in OpenAI's words (another key's video included)."""
+    try:
+        return runtime.store.get(owner, job_id_from_wire(video_id))
+    except NotFound:
+        raise NotFound(f"No video found with id '{video_id}'.") from None
+
+
+def _unix(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp())
+
+
+def _error(job: Job) -> dict[str, str] | None:
+    if job.status is JobStatus.CANCELLED:
+        return {"code": "cancelled", "message": "The video was cancelled."}
+    if job.status is JobStatus.EXPIRED:
+        return {"code": "expired", "message": "The video's files were removed after retention."}
+    if job.status is JobStatus.FAILED:
+        return {
+            "code": job.error_code or "generation_failed",
+            "message": job.error_message or "Video generation failed.",
+        }
+    return None
+
+
+def render_video(job: Job, runtime: Runtime) -> dict[str, Any]:
+    if job.result is not None:
+        width, height = job.result.width, job.result.height
+    else:
+        width, height = runtime.catalog.frame_size(job.request)
+    completed_at = _unix(job.finished_at) if job.status.terminal else None
+    expires_at = None
+    if job.status is JobStatus.SUCCEEDED and completed_at is not None:
+        expires_at = completed_at + runtime.settings.url_ttl_s
+    return {
+        "id": wire_id(job.id),
+        "object": "video",
+        "model": job.model,
+        "status": STATUS[job.status],
+        "progress": round(job.progress * 100),
+        "created_at": _unix(job.created_at),
+        "completed_at": completed_at,
+        "expires_at": expires_at,
+        "prompt": job.request.prompt,
+        "size": f"{width}x{height}",
+        "seconds": str(job.request.duration_s),
+        "remixed_from_video_id": None,
+        "error": _error(job),
+    }
+
+
+def video_response(job: Job, runtime: Runtime) -> JSONResponse:
+    headers = {} if job.status.terminal else {"openai-poll-after-ms": str(POLL_AFTER_MS)}
+    return JSONResponse(render_video(job, runtime), headers=headers)
+
+
+# --- reading a create body ---
+
+
+class CreateBody:
+    """A create request as sent, multipart or JSON: wire fields and the image source."""
+
+    def __init__(self, fields: dict[str, Any], image: str | None, image_param: str) -> None:
+        self.fields = fields
+        self.image = image
+        self.image_param = image_param
+
+    def fingerprint(self) -> str:
+        """What an Idempotency-Key retry must repeat (the image by digest, not by value)."""
+        digest = None if self.image is None else hashlib.sha256(self.image.encode()).hexdigest()
+        return request_fingerprint({**self.fields, "input_reference": digest})
+
+
+async def read_create_body(request: Request) -> CreateBody:
+    runtime: Runtime = request.app.state.runtime
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return await _read_form(request, runtime.settings.max_image_bytes)
+    if media_type in ("application/json", ""):
+        try:
+            body = await request.json()
+        except ValueError:
+            raise InvalidRequest("The request body is not valid JSON.") from None
+        return _read_json(body)
+    raise InvalidRequest(
+        f"Unsupported Content-Type {media_type!r}; send multipart/form-data or application/json."
+    )
+
+
+async def _read_form(request: Request, max_image_bytes: int) -> CreateBody:
+    # A data: URI in ``input_reference[image_url]`` is a form field, not a file part.
+    max_field = math.ceil(max_image_bytes * 4 / 3) + 1024
+    try:
+        async with request.form(max_part_size=max_field) as form:
+            items = form.multi_items()
+            _refuse_repeats([key for key, _ in items])
+            fields: dict[str, Any] = {}
+            image: str | None = None
+            image_param = "input_reference"
+            for key, value in items:
+                if key == "input_reference" and isinstance(value, UploadFile):
+                    image = await _upload_as_data_uri(value, max_image_bytes)
+                elif isinstance(value, UploadFile):
+                    raise InvalidRequest.for_field(key, "must be a text field, not a file")
+                elif key in ("input_reference", _IMAGE_URL):
+                    image, image_param = value, key
+                elif key == _FILE_ID:
+                    raise _file_id_unsupported(key)
+                elif key in _SCALARS:
+                    fields[key] = value
+                else:
+                    raise _unknown_parameter(key)
+    except HTTPException as error:  # Starlette's answer to a malformed multipart body
+        raise InvalidRequest(str(error.detail)) from None
+    return CreateBody(fields, image, image_param)
+
+
+def _read_json(body: Any) -> CreateBody:
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    fields: dict[str, Any] = {}
+    image: str | None = None
+    image_param = "input_reference"
+    for key, value in body.items():
+        if key == "input_reference":
+            if isinstance(value, dict):
+                unknown = set(value) - {"image_url", "file_id"}
+                if unknown:
+                    raise _unknown_parameter(f"input_reference.{sorted(unknown)[0]}")
+                if "file_id" in value:
+                    raise _file_id_unsupported("input_reference.file_id")
+                image, image_param = value.get("image_url"), "input_reference.image_url"
+            else:
+                image = value
+            if image is not None and not isinstance(image, str):
+                raise InvalidRequest.for_field(image_param, "must be a string")
+        elif key in _SCALARS:
+            if value is not None:
+                fields[key] = value
+        else:
+            raise _unknown_parameter(key)
+    return CreateBody(fields, image, image_param)
+
+
+async def _upload_as_data_uri(upload: UploadFile, max_bytes: int) -> str:
+    """A file part as a ``data:`` URI, the form the shared Submitter validates."""
+    if upload.size is not None and upload.size > max_bytes:
+        raise InvalidImage.for_field(
+            "input_reference",
+            f"image is {format_size(upload.size)}; the limit is {format_size(max_bytes)}",
+        )
+    data = await upload.read()
+    mime = upload.content_type or "application/octet-stream"
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _refuse_repeats(keys: list[str]) -> None:
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise InvalidRequest.for_field(key, "was given more than once")
+        seen.add(key)
+
+
+def _unknown_parameter(name: str) -> InvalidRequest:
+    return InvalidRequest(f"Unknown parameter: '{name}'.", [FieldProblem((name,), "unknown")])
+
+
+def _file_id_unsupported(name: str) -> InvalidRequest:
+    return InvalidRequest.for_field(
+        name, "file ids are not supported here; upload the image or send its image_url"
+    )
+
+
+# --- create ---
+
+
+def _size_fields(spec: ModelSpec, size: Any) -> dict[str, Any]:
+    """Canonical fields for a wire ``size``.
+
+    Models with explicit ``sizes`` in the catalog get ``size`` itself, which the catalog
+    checks against them. Others get the resolution and aspect ratio that make that
+    frame, when it is one of kinema's standard frames that the model makes.
+    """
+    match = _SIZE.fullmatch(size) if isinstance(size, str) else None
+    if match is None:
+        raise InvalidRequest.for_field("size", "must be WIDTHxHEIGHT, for example 1280x720")
+    standard = STANDARD_SIZES.get(size)
+    if spec.sizes:
+        fields: dict[str, Any] = {"size": size}
+        if size in spec.sizes and "aspect_ratio" in spec.options:
+            width, height = int(match[1]), int(match[2])
+            fields["aspect_ratio"] = (
+                standard[1] if standard else ("16:9" if width >= height else "9:16")
+            )
+        return fields
+    allowed = [
+        f"{w}x{h}"
+        for (resolution, aspect), (w, h) in FRAME_SIZES.items()
+        if resolution in spec.resolutions and aspect in spec.aspect_ratios
+    ]
+    if standard is None or size not in allowed:
+        raise InvalidRequest.for_field(
+            "size", f"{size!r} is not one of {', '.join(allowed)} for model {spec.id}"
+        )
+    return {"resolution": standard[0], "aspect_ratio": standard[1]}
+
+
+def _model_spec(runtime: Runtime, model: Any) -> ModelSpec:
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest.for_field("model", "must be a model id string")
+    try:
+        return runtime.catalog.get(model, dialect=DIALECT)
+    except UnknownModel as error:
+        raise UnknownModel(error.message, [FieldProblem(("model",), error.message)]) from None
+
+
+def _callback_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.lower().startswith(("http://", "https://")):
+        raise InvalidRequest.for_field("callback_url", "must be an http(s) URL")
+    return value
+
+
+def create_job(runtime: Runtime, owner: str, body: CreateBody, idempotency_key: str | None) -> Job:
+    sent = dict(body.fields)
+    spec = _model_spec(runtime, sent.pop("model", DEFAULT_MODEL))
+    callback_url = _callback_url(sent.pop("callback_url", None))
+    fields: dict[str, Any] = {k: sent[k] for k in ("prompt", *_EXTENSIONS) if k in sent}
+    if "seconds" in sent:
+        fields["duration"] = sent["seconds"]
+    if "size" not in sent and DEFAULT_SIZE in spec.sizes:
+        sent["size"] = DEFAULT_SIZE
+    if "size" in sent:
+        fields.update(_size_fields(spec, sent["size"]))
+    if body.image is not None:
+        fields["image"] = body.image
+    wire_names = {
+        "image": body.image_param,
+        "duration": "seconds",
+        "size": "size",
+        "resolution": "size",
+        "aspect_ratio": "size",
+    }
+    request = runtime.catalog.build_request(
+        spec.id, fields, dialect=DIALECT, wire_names=wire_names, callback_url=callback_url
+    )
+    job = runtime.submitter.submit(
+        owner=owner,
+        request=request,
+        dialect=DIALECT,
+        wire_names=wire_names,
+        idempotency_key=idempotency_key,
+        request_hash=body.fingerprint(),
+    )
+    if runtime.pool is not None:
+        runtime.pool.notify()
+    return job
+
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+CreateBodyDep = Annotated[CreateBody, Depends(read_create_body)]
+
+
+@router.post("/v1/videos", response_model=Video, openapi_extra={"requestBody": CREATE_BODY})
+def create_video(
+    owner: BearerOwner,
+    body: CreateBodyDep,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Create a video from a prompt and an optional first-frame image."""
+    return video_response(create_job(runtime, owner, body, idempotency_key), runtime)
+
+
+# --- read ---
+
+
+@router.get("/v1/videos/{video_id}", response_model=Video)
+async def retrieve_video(request: Request, video_id: str) -> JSONResponse:
+    """A video's status and metadata."""
+    # Polling clients call this every second, so it runs on the event loop: one cached
+    # key check and one indexed row, no dependency injection or thread hop.
+    runtime: Runtime = request.app.state.runtime
+    owner = get_authenticator(request).owner(bearer_token(request))
+    return video_response(get_video(runtime, owner, video_id), runtime)
+
+
+@router.get("/v1/videos", response_model=VideoList)
+def list_videos(
+    owner: BearerOwner,
+    runtime: RuntimeDep,
+    after: Annotated[str | None, Query(description="id of the last video seen")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    order: Annotated[Literal["asc", "desc"], Query()] = "desc",
+) -> dict[str, Any]:
+    """The key's videos by creation time, newest first unless ``order=asc``."""
+    cursor = None
+    if after is not None:
+        try:
+            cursor = job_id_from_wire(after)
+        except NotFound:
+            raise InvalidRequest.for_field("after", f"no video {after!r}") from None
+    try:
+        jobs = runtime.store.list(owner, limit=limit + 1, after=cursor, order=order)
+    except InvalidRequest:
+        raise InvalidRequest.for_field("after", f"no video {after!r}") from None
+    page = jobs[:limit]
+    data = [render_video(job, runtime) for job in page]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": len(jobs) > limit,
+    }
+
+
+# --- delete ---
+
+
+def _wait_until_terminal(runtime: Runtime, owner: str, job: Job) -> Job:
+    timeout_s = min(CANCEL_WAIT_MAX_S, max(CANCEL_WAIT_MIN_S, runtime.settings.heartbeat_s + 2))
+    deadline = time.monotonic() + timeout_s
+    while not job.status.terminal and time.monotonic() < deadline:
+        time.sleep(0.02)
+        job = runtime.store.get(owner, job.id)
+    return job
+
+
+@router.delete("/v1/videos/{video_id}", response_model=VideoDeleted)
+def delete_video(video_id: str, owner: BearerOwner, runtime: RuntimeDep) -> dict[str, Any]:
+    """Delete a video and its files; a queued or running one is cancelled first."""
+    job = get_video(runtime, owner, video_id)
+    if not job.status.terminal:
+        job = _wait_until_terminal(runtime, owner, runtime.cancel(owner, job.id))
+        if not job.status.terminal:
+            raise VideoStillRunning(
+                f"Video '{video_id}' is being cancelled; retry the delete in a moment."
+            )
+    runtime.delete(owner, job.id)
+    return {"id": wire_id(job.id), "object": "video.deleted", "deleted": True}
+
+
+# --- content ---
+
+Variant = Literal["video", "thumbnail", "spritesheet"]
+
+
+@router.get(
+    "/v1/videos/{video_id}/content",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"video/mp4": {}, "image/jpeg": {}},
+            "description": "The MP4, or a JPEG for the thumbnail and spritesheet variants",
+        }
+    },
+)
+def download_content(
+    video_id: str,
+    owner: BearerOwner,
+    runtime: RuntimeDep,
+    variant: Annotated[Variant, Query()] = "video",
+) -> Response:
+    """The video (with HTTP range support), its thumbnail or a spritesheet of its frames."""
+    job = get_video(runtime, owner, video_id)
+    if job.status is not JobStatus.SUCCEEDED or job.result is None:
+        raise NotFound(f"Video '{video_id}' has no content: it is {STATUS[job.status]}.")
+    if variant == "video":
+        return _stored_file(runtime, job.result.video_key, "video/mp4", f"{video_id}.mp4")
+    if variant == "thumbnail":
+        if job.result.thumbnail_key is None:
+            raise NotFound(f"Video '{video_id}' has no thumbnail.")
+        return _stored_file(runtime, job.result.thumbnail_key, "image/jpeg", f"{video_id}.jpg")
+    key = f"{job_prefix(job.id)}spritesheet.jpg"
+    filename = f"{video_id}-spritesheet.jpg"
+    if runtime.storage.local_path(key) is None:
+        try:
+            sheet = runtime.storage.get_bytes(key)
+        except NotFound:
+            sheet = _make_spritesheet(runtime, owner, job, key)
+        return Response(sheet, media_type="image/jpeg")
+    return _stored_file(runtime, key, "image/jpeg", filename)
+
+
+def _stored_file(runtime: Runtime, key: str, media_type: str, filename: str) -> Response:
+    path = runtime.storage.local_path(key)
+    if path is not None:
+        return FileResponse(path, media_type=media_type, filename=filename)
+    return Response(runtime.storage.get_bytes(key), media_type=media_type)
+
+
+def _make_spritesheet(runtime: Runtime, owner: str, job: Job, key: str) -> bytes:
+    """Build the spritesheet of a completed video and keep it with the job's files."""
+    assert job.result is not None
+    path = runtime.storage.local_path(job.result.video_key)
+    source = path or io.BytesIO(runtime.storage.get_bytes(job.result.video_key))
+    sheet = build_spritesheet(source, round(job.result.duration_s * job.result.fps))
+    runtime.storage.put_bytes(key, sheet)
+    try:  # a delete that ran meanwhile must not leave this file behind
+        runtime.store.get(owner, job.id)
+    except NotFound:
+        runtime.storage.delete_prefix(job_prefix(job.id))
+        raise NotFound("the video was deleted") from None
+    return sheet

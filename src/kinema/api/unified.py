@@ -1,5 +1,325 @@
-"""(being written)"""
+"""The unified task dialect (seed 003): ``task-unified-...`` ids, as API gateways sell Veo.
 
-from fastapi import APIRouter
+Paths (the seed names none; these are the ones such gateways serve):
 
-router = APIRouter()
+- ``POST /v1/videos/generations``: create a task.
+- ``GET /v1/tasks/{task_id}``: poll it.
+- ``POST /v1/tasks/{task_id}/cancel``: cancel it (kinema extension; ``task_info.can_cancel``
+  says whether it still can be).
+
+Create and poll share one task object::
+
+    {"created": <unix>, "id": "task-unified-<unix>-<8 chars>", "model",
+     "object": "video.generation.task", "progress": 0..100,
+     "status": "pending" | "processing" | "completed" | "failed",
+     "task_info": {"can_cancel", "video_duration", "queue_position"?}, "type": "video",
+     "results": [<signed video URL>]   (only when completed; valid 24 hours),
+     "error": {"code", "message"}      (only when failed)}
+
+A cancelled task is ``failed`` with error code ``request_cancelled`` (the status enum has
+no fourth end state); a task whose files were removed after retention is ``failed`` with
+``result_expired``. ``task_info.queue_position`` (kinema extension) counts the tasks ahead
+of a pending one.
+
+Ids: the 8 characters are the first 40 bits of the job's id in lowercase base32, and the
+unix time is the job's creation second, so an id maps back to its job through a primary
+key range read and nothing is stored besides the job.
+
+HTTP errors: ``{"error": {"code": <HTTP status>, "message", "type", "param"}}`` with types
+``invalid_request_error`` (400, 422), ``authentication_error`` (401), ``permission_error``
+(403), ``not_found_error`` (404), ``rate_limit_error`` (429, with ``Retry-After``) and
+``internal_server_error`` / ``service_unavailable_error``; 400s add ``details`` (one entry
+per problem, kinema extension).
+
+Request fields: model, prompt, image_url (http(s) URL, raw base64 or ``data:`` URI; also
+``image_urls`` with one entry), aspect_ratio, duration, resolution, generate_audio (default
+false), ``auto_fix_prompt`` (alias ``auto_fix``), ``safety_level`` (alias ``safety``),
+enhance_prompt, person_generation, negative_prompt, seed, and the kinema extension
+``callback_url``. Which of them a model takes is the catalog's business.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from kinema.api.deps import BearerOwner, RuntimeDep, public_base_url
+from kinema.api.errors import dialect_route, error_headers
+from kinema.errors import FieldProblem, InvalidRequest, KinemaError, NotFound
+from kinema.jobs.submit import request_fingerprint
+from kinema.runtime import Runtime
+from kinema.types import Job, JobStatus
+
+DIALECT = "unified"
+ID_PREFIX = "task-unified-"
+_ID_HEX = 10  # job id hex digits carried by the 8 base32 characters (40 bits)
+
+STATUS = {
+    JobStatus.QUEUED: "pending",
+    JobStatus.RUNNING: "processing",
+    JobStatus.SUCCEEDED: "completed",
+    JobStatus.FAILED: "failed",
+    JobStatus.CANCELLED: "failed",
+    JobStatus.EXPIRED: "failed",
+}
+
+# wire field -> canonical field
+WIRE_FIELDS = {
+    "prompt": "prompt",
+    "image_url": "image",
+    "image_urls": "image",
+    "duration": "duration",
+    "aspect_ratio": "aspect_ratio",
+    "resolution": "resolution",
+    "generate_audio": "generate_audio",
+    "auto_fix_prompt": "auto_fix",
+    "auto_fix": "auto_fix",
+    "safety_level": "safety_level",
+    "safety": "safety_level",
+    "enhance_prompt": "enhance_prompt",
+    "person_generation": "person_generation",
+    "negative_prompt": "negative_prompt",
+    "seed": "seed",
+}
+_DEFAULT_WIRE = {
+    "prompt": "prompt",
+    "image": "image_url",
+    "duration": "duration",
+    "aspect_ratio": "aspect_ratio",
+    "resolution": "resolution",
+    "generate_audio": "generate_audio",
+    "auto_fix": "auto_fix_prompt",
+    "safety_level": "safety_level",
+    "enhance_prompt": "enhance_prompt",
+    "person_generation": "person_generation",
+    "negative_prompt": "negative_prompt",
+    "seed": "seed",
+}
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    410: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    501: "invalid_request_error",
+    503: "service_unavailable_error",
+}
+
+
+def render_error(request: Request, error: KinemaError) -> JSONResponse:
+    body: dict[str, Any] = {
+        "code": error.status,
+        "message": error.message,
+        "type": _ERROR_TYPES.get(error.status, "internal_server_error"),
+        "param": None,
+    }
+    if isinstance(error, InvalidRequest) and error.problems:
+        body["param"] = _param(error.problems[0])
+        body["details"] = [{"param": _param(p), "message": p.message} for p in error.problems]
+    return JSONResponse({"error": body}, status_code=error.status, headers=error_headers(error))
+
+
+def _param(problem: FieldProblem) -> str:
+    return ".".join(map(str, problem.path))
+
+
+router = APIRouter(route_class=dialect_route(render_error), tags=["Unified tasks"])
+
+
+class CreateTask(BaseModel):
+    """A create request; which optional fields apply depends on ``model`` (see the catalog)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(examples=["veo-3.1-fast-image-to-video"])
+    prompt: str | None = None
+    image_url: str | None = Field(None, description="http(s) URL, raw base64 or data: URI")
+    image_urls: list[str] | None = Field(None, description="alternative: one first frame")
+    aspect_ratio: str | None = Field(None, examples=["16:9", "9:16"])
+    duration: int | str | None = Field(None, examples=[4, 6, 8])
+    resolution: str | None = Field(None, examples=["720p", "1080p", "4k"])
+    generate_audio: bool | str | None = Field(None, description="default false")
+    auto_fix_prompt: bool | str | None = None
+    auto_fix: bool | str | None = Field(None, description="alias of auto_fix_prompt")
+    safety_level: int | str | None = Field(None, description="1 (strictest) .. 6")
+    safety: int | str | None = Field(None, description="alias of safety_level")
+    enhance_prompt: bool | str | None = None
+    person_generation: str | None = Field(None, examples=["dont_allow", "allow_adult"])
+    negative_prompt: str | None = None
+    seed: int | str | None = None
+    callback_url: str | None = Field(
+        None, description="kinema extension: receives a signed webhook when the task ends"
+    )
+
+
+class TaskError(BaseModel):
+    code: str
+    message: str
+
+
+class Task(BaseModel):
+    created: int
+    id: str = Field(examples=["task-unified-1757165031-uyujaw3d"])
+    model: str
+    object: str = "video.generation.task"
+    progress: int = Field(ge=0, le=100)
+    status: str = Field(examples=["pending", "processing", "completed", "failed"])
+    task_info: dict[str, Any]
+    type: str = "video"
+    results: list[str] | None = Field(None, description="signed video URLs, valid 24 hours")
+    error: TaskError | None = None
+
+
+# --- ids ---
+
+_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+def wire_id(job: Job) -> str:
+    bits = int(job.id[:_ID_HEX], 16)
+    chars = "".join(_BASE32[(bits >> shift) & 31] for shift in range(35, -1, -5))
+    return f"{ID_PREFIX}{_created(job)}-{chars}"
+
+
+def find_job(runtime: Runtime, owner: str, task_id: str) -> Job:
+    """The job behind ``task_id``, or ``NotFound`` (also for someone else's task)."""
+    head, _, chars = task_id.removeprefix(ID_PREFIX).partition("-")
+    missing = NotFound(f"task {task_id!r} not found")
+    if not task_id.startswith(ID_PREFIX) or not head.isdigit() or len(chars) != 8:
+        raise missing
+    bits = 0
+    for char in chars.lower():
+        index = _BASE32.find(char)
+        if index < 0:
+            raise missing
+        bits = bits << 5 | index
+    prefix = f"{bits:0{_ID_HEX}x}"
+    for job in runtime.store.find_by_id_prefix(owner, prefix):
+        if _created(job) == int(head):
+            return job
+    raise missing
+
+
+def _created(job: Job) -> int:
+    return int(job.created_at.timestamp())
+
+
+# --- rendering ---
+
+
+def render_task(job: Job, runtime: Runtime, base_url: str) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "can_cancel": not job.status.terminal and not job.cancel_requested,
+        "video_duration": job.request.duration_s,
+    }
+    if job.status is JobStatus.QUEUED:
+        info["queue_position"] = runtime.store.queue_position(job)
+    body: dict[str, Any] = {
+        "created": _created(job),
+        "id": wire_id(job),
+        "model": job.model,
+        "object": "video.generation.task",
+        "progress": round(job.progress * 100),
+        "status": STATUS[job.status],
+        "task_info": info,
+        "type": "video",
+    }
+    if job.status is JobStatus.SUCCEEDED and job.result is not None:
+        body["results"] = [base_url + runtime.signer.path_for(job.result.video_key)]
+    elif job.status is JobStatus.CANCELLED:
+        message = job.error_message or "the task was cancelled"
+        body["error"] = {"code": "request_cancelled", "message": message}
+    elif job.status is JobStatus.EXPIRED:
+        message = "the video was removed after retention; submit the task again"
+        body["error"] = {"code": "result_expired", "message": message}
+    elif job.status is JobStatus.FAILED:
+        body["error"] = {
+            "code": job.error_code or "generation_failed",
+            "message": job.error_message or "generation failed",
+        }
+    return body
+
+
+# --- routes ---
+
+
+def _canonical_fields(body: CreateTask) -> tuple[dict[str, Any], dict[str, str]]:
+    sent = body.model_dump(exclude_unset=True, exclude={"model", "callback_url"})
+    fields: dict[str, Any] = {}
+    wire_names = dict(_DEFAULT_WIRE)
+    for wire, value in sent.items():
+        canonical = WIRE_FIELDS.get(wire, wire)
+        if canonical in fields:
+            taken = wire_names[canonical]
+            raise InvalidRequest.for_field(wire, f"is the same field as {taken}; send one")
+        if wire == "image_urls":
+            if not isinstance(value, list) or len(value) != 1:
+                raise InvalidRequest.for_field(wire, "takes exactly one image (the first frame)")
+            value = value[0]
+        fields[canonical] = value
+        wire_names[canonical] = wire
+    return fields, wire_names
+
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+TaskId = Annotated[str, Path(examples=["task-unified-1757165031-uyujaw3d"])]
+
+
+@router.post("/v1/videos/generations", response_model=Task)
+def create_task(
+    request: Request,
+    body: CreateTask,
+    owner: BearerOwner,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Create an image-to-video task; poll it at ``GET /v1/tasks/{id}``."""
+    fields, wire_names = _canonical_fields(body)
+    if body.callback_url is not None:
+        runtime.submitter.vet_callback(body.callback_url, field="callback_url")
+    generation = runtime.catalog.build_request(
+        body.model,
+        fields,
+        dialect=DIALECT,
+        wire_names=wire_names,
+        callback_url=body.callback_url,
+    )
+    job = runtime.submitter.submit(
+        owner=owner,
+        request=generation,
+        dialect=DIALECT,
+        wire_names=wire_names,
+        idempotency_key=idempotency_key,
+        request_hash=request_fingerprint(body.model_dump(exclude_unset=True)),
+    )
+    if runtime.pool is not None:
+        runtime.pool.notify()
+    return JSONResponse(render_task(job, runtime, public_base_url(request, runtime)))
+
+
+@router.get("/v1/tasks/{task_id}", response_model=Task)
+def get_task(
+    request: Request, task_id: TaskId, owner: BearerOwner, runtime: RuntimeDep
+) -> JSONResponse:
+    """The task's status; once ``completed``, ``results`` holds the signed video URL."""
+    job = find_job(runtime, owner, task_id)
+    return JSONResponse(render_task(job, runtime, public_base_url(request, runtime)))
+
+
+@router.post("/v1/tasks/{task_id}/cancel", response_model=Task)
+def cancel_task(
+    request: Request, task_id: TaskId, owner: BearerOwner, runtime: RuntimeDep
+) -> JSONResponse:
+    """Cancel a task: a pending one ends now, a processing one within moments.
+
+    The task ends ``failed`` with error code ``request_cancelled``; cancelling a finished
+    task changes nothing and returns it as it is.
+    """
+    job = runtime.cancel(owner, find_job(runtime, owner, task_id).id)
+    return JSONResponse(render_task(job, runtime, public_base_url(request, runtime)))

@@ -1,5 +1,393 @@
-"""(being written)"""
+"""The ``/v1/video/generations`` dialect (seed 004), as New-API-style gateways serve Veo.
 
-from fastapi import APIRouter
+- ``POST /v1/video/generations``: create.
+- ``GET /v1/video/generations/{task_id}``: poll.
+- ``POST /v1/video/generations/{task_id}/cancel``: cancel (queued: at once; running:
+  within moments). Cancelling a finished task returns it unchanged.
 
-router = APIRouter()
+Request: ``model`` (the Google ids, e.g. ``veo-3.0-fast-generate-001``), ``prompt`` (at most
+5000 characters), ``aspect_ratio`` (16:9 when omitted), ``images`` (a list: first frame, and
+optionally a last frame; each an http(s) URL, raw base64 or a ``data:`` URI; ``image`` and
+``input_reference`` are accepted for a single first frame), ``seconds`` (alias
+``duration``; int or string: 4/6/8, Veo 2 5..8, default 8), ``size`` (``720p`` default,
+``1080p``, ``4k``, or a pixel size ``1280x720``, ``720x1280``, ``1920x1080``, ``1080x1920``,
+``3840x2160``, ``2160x3840``, which also sets the aspect ratio; any other pixel size is a
+400), and the model's optional fields (generate_audio, negative_prompt, seed,
+enhance_prompt, person_generation). Images are optional: without one the model works from
+the prompt alone. Veo 3.1 with a first frame makes 8-second videos only (as upstream);
+another ``seconds`` is a 400. Kinema extensions: ``callback_url`` and ``off_peak``
+(lowest priority; cancelled automatically when unfinished 48 h after creation).
+
+Response (create, poll and cancel)::
+
+    {"id": "task_<32 hex>", "task_id": <same>, "object": "video", "model",
+     "status": "queued" | "in_progress" | "succeeded" | "failed" | "cancelled",
+     "progress": 0..100, "created_at": <unix>, "completed_at": <unix> | null,
+     "seconds": "8", "size": "1280x720", "off_peak": false,
+     "queue_position": <int> (only while queued),
+     "error": {"code", "message"} | null,
+     "url", "video_url", "expires_at", "format": "mp4", "metadata": {...} (when succeeded)}
+
+``url`` and ``video_url`` are the same signed link, valid for 24 hours. A cancelled task
+says why in ``error``: ``cancelled`` by its owner, or ``off_peak_timeout``.
+
+HTTP errors (OpenAI's envelope): ``{"error": {"message", "type", "param", "code"}}``;
+``type`` is ``invalid_request_error``, ``authentication_error``, ``permission_error``,
+``not_found_error``, ``rate_limit_error`` (429, with ``Retry-After``) or ``server_error``;
+``code`` is kinema's error code; 400s add ``details`` (one entry per problem).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from kinema.api.deps import BearerOwner, RuntimeDep, public_base_url
+from kinema.api.errors import dialect_route, error_headers
+from kinema.catalog import FRAME_SIZES
+from kinema.errors import FieldProblem, InvalidRequest, KinemaError, NotFound
+from kinema.jobs.submit import request_fingerprint
+from kinema.runtime import Runtime
+from kinema.types import Job, JobStatus
+
+DIALECT = "v1"
+ID_PREFIX = "task_"
+
+STATUS = {
+    JobStatus.QUEUED: "queued",
+    JobStatus.RUNNING: "in_progress",
+    JobStatus.SUCCEEDED: "succeeded",
+    JobStatus.FAILED: "failed",
+    JobStatus.CANCELLED: "cancelled",
+    JobStatus.EXPIRED: "failed",
+}
+
+# Models whose first-frame videos are always 8 seconds long upstream.
+EIGHT_SECONDS_WITH_IMAGE = frozenset({"veo-3.1-generate-preview", "veo-3.1-fast-generate-preview"})
+
+PIXEL_SIZES = {f"{w}x{h}": key for key, (w, h) in FRAME_SIZES.items()}
+_PIXEL_SIZE = re.compile(r"^\s*(\d+)\s*[xX*]\s*(\d+)\s*$")
+
+# wire field -> canonical field, for the fields that pass straight through
+WIRE_FIELDS = {
+    "prompt": "prompt",
+    "aspect_ratio": "aspect_ratio",
+    "generate_audio": "generate_audio",
+    "negative_prompt": "negative_prompt",
+    "seed": "seed",
+    "enhance_prompt": "enhance_prompt",
+    "person_generation": "person_generation",
+}
+_SPECIAL = frozenset(
+    {
+        "model",
+        "images",
+        "image",
+        "input_reference",
+        "seconds",
+        "duration",
+        "size",
+        "resolution",
+        "callback_url",
+        "off_peak",
+    }
+)
+
+_ERROR_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+}
+
+
+def render_error(request: Request, error: KinemaError) -> JSONResponse:
+    fallback = "invalid_request_error" if error.status < 500 else "server_error"
+    body: dict[str, Any] = {
+        "message": error.message,
+        "type": _ERROR_TYPES.get(error.status, fallback),
+        "param": None,
+        "code": error.code,
+    }
+    if isinstance(error, InvalidRequest) and error.problems:
+        body["param"] = _param(error.problems[0])
+        body["details"] = [{"param": _param(p), "message": p.message} for p in error.problems]
+    return JSONResponse({"error": body}, status_code=error.status, headers=error_headers(error))
+
+
+def _param(problem: FieldProblem) -> str:
+    return ".".join(map(str, problem.path))
+
+
+router = APIRouter(route_class=dialect_route(render_error), tags=["/v1/video/generations"])
+
+
+class CreateVideoGeneration(BaseModel):
+    """A create request; which optional fields apply depends on ``model`` (see the catalog)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(examples=["veo-3.0-fast-generate-001"])
+    prompt: str | None = Field(None, description="at most 5000 characters")
+    aspect_ratio: str | None = Field(None, examples=["16:9", "9:16"])
+    images: list[str] | str | None = Field(
+        None, description="first frame (and optionally last): http(s) URL, base64 or data: URI"
+    )
+    image: str | None = Field(None, description="alternative to images: the first frame")
+    input_reference: str | None = Field(None, description="alternative to images")
+    seconds: int | str | None = Field(None, examples=[8, "8"])
+    duration: int | str | None = Field(None, description="alias of seconds")
+    size: str | None = Field(None, examples=["720p", "1080p", "4k", "1280x720"])
+    resolution: str | None = Field(None, description="alternative to size: 720p/1080p/4k")
+    generate_audio: bool | str | None = None
+    negative_prompt: str | None = None
+    seed: int | str | None = None
+    enhance_prompt: bool | str | None = None
+    person_generation: str | None = None
+    callback_url: str | None = Field(
+        None, description="kinema extension: receives a signed webhook when the task ends"
+    )
+    off_peak: bool = Field(
+        False,
+        description="kinema extension: run at the lowest priority; cancelled automatically "
+        "if not finished 48 h after creation",
+    )
+
+
+class GenerationError(BaseModel):
+    code: str
+    message: str
+
+
+class VideoGeneration(BaseModel):
+    id: str = Field(examples=["task_5f0c3e6a9b2d4c1e8f7a6b5c4d3e2f10"])
+    task_id: str
+    object: str = "video"
+    model: str
+    status: str = Field(examples=["queued", "in_progress", "succeeded", "failed", "cancelled"])
+    progress: int = Field(ge=0, le=100)
+    created_at: int
+    completed_at: int | None = None
+    seconds: str
+    size: str
+    off_peak: bool
+    queue_position: int | None = Field(None, description="tasks ahead of this one (queued)")
+    error: GenerationError | None = None
+    url: str | None = Field(None, description="signed video link (succeeded), valid 24 h")
+    video_url: str | None = Field(None, description="the same link as url")
+    expires_at: int | None = Field(None, description="when the link stops working")
+    format: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+# --- ids ---
+
+
+def wire_id(job: Job) -> str:
+    return ID_PREFIX + job.id
+
+
+def job_id_from_wire(task_id: str) -> str:
+    job_id = task_id.strip().removeprefix(ID_PREFIX)
+    if len(job_id) != 32 or job_id.strip("0123456789abcdef"):
+        raise NotFound(f"task {task_id!r} not found")
+    return job_id
+
+
+# --- rendering ---
+
+
+def render_generation(job: Job, runtime: Runtime, base_url: str) -> dict[str, Any]:
+    width, height = runtime.catalog.frame_size(job.request)
+    body: dict[str, Any] = {
+        "id": wire_id(job),
+        "task_id": wire_id(job),
+        "object": "video",
+        "model": job.model,
+        "status": STATUS[job.status],
+        "progress": round(job.progress * 100),
+        "created_at": int(job.created_at.timestamp()),
+        "completed_at": int(job.finished_at.timestamp()) if job.finished_at else None,
+        "seconds": str(job.request.duration_s),
+        "size": f"{width}x{height}",
+        "off_peak": job.request.off_peak,
+        "error": None,
+    }
+    if job.status is JobStatus.QUEUED:
+        body["queue_position"] = runtime.store.queue_position(job)
+    if job.status is JobStatus.SUCCEEDED and job.result is not None:
+        result = job.result
+        url = base_url + runtime.signer.path_for(result.video_key)
+        body |= {
+            "url": url,
+            "video_url": url,
+            "expires_at": runtime.signer.expires_at(),
+            "format": "mp4",
+            "metadata": {
+                "duration": round(result.duration_s, 3),
+                "fps": result.fps,
+                "width": result.width,
+                "height": result.height,
+                "has_audio": result.has_audio,
+            },
+        }
+    elif job.status is JobStatus.CANCELLED:
+        body["error"] = {
+            "code": job.error_code or "cancelled",
+            "message": job.error_message or "the generation was cancelled",
+        }
+    elif job.status is JobStatus.EXPIRED:
+        body["error"] = {
+            "code": "expired",
+            "message": "the video was removed after retention; submit the task again",
+        }
+    elif job.status is JobStatus.FAILED:
+        body["error"] = {
+            "code": job.error_code or "generation_failed",
+            "message": job.error_message or "generation failed",
+        }
+    return body
+
+
+# --- translating a request ---
+
+
+def _canonical_fields(body: CreateVideoGeneration) -> tuple[dict[str, Any], dict[str, str]]:
+    sent = body.model_dump(exclude_unset=True)
+    fields: dict[str, Any] = {}
+    wire_names = {canonical: wire for wire, canonical in WIRE_FIELDS.items()}
+    wire_names |= {"image": "images", "last_image": "images", "duration": "seconds"}
+    wire_names["resolution"] = "size"
+    for wire, value in sent.items():
+        if wire not in _SPECIAL:
+            fields[WIRE_FIELDS.get(wire, wire)] = value
+    _images(sent, fields, wire_names)
+    _seconds(sent, fields, wire_names)
+    _size(sent, fields, wire_names)
+    if body.model in EIGHT_SECONDS_WITH_IMAGE and "image" in fields and "duration" in fields:
+        seconds = str(fields["duration"]).strip().removesuffix("s")
+        if seconds != "8":
+            raise InvalidRequest.for_field(
+                wire_names["duration"],
+                "Veo 3.1 with a first frame image makes 8-second videos only "
+                f"(got {fields['duration']!r}); send 8 or leave it out",
+            )
+    return fields, wire_names
+
+
+def _images(sent: dict[str, Any], fields: dict[str, Any], wire_names: dict[str, str]) -> None:
+    given = [name for name in ("images", "image", "input_reference") if name in sent]
+    if len(given) > 1:
+        message = f"send the first frame once, not also in {given[0]}"
+        raise InvalidRequest.for_field(given[1], message)
+    if not given:
+        return
+    name = given[0]
+    value = sent[name]
+    frames = value if isinstance(value, list) else [value]
+    if name == "images" and len(frames) > 2:
+        raise InvalidRequest.for_field(name, "takes a first frame and at most a last frame")
+    if frames:
+        fields["image"] = frames[0]
+        wire_names["image"] = f"{name}[0]" if isinstance(value, list) else name
+    if len(frames) == 2:
+        fields["last_image"] = frames[1]
+        wire_names["last_image"] = f"{name}[1]"
+
+
+def _seconds(sent: dict[str, Any], fields: dict[str, Any], wire_names: dict[str, str]) -> None:
+    given = [name for name in ("seconds", "duration") if sent.get(name) is not None]
+    if len(given) == 2 and str(sent["seconds"]) != str(sent["duration"]):
+        raise InvalidRequest.for_field("duration", "differs from seconds; send one of them")
+    if given:
+        fields["duration"] = sent[given[0]]
+        wire_names["duration"] = given[0]
+
+
+def _size(sent: dict[str, Any], fields: dict[str, Any], wire_names: dict[str, str]) -> None:
+    size, resolution = sent.get("size"), sent.get("resolution")
+    if size is None:
+        if resolution is not None:
+            fields["resolution"] = resolution
+            wire_names["resolution"] = "resolution"
+        return
+    match = _PIXEL_SIZE.match(size)
+    if match is None:
+        chosen = size.strip().lower()
+    else:
+        pixels = f"{match[1]}x{match[2]}"
+        if pixels not in PIXEL_SIZES:
+            known = ", ".join(PIXEL_SIZES)
+            raise InvalidRequest.for_field(
+                "size", f"{size!r} is not a size this server makes; use 720p, 1080p, 4k or {known}"
+            )
+        chosen, aspect = PIXEL_SIZES[pixels]
+        if fields.get("aspect_ratio", aspect) != aspect:
+            raise InvalidRequest.for_field(
+                "aspect_ratio", f"{fields['aspect_ratio']!r} contradicts size {pixels} ({aspect})"
+            )
+        fields["aspect_ratio"] = aspect
+    if resolution is not None and str(resolution).strip().lower() != chosen:
+        raise InvalidRequest.for_field("resolution", f"contradicts size {size!r}; send one")
+    fields["resolution"] = chosen
+
+
+# --- routes ---
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+TaskId = Annotated[str, Path(examples=["task_5f0c3e6a9b2d4c1e8f7a6b5c4d3e2f10"])]
+
+
+@router.post("/v1/video/generations", response_model=VideoGeneration)
+def create_generation(
+    request: Request,
+    body: CreateVideoGeneration,
+    owner: BearerOwner,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Submit a video task; poll ``GET /v1/video/generations/{task_id}`` until ``succeeded``."""
+    fields, wire_names = _canonical_fields(body)
+    if body.callback_url is not None:
+        runtime.submitter.vet_callback(body.callback_url, field="callback_url")
+    generation = runtime.catalog.build_request(
+        body.model,
+        fields,
+        dialect=DIALECT,
+        wire_names=wire_names,
+        callback_url=body.callback_url,
+        off_peak=body.off_peak,
+    )
+    job = runtime.submitter.submit(
+        owner=owner,
+        request=generation,
+        dialect=DIALECT,
+        wire_names=wire_names,
+        idempotency_key=idempotency_key,
+        request_hash=request_fingerprint(body.model_dump(exclude_unset=True)),
+    )
+    if runtime.pool is not None:
+        runtime.pool.notify()
+    return JSONResponse(render_generation(job, runtime, public_base_url(request, runtime)))
+
+
+@router.get("/v1/video/generations/{task_id}", response_model=VideoGeneration)
+def get_generation(
+    request: Request, task_id: TaskId, owner: BearerOwner, runtime: RuntimeDep
+) -> JSONResponse:
+    """The task's status; once ``succeeded``, ``url`` is a signed link to the MP4."""
+    job = runtime.store.get(owner, job_id_from_wire(task_id))
+    return JSONResponse(render_generation(job, runtime, public_base_url(request, runtime)))
+
+
+@router.post("/v1/video/generations/{task_id}/cancel", response_model=VideoGeneration)
+def cancel_generation(
+    request: Request, task_id: TaskId, owner: BearerOwner, runtime: RuntimeDep
+) -> JSONResponse:
+    """Cancel a task: a queued one ends now, a running one within moments."""
+    job = runtime.cancel(owner, job_id_from_wire(task_id))
+    return JSONResponse(render_generation(job, runtime, public_base_url(request, runtime)))

@@ -12,6 +12,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
 
 from kinema.errors import LeaseLost
 from kinema.jobs.execute import Executor, RunControl
@@ -32,6 +33,7 @@ class WorkerPool:
         heartbeat_s: float,
         poll_s: float,
         max_attempts: int,
+        off_peak_max_age_s: float = 48 * 3600,
         models: Collection[str] | None = None,
         worker_id: str | None = None,
     ) -> None:
@@ -42,6 +44,7 @@ class WorkerPool:
         self.heartbeat_s = heartbeat_s
         self.poll_s = poll_s
         self.max_attempts = max_attempts
+        self.off_peak_max_age_s = off_peak_max_age_s
         self.models = models
         self.worker_id = worker_id or f"embedded-{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
@@ -121,6 +124,7 @@ class WorkerPool:
 
     def _supervise_loop(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
+            self._expire_off_peak()  # first, so this round's heartbeat passes its cancels on
             self._heartbeat()
             self._requeue_expired()
 
@@ -135,6 +139,13 @@ class WorkerPool:
                 control.lost.set()
             except Exception:
                 log.exception("heartbeat for job %s failed", job.id)
+
+    def _expire_off_peak(self) -> None:
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.off_peak_max_age_s)
+        try:
+            self.store.expire_off_peak(cutoff)
+        except Exception:
+            log.exception("cancelling overdue off-peak jobs failed")
 
     def _requeue_expired(self) -> None:
         try:

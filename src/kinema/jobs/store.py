@@ -16,11 +16,12 @@ import hashlib
 import json
 import math
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import (
+    Connection,
     Engine,
     Row,
     Select,
@@ -41,6 +42,7 @@ from kinema.db import begin_write
 from kinema.errors import IdempotencyConflict, InvalidRequest, LeaseLost, NotFound
 from kinema.jobs.tables import jobs
 from kinema.types import GenerationRequest, Job, JobStatus, JobSummary, VideoResult
+from kinema.webhooks.outbox import enqueue
 
 Clock = Callable[[], datetime]
 
@@ -52,6 +54,7 @@ _CANCELLED = JobStatus.CANCELLED.value
 _TERMINAL = tuple(status.value for status in JobStatus if status.terminal)
 
 WORKER_LOST = "worker_lost"  # error_code of a job whose workers kept disappearing
+OFF_PEAK_TIMEOUT = "off_peak_timeout"  # error_code of an off-peak job cancelled for age
 
 
 def _utcnow() -> datetime:
@@ -229,6 +232,29 @@ class JobStore:
             rows = connection.execute(query.limit(limit)).all()
         return [_to_job(row) for row in rows]
 
+    def find_by_id_prefix(self, owner: str, prefix: str) -> builtins.list[Job]:
+        """``owner``'s jobs whose id starts with ``prefix`` (lowercase hex), oldest first.
+
+        For wire ids that carry only the head of a job id. Served by the primary key:
+        the range bounds every id that can start with ``prefix``, the LIKE keeps exactly
+        those that do.
+        """
+        if not prefix or prefix.strip("0123456789abcdef"):
+            return []
+        query = (
+            select(jobs)
+            .where(
+                jobs.c.owner == owner,
+                jobs.c.id >= prefix,
+                jobs.c.id <= prefix + "f" * 64,
+                jobs.c.id.startswith(prefix),
+            )
+            .order_by(jobs.c.created_at, jobs.c.id)
+        )
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [_to_job(row) for row in rows]
+
     def queue_position(self, job: Job) -> int | None:
         """How many queued jobs for the same model will be claimed before ``job``.
 
@@ -403,8 +429,39 @@ class JobStore:
             .where(expired, not_asked, jobs.c.attempt < max_attempts)
             .values(status=_QUEUED, progress=0.0, worker_id=None, **gone),
         ]
-        with begin_write(self._engine) as connection:
-            return sum(connection.execute(statement).rowcount for statement in outcomes)
+        return self._apply_all(outcomes)
+
+    def expire_off_peak(self, older_than: datetime) -> int:
+        """Cancel off-peak jobs created before ``older_than`` that have not finished.
+
+        Queued ones end cancelled at once; running ones get a cancel request that their
+        worker sees on its next heartbeat. Both carry ``error_code`` ``off_peak_timeout``
+        so a status poll can say why. Returns how many jobs were affected.
+        """
+        now = self._clock()
+        hours = (now - older_than).total_seconds() / 3600
+        window = f"{hours:g} h" if hours >= 1 else f"{hours * 3600:g} s"
+        reason = {
+            "error_code": OFF_PEAK_TIMEOUT,
+            "error_message": (
+                f"off-peak job not finished within {window} of its creation; "
+                "cancelled automatically"
+            ),
+            "updated_at": now,
+        }
+        stale = and_(
+            jobs.c.created_at < older_than,
+            jobs.c.request["off_peak"].as_boolean().is_(True),
+        )
+        outcomes = [
+            update(jobs)
+            .where(stale, jobs.c.status == _QUEUED)
+            .values(status=_CANCELLED, finished_at=now, **reason),
+            update(jobs)
+            .where(stale, jobs.c.status == _RUNNING, jobs.c.cancel_requested.is_(False))
+            .values(cancel_requested=True, **reason),
+        ]
+        return self._apply_all(outcomes)
 
     # --- owners ---
 
@@ -428,6 +485,7 @@ class JobStore:
                 for statement in attempts:
                     row = connection.execute(statement.returning(*jobs.c)).one_or_none()
                     if row is not None:
+                        self._announce(connection, [row])
                         return _to_job(row)
                 row = connection.execute(select(jobs).where(mine)).one_or_none()
             if row is None:
@@ -461,10 +519,32 @@ class JobStore:
             .values(**values)
             .returning(*jobs.c)
         )
-        row = self._write_one(statement)
+        with begin_write(self._engine) as connection:
+            row = connection.execute(statement).one_or_none()
+            if row is not None:
+                self._announce(connection, [row])
         if row is None:
             raise LeaseLost(f"job {job_id} attempt {attempt} no longer holds its lease")
         return _to_job(row)
+
+    def _apply_all(self, statements: builtins.list[Update]) -> int:
+        """Run several UPDATEs in one transaction; announce the jobs they finished."""
+        with begin_write(self._engine) as connection:
+            rows = [
+                row
+                for statement in statements
+                for row in connection.execute(statement.returning(*jobs.c)).all()
+            ]
+            self._announce(connection, rows)
+        return len(rows)
+
+    def _announce(self, connection: Connection, rows: Sequence[Row[Any]]) -> None:
+        """Write the webhook event of every row that just reached a terminal state, in
+        the transaction that put it there (the outbox's guarantee)."""
+        now = self._clock()
+        for row in rows:
+            if row.status in _TERMINAL:
+                enqueue(connection, job_row=row, status=row.status, now=now)
 
     def _find_by_key(self, owner: str, idempotency_key: str) -> Row[Any] | None:
         return self._read_one(

@@ -80,6 +80,10 @@ class Submitter:
             self.storage.delete_prefix(job_prefix(job_id))
         return job
 
+    def vet_callback(self, url: str, *, field: str) -> None:
+        """Refuse a callback URL now (400) if it is not http(s) or points inside."""
+        self.fetcher.vet(url, field=field)
+
     def _same_or_conflict(self, job: Job, request_hash: str | None) -> Job:
         stored_hash = self.store.request_hash(job.id)
         if stored_hash != request_hash:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -119,6 +120,30 @@ api_keys = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime()),
     Column("last_used_at", UTCDateTime()),
+    # The key's Standard Webhooks secret (whsec_...). Stored as is, not hashed: kinema
+    # must sign with it.
+    Column("webhook_secret", String(128)),
     Index("ix_api_keys_key_hash", "key_hash", unique=True),
     Index("ix_api_keys_prefix", "prefix"),
+)
+
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the webhook-id header, same on every retry
+    Column("job_id", String(64), nullable=False),  # no foreign key: deleting a job keeps its log
+    Column("owner", String(64), nullable=False),
+    Column("dialect", String(32), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("body", LargeBinary),  # rendered at the first attempt, then sent as is
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("locked_until", UTCDateTime()),
+    Column("finished_at", UTCDateTime()),
+    Column("last_error", Text),
+    Index("ix_webhook_events_due", "status", "next_attempt_at"),
+    Index("ix_webhook_events_job", "job_id"),
 )

@@ -130,6 +130,56 @@ class ImageFetcher:
                 target = outcome
         raise InvalidImage.for_field(field, f"too many redirects (more than {self.max_redirects})")
 
+    def post(self, url: str, body: bytes, headers: dict[str, str], *, field: FieldPath) -> int:
+        """POST ``body`` to ``url`` under the same address rules as ``fetch``; the status.
+
+        Used for webhooks: redirects are not followed (a redirect status is returned as
+        is) and the response body is read only up to a small cap, then dropped.
+        """
+        target = _parse_url(url, field)
+        backend = _VettingBackend(self, time.monotonic() + self.timeout_s, field)
+        request_url = httpcore.URL(
+            scheme=target.raw_scheme, host=target.raw_host, port=target.port, target=target.raw_path
+        )
+        sent = [(b"Host", target.netloc), (b"User-Agent", _USER_AGENT)]
+        sent += [(name.encode(), value.encode()) for name, value in headers.items()]
+        timeouts = dict.fromkeys(("connect", "read", "write", "pool"), self.timeout_s)
+        try:
+            with (
+                httpcore.ConnectionPool(
+                    ssl_context=self._ssl_context, network_backend=backend
+                ) as pool,
+                pool.stream(
+                    "POST",
+                    request_url,
+                    headers=sent,
+                    content=body,
+                    extensions={"timeout": timeouts},
+                ) as response,
+            ):
+                for received, _ in enumerate(response.iter_stream()):
+                    if received > 64:
+                        break
+                return int(response.status)
+        except httpcore.TimeoutException as exc:
+            raise InvalidImage.for_field(field, f"timed out after {self.timeout_s:g} s") from exc
+        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
+            raise InvalidImage.for_field(
+                field, f"the connection to {target.host} failed ({_describe(exc)})"
+            ) from exc
+
+    def vet(self, url: str, *, field: FieldPath) -> None:
+        """Check now that ``url`` is http(s) and resolves only to allowed addresses.
+
+        Requests that name a callback URL are refused at once with a 400 this way; the
+        address is checked again when each delivery connects.
+        """
+        target = _parse_url(url, field)
+        port = target.port or (443 if target.scheme == "https" else 80)
+        _VettingBackend(self, time.monotonic() + self.timeout_s, field)._vetted_addresses(
+            target.host, port
+        )
+
     def is_allowed(self, host: str) -> bool:
         """Whether ``host`` (a name or an IP literal) skips the address check."""
         if host.lower() in self.allow_hosts:

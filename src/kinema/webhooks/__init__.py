@@ -1,0 +1,1 @@
+"""Signed webhooks: an outbox written with a job's terminal state, delivered with retries."""
