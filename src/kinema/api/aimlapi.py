@@ -80,6 +80,18 @@ def render_error(request: Request, error: KinemaError) -> JSONResponse:
     return JSONResponse(body, status_code=error.status, headers=error_headers(error))
 
 
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["message", "path", "requestId", "statusCode", "timestamp"],
+    "properties": {
+        "message": {"type": "string"},
+        "path": {"type": "string"},
+        "requestId": {"type": "string"},
+        "statusCode": {"type": "integer"},
+        "timestamp": {"type": "string"},
+        "details": {"type": "array", "items": {"type": "object"}},
+    },
+}
 router = APIRouter(route_class=dialect_route(render_error), tags=["AI/ML API"])
 
 
@@ -88,7 +100,11 @@ class CreateGeneration(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(examples=["google/veo-3.1-i2v-fast"])
+    model: str = Field(
+        examples=["google/veo-3.1-i2v-fast"],
+        description="A model id of `kinema models` for this API; the fields that apply, "
+        "their values and defaults depend on it",
+    )
     prompt: str | None = None
     image_url: str | None = Field(None, description="http(s) URL, raw base64 or data: URI")
     last_image_url: str | None = None
@@ -237,11 +253,10 @@ def generation_events(
     ``Last-Event-ID`` to resume.
     """
     base_url = public_base_url(request, runtime)
+    job_id = job_id_from_wire(generation_id)
     return job_event_stream(
         request,
-        runtime.store,
-        owner,
-        job_id_from_wire(generation_id),
+        lambda: runtime.store.summary(owner, job_id),
         lambda job: render_job(job, runtime, base_url),
     )
 

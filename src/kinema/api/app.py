@@ -7,11 +7,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
 from kinema import __version__
 from kinema.api import aimlapi, files, gemini, openai_videos, unified, v1_generations
 from kinema.api.deps import Authenticator
+from kinema.api.openapi import build_openapi
 from kinema.media.fetch import ImageFetcher
 from kinema.ratelimit import RateLimiter
 from kinema.runtime import Runtime
@@ -32,7 +32,9 @@ def _webhook_deliverer(app: FastAPI, runtime: Runtime) -> WebhookDeliverer:
         gemini.DIALECT: lambda job: gemini.render_operation(job, base_url()),
         openai_videos.DIALECT: lambda job: openai_videos.render_video(job, runtime),
         unified.DIALECT: lambda job: unified.render_task(job, runtime, base_url()),
-        v1_generations.DIALECT: lambda job: v1_generations.render_generation(job, runtime, base_url()),
+        v1_generations.DIALECT: lambda job: v1_generations.render_generation(
+            job, runtime, base_url()
+        ),
     }
     return WebhookDeliverer(
         runtime.outbox,
@@ -87,19 +89,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-            )
-            for path in aimlapi.POLL_PATHS:
-                schema["paths"].setdefault(path, {})["get"] = aimlapi.POLL_OPERATION
-            schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
-                "type": "http",
-                "scheme": "bearer",
-            }
-            app.openapi_schema = schema
+            app.openapi_schema = build_openapi(app)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

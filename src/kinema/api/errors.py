@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 
 from kinema.errors import FieldProblem, InvalidRequest, KinemaError, RateLimited
 
@@ -52,6 +53,12 @@ def dialect_route(render: ErrorRenderer) -> type[APIRoute]:
                     return render(request, error)
                 except RequestValidationError as error:
                     return render(request, from_validation_error(error))
+                except HTTPException as error:
+                    if error.status_code != 400:
+                        raise
+                    # FastAPI's own "error parsing the body" (e.g. bytes that are not UTF-8)
+                    problem = FieldProblem(("body",), str(error.detail))
+                    return render(request, InvalidRequest(f"body: {error.detail}", [problem]))
 
             return handle
 

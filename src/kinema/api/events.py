@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from kinema.errors import NotFound
-from kinema.jobs.store import JobStore
-from kinema.types import JobStatus, JobSummary
+from kinema.types import Job, JobStatus, JobSummary
 
 _RANK = {
     JobStatus.QUEUED: 0,
@@ -30,10 +29,10 @@ _RANK = {
     JobStatus.EXPIRED: 3,
 }
 
-Render = Callable[[JobSummary], dict[str, Any]]
+JobView = TypeVar("JobView", Job, JobSummary)
 
 
-def event_id(job: JobSummary) -> tuple[int, int]:
+def event_id(job: Job | JobSummary) -> tuple[int, int]:
     return _RANK[job.status], round(job.progress * 100)
 
 
@@ -47,20 +46,19 @@ def _parse_last_event_id(value: str | None) -> tuple[int, int]:
 
 def job_event_stream(
     request: Request,
-    store: JobStore,
-    owner: str,
-    job_id: str,
-    render: Render,
+    read: Callable[[], JobView],
+    render: Callable[[JobView], dict[str, Any]],
     *,
     interval_s: float = 0.25,
     keepalive_s: float = 15.0,
 ) -> StreamingResponse:
-    """An ``text/event-stream`` response following ``owner``'s job until it ends.
+    """A ``text/event-stream`` response following a job until it ends.
 
-    The first read happens before the response starts, so a missing job is a normal
-    error response (the caller's dialect renders the ``NotFound``).
+    ``read`` fetches the caller's job (raising ``NotFound``); ``render`` shapes it as the
+    dialect's status object. The first read happens before the response starts, so a
+    missing job is a normal error response in the caller's dialect.
     """
-    first = store.summary(owner, job_id)
+    first = read()
     seen = _parse_last_event_id(request.headers.get("last-event-id"))
 
     async def events() -> AsyncIterator[bytes]:
@@ -83,7 +81,7 @@ def job_event_stream(
                 idle = 0.0
                 yield b": keepalive\n\n"
             try:
-                job = await asyncio.to_thread(store.summary, owner, job_id)
+                job = await asyncio.to_thread(read)
             except NotFound:  # deleted while watched: nothing more will happen
                 return
 

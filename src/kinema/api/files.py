@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
@@ -20,10 +20,42 @@ def render_error(request: Request, error: KinemaError) -> JSONResponse:
     )
 
 
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["message", "path", "statusCode"],
+    "properties": {
+        "message": {"type": "string"},
+        "path": {"type": "string"},
+        "statusCode": {"type": "integer"},
+    },
+}
 router = APIRouter(route_class=dialect_route(render_error), tags=["files"])
 
 
-@router.api_route("/files/{key:path}", methods=["GET", "HEAD"], response_class=FileResponse)
+_FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The file (video/mp4 or image/jpeg); Range requests get 206",
+        "content": {
+            "video/mp4": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+    206: {"description": "Part of the file, for a Range request"},
+}
+
+
+@router.head("/files/{key:path}", response_class=FileResponse, responses=_FILE_RESPONSES)
+def download_head(
+    key: str,
+    runtime: RuntimeDep,
+    expires: Annotated[str | None, Query()] = None,
+    signature: Annotated[str | None, Query()] = None,
+) -> FileResponse:
+    """Headers of a signed file (size, type), without its body."""
+    return download(key, runtime, expires, signature)
+
+
+@router.get("/files/{key:path}", response_class=FileResponse, responses=_FILE_RESPONSES)
 def download(
     key: str,
     runtime: RuntimeDep,

@@ -34,12 +34,19 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from kinema.api.deps import RuntimeDep, bearer_token, get_authenticator, public_base_url
 from kinema.api.errors import dialect_route, error_headers
+from kinema.api.events import job_event_stream
 from kinema.errors import (
     FieldProblem,
     InvalidRequest,
@@ -136,6 +143,22 @@ def render_error(request: Request, error: KinemaError) -> JSONResponse:
     return JSONResponse({"error": body}, status_code=error.status, headers=error_headers(error))
 
 
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "status"],
+            "properties": {
+                "code": {"type": "integer"},
+                "message": {"type": "string"},
+                "status": {"type": "string"},
+                "details": {"type": "array", "items": {"type": "object"}},
+            },
+        }
+    },
+}
 router = APIRouter(route_class=dialect_route(render_error), tags=["Gemini API"])
 
 
@@ -428,12 +451,30 @@ async def get_operation(request: Request, model: str, operation_id: str) -> JSON
     return JSONResponse(render_operation(job, public_base_url(request, runtime)))
 
 
-@router.post("/v1beta/models/{model}/operations/{operation_action}")
+@router.get(
+    "/v1beta/models/{model}/operations/{operation_id}/events", response_class=StreamingResponse
+)
+def operation_events(
+    request: Request, model: str, operation_id: str, owner: GeminiOwner, runtime: RuntimeDep
+) -> StreamingResponse:
+    """kinema extension: server-sent events for one operation (the operation on every
+    change, then a final ``done`` event); resumable with ``Last-Event-ID``."""
+    _owned_summary(runtime, owner, model, operation_id)
+    base_url = public_base_url(request, runtime)
+    return job_event_stream(
+        request,
+        lambda: runtime.store.summary(owner, operation_id),
+        lambda job: render_operation(job, base_url),
+    )
+
+
+@router.post("/v1beta/models/{model}/operations/{operation_id}")
 def cancel_operation(
-    model: str, operation_action: str, owner: GeminiOwner, runtime: RuntimeDep
+    model: str, operation_id: str, owner: GeminiOwner, runtime: RuntimeDep
 ) -> dict[str, Any]:
-    """Cancel (``{name}:cancel``): a queued video ends now, a running one within moments."""
-    operation_id = _split_action(operation_action, "cancel")
+    """Cancel (``{name}:cancel``, so ``operation_id`` ends in ``:cancel``): a queued video
+    ends now, a running one within moments."""
+    operation_id = _split_action(operation_id, "cancel")
     _owned_summary(runtime, owner, model, operation_id)
     runtime.cancel(owner, operation_id)
     return {}

@@ -49,12 +49,13 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from kinema.api.deps import BearerOwner, RuntimeDep, bearer_token, get_authenticator
 from kinema.api.errors import dialect_route, error_headers
+from kinema.api.events import job_event_stream
 from kinema.catalog import FRAME_SIZES, ModelSpec
 from kinema.errors import (
     FieldProblem,
@@ -142,6 +143,22 @@ def _param_name(path: tuple[str | int, ...]) -> str:
     return str(head) + "".join(f"[{part}]" for part in rest)
 
 
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
 router = APIRouter(route_class=dialect_route(render_error), tags=["OpenAI Videos"])
 
 
@@ -526,11 +543,27 @@ async def retrieve_video(request: Request, video_id: str) -> JSONResponse:
     return video_response(get_video(runtime, owner, video_id), runtime)
 
 
+@router.get("/v1/videos/{video_id}/events", response_class=StreamingResponse)
+def video_events(
+    request: Request, video_id: str, owner: BearerOwner, runtime: RuntimeDep
+) -> StreamingResponse:
+    """kinema extension: server-sent events for one video (the video object on every
+    change, then a final ``done`` event); resumable with ``Last-Event-ID``."""
+    job_id = get_video(runtime, owner, video_id).id
+    return job_event_stream(
+        request,
+        lambda: runtime.store.get(owner, job_id),
+        lambda job: render_video(job, runtime),
+    )
+
+
 @router.get("/v1/videos", response_model=VideoList)
 def list_videos(
     owner: BearerOwner,
     runtime: RuntimeDep,
-    after: Annotated[str | None, Query(description="id of the last video seen")] = None,
+    after: Annotated[
+        str | None, Query(min_length=1, description="id of the last video seen")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
     order: Annotated[Literal["asc", "desc"], Query()] = "desc",
 ) -> dict[str, Any]:

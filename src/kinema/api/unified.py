@@ -43,11 +43,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from kinema.api.deps import BearerOwner, RuntimeDep, public_base_url
 from kinema.api.errors import dialect_route, error_headers
+from kinema.api.events import job_event_stream
 from kinema.errors import FieldProblem, InvalidRequest, KinemaError, NotFound
 from kinema.jobs.submit import request_fingerprint
 from kinema.runtime import Runtime
@@ -129,6 +130,23 @@ def _param(problem: FieldProblem) -> str:
     return ".".join(map(str, problem.path))
 
 
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "type"],
+            "properties": {
+                "code": {"type": "integer"},
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "details": {"type": "array", "items": {"type": "object"}},
+            },
+        }
+    },
+}
 router = APIRouter(route_class=dialect_route(render_error), tags=["Unified tasks"])
 
 
@@ -310,6 +328,21 @@ def get_task(
     """The task's status; once ``completed``, ``results`` holds the signed video URL."""
     job = find_job(runtime, owner, task_id)
     return JSONResponse(render_task(job, runtime, public_base_url(request, runtime)))
+
+
+@router.get("/v1/tasks/{task_id}/events", response_class=StreamingResponse)
+def task_events(
+    request: Request, task_id: TaskId, owner: BearerOwner, runtime: RuntimeDep
+) -> StreamingResponse:
+    """kinema extension: server-sent events for one task (the task object on every change,
+    then a final ``done`` event); resumable with ``Last-Event-ID``."""
+    job_id = find_job(runtime, owner, task_id).id
+    base_url = public_base_url(request, runtime)
+    return job_event_stream(
+        request,
+        lambda: runtime.store.get(owner, job_id),
+        lambda job: render_task(job, runtime, base_url),
+    )
 
 
 @router.post("/v1/tasks/{task_id}/cancel", response_model=Task)

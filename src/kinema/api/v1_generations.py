@@ -43,11 +43,12 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from kinema.api.deps import BearerOwner, RuntimeDep, public_base_url
 from kinema.api.errors import dialect_route, error_headers
+from kinema.api.events import job_event_stream
 from kinema.catalog import FRAME_SIZES
 from kinema.errors import FieldProblem, InvalidRequest, KinemaError, NotFound
 from kinema.jobs.submit import request_fingerprint
@@ -123,6 +124,23 @@ def _param(problem: FieldProblem) -> str:
     return ".".join(map(str, problem.path))
 
 
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": "string"},
+                "details": {"type": "array", "items": {"type": "object"}},
+            },
+        }
+    },
+}
 router = APIRouter(route_class=dialect_route(render_error), tags=["/v1/video/generations"])
 
 
@@ -382,6 +400,21 @@ def get_generation(
     """The task's status; once ``succeeded``, ``url`` is a signed link to the MP4."""
     job = runtime.store.get(owner, job_id_from_wire(task_id))
     return JSONResponse(render_generation(job, runtime, public_base_url(request, runtime)))
+
+
+@router.get("/v1/video/generations/{task_id}/events", response_class=StreamingResponse)
+def generation_events(
+    request: Request, task_id: TaskId, owner: BearerOwner, runtime: RuntimeDep
+) -> StreamingResponse:
+    """kinema extension: server-sent events for one task (the task object on every change,
+    then a final ``done`` event); resumable with ``Last-Event-ID``."""
+    job_id = job_id_from_wire(task_id)
+    base_url = public_base_url(request, runtime)
+    return job_event_stream(
+        request,
+        lambda: runtime.store.get(owner, job_id),
+        lambda job: render_generation(job, runtime, base_url),
+    )
 
 
 @router.post("/v1/video/generations/{task_id}/cancel", response_model=VideoGeneration)

@@ -94,10 +94,16 @@ class MotionEngine:
                 _Shot(Canvas.build(request.last_image, width, height, last_poses), last_poses)
             )
 
+        if is_cancelled():
+            raise JobCancelled("cancelled while preparing the pictures")
+
         # 3. Sound, made now: the encoder needs the whole track before the first frame.
         audio = None
         if request.generate_audio:
             audio = build_soundtrack(request.prompt, request.duration_s, request.seed)
+
+        if is_cancelled():
+            raise JobCancelled("cancelled while making the soundtrack")
 
         # 4. Frames, rendered as the encoder asks for them.
         frames = _MotionFrames(
