@@ -51,7 +51,8 @@ VIDEO_KEYS = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    settings = make_settings(tmp_path_factory.mktemp("openai"))
+    # Loopback is allowed so a test can name a callback URL that stays on this machine.
+    settings = make_settings(tmp_path_factory.mktemp("openai"), fetch_allow_hosts=["127.0.0.1"])
     with live_server(settings, workers=2) as live:
         yield live
 
@@ -182,12 +183,12 @@ def test_sdk_sends_image_url_as_a_form_field(server: LiveServer, client: OpenAI)
         prompt="pan left",
         extra_body={
             "input_reference": {"image_url": data_uri(pattern_image(320, 180))},
-            "callback_url": "https://hooks.example.com/kinema",
+            "callback_url": "http://127.0.0.1:9/kinema",
         },
     )
     job = server.runtime.store.get_any(created.id.removeprefix("video_"))
     assert job.request.image is not None and job.request.image.startswith("jobs/")
-    assert job.request.callback_url == "https://hooks.example.com/kinema"
+    assert job.request.callback_url == "http://127.0.0.1:9/kinema"
     assert created.size == "720x1280", "OpenAI's default size"
     assert created.seconds == "4"
     client.videos.delete(created.id)

@@ -7,7 +7,9 @@ from here; nothing is created at import time and nothing is kept in module globa
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -83,6 +85,45 @@ class Runtime:
             pool=pool,
             outbox=Outbox(db),
         )
+
+    def create(
+        self,
+        *,
+        owner: str,
+        model: str,
+        fields: Mapping[str, Any],
+        dialect: str,
+        wire_names: Mapping[str, str],
+        callback_url: str | None = None,
+        callback_field: str = "callback_url",
+        off_peak: bool = False,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> Job:
+        """Accept a generation as every dialect does: check its callback URL, validate
+        ``fields`` (canonical names) against the model, keep it as a queued job, and wake
+        a worker. ``wire_names`` maps canonical names back to the client's, for errors."""
+        if callback_url is not None:
+            self.submitter.vet_callback(callback_url, field=callback_field)
+        request = self.catalog.build_request(
+            model,
+            fields,
+            dialect=dialect,
+            wire_names=wire_names,
+            callback_url=callback_url,
+            off_peak=off_peak,
+        )
+        job = self.submitter.submit(
+            owner=owner,
+            request=request,
+            dialect=dialect,
+            wire_names=wire_names,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+        if self.pool is not None:
+            self.pool.notify()
+        return job
 
     def webhook_secret(self, owner: str) -> str:
         """The secret that signs ``owner``'s webhooks: its key's, or the server's own when

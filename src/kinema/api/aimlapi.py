@@ -195,27 +195,22 @@ def _create(
     sent = body.model_dump(exclude_unset=True)
     model = sent.pop("model")
     callback_url = sent.pop("callback_url", None)
-    if callback_url is not None:
-        runtime.submitter.vet_callback(callback_url, field="callback_url")
     fields: dict[str, Any] = {}
     wire_names = dict(_DEFAULT_WIRE)
     for wire, value in sent.items():
         canonical = WIRE_FIELDS.get(wire, wire)
         fields[canonical] = value
         wire_names[canonical] = wire
-    generation = runtime.catalog.build_request(
-        model, fields, dialect=DIALECT, wire_names=wire_names, callback_url=callback_url
-    )
-    job = runtime.submitter.submit(
+    job = runtime.create(
         owner=owner,
-        request=generation,
+        model=model,
+        fields=fields,
         dialect=DIALECT,
         wire_names=wire_names,
+        callback_url=callback_url,
         idempotency_key=idempotency_key,
         request_hash=request_fingerprint(body.model_dump(exclude_unset=True)),
     )
-    if runtime.pool is not None:
-        runtime.pool.notify()
     return JSONResponse(
         render_job(job, runtime, public_base_url(request, runtime)), status_code=status_code
     )

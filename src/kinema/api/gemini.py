@@ -421,20 +421,16 @@ def predict_long_running(
     fields = _instance_fields(body.instances[0])
     fields |= _parameter_fields(body.parameters or Parameters())
     callback_url, callback_field = _callback_url(body)
-    if callback_url is not None:
-        runtime.submitter.vet_callback(callback_url, field=callback_field)
-    generation = runtime.catalog.build_request(
-        model, fields, dialect=DIALECT, wire_names=WIRE_NAMES, callback_url=callback_url
-    )
-    job = runtime.submitter.submit(
+    job = runtime.create(
         owner=owner,
-        request=generation,
+        model=model,
+        fields=fields,
         dialect=DIALECT,
         wire_names=WIRE_NAMES,
+        callback_url=callback_url,
+        callback_field=callback_field,
         request_hash=request_fingerprint(body.model_dump(exclude_unset=True)),
     )
-    if runtime.pool is not None:
-        runtime.pool.notify()
     return JSONResponse({"name": operation_name(job)})
 
 

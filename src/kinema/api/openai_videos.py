@@ -499,20 +499,16 @@ def create_job(runtime: Runtime, owner: str, body: CreateBody, idempotency_key: 
         "resolution": "size",
         "aspect_ratio": "size",
     }
-    request = runtime.catalog.build_request(
-        spec.id, fields, dialect=DIALECT, wire_names=wire_names, callback_url=callback_url
-    )
-    job = runtime.submitter.submit(
+    return runtime.create(
         owner=owner,
-        request=request,
+        model=spec.id,
+        fields=fields,
         dialect=DIALECT,
         wire_names=wire_names,
+        callback_url=callback_url,
         idempotency_key=idempotency_key,
         request_hash=body.fingerprint(),
     )
-    if runtime.pool is not None:
-        runtime.pool.notify()
-    return job
 
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]

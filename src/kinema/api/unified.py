@@ -299,25 +299,16 @@ def create_task(
 ) -> JSONResponse:
     """Create an image-to-video task; poll it at ``GET /v1/tasks/{id}``."""
     fields, wire_names = _canonical_fields(body)
-    if body.callback_url is not None:
-        runtime.submitter.vet_callback(body.callback_url, field="callback_url")
-    generation = runtime.catalog.build_request(
-        body.model,
-        fields,
+    job = runtime.create(
+        owner=owner,
+        model=body.model,
+        fields=fields,
         dialect=DIALECT,
         wire_names=wire_names,
         callback_url=body.callback_url,
-    )
-    job = runtime.submitter.submit(
-        owner=owner,
-        request=generation,
-        dialect=DIALECT,
-        wire_names=wire_names,
         idempotency_key=idempotency_key,
         request_hash=request_fingerprint(body.model_dump(exclude_unset=True)),
     )
-    if runtime.pool is not None:
-        runtime.pool.notify()
     return JSONResponse(render_task(job, runtime, public_base_url(request, runtime)))
 
 
