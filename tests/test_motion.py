@@ -193,17 +193,30 @@ def test_progress_rises_to_one_as_frames_are_handed_over():
 def test_cancel_stops_within_one_frame():
     checks = []
 
-    def cancelled_on_fourth_check() -> bool:
+    def cancelled_after_three_frames() -> bool:
         checks.append(True)
-        return len(checks) > 4  # run() checks once, then one check per frame
+        # run() checks three times while preparing (start, pictures, sound), then once
+        # before each frame.
+        return len(checks) > 6
 
-    clip = MotionEngine().run(request(num_frames=24), lambda _: None, cancelled_on_fourth_check)
+    clip = MotionEngine().run(request(num_frames=24), lambda _: None, cancelled_after_three_frames)
     produced = []
     with pytest.raises(JobCancelled):
         for frame in clip.frames:
             produced.append(frame)
 
     assert len(produced) == 3
+
+
+def test_cancel_during_preparation_stops_before_any_frame():
+    checks = []
+
+    def cancelled_on_second_check() -> bool:
+        checks.append(True)
+        return len(checks) >= 2
+
+    with pytest.raises(JobCancelled):
+        MotionEngine().run(request(num_frames=24), lambda _: None, cancelled_on_second_check)
 
 
 def test_cancel_during_encoding_leaves_no_file(tmp_path: Path):

@@ -7,17 +7,32 @@ import threading
 
 from kinema.catalog import Catalog, EngineConfig
 from kinema.engines.base import Engine
+from kinema.engines.diffusion.residency import Residency
 from kinema.errors import NotSupported
 
+# Engines over diffusers (the ``gpu`` extra), by kind: module and class.
+DIFFUSERS_ENGINES = {
+    "wan_ti2v": ("kinema.engines.wan_ti2v", "WanTI2VEngine"),
+    "wan_i2v": ("kinema.engines.wan_i2v", "WanI2VEngine"),
+    "ltx": ("kinema.engines.ltx", "LTXVideoEngine"),
+    "ltx2": ("kinema.engines.ltx", "LTX2Engine"),
+}
 
-def build_engine(config: EngineConfig) -> Engine:
-    """Instantiate the engine implementation named by ``config.kind``."""
+
+def build_engine(config: EngineConfig, residency: Residency | None = None) -> Engine:
+    """Instantiate the engine implementation named by ``config.kind``.
+
+    ``residency`` is shared by the diffusers engines of one process, so that loading a
+    model can unload the least recently used others.
+    """
     if config.kind == "motion":
         from kinema.engines.motion import MotionEngine
 
         return MotionEngine(config.options)
     if config.kind == "python":
         return _import_engine(config)
+    if config.kind in DIFFUSERS_ENGINES:
+        return _diffusers_engine(config, residency or Residency())
     raise NotSupported(
         f"engine kind {config.kind!r} (engine {config.name!r}) is not available in this build"
     )
@@ -34,6 +49,20 @@ def _import_engine(config: EngineConfig) -> Engine:
     return engine
 
 
+def _diffusers_engine(config: EngineConfig, residency: Residency) -> Engine:
+    module_name, class_name = DIFFUSERS_ENGINES[config.kind]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise NotSupported(
+            f"engine {config.name!r} (kind {config.kind!r}) needs torch and diffusers: "
+            f"pip install 'kinema[gpu]' ({error})"
+        ) from None
+    engine_type = getattr(module, class_name)
+    engine: Engine = engine_type(config.options, name=config.name, residency=residency)
+    return engine
+
+
 class EngineHost:
     """Engines by name, built and ``setup()`` on first use, then kept resident."""
 
@@ -41,12 +70,13 @@ class EngineHost:
         self._catalog = catalog
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()
+        self.residency = Residency()  # which diffusers models hold GPU memory
 
     def get(self, name: str) -> Engine:
         with self._lock:
             engine = self._engines.get(name)
             if engine is None:
-                engine = build_engine(self._catalog.engines[name])
+                engine = build_engine(self._catalog.engines[name], self.residency)
                 engine.setup()
                 self._engines[name] = engine
             return engine

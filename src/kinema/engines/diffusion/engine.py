@@ -1,0 +1,471 @@
+"""The engine shared by the diffusers models: a pipeline kept loaded, driven by a Veo request.
+
+A model file (``wan_ti2v``, ``wan_i2v``, ``ltx``) names its pipeline classes, native sizes,
+frame rule and defaults; this class does the rest:
+
+1. Plan: the request's duration and frame size become the model's frame count and size
+   (``shapes``); the first frame is fitted to that size (cover, centre crop, as ``motion``).
+2. Load once: ``from_pretrained`` from a directory or hub id, speed options, then onto the
+   device after the ``Residency`` made room (least recently used models unloaded first).
+3. Run: progress after every denoising step (the VAE decode is the last phase); cancel is
+   checked before every transformer call and after every step, through the pipeline's
+   interrupt flag; out of memory frees what it can and fails the job with an
+   ``EngineError`` that says what to change.
+4. Hand over: uint8 RGB frames at the model's size, and sound as the catalog says (the
+   motion engine's soundtrack, or the model's own).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from kinema.engines.diffusion import accel
+from kinema.engines.diffusion.options import GIB, AudioPolicy, DiffusionOptions
+from kinema.engines.diffusion.residency import Residency
+from kinema.engines.diffusion.shapes import FrameRule, Size, fit_size
+from kinema.engines.painting import paint_first_frame
+from kinema.errors import EngineError, JobCancelled, NotSupported
+from kinema.media.audio import build_soundtrack
+from kinema.types import Audio, CancelCheck, Clip, EngineRequest, ProgressCallback
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One pipeline call, in the model's terms."""
+
+    prompt: str
+    negative_prompt: str | None
+    width: int
+    height: int
+    num_frames: int
+    fps: int
+    steps: int
+    guidance_scale: float
+    seed: int
+    image: Image.Image | None  # the fitted first frame; None makes a text-to-video call
+    last_image: Image.Image | None
+    audio: bool  # whether the clip gets sound
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.fps
+
+
+class DiffusionEngine:
+    """Base of the diffusers engines; subclasses set the class attributes below."""
+
+    kind: ClassVar[str]
+    pipeline_class: ClassVar[str]  # diffusers image-to-video pipeline
+    text_pipeline_class: ClassVar[str | None] = None  # text-to-video on the same weights
+    native_sizes: ClassVar[tuple[Size, ...]]
+    frame_step: ClassVar[int]  # frame counts are frame_step * k + 1
+    max_frames: ClassVar[int]
+    default_steps: ClassVar[int]
+    default_guidance: ClassVar[float]
+    default_audio: ClassVar[AudioPolicy] = "motion"
+    native_audio: ClassVar[bool] = False  # the model makes its own sound
+    takes_last_image: ClassVar[bool] = False
+    denoise_share: ClassVar[float] = 0.9  # of the progress bar; the VAE decode has the rest
+
+    def __init__(
+        self,
+        options: dict[str, Any],
+        *,
+        name: str | None = None,
+        residency: Residency | None = None,
+    ) -> None:
+        self.name = name or self.kind
+        self.options = DiffusionOptions.parse(self.name, options)
+        self.audio_policy: AudioPolicy = self.options.audio or self.default_audio
+        if self.audio_policy == "native" and not self.native_audio:
+            raise EngineError(
+                f"engine {self.name}: this model makes no sound of its own; "
+                'use audio = "motion" (the motion soundtrack) or "refuse"'
+            )
+        most = min(self.max_frames, self.options.max_frames or self.max_frames)
+        self.frames = FrameRule(self.frame_step, most)
+        self.sizes = self.options.sizes or self.native_sizes
+        self.loads = 0  # how many times the weights were loaded (they stay between jobs)
+        self._residency = residency or Residency()
+        self._lock = threading.Lock()
+        self._pipe: Any = None
+        self._text_pipe: Any = None
+        self._device = accel.resolve_device(self.options.device)
+        self._dtype = accel.resolve_dtype(self.options.dtype, self._device)
+
+    # --- what a model file may add ---
+
+    def check_weights(self, pipe: Any) -> None:
+        """Refuse weights of another model, and adjust the loaded pipeline's config."""
+
+    def call_arguments(self, plan: Plan) -> dict[str, Any]:
+        """Model-specific keyword arguments of the pipeline call."""
+        return {}
+
+    def decode_calls(self, plan: Plan) -> int:
+        """How many times the VAE runs its decoder for one clip (for decode progress)."""
+        return 1
+
+    def audio_of(self, pipe: Any, output: Any) -> Audio | None:
+        """The model's own sound track from a pipeline output (models with native audio)."""
+        return None
+
+    # --- the engine interface ---
+
+    @property
+    def pipeline(self) -> Any:
+        """The loaded image-to-video pipeline, or None while unloaded."""
+        return self._pipe
+
+    @property
+    def loaded(self) -> bool:
+        return self._pipe is not None
+
+    def setup(self) -> None:
+        """Load the weights now, so a wrong path or a model that does not fit fails at once."""
+        with self._residency.using(self), self._lock:
+            self._ensure_loaded()
+
+    def unload(self) -> None:
+        """Drop the weights (the ``Residency`` calls this on idle engines only)."""
+        self._pipe = self._text_pipe = None
+        self._residency.forget(self)
+        accel.release_memory(self._device)
+        log.info("engine %s unloaded", self.name)
+
+    def plan(self, request: EngineRequest) -> Plan:
+        """The pipeline call for ``request``: native size and frame count, fitted pictures."""
+        num_frames = self.frames.fit(request.num_frames)
+        width, height = fit_size(request.width, request.height, self.sizes)
+        if request.generate_audio and self.audio_policy == "refuse":
+            raise EngineError(
+                f"engine {self.name} makes no sound: give its models audio = false in the "
+                'catalog, or the engine audio = "motion"'
+            )
+        image = request.image
+        if image is None and request.reference_images:
+            image = request.reference_images[0]
+        if image is None and self.text_pipeline_class is None:
+            # An image-only model still serves text-to-video ids: it animates a painting.
+            image = paint_first_frame(request.prompt, width, height, request.seed)
+        last = request.last_image if self.takes_last_image else None
+        return Plan(
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt or self.options.negative_prompt,
+            width=width,
+            height=height,
+            num_frames=num_frames,
+            fps=request.fps,
+            steps=self.options.steps or self.default_steps,
+            guidance_scale=_or(self.options.guidance_scale, self.default_guidance),
+            seed=request.seed,
+            image=_fit(image, width, height),
+            last_image=_fit(last, width, height),
+            audio=request.generate_audio,
+        )
+
+    def run(
+        self, request: EngineRequest, on_progress: ProgressCallback, is_cancelled: CancelCheck
+    ) -> Clip:
+        if is_cancelled():
+            raise JobCancelled("cancelled before generation started")
+        plan = self.plan(request)
+        with self._residency.using(self), self._turn(is_cancelled):
+            pipe = self._ensure_loaded()
+            video, audio = self._generate(pipe, plan, on_progress, is_cancelled)
+        if plan.audio and audio is None and self.audio_policy == "motion":
+            audio = build_soundtrack(plan.prompt, plan.duration_s, plan.seed)
+        if not plan.audio:
+            audio = None
+        on_progress(1.0)
+        count, height, width, _ = video.shape
+        return Clip(width, height, plan.fps, count, list(video), audio)
+
+    @contextmanager
+    def _turn(self, is_cancelled: CancelCheck) -> Iterator[None]:
+        """The pipeline runs one job at a time; a job cancelled while it waits ends there."""
+        while not self._lock.acquire(timeout=0.25):
+            if is_cancelled():
+                raise JobCancelled("cancelled while waiting for the model")
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    # --- loading ---
+
+    def adopt(self, pipe: Any) -> None:
+        """Use a pipeline built in memory instead of reading ``weights`` (the benchmark's
+        random full-size model); it goes through the same checks, options and placement."""
+        with self._residency.using(self), self._lock:
+            if self._pipe is not None:
+                self.unload()
+            self._install(pipe, time.monotonic())
+
+    def _ensure_loaded(self) -> Any:
+        if self._pipe is not None:
+            return self._pipe
+        started = time.monotonic()
+        return self._install(self._read_weights(), started)
+
+    def _install(self, pipe: Any, started: float) -> Any:
+        self.check_weights(pipe)
+        accel.apply_speed_options(pipe, self.options, self.name)
+        need = accel.footprint(pipe, self.options.offload)
+        device = accel.device_key(self._device)
+        evicted = self._residency.make_room(
+            self,
+            device,
+            need,
+            budget=self.options.memory_budget_bytes,
+            free_bytes=lambda: accel.free_bytes(self._device),
+            reserve=int(self.options.reserve_gb * GIB),
+        )
+        if evicted:
+            log.info("engine %s: unloaded %s to make room", self.name, ", ".join(evicted))
+        self._place(pipe, need)
+        accel.compile_transformers(pipe, self.options)
+        pipe.set_progress_bar_config(disable=True)
+        self._pipe = pipe
+        self.loads += 1
+        self._residency.admit(self, device, need)
+        log.info(
+            "engine %s: loaded %s (%.2f GiB on %s) in %.1f s",
+            self.name,
+            self.options.weights,
+            need / GIB,
+            device,
+            time.monotonic() - started,
+        )
+        return pipe
+
+    def _read_weights(self) -> Any:
+        pipeline_type = _diffusers_class(self.pipeline_class, self.name)
+        source = self.options.weights
+        path = Path(source).expanduser()
+        if path.exists():
+            source = str(path)
+        elif source.startswith(("/", ".", "~")):
+            raise EngineError(f"engine {self.name}: no weights directory at {source}")
+        try:
+            return pipeline_type.from_pretrained(
+                source,
+                dtype=self._dtype,
+                revision=self.options.revision,
+                variant=self.options.variant,
+            )
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            raise EngineError(
+                f"engine {self.name}: cannot load {self.pipeline_class} weights from "
+                f"{self.options.weights}: {error}"
+            ) from None
+
+    def _place(self, pipe: Any, need: int) -> None:
+        """Move the pipeline to the device; on out-of-memory, unload every idle model once
+        and try again."""
+        for attempt in (1, 2):
+            failure = ""
+            try:
+                accel.place(pipe, self.options, self._device, self.name)
+                return
+            except Exception as error:
+                if not accel.is_out_of_memory(error):
+                    raise
+                failure = _first_line(error)
+            pipe.to("cpu")
+            accel.release_memory(self._device)
+            device = accel.device_key(self._device)
+            if attempt == 2 or not self._residency.unload_idle(device, besides=self.name):
+                raise EngineError(
+                    f"engine {self.name}: its weights ({need / GIB:.1f} GiB) do not fit on "
+                    f'{device} ({failure}); set offload = "model" (or "sequential"), '
+                    "or give this model a GPU of its own"
+                )
+
+    def _text_pipeline(self, pipe: Any) -> Any:
+        if self._text_pipe is None:
+            assert self.text_pipeline_class is not None
+            text_type = _diffusers_class(self.text_pipeline_class, self.name)
+            # Built from the loaded modules as they are: ``from_pipe`` would cast them all to
+            # one dtype, including the parts the model keeps in float32.
+            takes = inspect.signature(text_type.__init__).parameters
+            parts = {k: v for k, v in pipe.components.items() if k in takes}
+            settings = {k: v for k, v in pipe.config.items() if k in takes and k not in parts}
+            self._text_pipe = text_type(**parts, **settings)
+            self._text_pipe.set_progress_bar_config(disable=True)
+        return self._text_pipe
+
+    # --- generating ---
+
+    def _generate(
+        self,
+        pipe: Any,
+        plan: Plan,
+        on_progress: ProgressCallback,
+        is_cancelled: CancelCheck,
+    ) -> tuple[np.ndarray, Audio | None]:
+        target = pipe if plan.image is not None else self._text_pipeline(pipe)
+        progress = _Progress(
+            target,
+            plan.steps,
+            self.denoise_share,
+            self.decode_calls(plan),
+            on_progress,
+            is_cancelled,
+        )
+        arguments = self._call_arguments(plan, progress)
+        hooks = progress.attach(
+            accel.transformers_of(target) if self.options.compile != "full" else [],
+            getattr(getattr(target, "vae", None), "decoder", None),
+        )
+        native = plan.audio and self.audio_policy == "native"
+        failure = ""
+        try:
+            output = target(**arguments)
+            return _to_uint8(output.frames[0]), self.audio_of(target, output) if native else None
+        except Exception as error:
+            target._interrupt = False
+            target.maybe_free_model_hooks()  # what a finished call does: reset caches, offload
+            if not accel.is_out_of_memory(error):
+                raise
+            failure = _first_line(error)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        # Out of memory: the exception and the tensors its frames held are gone by now.
+        self._recover_from_out_of_memory()
+        raise EngineError(
+            f"out of GPU memory making {plan.num_frames} frames at {plan.width}x{plan.height} "
+            f"with {self.name} ({failure}); memory was freed. Ask for fewer frames or a smaller "
+            'size, or set vae_tiling = true, offload = "model" or a smaller dtype'
+        )
+
+    def _call_arguments(self, plan: Plan, progress: _Progress) -> dict[str, Any]:
+        arguments: dict[str, Any] = {
+            "prompt": plan.prompt,
+            "negative_prompt": plan.negative_prompt,
+            "height": plan.height,
+            "width": plan.width,
+            "num_frames": plan.num_frames,
+            "num_inference_steps": plan.steps,
+            "guidance_scale": plan.guidance_scale,
+            "generator": torch.Generator("cpu").manual_seed(plan.seed),
+            "output_type": "pt",
+            "callback_on_step_end": progress.on_step_end,
+            "callback_on_step_end_tensor_inputs": [],
+        }
+        if plan.image is not None:
+            arguments["image"] = plan.image
+        if plan.last_image is not None:
+            arguments["last_image"] = plan.last_image
+        if self.options.max_sequence_length:
+            arguments["max_sequence_length"] = self.options.max_sequence_length
+        arguments.update(self.call_arguments(plan))
+        arguments.update(self.options.call)
+        return arguments
+
+    def _recover_from_out_of_memory(self) -> None:
+        accel.release_memory(self._device)
+        evicted = self._residency.unload_idle(accel.device_key(self._device), besides=self.name)
+        if evicted:
+            log.warning("engine %s ran out of memory; unloaded %s", self.name, ", ".join(evicted))
+
+
+class _Progress:
+    """Step progress, decode progress and cancel checks, hooked into one pipeline call."""
+
+    def __init__(
+        self,
+        pipe: Any,
+        steps: int,
+        share: float,
+        decode_calls: int,
+        on_progress: ProgressCallback,
+        is_cancelled: CancelCheck,
+    ) -> None:
+        self.pipe = pipe
+        self.steps = steps
+        self.share = share
+        self.decode_calls = max(decode_calls, 1)
+        self.decoded = 0
+        self.on_progress = on_progress
+        self.is_cancelled = is_cancelled
+
+    def attach(
+        self, denoisers: list[torch.nn.Module], decoder: torch.nn.Module | None
+    ) -> list[Any]:
+        hooks = [module.register_forward_pre_hook(self._before_denoiser) for module in denoisers]
+        if isinstance(decoder, torch.nn.Module):
+            hooks.append(decoder.register_forward_pre_hook(self._before_decoder))
+        return hooks
+
+    def on_step_end(
+        self, pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]
+    ) -> dict[str, Any]:
+        total = getattr(pipe, "_num_timesteps", None) or self.steps
+        self.on_progress(self.share * min((step + 1) / total, 1.0))
+        self._check(f"after step {step + 1} of {total}")
+        return {}
+
+    def _before_denoiser(self, module: torch.nn.Module, args: Any) -> None:
+        self._check("while denoising")
+
+    def _before_decoder(self, module: torch.nn.Module, args: Any) -> None:
+        self._check("while decoding")
+        done = min(self.decoded / self.decode_calls, 0.99)
+        self.decoded += 1
+        self.on_progress(self.share + (1.0 - self.share) * done)
+
+    def _check(self, where: str) -> None:
+        if self.is_cancelled():
+            # The interrupt flag stops the step loop even if something swallows the raise.
+            self.pipe._interrupt = True
+            raise JobCancelled(f"cancelled {where}")
+
+
+def _diffusers_class(name: str, engine: str) -> Any:
+    import diffusers
+
+    found = getattr(diffusers, name, None)
+    if found is None:
+        raise NotSupported(
+            f"engine {engine} needs diffusers' {name}, which diffusers {diffusers.__version__} "
+            "does not have; upgrade diffusers"
+        )
+    return found
+
+
+def _fit(image: Image.Image | None, width: int, height: int) -> Image.Image | None:
+    """Cover the frame keeping the aspect ratio, cropping the overflow evenly (as motion)."""
+    if image is None:
+        return None
+    return ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
+
+
+def _to_uint8(video: torch.Tensor) -> np.ndarray:
+    """(frames, 3, H, W) floats in 0..1 -> (frames, H, W, 3) uint8, converted on the device."""
+    pixels = video.clamp(0, 1).mul(255).round().to(torch.uint8)
+    return pixels.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value

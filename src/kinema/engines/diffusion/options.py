@@ -1,0 +1,185 @@
+"""Catalog options of the diffusers engines, read and checked once when an engine is built.
+
+Every key of an ``[engines.X]`` table other than ``kind`` and ``fps`` lands here. Unknown
+keys are refused, so a typo (``vae_tilling``) fails at startup instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+from kinema.errors import EngineError
+
+Offload = Literal["none", "model", "sequential"]
+AudioPolicy = Literal["motion", "refuse", "native"]
+CompileMode = Literal["off", "regional", "full"]
+
+DTYPES = ("bfloat16", "float16", "float32")
+_DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32"}
+CACHES = ("none", "first_block")
+_AUDIO = ("motion", "refuse", "native")
+_OFFLOAD = ("none", "model", "sequential")
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class DiffusionOptions:
+    """What one diffusers engine loads and how it runs (see docs/gpu.md for each key)."""
+
+    weights: str  # a local directory in diffusers layout, or a hub id (downloaded on load)
+    revision: str | None = None  # hub revision (branch, tag or commit) for a hub id
+    variant: str | None = None  # weight file variant, e.g. "fp16" for *.fp16.safetensors
+    device: str | None = None  # "cuda", "cuda:1", "cpu"; default: cuda when there is one
+    dtype: str | None = None  # default: bfloat16 on a GPU, float32 on the CPU
+    steps: int | None = None  # denoising steps; default: the model's own
+    guidance_scale: float | None = None
+    guidance_scale_2: float | None = None  # Wan 2.2 A14B: the low-noise expert's guidance
+    boundary_ratio: float | None = None  # Wan 2.2 A14B: where the low-noise expert takes over
+    negative_prompt: str | None = None  # used when a request brings none
+    audio: AudioPolicy | None = None  # default: the engine's (motion, or native for LTX-2)
+    compile: CompileMode = "off"  # torch.compile the transformer blocks, or all of it
+    compile_mode: str | None = None  # torch.compile mode, e.g. "max-autotune-no-cudagraphs"
+    attention_backend: str | None = None  # diffusers backend: "flash", "sage", "_native_cudnn"...
+    cache: str = "none"  # "first_block": skip the transformer when step residuals barely move
+    cache_threshold: float = 0.05
+    vae_tiling: bool = False  # decode in overlapping tiles: much less memory at 720p
+    offload: Offload = "none"  # "model": one component on the GPU at a time; "sequential": layers
+    memory_budget_gb: float | None = None  # device memory this engine may assume (LRU eviction)
+    reserve_gb: float = 4.0  # free memory kept for activations when no budget is given
+    sizes: tuple[tuple[int, int], ...] = ()  # replaces the model's native size table
+    max_frames: int | None = None  # lowers the model's frame limit
+    max_sequence_length: int | None = None  # prompt tokens; default: the pipeline's
+    call: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments for the pipeline
+
+    @classmethod
+    def parse(cls, engine: str, options: dict[str, Any]) -> DiffusionOptions:
+        """Read catalog options; raise ``EngineError`` naming the engine and key on a bad one."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise EngineError(f"engine {engine}: unknown options {unknown}; known: {sorted(known)}")
+        if not options.get("weights"):
+            raise EngineError(f"engine {engine}: 'weights' (a directory or hub id) is required")
+        reader = _Reader(engine, options)
+        return cls(
+            weights=str(options["weights"]),
+            revision=reader.text("revision"),
+            variant=reader.text("variant"),
+            device=reader.text("device"),
+            dtype=reader.dtype(),
+            steps=reader.integer("steps", low=1),
+            guidance_scale=reader.number("guidance_scale", low=0.0),
+            guidance_scale_2=reader.number("guidance_scale_2", low=0.0),
+            boundary_ratio=reader.number("boundary_ratio", low=0.0),
+            negative_prompt=reader.text("negative_prompt"),
+            audio=cast(AudioPolicy | None, reader.choice("audio", _AUDIO)),
+            compile=reader.compile(),
+            compile_mode=reader.text("compile_mode"),
+            attention_backend=reader.text("attention_backend"),
+            cache=reader.choice("cache", CACHES) or "none",
+            cache_threshold=_or(reader.number("cache_threshold", low=0.0), 0.05),
+            vae_tiling=reader.flag("vae_tiling"),
+            offload=cast(Offload, reader.choice("offload", _OFFLOAD) or "none"),
+            memory_budget_gb=reader.number("memory_budget_gb", low=0.0),
+            reserve_gb=_or(reader.number("reserve_gb", low=0.0), 4.0),
+            sizes=reader.sizes(),
+            max_frames=reader.integer("max_frames", low=1),
+            max_sequence_length=reader.integer("max_sequence_length", low=1),
+            call=reader.table("call"),
+        )
+
+    @property
+    def memory_budget_bytes(self) -> int | None:
+        if self.memory_budget_gb is None:
+            return None
+        return int(self.memory_budget_gb * GIB)
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+class _Reader:
+    """Typed reads of one option table, each error naming the engine and the key."""
+
+    def __init__(self, engine: str, options: dict[str, Any]) -> None:
+        self.engine = engine
+        self.options = options
+
+    def _fail(self, key: str, wanted: str) -> EngineError:
+        value = self.options[key]
+        return EngineError(f"engine {self.engine}: option {key} = {value!r} must be {wanted}")
+
+    def text(self, key: str) -> str | None:
+        value = self.options.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self._fail(key, "a string")
+        return value
+
+    def flag(self, key: str) -> bool:
+        value = self.options.get(key, False)
+        if not isinstance(value, bool):
+            raise self._fail(key, "true or false")
+        return value
+
+    def integer(self, key: str, *, low: int) -> int | None:
+        value = self.options.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise self._fail(key, f"an integer >= {low}")
+        return value
+
+    def number(self, key: str, *, low: float) -> float | None:
+        value = self.options.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
+            raise self._fail(key, f"a number >= {low}")
+        return float(value)
+
+    def choice(self, key: str, choices: tuple[str, ...]) -> str | None:
+        value = self.text(key)
+        if value is not None and value not in choices:
+            raise self._fail(key, f"one of {list(choices)}")
+        return value
+
+    def dtype(self) -> str | None:
+        value = self.text("dtype")
+        if value is None:
+            return None
+        value = _DTYPE_ALIASES.get(value.lower(), value.lower())
+        if value not in DTYPES:
+            raise self._fail("dtype", f"one of {list(DTYPES)}")
+        return value
+
+    def compile(self) -> CompileMode:
+        value = self.options.get("compile", False)
+        if value is True:
+            return "regional"
+        if value is False:
+            return "off"
+        if value in ("off", "regional", "full"):
+            return cast(CompileMode, value)
+        raise self._fail("compile", 'true, false, "regional" or "full"')
+
+    def sizes(self) -> tuple[tuple[int, int], ...]:
+        value = self.options.get("sizes", [])
+        if not isinstance(value, list):
+            raise self._fail("sizes", 'a list of "WxH" strings')
+        sizes = []
+        for item in value:
+            width, _, height = str(item).lower().partition("x")
+            if not (width.isdigit() and height.isdigit()) or int(width) < 2 or int(height) < 2:
+                raise self._fail("sizes", 'a list of "WxH" strings')
+            sizes.append((int(width), int(height)))
+        return tuple(sizes)
+
+    def table(self, key: str) -> dict[str, Any]:
+        value = self.options.get(key, {})
+        if not isinstance(value, dict):
+            raise self._fail(key, "a table of pipeline arguments")
+        return dict(value)

@@ -1,0 +1,34 @@
+"""Wan 2.2 TI2V 5B: image (or text) to video at 1280x704 or 704x1280, 24 fps, <= 121 frames.
+
+One 5B transformer over Wan 2.2's high-compression VAE (16x16 pixels and 4 frames per
+latent). The same weights make text-to-video (``WanPipeline``) when a request has no image.
+Weights: ``Wan-AI/Wan2.2-TI2V-5B-Diffusers``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kinema.engines.diffusion.engine import DiffusionEngine, Plan
+from kinema.errors import EngineError
+
+
+class WanTI2VEngine(DiffusionEngine):
+    kind = "wan_ti2v"
+    pipeline_class = "WanImageToVideoPipeline"
+    text_pipeline_class = "WanPipeline"
+    native_sizes = ((1280, 704), (704, 1280))
+    frame_step = 4
+    max_frames = 121
+    default_steps = 50
+    default_guidance = 5.0
+
+    def check_weights(self, pipe: Any) -> None:
+        if not pipe.config.get("expand_timesteps"):
+            raise EngineError(
+                f"engine {self.name}: {self.options.weights} is not a Wan 2.2 TI2V model "
+                "(its pipeline does not expand timesteps); use kind wan_i2v for A14B weights"
+            )
+
+    def decode_calls(self, plan: Plan) -> int:
+        return (plan.num_frames - 1) // self.frame_step + 1  # the Wan VAE decodes per latent frame
