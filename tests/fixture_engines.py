@@ -52,3 +52,28 @@ class CrashingEngine:
         self, request: EngineRequest, on_progress: ProgressCallback, is_cancelled: CancelCheck
     ) -> Clip:
         raise RuntimeError("the model exploded")
+
+
+class FlakyEngine:
+    """Raises ``TransientError`` on its first run (marked by a file), then renders grey."""
+
+    name = "flaky"
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        from pathlib import Path
+
+        self.marker = Path(str(options["marker"]))
+
+    def setup(self) -> None:
+        pass
+
+    def run(
+        self, request: EngineRequest, on_progress: ProgressCallback, is_cancelled: CancelCheck
+    ) -> Clip:
+        from kinema.errors import TransientError
+
+        if not self.marker.exists():
+            self.marker.write_text("failed once")
+            raise TransientError("the upstream service answered 503")
+        frames = (np.zeros((request.height, request.width, 3), np.uint8) for _ in range(2))
+        return Clip(request.width, request.height, request.fps, 2, frames)

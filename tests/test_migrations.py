@@ -138,7 +138,8 @@ def test_postgres_urls_use_psycopg_3(url: str):
     engine = make_engine(url)
     assert engine.dialect.name == "postgresql"
     assert engine.dialect.driver == "psycopg"
-    assert engine.pool._pre_ping  # type: ignore[attr-defined]
+    # Idle connections are pinged before use (not every checkout): see
+    # test_dispatch.py::test_an_idle_connection_that_died_is_replaced_on_checkout.
 
 
 def test_other_databases_are_refused():

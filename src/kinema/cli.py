@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -39,15 +41,56 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Embedded worker threads (0: API only).")
+        int | None, typer.Option(help="Jobs generated at once in this process (0: API only).")
     ] = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="API only: run no jobs here (same as --workers 0).")
+    ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """Serve the HTTP API with an embedded worker pool."""
+    """Serve the HTTP API, with a worker in the same process unless --no-worker."""
     from kinema.server import serve as run
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
-    run(_settings(host=host, port=port, workers=workers), log_level=log_level)
+    run(_settings(host=host, port=port, workers=0 if no_worker else workers), log_level=log_level)
+
+
+@app.command()
+def worker(
+    models: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated model ids to take (default: every model)."),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Jobs generated at once.")] = 1,
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+) -> None:
+    """Generate videos without serving HTTP, until SIGTERM or Ctrl-C.
+
+    Under KINEMA_DISPATCH=procrastinate it takes jobs from the models' procrastinate queues
+    on the shared PostgreSQL and can run on any machine that reaches it and the storage;
+    otherwise it claims from the jobs table like the embedded pool.
+    """
+    from kinema.errors import KinemaError
+    from kinema.runtime import Runtime
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    try:
+        runtime = Runtime.build(_settings(), workers=max(concurrency, 1), models=chosen)
+    except KinemaError as error:
+        errors.print(f"[red]error:[/red] {error.message}")
+        raise typer.Exit(2) from None
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
+    try:
+        runtime.start()
+        while not stop.wait(1.0):
+            if runtime.queue_worker is not None and not runtime.queue_worker.alive:
+                errors.print("[red]error:[/red] the queue worker stopped; see the log")
+                raise typer.Exit(1)
+    finally:
+        runtime.close()
 
 
 @app.command()

@@ -111,6 +111,14 @@ class EngineError(KinemaError):
     code = "engine_error"
 
 
+class TransientError(KinemaError):
+    """A failure that may pass on its own (storage or an upstream service unreachable,
+    overloaded): the job is retried later, with backoff, instead of failing at once."""
+
+    status = 503
+    code = "transient_error"
+
+
 class JobCancelled(KinemaError):
     """Raised inside a running engine when its job was cancelled."""
 

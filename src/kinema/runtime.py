@@ -2,30 +2,41 @@
 
 The web app, the CLI and the tests all get their store, storage, catalog and workers
 from here; nothing is created at import time and nothing is kept in module globals.
+
+Two dispatch modes (``KINEMA_DISPATCH``): *embedded*, where worker threads of this
+process claim from the jobs table; and *procrastinate* (PostgreSQL), where jobs go
+through one procrastinate queue per model to ``QueueWorker``s in any process. In the
+latter the pool has no claim threads: it only keeps the leases of jobs running here and
+recovers jobs whose worker died. procrastinate is imported only in that mode.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from kinema.catalog import Catalog
 from kinema.db import make_engine, migrate
 from kinema.engines.registry import EngineHost
+from kinema.jobs.dispatch import ProcrastinateDispatch
 from kinema.jobs.execute import Executor
 from kinema.jobs.pool import WorkerPool
 from kinema.jobs.store import JobStore
 from kinema.jobs.submit import Submitter, job_prefix
+from kinema.jobs.workers import WorkerRegistry
 from kinema.keys import ANONYMOUS_OWNER, KeyStore
 from kinema.media.fetch import ImageFetcher
 from kinema.settings import Settings
-from kinema.storage import LinkSigner, LocalStorage, Storage
+from kinema.storage import LinkSigner, Storage, open_storage
 from kinema.types import Job, JobStatus
 from kinema.webhooks.outbox import Outbox
+
+if TYPE_CHECKING:
+    from kinema.jobs.queue_worker import QueueWorker
 
 log = logging.getLogger(__name__)
 
@@ -43,34 +54,73 @@ class Runtime:
     engines: EngineHost
     pool: WorkerPool | None
     outbox: Outbox
+    registry: WorkerRegistry
+    queue_worker: QueueWorker | None = None
+    models: tuple[str, ...] | None = None  # what this process's workers take; None: all
 
     @classmethod
-    def build(cls, settings: Settings, *, workers: int | None = None) -> Runtime:
-        """Open the database (migrating it), storage and catalog; make a pool of
-        ``workers`` threads (default: ``settings.workers``; 0 for none)."""
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        workers: int | None = None,
+        models: Collection[str] | None = None,
+    ) -> Runtime:
+        """Open the database (migrating it), storage and catalog; make ``workers`` job slots
+        (default: ``settings.workers``; 0 for none) taking ``models`` (default: all)."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        scale_out = settings.dispatch == "procrastinate"
         db = make_engine(settings.resolved_database_url)
-        migrate(db)
-        store = JobStore(db)
-        storage = LocalStorage(settings.resolved_storage_dir)
+        migrate(db, procrastinate=scale_out)
+        store = JobStore(db, dispatch=ProcrastinateDispatch() if scale_out else None)
+        storage = open_storage(
+            settings.storage_url, settings.resolved_storage_dir, settings.data_dir / "scratch"
+        )
         catalog = Catalog.load(settings.catalog_path)
+        chosen = None if models is None else tuple(models)
+        for model in chosen or ():
+            catalog.get(model)  # an unknown model is an error now, not an idle worker
         fetcher = ImageFetcher.from_settings(settings)
         engines = EngineHost(catalog)
         count = settings.workers if workers is None else workers
+        registry = WorkerRegistry(db)
         pool = None
-        if count > 0:
+        queue_worker = None
+        if count > 0 or scale_out:
             executor = Executor(
-                store, storage, catalog, engines, progress_interval_s=settings.progress_interval_s
+                store,
+                storage,
+                catalog,
+                engines,
+                progress_interval_s=settings.progress_interval_s,
+                max_attempts=settings.max_attempts,
+                retry_base_s=settings.transient_retry_base_s,
             )
             pool = WorkerPool(
                 store,
                 executor,
-                concurrency=count,
+                concurrency=0 if scale_out else count,
                 lease_s=settings.lease_s,
                 heartbeat_s=settings.heartbeat_s,
                 poll_s=settings.poll_s,
                 max_attempts=settings.max_attempts,
                 off_peak_max_age_s=settings.off_peak_max_age_s,
+                models=chosen,
+            )
+        if scale_out and count > 0:
+            from kinema.jobs.queue_worker import QueueWorker
+
+            assert pool is not None
+            queue_worker = QueueWorker(
+                database_url=settings.resolved_database_url,
+                store=store,
+                pool=pool,
+                registry=registry,
+                models=chosen,
+                concurrency=count,
+                lease_s=settings.lease_s,
+                heartbeat_s=settings.heartbeat_s,
+                poll_s=settings.poll_s,
             )
         return cls(
             settings=settings,
@@ -84,6 +134,9 @@ class Runtime:
             engines=engines,
             pool=pool,
             outbox=Outbox(db),
+            registry=registry,
+            queue_worker=queue_worker,
+            models=chosen,
         )
 
     def create(
@@ -135,8 +188,9 @@ class Runtime:
     def cancel(self, owner: str, job_id: str) -> Job:
         """Cancel ``owner``'s job: a queued job ends now; a running one is told to stop.
 
-        A job running in this process is interrupted at once; one running elsewhere sees
-        the request on its next heartbeat.
+        A job running in this process is interrupted at once; one running in another
+        process sees the request on its next heartbeat, or at once under procrastinate
+        dispatch (the store aborts its queue entry, notified when the cancel commits).
         """
         job = self.store.cancel(owner, job_id)
         if job.status is JobStatus.RUNNING and self.pool is not None:
@@ -149,16 +203,31 @@ class Runtime:
         self.storage.delete_prefix(job_prefix(job.id))
         return job
 
+    def workers_online(self, model: str) -> int | None:
+        """Job slots that live workers hold for ``model`` (0: no worker takes its jobs), or
+        None under embedded dispatch, whose in-process pool takes every model."""
+        if self.settings.dispatch != "procrastinate":
+            return None
+        return self.registry.serving(model, within_s=self.settings.lease_s)
+
     def start(self) -> None:
         if self.settings.auth_disabled:
             log.warning(
                 "AUTHENTICATION IS DISABLED (KINEMA_AUTH_DISABLED): anyone who can reach "
                 "this server can generate and read every video. Development only."
             )
+        for model in self.models or ():  # load a worker's engines before it takes jobs
+            self.engines.get(self.catalog.get(model).engine)
+        if self.store.dispatch_waiting():
+            log.info("queued jobs from before scale-out dispatch were handed to the queues")
         if self.pool is not None:
             self.pool.start()
+        if self.queue_worker is not None:
+            self.queue_worker.start()
 
     def close(self) -> None:
+        if self.queue_worker is not None:
+            self.queue_worker.stop()
         if self.pool is not None:
             self.pool.stop()
         self.db.dispose()

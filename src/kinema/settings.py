@@ -11,7 +11,7 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str | None = None  # default: SQLite file in data_dir
     storage_dir: Path | None = None  # default: data_dir / "files"
+    # Where videos live: unset = storage_dir; "s3://bucket/prefix?endpoint_url=...&region=..."
+    # for an S3-compatible store shared by every machine (credentials: the AWS_* variables).
+    storage_url: str | None = None
     catalog_path: Path | None = None  # default: the catalog shipped with kinema
 
     # --- HTTP ---
@@ -38,6 +41,13 @@ class Settings(BaseSettings):
     auth_disabled: bool = False  # development only: every request is the "anonymous" owner
     key_cache_s: float = 2.0  # how long a verified API key is trusted without a re-check
     rate_limit_per_minute: int = 0  # requests per key per minute, per API process; 0 = no limit
+
+    # --- dispatch ---
+    # "embedded": worker threads in ``kinema serve`` claim from the jobs table (SQLite or
+    # PostgreSQL). "procrastinate": jobs go through procrastinate queues on the same
+    # PostgreSQL, one queue per model, for ``kinema worker`` processes on any machine.
+    dispatch: Literal["embedded", "procrastinate"] = "embedded"
+    transient_retry_base_s: float = 2.0  # first delay before retrying a transient failure
 
     # --- embedded worker pool ---
     workers: int = 1  # jobs generated at once inside ``kinema serve``; 0 = API only

@@ -1,4 +1,9 @@
-"""Signed, expiring downloads of stored files, with HTTP range requests."""
+"""Signed, expiring downloads of stored files, with HTTP range requests.
+
+A local store's files are served from disk. A remote store's (S3) are not proxied: the
+signed link answers 307 with a short-lived presigned URL of the object, which serves the
+bytes, ranges included, straight from the bucket.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import mimetypes
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from kinema.api.deps import RuntimeDep
 from kinema.api.errors import dialect_route
@@ -31,6 +36,8 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 router = APIRouter(route_class=dialect_route(render_error), tags=["files"])
 
+PRESIGNED_TTL_S = 900  # a redirect is followed at once; the signed link carries the real TTL
+
 
 _FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -41,6 +48,7 @@ _FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
         },
     },
     206: {"description": "Part of the file, for a Range request"},
+    307: {"description": "The file is in object storage: fetch it from the Location URL"},
 }
 
 
@@ -50,7 +58,7 @@ def download_head(
     runtime: RuntimeDep,
     expires: Annotated[str | None, Query()] = None,
     signature: Annotated[str | None, Query()] = None,
-) -> FileResponse:
+) -> Response:
     """Headers of a signed file (size, type), without its body."""
     return download(key, runtime, expires, signature)
 
@@ -61,11 +69,14 @@ def download(
     runtime: RuntimeDep,
     expires: Annotated[str | None, Query()] = None,
     signature: Annotated[str | None, Query()] = None,
-) -> FileResponse:
+) -> Response:
     """A file named by a signed link: 403 when the signature is wrong, 410 once expired."""
     runtime.signer.verify(key, expires, signature)
     path = runtime.storage.local_path(key)
     if path is None:
-        raise NotFound("this file no longer exists")
+        remote = runtime.storage.download_url(key, ttl_s=PRESIGNED_TTL_S)
+        if remote is None:
+            raise NotFound("this file no longer exists")
+        return RedirectResponse(remote, status_code=307, headers={"Cache-Control": "no-store"})
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=media_type, filename=path.name)

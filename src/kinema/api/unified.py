@@ -19,7 +19,8 @@ Create and poll share one task object::
 A cancelled task is ``failed`` with error code ``request_cancelled`` (the status enum has
 no fourth end state); a task whose files were removed after retention is ``failed`` with
 ``result_expired``. ``task_info.queue_position`` (kinema extension) counts the tasks ahead
-of a pending one.
+of a pending one; under scale-out dispatch ``task_info.workers_online`` gives the job slots
+of live workers serving its model (0: none, it waits until a worker for it starts).
 
 Ids: the 8 characters are the first 40 bits of the job's id in lowercase base32, and the
 unix time is the job's creation second, so an id maps back to its job through a primary
@@ -238,6 +239,9 @@ def render_task(job: Job, runtime: Runtime, base_url: str) -> dict[str, Any]:
     }
     if job.status is JobStatus.QUEUED:
         info["queue_position"] = runtime.store.queue_position(job)
+        online = runtime.workers_online(job.model)
+        if online is not None:  # scale-out: 0 says no worker serves this model
+            info["workers_online"] = online
     body: dict[str, Any] = {
         "created": _created(job),
         "id": wire_id(job),

@@ -25,6 +25,7 @@ Response (create, poll and cancel)::
      "progress": 0..100, "created_at": <unix>, "completed_at": <unix> | null,
      "seconds": "8", "size": "1280x720", "off_peak": false,
      "queue_position": <int> (only while queued),
+     "workers_online": <int> (queued, scale-out dispatch: 0 = no worker serves the model),
      "error": {"code", "message"} | null,
      "url", "video_url", "expires_at", "format": "mp4", "metadata": {...} (when succeeded)}
 
@@ -194,6 +195,11 @@ class VideoGeneration(BaseModel):
     size: str
     off_peak: bool
     queue_position: int | None = Field(None, description="tasks ahead of this one (queued)")
+    workers_online: int | None = Field(
+        None,
+        description="job slots of live workers that serve this model (queued, scale-out "
+        "dispatch only); 0: no worker serves it, so the task waits until one starts",
+    )
     error: GenerationError | None = None
     url: str | None = Field(None, description="signed video link (succeeded), valid 24 h")
     video_url: str | None = Field(None, description="the same link as url")
@@ -237,6 +243,9 @@ def render_generation(job: Job, runtime: Runtime, base_url: str) -> dict[str, An
     }
     if job.status is JobStatus.QUEUED:
         body["queue_position"] = runtime.store.queue_position(job)
+        online = runtime.workers_online(job.model)
+        if online is not None:
+            body["workers_online"] = online
     if job.status is JobStatus.SUCCEEDED and job.result is not None:
         result = job.result
         url = base_url + runtime.signer.path_for(result.video_key)

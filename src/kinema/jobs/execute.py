@@ -1,9 +1,10 @@
 """Running one claimed job: inputs -> engine -> MP4 -> storage -> fenced finish.
 
 ``Executor.execute(job)`` is the one function every dispatcher calls (the embedded pool
-now, queue workers on other machines later). It never raises for a job's own failure:
-the outcome is written to the store, fenced by the job's attempt number, so a worker
-that lost its lease cannot overwrite a newer attempt.
+and the procrastinate queue worker). It never raises for a job's own failure: the
+outcome is written to the store, fenced by the job's attempt number, so a worker that
+lost its lease cannot overwrite a newer attempt. A ``TransientError`` sends the attempt
+back to the queue with exponential backoff until ``max_attempts``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from PIL import Image
 from kinema.catalog import Catalog
 from kinema.engines.base import Engine
 from kinema.engines.registry import EngineHost
-from kinema.errors import JobCancelled, KinemaError, LeaseLost
+from kinema.errors import JobCancelled, KinemaError, LeaseLost, TransientError
 from kinema.jobs.store import JobStore
 from kinema.jobs.submit import job_prefix
 from kinema.media.encode import encode_mp4
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 # Rendering and encoding overlap, so engine progress drives the bar up to here; the
 # last stretch is muxing, storing and committing.
 _ENGINE_SHARE = 0.97
+_MAX_RETRY_DELAY_S = 300.0
 
 
 class RunControl:
@@ -56,6 +58,8 @@ class Executor:
         engines: EngineHost,
         *,
         progress_interval_s: float = 0.5,
+        max_attempts: int = 3,
+        retry_base_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -63,6 +67,8 @@ class Executor:
         self.catalog = catalog
         self.engines = engines
         self.progress_interval_s = progress_interval_s
+        self.max_attempts = max_attempts
+        self.retry_base_s = retry_base_s
         self._clock = clock
 
     def execute(self, job: Job, control: RunControl) -> None:
@@ -82,6 +88,9 @@ class Executor:
         except LeaseLost:
             log.warning("job %s attempt %d lost its lease; dropped", job.id, job.attempt)
             return
+        except TransientError as error:
+            self._retry_later(job, error)
+            return
         except KinemaError as error:
             log.info("job %s failed: %s", job.id, error.message)
             self._fail(job, error.code, error.message)
@@ -98,6 +107,18 @@ class Executor:
             for key in (result.video_key, result.thumbnail_key):
                 if key:
                     self.storage.delete(key)
+
+    def _retry_later(self, job: Job, error: TransientError) -> None:
+        """Back to the queue with exponential backoff, until attempts run out."""
+        if job.attempt >= self.max_attempts:
+            log.info("job %s failed after %d attempts: %s", job.id, job.attempt, error.message)
+            self._fail(job, error.code, error.message)
+            return
+        delay = min(self.retry_base_s * 2 ** (job.attempt - 1), _MAX_RETRY_DELAY_S)
+        log.warning(
+            "job %s attempt %d: %s; retrying in %.1f s", job.id, job.attempt, error.message, delay
+        )
+        self._record(lambda: self.store.release(job.id, job.attempt, retry_in_s=delay), job)
 
     def _fail(self, job: Job, code: str, message: str) -> None:
         self._record(lambda: self.store.fail(job.id, job.attempt, code, message), job)
@@ -141,11 +162,15 @@ class Executor:
         return decode_image(self.storage.get_bytes(key)) if key else None
 
     def _progress_writer(self, job: Job, control: RunControl) -> Callable[[float], None]:
-        last_write = [0.0]
+        # The first write waits one interval, so a job shorter than that writes no
+        # progress at all (its success sets 1.0); once a bar is showing, its end is written.
+        started = self._clock()
+        last_write = [started]
 
         def on_progress(fraction: float) -> None:
             now = self._clock()
-            if now - last_write[0] < self.progress_interval_s and fraction < 1.0:
+            due = now - last_write[0] >= self.progress_interval_s
+            if not due and (fraction < 1.0 or last_write[0] == started):
                 return
             last_write[0] = now
             try:

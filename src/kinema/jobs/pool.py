@@ -3,7 +3,8 @@
 Each worker thread loops: claim the best queued job (a fenced UPDATE), execute it, repeat.
 One supervisor thread renews the leases of running jobs, passes cancel requests to them,
 and re-queues jobs whose lease ran out (their worker died), so a job accepted before a
-crash still completes after a restart.
+crash still completes after a restart. With ``concurrency=0`` it only supervises: the
+scale-out queue worker runs jobs through ``run`` and lets this pool keep their leases.
 """
 
 from __future__ import annotations
@@ -109,10 +110,15 @@ class WorkerPool:
                 self._wake.wait(self.poll_s)
                 self._wake.clear()
                 continue
-            self._run(job)
+            self.run(job)
 
-    def _run(self, job: Job) -> None:
-        control = RunControl()
+    def run(self, job: Job, control: RunControl | None = None) -> None:
+        """Execute ``job`` (claimed by this process) under this pool's heartbeats.
+
+        The claim loops call it; so does a queue worker, whose pool has no claim loops of
+        its own (``concurrency=0``) and only supervises.
+        """
+        control = control or RunControl()
         with self._running_lock:
             self._running[job.id] = (job, control)
         try:

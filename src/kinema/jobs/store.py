@@ -6,6 +6,9 @@ status it expects, and checked by what it matched. When a worker's job was re-qu
 worker's writes match nothing and raise ``LeaseLost``: a presumed-dead worker can never
 overwrite a newer attempt. Timestamps come from one injectable clock so tests can move
 time; on PostgreSQL with many machines their clocks should agree to well within a lease.
+
+With a ``dispatch`` (scale-out), every write that puts a row into ``queued`` also hands
+the job to the queue in the same transaction, and a cancel withdraws it there.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from sqlalchemy.exc import IntegrityError
 
 from kinema.db import begin_write
 from kinema.errors import IdempotencyConflict, InvalidRequest, LeaseLost, NotFound
+from kinema.jobs.dispatch import Dispatch
 from kinema.jobs.tables import jobs
 from kinema.types import GenerationRequest, Job, JobStatus, JobSummary, VideoResult
 from kinema.webhooks.outbox import enqueue
@@ -72,9 +76,12 @@ def hash_request(request: GenerationRequest) -> str:
 
 
 class JobStore:
-    def __init__(self, engine: Engine, *, clock: Clock = _utcnow) -> None:
+    def __init__(
+        self, engine: Engine, *, clock: Clock = _utcnow, dispatch: Dispatch | None = None
+    ) -> None:
         self._engine = engine
         self._clock = clock
+        self._dispatch = dispatch
         # Polls are the hottest query of all: compiled once, run on the driver directly,
         # reading only the columns a status response renders.
         owned = and_(jobs.c.id == bindparam("job_id"), jobs.c.owner == bindparam("owner"))
@@ -118,14 +125,16 @@ class JobStore:
             if earlier is not None:
                 return _same_request(earlier, request_hash), False
         now = self._clock()
-        values = {
-            "id": job_id or uuid.uuid4().hex,
+        new_id = job_id or uuid.uuid4().hex
+        rank = request.priority if priority is None else priority
+        values: dict[str, Any] = {
+            "id": new_id,
             "owner": owner,
             "model": request.model,
             "dialect": dialect,
             "status": _QUEUED,
             "attempt": 0,
-            "priority": request.priority if priority is None else priority,
+            "priority": rank,
             "progress": 0.0,
             "request": request.to_json(),
             "request_hash": request_hash,
@@ -135,7 +144,18 @@ class JobStore:
             "updated_at": now,
         }
         try:
-            row = self._write_one(insert(jobs).values(values).returning(*jobs.c))
+            with begin_write(self._engine) as connection:
+                if self._dispatch is not None:  # the row and its queue entry, or neither
+                    values["dispatch_id"] = self._dispatch.enqueue(
+                        connection,
+                        job_id=new_id,
+                        model=request.model,
+                        priority=rank,
+                        delay_s=0.0,
+                    )
+                row = connection.execute(
+                    insert(jobs).values(values).returning(*jobs.c)
+                ).one_or_none()
         except IntegrityError:
             if idempotency_key is None:
                 raise
@@ -328,6 +348,54 @@ class JobStore:
         row = self._write_one(claim)
         return None if row is None else _to_job(row)
 
+    def claim(self, job_id: str, *, dispatch_id: int, worker_id: str, lease_s: float) -> Job | None:
+        """Start the next attempt of queued job ``job_id`` for the queue entry ``dispatch_id``.
+
+        None when the job is not queued any more (cancelled, finished, or already running)
+        or when ``dispatch_id`` is not the entry its last queueing recorded: a duplicate
+        or stale queue entry must not run it.
+        """
+        now = self._clock()
+        claim = (
+            update(jobs)
+            .where(
+                jobs.c.id == job_id,
+                jobs.c.status == _QUEUED,
+                jobs.c.cancel_requested.is_(False),
+                jobs.c.dispatch_id == dispatch_id,
+            )
+            .values(
+                status=_RUNNING,
+                attempt=jobs.c.attempt + 1,
+                progress=0.0,
+                worker_id=worker_id,
+                lease_until=now + timedelta(seconds=lease_s),
+                started_at=now,
+                updated_at=now,
+            )
+            .returning(*jobs.c)
+        )
+        row = self._write_one(claim)
+        return None if row is None else _to_job(row)
+
+    def awaits_dispatch(self, job_id: str, dispatch_id: int) -> bool:
+        """Whether queued job ``job_id`` can only be started by the queue entry ``dispatch_id``."""
+        query = select(jobs.c.id).where(
+            jobs.c.id == job_id, jobs.c.status == _QUEUED, jobs.c.dispatch_id == dispatch_id
+        )
+        return self._read_one(query) is not None
+
+    def dispatch_waiting(self) -> int:
+        """Give a queue entry to every queued job that has none (queued while dispatch
+        was embedded); returns how many. A no-op without a dispatch."""
+        if self._dispatch is None:
+            return 0
+        waiting = select(jobs).where(jobs.c.status == _QUEUED, jobs.c.dispatch_id.is_(None))
+        with begin_write(self._engine) as connection:
+            rows = connection.execute(waiting.with_for_update(skip_locked=True)).all()
+            self._announce(connection, rows)
+        return len(rows)
+
     def heartbeat(self, job_id: str, attempt: int, lease_s: float) -> bool:
         """Extend the lease of a running attempt; True once its owner asked to cancel."""
         now = self._clock()
@@ -379,18 +447,21 @@ class JobStore:
             job_id, attempt, status=_CANCELLED, lease_until=None, finished_at=now, updated_at=now
         )
 
-    def release(self, job_id: str, attempt: int) -> Job:
-        """Hand a running job back to the queue (its worker is shutting down).
+    def release(self, job_id: str, attempt: int, *, retry_in_s: float = 0.0) -> Job:
+        """Hand a running job back to the queue (its worker is shutting down, or it met a
+        transient failure and should run again in ``retry_in_s`` seconds).
 
         A job whose cancel was requested meanwhile becomes cancelled instead, since no
         worker would ever claim it again. The attempt stays counted: fencing needs it to
-        only grow, so releases count toward ``max_attempts`` like lost workers do.
+        only grow, so releases count toward ``max_attempts`` like lost workers do. The
+        delay applies to dispatched jobs; the embedded pool claims released jobs at once.
         """
         now = self._clock()
         asked = jobs.c.cancel_requested.is_(True)
         return self._fenced(
             job_id,
             attempt,
+            _delay_s=retry_in_s,
             status=case((asked, _CANCELLED), else_=_QUEUED),
             finished_at=case((asked, now), else_=None),
             progress=case((asked, jobs.c.progress), else_=0.0),
@@ -486,6 +557,10 @@ class JobStore:
                     row = connection.execute(statement.returning(*jobs.c)).one_or_none()
                     if row is not None:
                         self._announce(connection, [row])
+                        if self._dispatch is not None and row.dispatch_id is not None:
+                            # Drops a waiting queue entry; a running one's worker is
+                            # notified at commit and stops within a frame.
+                            self._dispatch.abort(connection, row.dispatch_id)
                         return _to_job(row)
                 row = connection.execute(select(jobs).where(mine)).one_or_none()
             if row is None:
@@ -511,7 +586,7 @@ class JobStore:
 
     # --- plumbing ---
 
-    def _fenced(self, job_id: str, attempt: int, **values: Any) -> Job:
+    def _fenced(self, job_id: str, attempt: int, _delay_s: float = 0.0, **values: Any) -> Job:
         """Apply ``values`` to attempt ``attempt`` of a running job, or raise LeaseLost."""
         statement = (
             update(jobs)
@@ -522,7 +597,7 @@ class JobStore:
         with begin_write(self._engine) as connection:
             row = connection.execute(statement).one_or_none()
             if row is not None:
-                self._announce(connection, [row])
+                self._announce(connection, [row], delay_s=_delay_s)
         if row is None:
             raise LeaseLost(f"job {job_id} attempt {attempt} no longer holds its lease")
         return _to_job(row)
@@ -538,13 +613,27 @@ class JobStore:
             self._announce(connection, rows)
         return len(rows)
 
-    def _announce(self, connection: Connection, rows: Sequence[Row[Any]]) -> None:
-        """Write the webhook event of every row that just reached a terminal state, in
-        the transaction that put it there (the outbox's guarantee)."""
+    def _announce(
+        self, connection: Connection, rows: Sequence[Row[Any]], *, delay_s: float = 0.0
+    ) -> None:
+        """In the transaction that changed ``rows``: write the webhook event of every row
+        that reached a terminal state (the outbox's guarantee), and hand every row that
+        went back to ``queued`` to the dispatch (exactly one new queue entry each)."""
         now = self._clock()
         for row in rows:
             if row.status in _TERMINAL:
                 enqueue(connection, job_row=row, status=row.status, now=now)
+            elif row.status == _QUEUED and self._dispatch is not None:
+                dispatch_id = self._dispatch.enqueue(
+                    connection,
+                    job_id=row.id,
+                    model=row.model,
+                    priority=row.priority,
+                    delay_s=delay_s,
+                )
+                connection.execute(
+                    update(jobs).where(jobs.c.id == row.id).values(dispatch_id=dispatch_id)
+                )
 
     def _find_by_key(self, owner: str, idempotency_key: str) -> Row[Any] | None:
         return self._read_one(

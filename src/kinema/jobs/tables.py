@@ -1,4 +1,4 @@
-"""The database schema: jobs and API keys, as SQLAlchemy Core tables.
+"""The database schema: jobs, API keys, webhook events and workers, as SQLAlchemy Core tables.
 
 This metadata is what the Alembic migrations must produce (a test compares them), and
 what ``JobStore`` and ``KeyStore`` query. Nothing else touches these tables.
@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -94,6 +95,10 @@ jobs = Table(
     Column("error_message", Text),
     Column("result", JSON(none_as_null=True)),  # VideoResult fields
     Column("expires_at", UTCDateTime()),
+    # The procrastinate job allowed to claim this row (scale-out dispatch only): each
+    # transition into "queued" defers a new one and records its id here, so a stale
+    # or duplicate procrastinate job finds a mismatch and does nothing.
+    Column("dispatch_id", BigInteger),
     CheckConstraint(f"status IN ({_STATUSES})", name="status"),
     # Lookups by (owner, id) use the primary key, then compare the owner.
     Index(
@@ -146,4 +151,18 @@ webhook_events = Table(
     Column("last_error", Text),
     Index("ix_webhook_events_due", "status", "next_attempt_at"),
     Index("ix_webhook_events_job", "job_id"),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    # One row per live ``kinema worker`` process (scale-out): what it serves, renewed
+    # every heartbeat. Status polls read it to say when no worker serves a queued model.
+    Column("id", String(64), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("models", JSON(none_as_null=True), nullable=False),  # model ids; null = all
+    Column("concurrency", Integer, nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("last_seen", UTCDateTime(), nullable=False),
+    Index("ix_workers_last_seen", "last_seen"),
 )

@@ -18,10 +18,16 @@ from kinema.jobs.tables import metadata
 config = context.config
 
 
+def _kinema_object(name: str | None, type_: str, _parent_names: object) -> bool:
+    """Leave procrastinate's tables (scale-out dispatch installs them) out of comparisons."""
+    return not (type_ == "table" and name is not None and name.startswith("procrastinate_"))
+
+
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
+        include_name=_kinema_object,
         # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         # kinema's SQLite engine emits its own BEGIN, so DDL there is transactional too.

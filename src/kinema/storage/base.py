@@ -21,6 +21,11 @@ class Storage(Protocol):
         """A filesystem path to serve ``key`` from, or None when the store is remote."""
         ...
 
+    def download_url(self, key: str, *, ttl_s: int) -> str | None:
+        """A URL the client can fetch ``key`` from directly for ``ttl_s`` seconds (a remote
+        store's presigned link), or None: served from ``local_path`` or gone."""
+        ...
+
     def delete_prefix(self, prefix: str) -> int:
         """Remove every object whose key starts with ``prefix``; return how many."""
         ...

@@ -58,6 +58,9 @@ class LocalStorage:
         path = self._path(key)
         return path if path.is_file() else None
 
+    def download_url(self, key: str, *, ttl_s: int) -> str | None:
+        return None  # served by kinema itself, from local_path
+
     def delete_prefix(self, prefix: str) -> int:
         """Remove the directory ``prefix`` (a key ending in ``/``) and all it holds."""
         base = self._path(prefix.rstrip("/"))

@@ -1,0 +1,198 @@
+"""Blob storage in an S3-compatible bucket (AWS S3, MinIO, Ceph, R2, ...), for many machines.
+
+Chosen by ``KINEMA_STORAGE_URL=s3://bucket/prefix?endpoint_url=...&region=...``. Credentials
+come from boto3's usual chain (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``, a profile,
+an instance role). Downloads never pass through kinema: the signed ``/files`` link answers
+with a redirect to a short-lived presigned URL of the object. Files being written live in
+a local scratch directory until ``put_file`` uploads them.
+
+Connection failures, timeouts and the store's 5xx/throttling answers raise
+``TransientError``, so a worker retries the job later instead of failing it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import mimetypes
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from kinema.errors import NotFound, TransientError
+from kinema.storage.local import check_key
+
+_RETRYABLE_CODES = frozenset(
+    {"SlowDown", "RequestTimeout", "ServiceUnavailable", "InternalError", "Throttling"}
+)
+_DELETE_BATCH = 1000  # DeleteObjects takes at most this many keys
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str  # "" or ending in "/"
+    endpoint_url: str | None
+    region: str | None
+    addressing_style: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> S3Location:
+        """Read ``s3://bucket[/prefix][?endpoint_url=...&region=...&addressing_style=...]``."""
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise ValueError(f"storage URL {url!r}: expected s3://bucket[/prefix]")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        unknown = set(query) - {"endpoint_url", "region", "addressing_style"}
+        if unknown:
+            raise ValueError(f"storage URL {url!r}: unknown parameters {sorted(unknown)}")
+        prefix = parts.path.strip("/")
+        return cls(
+            bucket=parts.netloc,
+            prefix=f"{prefix}/" if prefix else "",
+            endpoint_url=query.get("endpoint_url"),
+            region=query.get("region"),
+            addressing_style=query.get("addressing_style"),
+        )
+
+
+class S3Storage:
+    def __init__(self, location: S3Location, scratch: Path, *, client: Any | None = None) -> None:
+        self.location = location
+        self._scratch = Path(scratch)
+        self._scratch.mkdir(parents=True, exist_ok=True)
+        self._client = client or _client_for(location)
+
+    @classmethod
+    def from_url(cls, url: str, scratch: Path) -> S3Storage:
+        return cls(S3Location.parse(url), scratch)
+
+    def _key(self, key: str) -> str:
+        return self.location.prefix + check_key(key)
+
+    def put_file(self, key: str, source: Path) -> int:
+        size = source.stat().st_size
+        extra = _content_type(key)
+        with _translated():
+            self._client.upload_file(
+                str(source), self.location.bucket, self._key(key), ExtraArgs=extra
+            )
+        source.unlink(missing_ok=True)
+        return size
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        with _translated():
+            self._client.put_object(
+                Bucket=self.location.bucket, Key=self._key(key), Body=data, **_content_type(key)
+            )
+
+    def get_bytes(self, key: str) -> bytes:
+        with _translated(key):
+            answer = self._client.get_object(Bucket=self.location.bucket, Key=self._key(key))
+            body: bytes = answer["Body"].read()
+        return body
+
+    def delete(self, key: str) -> None:
+        with _translated():
+            self._client.delete_object(Bucket=self.location.bucket, Key=self._key(key))
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+    def download_url(self, key: str, *, ttl_s: int) -> str | None:
+        """A presigned GET URL for ``key`` valid ``ttl_s`` seconds; None if it is gone."""
+        full = self._key(key)
+        try:
+            with _translated(key):
+                self._client.head_object(Bucket=self.location.bucket, Key=full)
+        except NotFound:
+            return None
+        name = PurePosixPath(key).name
+        url: str = self._client.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.location.bucket,
+                "Key": full,
+                "ResponseContentDisposition": f'attachment; filename="{name}"',
+            },
+            ExpiresIn=ttl_s,
+        )
+        return url
+
+    def delete_prefix(self, prefix: str) -> int:
+        full = self._key(prefix.rstrip("/")) + "/"
+        count = 0
+        for batch in _chunks(self._list(full), _DELETE_BATCH):
+            with _translated():
+                self._client.delete_objects(
+                    Bucket=self.location.bucket,
+                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                )
+            count += len(batch)
+        return count
+
+    def keys(self, prefix: str = "") -> builtins.list[str]:
+        """Every key under ``prefix`` (relative to the store's own prefix)."""
+        own = len(self.location.prefix)
+        return [k[own:] for k in self._list(self.location.prefix + prefix)]
+
+    def scratch_dir(self) -> Path:
+        return self._scratch
+
+    def _list(self, prefix: str) -> Iterator[str]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        with _translated():
+            for page in paginator.paginate(Bucket=self.location.bucket, Prefix=prefix):
+                for item in page.get("Contents", ()):
+                    yield item["Key"]
+
+
+def _client_for(location: S3Location) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"max_attempts": 3, "mode": "standard"},
+        s3={"addressing_style": location.addressing_style or "auto"},
+        signature_version="s3v4",
+    )
+    return boto3.client(
+        "s3", endpoint_url=location.endpoint_url, region_name=location.region, config=config
+    )
+
+
+def _content_type(key: str) -> dict[str, Any]:
+    kind = mimetypes.guess_type(key)[0]
+    return {"ContentType": kind} if kind else {}
+
+
+@contextmanager
+def _translated(key: str | None = None) -> Iterator[None]:
+    """Map botocore's errors to kinema's: missing -> NotFound, passing -> TransientError."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in ("NoSuchKey", "404", "NotFound"):
+            raise NotFound(f"no such file: {key!r}") from None
+        if status >= 500 or code in _RETRYABLE_CODES:
+            raise TransientError(f"object storage unavailable: {code or status}") from error
+        raise
+    except BotoCoreError as error:  # connection refused, timeouts, ...
+        raise TransientError(f"object storage unreachable: {error}") from error
+
+
+def _chunks(items: Iterator[str], size: int) -> Iterator[builtins.list[str]]:
+    batch: builtins.list[str] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
