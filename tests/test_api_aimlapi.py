@@ -450,3 +450,39 @@ def test_first_last_video_ends_on_the_last_image(server: LiveServer):
     expected_last = np.asarray(ImageOps.fit(last, (1280, 720), Image.Resampling.BICUBIC))
     assert np.abs(first_frame(data).astype(int) - expected_first.astype(int)).mean() < 8
     assert np.abs(last_frame(data).astype(int) - expected_last.astype(int)).mean() < 8
+
+
+def test_videos_past_retention_expire_and_their_files_go(tmp_path):
+    settings = make_settings(tmp_path, retention_s=1.0, heartbeat_s=0.2)
+    with live_server(settings, workers=1) as live, live.client() as client:
+        created = client.post(
+            "/v2/video/generations",
+            json={
+                "model": "google/veo-3.0-i2v-fast",
+                "prompt": "x",
+                "duration": 4,
+                "image_url": data_uri(pattern_image()),
+                "generate_audio": False,
+            },
+        ).json()
+        done = poll_until_done(client, created["id"])
+        assert done["status"] == "completed"
+        url = done["video"]["url"]
+        assert client.get(url).status_code == 200
+        deadline = time.monotonic() + 15
+        while True:
+            status = client.get(
+                "/v2/video/generations", params={"generation_id": created["id"]}
+            ).json()
+            if status["status"] == "error":
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.1)
+        assert status["error"]["name"] == "Expired" and status["video"] is None
+        assert client.get(url).status_code == 404
+        job_dir = (
+            live.runtime.settings.resolved_storage_dir
+            / "jobs"
+            / created["id"].split(":")[0].replace("-", "")
+        )
+        assert not job_dir.exists()

@@ -105,6 +105,7 @@ class Runtime:
                 poll_s=settings.poll_s,
                 max_attempts=settings.max_attempts,
                 off_peak_max_age_s=settings.off_peak_max_age_s,
+                retention_s=settings.retention_s,
                 models=chosen,
             )
         if scale_out and count > 0:

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
 
     # --- downloads ---
     url_ttl_s: int = 24 * 3600
+    retention_s: float = 7 * 24 * 3600  # finished videos are removed (job: expired); 0 keeps
     signing_secret: str | None = None  # default: a random secret kept in data_dir
 
     # --- webhooks ---

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from kinema.errors import LeaseLost
 from kinema.jobs.execute import Executor, RunControl
 from kinema.jobs.store import JobStore
+from kinema.jobs.submit import job_prefix
 from kinema.types import Job
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class WorkerPool:
         poll_s: float,
         max_attempts: int,
         off_peak_max_age_s: float = 48 * 3600,
+        retention_s: float = 0.0,
         models: Collection[str] | None = None,
         worker_id: str | None = None,
     ) -> None:
@@ -46,6 +48,7 @@ class WorkerPool:
         self.poll_s = poll_s
         self.max_attempts = max_attempts
         self.off_peak_max_age_s = off_peak_max_age_s
+        self.retention_s = retention_s
         self.models = models
         self.worker_id = worker_id or f"embedded-{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
@@ -133,6 +136,7 @@ class WorkerPool:
             self._expire_off_peak()  # first, so this round's heartbeat passes its cancels on
             self._heartbeat()
             self._requeue_expired()
+            self._expire_finished()
 
     def _heartbeat(self) -> None:
         with self._running_lock:
@@ -152,6 +156,17 @@ class WorkerPool:
             self.store.expire_off_peak(cutoff)
         except Exception:
             log.exception("cancelling overdue off-peak jobs failed")
+
+    def _expire_finished(self) -> None:
+        """Retention: videos older than ``retention_s`` are removed and their jobs expire."""
+        if self.retention_s <= 0:
+            return
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.retention_s)
+        try:
+            for job_id in self.store.expire_finished(cutoff):
+                self.executor.storage.delete_prefix(job_prefix(job_id))
+        except Exception:
+            log.exception("expiring finished jobs failed")
 
     def _requeue_expired(self) -> None:
         try:

@@ -55,6 +55,7 @@ _RUNNING = JobStatus.RUNNING.value
 _SUCCEEDED = JobStatus.SUCCEEDED.value
 _FAILED = JobStatus.FAILED.value
 _CANCELLED = JobStatus.CANCELLED.value
+_EXPIRED = JobStatus.EXPIRED.value
 _TERMINAL = tuple(status.value for status in JobStatus if status.terminal)
 
 WORKER_LOST = "worker_lost"  # error_code of a job whose workers kept disappearing
@@ -501,6 +502,19 @@ class JobStore:
             .values(status=_QUEUED, progress=0.0, worker_id=None, **gone),
         ]
         return self._apply_all(outcomes)
+
+    def expire_finished(self, finished_before: datetime) -> builtins.list[str]:
+        """Mark succeeded jobs that finished before ``finished_before`` as expired and
+        return their ids; the caller removes their files (retention)."""
+        now = self._clock()
+        statement = (
+            update(jobs)
+            .where(jobs.c.status == _SUCCEEDED, jobs.c.finished_at < finished_before)
+            .values(status=_EXPIRED, expires_at=now, updated_at=now)
+            .returning(jobs.c.id)
+        )
+        with begin_write(self._engine) as connection:
+            return [row.id for row in connection.execute(statement)]
 
     def expire_off_peak(self, older_than: datetime) -> int:
         """Cancel off-peak jobs created before ``older_than`` that have not finished.
