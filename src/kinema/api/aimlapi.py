@@ -15,12 +15,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from kinema.api.deps import (
     BearerOwner,
+    IdempotencyKey,
     RuntimeDep,
     bearer_token,
     get_authenticator,
@@ -283,9 +284,6 @@ POLL_OPERATION: dict[str, Any] = {
     "security": [{"bearer": []}],
 }
 POLL_PATHS = ("/v2/video/generations", "/v2/generate/video/google/generation")
-
-
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
 @router.post("/v2/video/generations", response_model=Generation)

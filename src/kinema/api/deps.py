@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
 from kinema.errors import Unauthenticated
 from kinema.keys import ANONYMOUS_OWNER, KeyStore, hash_key
@@ -95,6 +95,9 @@ def bearer_owner(request: Request) -> str:
 
 
 BearerOwner = Annotated[str, Depends(bearer_owner)]
+
+# Every dialect's create honours this header: same key and body -> the same job.
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
 def public_base_url(request: Request, runtime: Runtime) -> str:

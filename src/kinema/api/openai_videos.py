@@ -48,12 +48,12 @@ import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from kinema.api.deps import BearerOwner, RuntimeDep, bearer_token, get_authenticator
+from kinema.api.deps import BearerOwner, IdempotencyKey, RuntimeDep, bearer_token, get_authenticator
 from kinema.api.errors import dialect_route, error_headers
 from kinema.api.events import job_event_stream
 from kinema.catalog import FRAME_SIZES, ModelSpec
@@ -511,7 +511,6 @@ def create_job(runtime: Runtime, owner: str, body: CreateBody, idempotency_key: 
     )
 
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 CreateBodyDep = Annotated[CreateBody, Depends(read_create_body)]
 
 

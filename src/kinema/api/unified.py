@@ -43,11 +43,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from kinema.api.deps import BearerOwner, RuntimeDep, public_base_url
+from kinema.api.deps import BearerOwner, IdempotencyKey, RuntimeDep, public_base_url
 from kinema.api.errors import dialect_route, error_headers
 from kinema.api.events import job_event_stream
 from kinema.errors import FieldProblem, InvalidRequest, KinemaError, NotFound
@@ -289,7 +289,6 @@ def _canonical_fields(body: CreateTask) -> tuple[dict[str, Any], dict[str, str]]
     return fields, wire_names
 
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 TaskId = Annotated[str, Path(examples=["task-unified-1757165031-uyujaw3d"])]
 
 

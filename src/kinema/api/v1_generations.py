@@ -43,11 +43,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from kinema.api.deps import BearerOwner, RuntimeDep, public_base_url
+from kinema.api.deps import BearerOwner, IdempotencyKey, RuntimeDep, public_base_url
 from kinema.api.errors import dialect_route, error_headers
 from kinema.api.events import job_event_stream
 from kinema.catalog import FRAME_SIZES
@@ -365,7 +365,6 @@ def _size(sent: dict[str, Any], fields: dict[str, Any], wire_names: dict[str, st
 
 # --- routes ---
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 TaskId = Annotated[str, Path(examples=["task_5f0c3e6a9b2d4c1e8f7a6b5c4d3e2f10"])]
 
 
