@@ -77,3 +77,26 @@ class FlakyEngine:
             raise TransientError("the upstream service answered 503")
         frames = (np.zeros((request.height, request.width, 3), np.uint8) for _ in range(2))
         return Clip(request.width, request.height, request.fps, 2, frames)
+
+
+def model_toml(
+    name: str,
+    *,
+    engine: str,
+    dialect: str,
+    durations: tuple[int, ...] = (1,),
+    default_duration: int | None = None,
+) -> str:
+    """A catalog entry for a text-only 720p test model that takes ``duration``."""
+    default = durations[0] if default_duration is None else default_duration
+    return f"""
+[models.{name}]
+dialect = "{dialect}"
+engine = "{engine}"
+inputs = "text"
+durations = [{", ".join(map(str, durations))}]
+default_duration = {default}
+aspect_ratios = ["16:9"]
+resolutions = ["720p"]
+options = ["duration"]
+"""

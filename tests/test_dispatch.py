@@ -20,12 +20,14 @@ from kinema.jobs.store import JobStore
 from kinema.runtime import Runtime
 from kinema.types import GenerationRequest, Job, JobStatus
 from tests.conftest import reset_postgres
+from tests.fixture_engines import model_toml
 from tests.support import make_settings
 
 if TYPE_CHECKING:
     from tests.conftest import FakeClock
 
-CATALOG = """
+CATALOG = (
+    """
 [engines.slow]
 kind = "python"
 class = "tests.fixture_engines:SlowEngine"
@@ -37,27 +39,10 @@ kind = "python"
 class = "tests.fixture_engines:FlakyEngine"
 fps = 8
 marker = "{marker}"
-
-[models.slow]
-dialect = "aimlapi"
-engine = "slow"
-inputs = "text"
-durations = [1, 4, 8]
-default_duration = 1
-aspect_ratios = ["16:9"]
-resolutions = ["720p"]
-options = ["duration"]
-
-[models.flaky]
-dialect = "aimlapi"
-engine = "flaky"
-inputs = "text"
-durations = [1]
-default_duration = 1
-aspect_ratios = ["16:9"]
-resolutions = ["720p"]
-options = ["duration"]
 """
+    + model_toml("slow", engine="slow", dialect="aimlapi", durations=(1, 4, 8))
+    + model_toml("flaky", engine="flaky", dialect="aimlapi")
+)
 
 
 @pytest.fixture

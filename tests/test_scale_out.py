@@ -21,6 +21,7 @@ from kinema.db import make_engine
 from kinema.runtime import Runtime
 from kinema.settings import Settings
 from tests.conftest import reset_postgres
+from tests.fixture_engines import model_toml
 from tests.scale_support import (
     S3_CREDENTIALS,
     ApiProcess,
@@ -31,7 +32,8 @@ from tests.scale_support import (
     wait_until,
 )
 
-CATALOG = """
+CATALOG = (
+    """
 [engines.slow]
 kind = "python"
 class = "tests.fixture_engines:SlowEngine"
@@ -43,37 +45,11 @@ kind = "python"
 class = "tests.fixture_engines:SlowEngine"
 fps = 8
 frame_s = 0.005
-
-[models.slow]
-dialect = "v1"
-engine = "slow"
-inputs = "text"
-durations = [1, 4, 8]
-default_duration = 4
-aspect_ratios = ["16:9"]
-resolutions = ["720p"]
-options = ["duration"]
-
-[models.quick]
-dialect = "v1"
-engine = "quick"
-inputs = "text"
-durations = [1]
-default_duration = 1
-aspect_ratios = ["16:9"]
-resolutions = ["720p"]
-options = ["duration"]
-
-[models.lonely]
-dialect = "v1"
-engine = "quick"
-inputs = "text"
-durations = [1]
-default_duration = 1
-aspect_ratios = ["16:9"]
-resolutions = ["720p"]
-options = ["duration"]
 """
+    + model_toml("slow", engine="slow", dialect="v1", durations=(1, 4, 8), default_duration=4)
+    + model_toml("quick", engine="quick", dialect="v1")
+    + model_toml("lonely", engine="quick", dialect="v1")
+)
 
 
 @pytest.fixture(scope="module")

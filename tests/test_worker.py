@@ -11,9 +11,11 @@ from kinema.jobs.execute import RunControl
 from kinema.jobs.store import JobStore
 from kinema.runtime import Runtime
 from kinema.types import GenerationRequest, Job, JobStatus
+from tests.fixture_engines import model_toml
 from tests.support import make_settings
 
-CATALOG = """
+CATALOG = (
+    """
 [engines.slow]
 kind = "python"
 class = "tests.fixture_engines:SlowEngine"
@@ -24,27 +26,10 @@ frame_s = {frame_s}
 kind = "python"
 class = "tests.fixture_engines:CrashingEngine"
 fps = 8
-
-[models.slow]
-dialect = "aimlapi"
-engine = "slow"
-inputs = "text"
-durations = [1, 4, 8]
-default_duration = 4
-aspect_ratios = ["16:9"]
-resolutions = ["720p"]
-options = ["duration"]
-
-[models.crashing]
-dialect = "aimlapi"
-engine = "crashing"
-inputs = "text"
-durations = [1]
-default_duration = 1
-aspect_ratios = ["16:9"]
-resolutions = ["720p"]
-options = ["duration"]
 """
+    + model_toml("slow", engine="slow", dialect="aimlapi", durations=(1, 4, 8), default_duration=4)
+    + model_toml("crashing", engine="crashing", dialect="aimlapi")
+)
 
 
 def build(tmp_path: Path, *, workers: int = 1, frame_s: float = 0.05) -> Runtime:
