@@ -32,7 +32,8 @@ from kinema.keys import ANONYMOUS_OWNER, KeyStore
 from kinema.media.fetch import ImageFetcher
 from kinema.settings import Settings
 from kinema.storage import LinkSigner, Storage, open_storage
-from kinema.types import Job, JobStatus
+from kinema.storage.scratch import remove_stale_parts
+from kinema.types import Job, JobStatus, JobSummary
 from kinema.webhooks.outbox import Outbox
 
 if TYPE_CHECKING:
@@ -153,11 +154,14 @@ class Runtime:
         off_peak: bool = False,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        base_url: str | None = None,
     ) -> Job:
         """Accept a generation as every dialect does: check its callback URL, validate
         ``fields`` (canonical names) against the model, keep it as a queued job, and wake
-        a worker. ``wire_names`` maps canonical names back to the client's, for errors."""
+        a worker. ``wire_names`` maps canonical names back to the client's, for errors.
+        ``base_url`` is the creating request's (see ``link_base``)."""
         if callback_url is not None:
+            self.catalog.check_text(callback_url, callback_field)
             self.submitter.vet_callback(callback_url, field=callback_field)
         request = self.catalog.build_request(
             model,
@@ -174,10 +178,18 @@ class Runtime:
             wire_names=wire_names,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
+            base_url=base_url,
         )
         if self.pool is not None:
             self.pool.notify()
         return job
+
+    def link_base(self, job: Job | JobSummary) -> str:
+        """The base URL of links to ``job``'s files: the configured public base URL, or
+        the one of the request that created the job. Never another request's: whatever
+        Host a poll names, the links of everyone's jobs stay as they were made."""
+        base = self.settings.public_base_url or job.base_url
+        return (base or f"http://{self.settings.host}:{self.settings.port}").rstrip("/")
 
     def webhook_secret(self, owner: str) -> str:
         """The secret that signs ``owner``'s webhooks: its key's, or the server's own when
@@ -217,6 +229,7 @@ class Runtime:
                 "AUTHENTICATION IS DISABLED (KINEMA_AUTH_DISABLED): anyone who can reach "
                 "this server can generate and read every video. Development only."
             )
+        remove_stale_parts(self.storage.scratch_dir(), older_than_s=self.settings.lease_s)
         for model in self.models or ():  # load a worker's engines before it takes jobs
             self.engines.get(self.catalog.get(model).engine)
         if self.store.dispatch_waiting():

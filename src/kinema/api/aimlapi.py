@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kinema.api.deps import (
     BearerOwner,
@@ -25,7 +25,7 @@ from kinema.api.deps import (
     RuntimeDep,
     bearer_token,
     get_authenticator,
-    public_base_url,
+    request_base_url,
 )
 from kinema.api.errors import dialect_route, error_headers
 from kinema.api.events import job_event_stream
@@ -115,7 +115,7 @@ class CreateGeneration(BaseModel):
     aspect_ratio: str | None = None
     resolution: str | None = None
     generate_audio: bool | str | None = None
-    seed: int | None = None
+    seed: StrictInt | None = None
     negative_prompt: str | None = None
     enhance_prompt: bool | None = None
     auto_fix: bool | None = None
@@ -211,10 +211,9 @@ def _create(
         callback_url=callback_url,
         idempotency_key=idempotency_key,
         request_hash=request_fingerprint(body.model_dump(exclude_unset=True)),
+        base_url=request_base_url(request),
     )
-    return JSONResponse(
-        render_job(job, runtime, public_base_url(request, runtime)), status_code=status_code
-    )
+    return JSONResponse(render_job(job, runtime, runtime.link_base(job)), status_code=status_code)
 
 
 async def fetch_generation(request: Request) -> Response:
@@ -231,7 +230,7 @@ async def fetch_generation(request: Request) -> Response:
         if not generation_id:
             raise InvalidRequest.for_field("generation_id", "is required")
         job = runtime.store.summary(owner, job_id_from_wire(generation_id))
-        return JSONResponse(render_job(job, runtime, public_base_url(request, runtime)))
+        return JSONResponse(render_job(job, runtime, runtime.link_base(job)))
     except KinemaError as error:
         return render_error(request, error)
 
@@ -248,12 +247,11 @@ def generation_events(
     Each event's data is the same object the poll returns; reconnect with
     ``Last-Event-ID`` to resume.
     """
-    base_url = public_base_url(request, runtime)
     job_id = job_id_from_wire(generation_id)
     return job_event_stream(
         request,
         lambda: runtime.store.summary(owner, job_id),
-        lambda job: render_job(job, runtime, base_url),
+        lambda job: render_job(job, runtime, runtime.link_base(job)),
     )
 
 

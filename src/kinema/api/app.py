@@ -6,46 +6,69 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from kinema import __version__
 from kinema.api import aimlapi, files, gemini, openai_videos, unified, v1_generations
 from kinema.api.deps import Authenticator
+from kinema.api.errors import ErrorRenderer, error_headers
+from kinema.api.middleware import RequestGuard
 from kinema.api.openapi import build_openapi
-from kinema.media.fetch import ImageFetcher
+from kinema.api.webhooks import build_deliverer
+from kinema.errors import (
+    InvalidRequest,
+    KinemaError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    safe_text,
+)
 from kinema.ratelimit import RateLimiter
 from kinema.runtime import Runtime
 from kinema.settings import Settings
-from kinema.webhooks.deliver import Renderer, WebhookDeliverer
+
+# Path prefix -> the error envelope of the dialect served under it, most specific first:
+# errors raised before a route is found (404, 405, 413, a bad Host) use these.
+ENVELOPES: tuple[tuple[str, ErrorRenderer], ...] = (
+    ("/v1/videos/generations", unified.render_error),
+    ("/v1/tasks", unified.render_error),
+    ("/v1/video/generations", v1_generations.render_error),
+    ("/v1/videos", openai_videos.render_error),
+    ("/v1beta", gemini.render_error),
+    ("/v2", aimlapi.render_error),
+    ("/files", files.render_error),
+)
 
 
-def _webhook_deliverer(app: FastAPI, runtime: Runtime) -> WebhookDeliverer:
-    """The outbox deliverer, rendering each event in the dialect its job came in."""
-    settings = runtime.settings
-
-    def base_url() -> str:
-        configured = settings.public_base_url or app.state.seen_base_url
-        return (configured or f"http://{settings.host}:{settings.port}").rstrip("/")
-
-    renderers: dict[str, Renderer] = {
-        aimlapi.DIALECT: lambda job: aimlapi.render_job(job, runtime, base_url()),
-        gemini.DIALECT: lambda job: gemini.render_operation(job, base_url()),
-        openai_videos.DIALECT: lambda job: openai_videos.render_video(job, runtime),
-        unified.DIALECT: lambda job: unified.render_task(job, runtime, base_url()),
-        v1_generations.DIALECT: lambda job: v1_generations.render_generation(
-            job, runtime, base_url()
-        ),
-    }
-    return WebhookDeliverer(
-        runtime.outbox,
-        runtime.store,
-        ImageFetcher.from_settings(settings),
-        renderers,
-        runtime.webhook_secret,
-        retry_base_s=settings.webhook_retry_base_s,
-        max_age_s=settings.webhook_max_age_s,
-        poll_s=settings.webhook_poll_s,
+def render_for_path(request: Request, error: KinemaError) -> Response:
+    """``error`` in the envelope of the dialect whose prefix ``request``'s path is under."""
+    path = request.url.path
+    for prefix, render in ENVELOPES:
+        if path == prefix or path.startswith(prefix + "/"):
+            return render(request, error)
+    return JSONResponse(
+        {"detail": error.message}, status_code=error.status, headers=error_headers(error)
     )
+
+
+def _route_error(request: Request, error: HTTPException) -> KinemaError:
+    """Starlette's routing and body errors as kinema's, for ``render_for_path``."""
+    path = safe_text(request.url.path, 200)
+    if error.status_code == 404:
+        return NotFound(f"no such resource: {request.method} {path}")
+    if error.status_code == 405:
+        allow = (error.headers or {}).get("Allow", "")
+        message = f"method {request.method} is not allowed on {path}"
+        return MethodNotAllowed(message + (f"; allowed: {allow}" if allow else ""), allow)
+    if error.status_code == 413:
+        return PayloadTooLarge(str(error.detail))
+    if 400 <= error.status_code < 500:
+        wrapped = InvalidRequest(str(error.detail))
+        wrapped.status = error.status_code
+        return wrapped
+    raise error
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -53,6 +76,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     settings = settings or Settings()
     owned = runtime is None
     runtime = runtime or Runtime.build(settings)
+    deliverer = build_deliverer(runtime)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,8 +96,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    app.state.seen_base_url = None
-    deliverer = _webhook_deliverer(app, runtime)
     app.state.authenticator = Authenticator(
         runtime.keys,
         ttl_s=runtime.settings.key_cache_s,
@@ -86,6 +108,19 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(unified.router)
     app.include_router(v1_generations.router)
     app.include_router(files.router)
+
+    async def route_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        return render_for_path(request, _route_error(request, error))
+
+    app.add_exception_handler(HTTPException, route_error)
+    app.add_middleware(
+        RequestGuard,
+        render=render_for_path,
+        trusted_hosts=runtime.settings.trusted_hosts,
+        trusted_proxies=runtime.settings.trusted_proxies,
+        max_body_bytes=runtime.settings.max_body_bytes,
+    )
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

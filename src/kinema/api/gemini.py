@@ -41,10 +41,16 @@ from fastapi.responses import (
     Response,
     StreamingResponse,
 )
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from pydantic.alias_generators import to_camel
 
-from kinema.api.deps import RuntimeDep, bearer_token, get_authenticator, public_base_url
+from kinema.api.deps import (
+    IdempotencyKey,
+    RuntimeDep,
+    bearer_token,
+    get_authenticator,
+    request_base_url,
+)
 from kinema.api.errors import dialect_route, error_headers
 from kinema.api.events import job_event_stream
 from kinema.errors import (
@@ -70,8 +76,10 @@ RPC_STATUS = {
     401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
+    405: "NOT_FOUND",
     409: "ALREADY_EXISTS",
     410: "NOT_FOUND",
+    413: "INVALID_ARGUMENT",
     422: "FAILED_PRECONDITION",
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
@@ -228,7 +236,9 @@ class Parameters(_Wire):
     person_generation: str | None = Field(default=None, examples=["allow_all", "allow_adult"])
     negative_prompt: str | None = None
     enhance_prompt: bool | None = None
-    seed: int | None = Field(default=None, description="Raw REST only: the SDK does not send it")
+    seed: StrictInt | None = Field(
+        default=None, description="Raw REST only: the SDK does not send it"
+    )
     generate_audio: bool | None = Field(default=None, description="Raw REST only (Veo 3)")
     callback_url: str | None = Field(
         default=None,
@@ -407,10 +417,12 @@ PredictModel = Annotated[str, Depends(predict_model)]
 
 @router.post("/v1beta/models/{model_action}", response_model=Operation)
 def predict_long_running(
+    request: Request,
     owner: GeminiOwner,
     model: PredictModel,
     body: PredictLongRunningRequest,
     runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Start generating a video (``{model}:predictLongRunning``); returns an operation."""
     if len(body.instances) != 1:
@@ -429,7 +441,9 @@ def predict_long_running(
         wire_names=WIRE_NAMES,
         callback_url=callback_url,
         callback_field=callback_field,
+        idempotency_key=idempotency_key,
         request_hash=request_fingerprint(body.model_dump(exclude_unset=True)),
+        base_url=request_base_url(request),
     )
     return JSONResponse({"name": operation_name(job)})
 
@@ -444,7 +458,7 @@ async def get_operation(request: Request, model: str, operation_id: str) -> JSON
     runtime: Runtime = request.app.state.runtime
     owner = request_owner(request)
     job = _owned_summary(runtime, owner, model, operation_id)
-    return JSONResponse(render_operation(job, public_base_url(request, runtime)))
+    return JSONResponse(render_operation(job, runtime.link_base(job)))
 
 
 @router.get(
@@ -456,11 +470,10 @@ def operation_events(
     """kinema extension: server-sent events for one operation (the operation on every
     change, then a final ``done`` event); resumable with ``Last-Event-ID``."""
     _owned_summary(runtime, owner, model, operation_id)
-    base_url = public_base_url(request, runtime)
     return job_event_stream(
         request,
         lambda: runtime.store.summary(owner, operation_id),
-        lambda job: render_operation(job, base_url),
+        lambda job: render_operation(job, runtime.link_base(job)),
     )
 
 
@@ -500,7 +513,7 @@ def get_file(request: Request, file_path: str, owner: GeminiOwner, runtime: Runt
     if colon and action != "download":
         raise NotFound(f"method {action!r} is not found for files")
     job, video = _file_video(runtime, owner, name)
-    base = public_base_url(request, runtime)
+    base = runtime.link_base(job)
     if colon:
         path = runtime.storage.local_path(video.video_key)
         if path is None:

@@ -53,7 +53,14 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from kinema.api.deps import BearerOwner, IdempotencyKey, RuntimeDep, bearer_token, get_authenticator
+from kinema.api.deps import (
+    BearerOwner,
+    IdempotencyKey,
+    RuntimeDep,
+    bearer_token,
+    get_authenticator,
+    request_base_url,
+)
 from kinema.api.errors import dialect_route, error_headers
 from kinema.api.events import job_event_stream
 from kinema.catalog import FRAME_SIZES, ModelSpec
@@ -335,7 +342,7 @@ async def read_create_body(request: Request) -> CreateBody:
     if media_type in ("application/json", ""):
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to read
             raise InvalidRequest("The request body is not valid JSON.") from None
         return _read_json(body)
     raise InvalidRequest(
@@ -479,7 +486,13 @@ def _callback_url(value: Any) -> str | None:
     return value
 
 
-def create_job(runtime: Runtime, owner: str, body: CreateBody, idempotency_key: str | None) -> Job:
+def create_job(
+    runtime: Runtime,
+    owner: str,
+    body: CreateBody,
+    idempotency_key: str | None,
+    base_url: str | None = None,
+) -> Job:
     sent = dict(body.fields)
     spec = _model_spec(runtime, sent.pop("model", DEFAULT_MODEL))
     callback_url = _callback_url(sent.pop("callback_url", None))
@@ -508,6 +521,7 @@ def create_job(runtime: Runtime, owner: str, body: CreateBody, idempotency_key: 
         callback_url=callback_url,
         idempotency_key=idempotency_key,
         request_hash=body.fingerprint(),
+        base_url=base_url,
     )
 
 
@@ -516,13 +530,15 @@ CreateBodyDep = Annotated[CreateBody, Depends(read_create_body)]
 
 @router.post("/v1/videos", response_model=Video, openapi_extra={"requestBody": CREATE_BODY})
 def create_video(
+    request: Request,
     owner: BearerOwner,
     body: CreateBodyDep,
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Create a video from a prompt and an optional first-frame image."""
-    return video_response(create_job(runtime, owner, body, idempotency_key), runtime)
+    job = create_job(runtime, owner, body, idempotency_key, request_base_url(request))
+    return video_response(job, runtime)
 
 
 # --- read ---

@@ -41,13 +41,14 @@ enhance_prompt, person_generation, negative_prompt, seed, and the kinema extensi
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from kinema.api.deps import BearerOwner, IdempotencyKey, RuntimeDep, public_base_url
+from kinema.api.deps import BearerOwner, IdempotencyKey, RuntimeDep, request_base_url
 from kinema.api.errors import dialect_route, error_headers
 from kinema.api.events import job_event_stream
 from kinema.errors import FieldProblem, InvalidRequest, KinemaError, NotFound
@@ -58,6 +59,7 @@ from kinema.types import Job, JobStatus
 DIALECT = "unified"
 ID_PREFIX = "task-unified-"
 _ID_HEX = 10  # job id hex digits carried by the 8 base32 characters (40 bits)
+_ID_TIME = re.compile(r"[0-9]{1,12}")  # ASCII digits: ``str.isdigit`` also takes "²"
 
 STATUS = {
     JobStatus.QUEUED: "pending",
@@ -166,12 +168,12 @@ class CreateTask(BaseModel):
     generate_audio: bool | str | None = Field(None, description="default false")
     auto_fix_prompt: bool | str | None = None
     auto_fix: bool | str | None = Field(None, description="alias of auto_fix_prompt")
-    safety_level: int | str | None = Field(None, description="1 (strictest) .. 6")
-    safety: int | str | None = Field(None, description="alias of safety_level")
+    safety_level: StrictInt | str | None = Field(None, description="1 (strictest) .. 6")
+    safety: StrictInt | str | None = Field(None, description="alias of safety_level")
     enhance_prompt: bool | str | None = None
     person_generation: str | None = Field(None, examples=["dont_allow", "allow_adult"])
     negative_prompt: str | None = None
-    seed: int | str | None = None
+    seed: StrictInt | str | None = None
     callback_url: str | None = Field(
         None, description="kinema extension: receives a signed webhook when the task ends"
     )
@@ -210,7 +212,7 @@ def find_job(runtime: Runtime, owner: str, task_id: str) -> Job:
     """The job behind ``task_id``, or ``NotFound`` (also for someone else's task)."""
     head, _, chars = task_id.removeprefix(ID_PREFIX).partition("-")
     missing = NotFound(f"task {task_id!r} not found")
-    if not task_id.startswith(ID_PREFIX) or not head.isdigit() or len(chars) != 8:
+    if not task_id.startswith(ID_PREFIX) or not _ID_TIME.fullmatch(head) or len(chars) != 8:
         raise missing
     bits = 0
     for char in chars.lower():
@@ -311,8 +313,9 @@ def create_task(
         callback_url=body.callback_url,
         idempotency_key=idempotency_key,
         request_hash=request_fingerprint(body.model_dump(exclude_unset=True)),
+        base_url=request_base_url(request),
     )
-    return JSONResponse(render_task(job, runtime, public_base_url(request, runtime)))
+    return JSONResponse(render_task(job, runtime, runtime.link_base(job)))
 
 
 @router.get("/v1/tasks/{task_id}", response_model=Task)
@@ -321,7 +324,7 @@ def get_task(
 ) -> JSONResponse:
     """The task's status; once ``completed``, ``results`` holds the signed video URL."""
     job = find_job(runtime, owner, task_id)
-    return JSONResponse(render_task(job, runtime, public_base_url(request, runtime)))
+    return JSONResponse(render_task(job, runtime, runtime.link_base(job)))
 
 
 @router.get("/v1/tasks/{task_id}/events", response_class=StreamingResponse)
@@ -331,11 +334,10 @@ def task_events(
     """kinema extension: server-sent events for one task (the task object on every change,
     then a final ``done`` event); resumable with ``Last-Event-ID``."""
     job_id = find_job(runtime, owner, task_id).id
-    base_url = public_base_url(request, runtime)
     return job_event_stream(
         request,
         lambda: runtime.store.get(owner, job_id),
-        lambda job: render_task(job, runtime, base_url),
+        lambda job: render_task(job, runtime, runtime.link_base(job)),
     )
 
 
@@ -349,4 +351,4 @@ def cancel_task(
     task changes nothing and returns it as it is.
     """
     job = runtime.cancel(owner, find_job(runtime, owner, task_id).id)
-    return JSONResponse(render_task(job, runtime, public_base_url(request, runtime)))
+    return JSONResponse(render_task(job, runtime, runtime.link_base(job)))

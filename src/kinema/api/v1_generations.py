@@ -45,9 +45,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from kinema.api.deps import BearerOwner, IdempotencyKey, RuntimeDep, public_base_url
+from kinema.api.deps import BearerOwner, IdempotencyKey, RuntimeDep, request_base_url
 from kinema.api.errors import dialect_route, error_headers
 from kinema.api.events import job_event_stream
 from kinema.catalog import FRAME_SIZES
@@ -164,7 +164,7 @@ class CreateVideoGeneration(BaseModel):
     resolution: str | None = Field(None, description="alternative to size: 720p/1080p/4k")
     generate_audio: bool | str | None = None
     negative_prompt: str | None = None
-    seed: int | str | None = None
+    seed: StrictInt | str | None = None
     enhance_prompt: bool | str | None = None
     person_generation: str | None = None
     callback_url: str | None = Field(
@@ -388,8 +388,9 @@ def create_generation(
         off_peak=body.off_peak,
         idempotency_key=idempotency_key,
         request_hash=request_fingerprint(body.model_dump(exclude_unset=True)),
+        base_url=request_base_url(request),
     )
-    return JSONResponse(render_generation(job, runtime, public_base_url(request, runtime)))
+    return JSONResponse(render_generation(job, runtime, runtime.link_base(job)))
 
 
 @router.get("/v1/video/generations/{task_id}", response_model=VideoGeneration)
@@ -398,7 +399,7 @@ def get_generation(
 ) -> JSONResponse:
     """The task's status; once ``succeeded``, ``url`` is a signed link to the MP4."""
     job = runtime.store.get(owner, job_id_from_wire(task_id))
-    return JSONResponse(render_generation(job, runtime, public_base_url(request, runtime)))
+    return JSONResponse(render_generation(job, runtime, runtime.link_base(job)))
 
 
 @router.get("/v1/video/generations/{task_id}/events", response_class=StreamingResponse)
@@ -408,11 +409,10 @@ def generation_events(
     """kinema extension: server-sent events for one task (the task object on every change,
     then a final ``done`` event); resumable with ``Last-Event-ID``."""
     job_id = job_id_from_wire(task_id)
-    base_url = public_base_url(request, runtime)
     return job_event_stream(
         request,
         lambda: runtime.store.get(owner, job_id),
-        lambda job: render_generation(job, runtime, base_url),
+        lambda job: render_generation(job, runtime, runtime.link_base(job)),
     )
 
 
@@ -422,4 +422,4 @@ def cancel_generation(
 ) -> JSONResponse:
     """Cancel a task: a queued one ends now, a running one within moments."""
     job = runtime.cancel(owner, job_id_from_wire(task_id))
-    return JSONResponse(render_generation(job, runtime, public_base_url(request, runtime)))
+    return JSONResponse(render_generation(job, runtime, runtime.link_base(job)))

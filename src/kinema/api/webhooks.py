@@ -1,0 +1,44 @@
+"""The webhook deliverer of a process: each event rendered in the dialect its job came in.
+
+Built by every process that runs the API or workers (``create_app``, ``kinema worker``),
+so a deployment of API-only and worker-only processes delivers whichever of them runs.
+"""
+
+from __future__ import annotations
+
+from kinema.api import aimlapi, gemini, openai_videos, unified, v1_generations
+from kinema.media.fetch import ImageFetcher
+from kinema.runtime import Runtime
+from kinema.webhooks.deliver import Renderer, WebhookDeliverer
+
+
+def build_deliverer(runtime: Runtime) -> WebhookDeliverer:
+    """The outbox deliverer; links in its bodies start with each job's own base URL."""
+    settings = runtime.settings
+    renderers: dict[str, Renderer] = {
+        aimlapi.DIALECT: lambda job: aimlapi.render_job(job, runtime, runtime.link_base(job)),
+        gemini.DIALECT: lambda job: gemini.render_operation(job, runtime.link_base(job)),
+        openai_videos.DIALECT: lambda job: openai_videos.render_video(job, runtime),
+        unified.DIALECT: lambda job: unified.render_task(job, runtime, runtime.link_base(job)),
+        v1_generations.DIALECT: lambda job: v1_generations.render_generation(
+            job, runtime, runtime.link_base(job)
+        ),
+    }
+    http = ImageFetcher(
+        allow_hosts=settings.fetch_allow_hosts,
+        timeout_s=settings.webhook_timeout_s,
+        max_bytes=settings.max_image_bytes,
+        max_redirects=0,
+    )
+    return WebhookDeliverer(
+        runtime.outbox,
+        runtime.store,
+        http,
+        renderers,
+        runtime.webhook_secret,
+        retry_base_s=settings.webhook_retry_base_s,
+        max_age_s=settings.webhook_max_age_s,
+        poll_s=settings.webhook_poll_s,
+        concurrency=settings.webhook_concurrency,
+        per_endpoint=settings.webhook_per_endpoint,
+    )
