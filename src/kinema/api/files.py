@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from kinema.api.deps import RuntimeDep
-from kinema.api.errors import dialect_route
+from kinema.api.errors import dialect_route, error_headers
 from kinema.errors import KinemaError, NotFound
 
 
@@ -22,6 +22,7 @@ def render_error(request: Request, error: KinemaError) -> JSONResponse:
     return JSONResponse(
         {"message": error.message, "path": request.url.path, "statusCode": error.status},
         status_code=error.status,
+        headers=error_headers(error),
     )
 
 
