@@ -139,11 +139,12 @@ def wan_i2v() -> Any:
 
 
 def ltx() -> Any:
-    """LTX-Video in miniature."""
+    """LTX-Video 0.9.7 in miniature: the condition pipeline over a timestep-conditioned VAE
+    (which draws noise with the job's generator when it decodes)."""
     from diffusers import (
         AutoencoderKLLTXVideo,
         FlowMatchEulerDiscreteScheduler,
-        LTXImageToVideoPipeline,
+        LTXConditionPipeline,
         LTXVideoTransformer3DModel,
     )
 
@@ -172,13 +173,13 @@ def ltx() -> Any:
         decoder_inject_noise=(False,) * 5,
         upsample_residual=(False,) * 4,
         upsample_factor=(1,) * 4,
-        timestep_conditioning=False,
+        timestep_conditioning=True,
         patch_size=1,
         patch_size_t=1,
         encoder_causal=True,
         decoder_causal=False,
     )
-    return LTXImageToVideoPipeline(
+    return LTXConditionPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=vae,
         text_encoder=_t5(),
@@ -319,6 +320,18 @@ def ltx2() -> Any:
         connectors=connectors,
         vocoder=vocoder,
     )
+
+
+def ltx_upsampler(vae: Any) -> Any:
+    """LTX-Video's latent upsampler (2x in space) in miniature, over ``vae``."""
+    from diffusers import LTXLatentUpsamplePipeline
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+
+    torch.manual_seed(1)
+    upsampler = LTXLatentUpsamplerModel(
+        in_channels=vae.config.latent_channels, mid_channels=32, num_blocks_per_stage=1
+    )
+    return LTXLatentUpsamplePipeline(vae=vae, latent_upsampler=upsampler)
 
 
 BUILDERS: dict[str, Callable[[], Any]] = {
