@@ -116,7 +116,7 @@ class LTXVideoEngine(DiffusionEngine):
         if self._upsample is None:
             return target(**arguments)
         # 1. Denoise at a smaller size, to latents.
-        step = target.vae_spatial_compression_ratio
+        step = 32  # what the pipeline accepts
         width, height = arguments["width"], arguments["height"]
         scale = self.options.upsample_scale
         small_w = max(step, int(width * scale) // step * step)

@@ -115,6 +115,8 @@ def _problem(kind: str, rules: ModelRules, options: DiffusionOptions) -> str | N
             "model's pipeline runs the two branches as separate calls (use first_block, mag "
             "or taylorseer)"
         )
+    if options.quantize == "fp8" and (options.device or "").startswith("cpu"):
+        return 'quantize = "fp8" needs an NVIDIA GPU with float8 tensor cores (8.9+)'
     if len(options.devices) == 1:
         return 'devices lists one device: use device = "..." (devices is for two or more)'
     if options.devices and options.offload != "none":
