@@ -346,3 +346,26 @@ def save_tiny(kind: str, directory: Path) -> Path:
     """Build the tiny pipeline for an engine kind and save it in diffusers layout."""
     BUILDERS[kind]().save_pretrained(directory)
     return directory
+
+
+def save_tiny_lora(transformer: Any, path: Path, seed: int) -> Path:
+    """A random rank-4 LoRA over ``transformer``'s attention projections, saved as one
+    peft-format ``.safetensors`` file (the layout diffusers' ``save_lora_weights`` writes)."""
+    from diffusers import WanImageToVideoPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=4,
+        lora_alpha=4,
+        target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+        init_lora_weights=False,  # random B as well as A: the LoRA changes the output
+    )
+    transformer.add_adapter(config, adapter_name="tiny")
+    layers = get_peft_model_state_dict(transformer, adapter_name="tiny")
+    transformer.delete_adapters("tiny")
+    WanImageToVideoPipeline.save_lora_weights(
+        path.parent, transformer_lora_layers=layers, weight_name=path.name
+    )
+    return path
