@@ -196,6 +196,7 @@ class RankGroup:
         return [outcomes[rank] for rank in range(self.world)]
 
     def _crash(self, rank: int) -> None:
+        self._processes[rank].join(timeout=5)  # reap it, for its exit code
         code = self._processes[rank].exitcode
         self.stop()
         raise EngineError(
