@@ -139,11 +139,12 @@ def wan_i2v() -> Any:
 
 
 def ltx() -> Any:
-    """LTX-Video in miniature."""
+    """LTX-Video 0.9.7 in miniature: the condition pipeline over a timestep-conditioned VAE
+    (which draws noise with the job's generator when it decodes)."""
     from diffusers import (
         AutoencoderKLLTXVideo,
         FlowMatchEulerDiscreteScheduler,
-        LTXImageToVideoPipeline,
+        LTXConditionPipeline,
         LTXVideoTransformer3DModel,
     )
 
@@ -172,13 +173,13 @@ def ltx() -> Any:
         decoder_inject_noise=(False,) * 5,
         upsample_residual=(False,) * 4,
         upsample_factor=(1,) * 4,
-        timestep_conditioning=False,
+        timestep_conditioning=True,
         patch_size=1,
         patch_size_t=1,
         encoder_causal=True,
         decoder_causal=False,
     )
-    return LTXImageToVideoPipeline(
+    return LTXConditionPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=vae,
         text_encoder=_t5(),
@@ -321,6 +322,18 @@ def ltx2() -> Any:
     )
 
 
+def ltx_upsampler(vae: Any) -> Any:
+    """LTX-Video's latent upsampler (2x in space) in miniature, over ``vae``."""
+    from diffusers import LTXLatentUpsamplePipeline
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+
+    torch.manual_seed(1)
+    upsampler = LTXLatentUpsamplerModel(
+        in_channels=vae.config.latent_channels, mid_channels=32, num_blocks_per_stage=1
+    )
+    return LTXLatentUpsamplePipeline(vae=vae, latent_upsampler=upsampler)
+
+
 BUILDERS: dict[str, Callable[[], Any]] = {
     "wan_ti2v": wan_ti2v,
     "wan_i2v": wan_i2v,
@@ -333,3 +346,26 @@ def save_tiny(kind: str, directory: Path) -> Path:
     """Build the tiny pipeline for an engine kind and save it in diffusers layout."""
     BUILDERS[kind]().save_pretrained(directory)
     return directory
+
+
+def save_tiny_lora(transformer: Any, path: Path, seed: int) -> Path:
+    """A random rank-4 LoRA over ``transformer``'s attention projections, saved as one
+    peft-format ``.safetensors`` file (the layout diffusers' ``save_lora_weights`` writes)."""
+    from diffusers import WanImageToVideoPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=4,
+        lora_alpha=4,
+        target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+        init_lora_weights=False,  # random B as well as A: the LoRA changes the output
+    )
+    transformer.add_adapter(config, adapter_name="tiny")
+    layers = get_peft_model_state_dict(transformer, adapter_name="tiny")
+    transformer.delete_adapters("tiny")
+    WanImageToVideoPipeline.save_lora_weights(
+        path.parent, transformer_lora_layers=layers, weight_name=path.name
+    )
+    return path

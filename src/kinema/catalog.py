@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from kinema.engines.diffusion.checks import RULES, check_engine_options
 from kinema.errors import FieldProblem, InvalidRequest, UnknownModel
 from kinema.types import AspectRatio, GenerationRequest, Resolution
 
@@ -165,6 +166,9 @@ class Catalog:
             )
             for name, cfg in data.get("engines", {}).items()
         }
+        for config in engines.values():
+            if config.kind in RULES:  # a diffusers model: its options, checked against it
+                check_engine_options(config.kind, config.name, config.options)
         models = {mid: _model_from_toml(mid, cfg) for mid, cfg in data.get("models", {}).items()}
         return cls(engines, models)
 

@@ -70,6 +70,10 @@ def worker(
         typer.Option(help="Comma-separated model ids to take (default: every model)."),
     ] = None,
     concurrency: Annotated[int, typer.Option(help="Jobs generated at once.")] = 1,
+    gpus: Annotated[
+        str | None,
+        typer.Option(help="GPU indices, e.g. 0,1,2,3: each diffusers job runs across them all."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
 ) -> None:
     """Generate videos without serving HTTP, until SIGTERM or Ctrl-C.
@@ -85,7 +89,7 @@ def worker(
     _configure_logging(log_level)
     chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
     try:
-        runtime = Runtime.build(_settings(), workers=max(concurrency, 1), models=chosen)
+        runtime = Runtime.build(_settings(gpus=gpus), workers=max(concurrency, 1), models=chosen)
     except KinemaError as error:
         errors.print(f"[red]error:[/red] {error.message}")
         raise typer.Exit(2) from None

@@ -82,7 +82,7 @@ class Runtime:
         for model in chosen or ():
             catalog.get(model)  # an unknown model is an error now, not an idle worker
         fetcher = ImageFetcher.from_settings(settings)
-        engines = EngineHost(catalog)
+        engines = EngineHost(catalog, gpus=settings.gpus)
         count = settings.workers if workers is None else workers
         registry = WorkerRegistry(db)
         pool = None

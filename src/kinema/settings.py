@@ -62,6 +62,9 @@ class Settings(BaseSettings):
 
     # --- embedded worker pool ---
     workers: int = 1  # jobs generated at once inside ``kinema serve``; 0 = API only
+    # GPUs this process's diffusers engines use, e.g. "0,1,2,3": with several, each job runs
+    # across all of them (context parallelism); empty: what each catalog entry says.
+    gpus: str = ""
     lease_s: float = 30.0  # a running job's lease; a dead worker's job is re-queued after it
     heartbeat_s: float = 5.0  # how often a worker renews its leases
     poll_s: float = 0.5  # how often an idle worker looks for queued jobs

@@ -19,11 +19,14 @@ DIFFUSERS_ENGINES = {
 }
 
 
-def build_engine(config: EngineConfig, residency: Residency | None = None) -> Engine:
+def build_engine(
+    config: EngineConfig, residency: Residency | None = None, gpus: str = ""
+) -> Engine:
     """Instantiate the engine implementation named by ``config.kind``.
 
     ``residency`` is shared by the diffusers engines of one process, so that loading a
-    model can unload the least recently used others.
+    model can unload the least recently used others. ``gpus`` ("0,1") puts the diffusers
+    engines on those GPUs: one, or each job across several.
     """
     if config.kind == "motion":
         from kinema.engines.motion import MotionEngine
@@ -32,10 +35,25 @@ def build_engine(config: EngineConfig, residency: Residency | None = None) -> En
     if config.kind == "python":
         return _import_engine(config)
     if config.kind in DIFFUSERS_ENGINES:
-        return _diffusers_engine(config, residency or Residency())
+        return _diffusers_engine(on_gpus(config, gpus), residency or Residency())
     raise NotSupported(
         f"engine kind {config.kind!r} (engine {config.name!r}) is not available in this build"
     )
+
+
+def on_gpus(config: EngineConfig, gpus: str) -> EngineConfig:
+    """``config`` with its devices replaced by the GPUs named in ``gpus`` ("0,1,2,3")."""
+    indices = [item.strip() for item in gpus.split(",") if item.strip()]
+    if not indices:
+        return config
+    if not all(index.isdigit() for index in indices):
+        raise ValueError(f"gpus {gpus!r} must be GPU indices separated by commas, e.g. 0,1")
+    options = {k: v for k, v in config.options.items() if k not in ("device", "devices")}
+    if len(indices) == 1:
+        options["device"] = f"cuda:{indices[0]}"
+    else:
+        options["devices"] = [f"cuda:{index}" for index in indices]
+    return EngineConfig(config.name, config.kind, config.fps, options)
 
 
 def _import_engine(config: EngineConfig) -> Engine:
@@ -66,8 +84,9 @@ def _diffusers_engine(config: EngineConfig, residency: Residency) -> Engine:
 class EngineHost:
     """Engines by name, built and ``setup()`` on first use, then kept resident."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, gpus: str = "") -> None:
         self._catalog = catalog
+        self._gpus = gpus
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()
         self.residency = Residency()  # which diffusers models hold GPU memory
@@ -76,7 +95,7 @@ class EngineHost:
         with self._lock:
             engine = self._engines.get(name)
             if engine is None:
-                engine = build_engine(self._catalog.engines[name], self.residency)
+                engine = build_engine(self._catalog.engines[name], self.residency, self._gpus)
                 engine.setup()
                 self._engines[name] = engine
             return engine

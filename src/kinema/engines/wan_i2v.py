@@ -22,6 +22,7 @@ class WanI2VEngine(DiffusionEngine):
     pipeline_class = "WanImageToVideoPipeline"
     native_sizes = ((832, 480), (480, 832), (1280, 720), (720, 1280))
     frame_step = 4
+    float32_components = ("vae",)  # diffusers' advice for the Wan VAE: decode in float32
     max_frames = 81
     default_steps = 40
     default_guidance = 3.5

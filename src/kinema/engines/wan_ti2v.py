@@ -19,6 +19,7 @@ class WanTI2VEngine(DiffusionEngine):
     text_pipeline_class = "WanPipeline"
     native_sizes = ((1280, 704), (704, 1280))
     frame_step = 4
+    float32_components = ("vae",)  # diffusers' advice for the Wan VAE: decode in float32
     max_frames = 121
     default_steps = 50
     default_guidance = 5.0

@@ -95,8 +95,15 @@ def transformers_of(pipe: Any) -> list[Any]:
     return [part for name in _TRANSFORMERS if (part := getattr(pipe, name, None)) is not None]
 
 
-def apply_speed_options(pipe: Any, options: DiffusionOptions, engine: str) -> None:
+def execution_device(pipe: Any) -> torch.device:
+    """Where the pipeline computes (its offload hooks' device when it offloads)."""
+    return torch.device(pipe._execution_device)
+
+
+def apply_speed_options(pipe: Any, options: DiffusionOptions, engine: str, *, steps: int) -> None:
     """Attention backend, step cache and VAE tiling: set once, after loading."""
+    from kinema.engines.diffusion.caches import enable_step_cache
+
     for transformer in transformers_of(pipe):
         if options.attention_backend:
             try:
@@ -106,12 +113,8 @@ def apply_speed_options(pipe: Any, options: DiffusionOptions, engine: str) -> No
                     f"engine {engine}: attention_backend {options.attention_backend!r} "
                     f"is not usable here: {error}"
                 ) from None
-        if options.cache == "first_block":
-            from diffusers.hooks import FirstBlockCacheConfig
-
-            if not hasattr(transformer, "enable_cache"):
-                raise EngineError(f"engine {engine}: this diffusers has no first-block cache")
-            transformer.enable_cache(FirstBlockCacheConfig(threshold=options.cache_threshold))
+        if options.cache != "none":
+            enable_step_cache(pipe, transformer, options, engine, steps)
     if options.vae_tiling:
         vae = getattr(pipe, "vae", None)
         if vae is None or not hasattr(vae, "enable_tiling"):
@@ -121,10 +124,17 @@ def apply_speed_options(pipe: Any, options: DiffusionOptions, engine: str) -> No
 
 def compile_transformers(pipe: Any, options: DiffusionOptions) -> None:
     """``torch.compile`` the denoisers: their repeated blocks only ("regional", which
-    compiles in seconds and gets most of the gain) or whole ("full")."""
-    kwargs: dict[str, Any] = {"fullgraph": True}
+    compiles in seconds and gets most of the gain) or whole ("full").
+
+    Whole graphs (``fullgraph``) unless a step cache is on: the cache's hooks keep Python
+    state between steps (``hasattr`` on their state objects, step counters) that dynamo
+    cannot trace into one graph, so it breaks the graph there and compiles the rest.
+    """
+    kwargs: dict[str, Any] = {"fullgraph": options.cache == "none"}
     if options.compile_mode:
         kwargs["mode"] = options.compile_mode
+    if options.compile_backend:
+        kwargs["backend"] = options.compile_backend
     for transformer in transformers_of(pipe):
         if options.compile == "regional" and hasattr(transformer, "compile_repeated_blocks"):
             transformer.compile_repeated_blocks(**kwargs)
@@ -142,3 +152,31 @@ def place(pipe: Any, options: DiffusionOptions, device: torch.device, engine: st
         pipe.enable_sequential_cpu_offload(device=device)
     else:
         pipe.to(device)
+
+
+def quantize_fp8(pipe: Any, device: torch.device, engine: str) -> None:
+    """Float8 weights and activations in the transformers' linear layers (torchao), for
+    GPUs with float8 tensor cores (compute capability 8.9+: L4, L40S, H100, H200, B200)."""
+    if device.type != "cuda":
+        raise EngineError(
+            f'engine {engine}: quantize = "fp8" needs an NVIDIA GPU with compute capability '
+            f"8.9 or newer (float8 tensor cores); this engine runs on {device}"
+        )
+    capability = torch.cuda.get_device_capability(device)
+    if capability < (8, 9):
+        raise EngineError(
+            f'engine {engine}: quantize = "fp8" needs compute capability 8.9 or newer; '
+            f"{torch.cuda.get_device_name(device)} has {capability[0]}.{capability[1]}"
+        )
+    try:
+        from torchao.quantization import (
+            Float8DynamicActivationFloat8WeightConfig,
+            PerRow,
+            quantize_,
+        )
+    except ImportError as error:
+        raise EngineError(
+            f'engine {engine}: quantize = "fp8" needs torchao (pip install torchao): {error}'
+        ) from None
+    for transformer in transformers_of(pipe):
+        quantize_(transformer, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))

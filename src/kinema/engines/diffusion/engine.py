@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from kinema.engines.diffusion import accel
+from kinema.engines.diffusion import accel, lora, schedules
 from kinema.engines.diffusion.options import GIB, AudioPolicy, DiffusionOptions
 from kinema.engines.diffusion.residency import Residency
 from kinema.engines.diffusion.shapes import FrameRule, Size, fit_size
@@ -80,6 +80,7 @@ class DiffusionEngine:
     native_audio: ClassVar[bool] = False  # the model makes its own sound
     takes_last_image: ClassVar[bool] = False
     denoise_share: ClassVar[float] = 0.9  # of the progress bar; the VAE decode has the rest
+    float32_components: ClassVar[tuple[str, ...]] = ()  # kept in float32 whatever the dtype
 
     def __init__(
         self,
@@ -106,6 +107,12 @@ class DiffusionEngine:
         self._text_pipe: Any = None
         self._device = accel.resolve_device(self.options.device)
         self._dtype = accel.resolve_dtype(self.options.dtype, self._device)
+        self._context_parallel = 0  # ranks sharing each job (set on a rank of a group)
+        self._group: Any = None  # the processes running each job when ``devices`` lists several
+        if self.options.devices:
+            from kinema.engines.diffusion.parallel import RankGroup
+
+            self._group = RankGroup(type(self), options, self.name)
 
     # --- what a model file may add ---
 
@@ -119,6 +126,24 @@ class DiffusionEngine:
     def decode_calls(self, plan: Plan) -> int:
         """How many times the VAE runs its decoder for one clip (for decode progress)."""
         return 1
+
+    def image_arguments(self, plan: Plan) -> dict[str, Any]:
+        """How the fitted first (and last) frame reach the pipeline."""
+        arguments: dict[str, Any] = {"image": plan.image}
+        if plan.last_image is not None:
+            arguments["last_image"] = plan.last_image
+        return arguments
+
+    def recipe(self, pipe: Any) -> dict[str, Any]:
+        """Call arguments the loaded weights want (dropped where a pipeline lacks them)."""
+        return {}
+
+    def denoise(self, target: Any, arguments: dict[str, Any], progress: _Progress) -> Any:
+        """Run the pipeline call; a model with several stages overrides this."""
+        return target(**arguments)
+
+    def load_extras(self, pipe: Any) -> None:
+        """Load what a model needs besides its pipeline (LTX-Video's upsampler, say)."""
 
     def audio_of(self, pipe: Any, output: Any) -> Audio | None:
         """The model's own sound track from a pipeline output (models with native audio)."""
@@ -135,13 +160,24 @@ class DiffusionEngine:
     def loaded(self) -> bool:
         return self._pipe is not None
 
+    @property
+    def group(self) -> Any:
+        """The rank processes running each job across ``devices``; None on one device."""
+        return self._group
+
     def setup(self) -> None:
         """Load the weights now, so a wrong path or a model that does not fit fails at once."""
+        if self._group is not None:
+            with self._lock:
+                self._group.start()
+            return
         with self._residency.using(self), self._lock:
             self._ensure_loaded()
 
     def unload(self) -> None:
         """Drop the weights (the ``Residency`` calls this on idle engines only)."""
+        if self._group is not None:
+            self._group.stop()
         self._pipe = self._text_pipe = None
         self._residency.forget(self)
         accel.release_memory(self._device)
@@ -184,9 +220,13 @@ class DiffusionEngine:
         if is_cancelled():
             raise JobCancelled("cancelled before generation started")
         plan = self.plan(request)
-        with self._residency.using(self), self._turn(is_cancelled):
-            pipe = self._ensure_loaded()
-            video, audio = self._generate(pipe, plan, on_progress, is_cancelled)
+        if self._group is not None:
+            with self._turn(is_cancelled):
+                video, audio = self._group.run(plan, on_progress, is_cancelled)
+        else:
+            with self._residency.using(self), self._turn(is_cancelled):
+                pipe = self._ensure_loaded()
+                video, audio = self._generate(pipe, plan, on_progress, is_cancelled)
         if plan.audio and audio is None and self.audio_policy == "motion":
             audio = build_soundtrack(plan.prompt, plan.duration_s, plan.seed)
         if not plan.audio:
@@ -224,7 +264,15 @@ class DiffusionEngine:
 
     def _install(self, pipe: Any, started: float) -> Any:
         self.check_weights(pipe)
-        accel.apply_speed_options(pipe, self.options, self.name)
+        for name in self.float32_components:  # e.g. the Wan VAE, which decodes in float32
+            part = getattr(pipe, name, None)
+            if part is not None and part.dtype != torch.float32:
+                part.to(torch.float32)
+        schedules.apply(pipe, self.options, self.name)
+        lora.load(pipe, self.options, self.name)
+        self.load_extras(pipe)
+        steps = self.options.steps or self.default_steps
+        accel.apply_speed_options(pipe, self.options, self.name, steps=steps)
         need = accel.footprint(pipe, self.options.offload)
         device = accel.device_key(self._device)
         evicted = self._residency.make_room(
@@ -238,6 +286,12 @@ class DiffusionEngine:
         if evicted:
             log.info("engine %s: unloaded %s to make room", self.name, ", ".join(evicted))
         self._place(pipe, need)
+        if self.options.quantize == "fp8":
+            accel.quantize_fp8(pipe, self._device, self.name)
+        if self._context_parallel > 1:
+            from kinema.engines.diffusion.parallel import enable_context_parallel
+
+            enable_context_parallel(pipe, self._context_parallel, self.name)
         accel.compile_transformers(pipe, self.options)
         pipe.set_progress_bar_config(disable=True)
         self._pipe = pipe
@@ -262,9 +316,14 @@ class DiffusionEngine:
         elif source.startswith(("/", ".", "~")):
             raise EngineError(f"engine {self.name}: no weights directory at {source}")
         try:
+            dtype: Any = self._dtype
+            if self.float32_components and self._dtype != torch.float32:
+                dtype = {"default": self._dtype} | dict.fromkeys(
+                    self.float32_components, torch.float32
+                )
             return pipeline_type.from_pretrained(
                 source,
-                dtype=self._dtype,
+                dtype=dtype,
                 revision=self.options.revision,
                 variant=self.options.variant,
             )
@@ -311,14 +370,23 @@ class DiffusionEngine:
 
     # --- generating ---
 
+    def text_target(self, pipe: Any) -> Any:
+        """The pipeline that makes a clip from text alone."""
+        return self._text_pipeline(pipe)
+
     def _generate(
         self,
         pipe: Any,
         plan: Plan,
         on_progress: ProgressCallback,
         is_cancelled: CancelCheck,
+        *,
+        decode: bool = True,
+        is_cancelled_while_decoding: CancelCheck | None = None,
     ) -> tuple[np.ndarray, Audio | None]:
-        target = pipe if plan.image is not None else self._text_pipeline(pipe)
+        """One clip. ``decode=False`` (ranks other than 0 of a group) stops at the latents
+        and returns an empty array."""
+        target = pipe if plan.image is not None else self.text_target(pipe)
         progress = _Progress(
             target,
             plan.steps,
@@ -326,8 +394,11 @@ class DiffusionEngine:
             self.decode_calls(plan),
             on_progress,
             is_cancelled,
+            is_cancelled_while_decoding or is_cancelled,
         )
-        arguments = self._call_arguments(plan, progress)
+        arguments = self._call_arguments(target, plan, progress)
+        if not decode:
+            arguments["output_type"] = "latent"
         hooks = progress.attach(
             accel.transformers_of(target) if self.options.compile != "full" else [],
             getattr(getattr(target, "vae", None), "decoder", None),
@@ -335,8 +406,14 @@ class DiffusionEngine:
         native = plan.audio and self.audio_policy == "native"
         failure = ""
         try:
-            output = target(**arguments)
-            return _to_uint8(output.frames[0]), self.audio_of(target, output) if native else None
+            with schedules.seeded_steps(target.scheduler, arguments["generator"]):
+                output = self.denoise(target, arguments, progress)
+            if not decode:
+                return np.zeros((0, 0, 0, 3), np.uint8), None
+            video = output.frames[0]
+            if (video.shape[-1], video.shape[-2]) != (plan.width, plan.height):
+                video = _resize(video, plan.width, plan.height)
+            return _to_uint8(video), self.audio_of(target, output) if native else None
         except Exception as error:
             target._interrupt = False
             target.maybe_free_model_hooks()  # what a finished call does: reset caches, offload
@@ -354,7 +431,10 @@ class DiffusionEngine:
             'size, or set vae_tiling = true, offload = "model" or a smaller dtype'
         )
 
-    def _call_arguments(self, plan: Plan, progress: _Progress) -> dict[str, Any]:
+    def _call_arguments(self, target: Any, plan: Plan, progress: _Progress) -> dict[str, Any]:
+        # The generator lives where the pipeline runs: pipelines draw decode-time noise with
+        # it on their execution device (LTX-Video's timestep-conditioned VAE, say).
+        device = accel.execution_device(target)
         arguments: dict[str, Any] = {
             "prompt": plan.prompt,
             "negative_prompt": plan.negative_prompt,
@@ -363,17 +443,17 @@ class DiffusionEngine:
             "num_frames": plan.num_frames,
             "num_inference_steps": plan.steps,
             "guidance_scale": plan.guidance_scale,
-            "generator": torch.Generator("cpu").manual_seed(plan.seed),
+            "generator": torch.Generator(device).manual_seed(plan.seed),
             "output_type": "pt",
             "callback_on_step_end": progress.on_step_end,
             "callback_on_step_end_tensor_inputs": [],
         }
         if plan.image is not None:
-            arguments["image"] = plan.image
-        if plan.last_image is not None:
-            arguments["last_image"] = plan.last_image
+            arguments.update(self.image_arguments(plan))
         if self.options.max_sequence_length:
             arguments["max_sequence_length"] = self.options.max_sequence_length
+        takes = inspect.signature(target.__call__).parameters
+        arguments.update({k: v for k, v in self.recipe(target).items() if k in takes})
         arguments.update(self.call_arguments(plan))
         arguments.update(self.options.call)
         return arguments
@@ -396,14 +476,22 @@ class _Progress:
         decode_calls: int,
         on_progress: ProgressCallback,
         is_cancelled: CancelCheck,
+        is_cancelled_while_decoding: CancelCheck,
     ) -> None:
         self.pipe = pipe
         self.steps = steps
         self.share = share
+        self.span = (0.0, 1.0)  # the part of the denoising bar the current pass fills
         self.decode_calls = max(decode_calls, 1)
         self.decoded = 0
         self.on_progress = on_progress
         self.is_cancelled = is_cancelled
+        self.is_cancelled_while_decoding = is_cancelled_while_decoding
+
+    def stage(self, pipe: Any, start: float, width: float) -> None:
+        """The next pipeline call (of a model with several) fills ``start..start+width``."""
+        self.pipe = pipe
+        self.span = (start, width)
 
     def attach(
         self, denoisers: list[torch.nn.Module], decoder: torch.nn.Module | None
@@ -417,7 +505,8 @@ class _Progress:
         self, pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]
     ) -> dict[str, Any]:
         total = getattr(pipe, "_num_timesteps", None) or self.steps
-        self.on_progress(self.share * min((step + 1) / total, 1.0))
+        start, width = self.span
+        self.on_progress(self.share * (start + width * min((step + 1) / total, 1.0)))
         self._check(f"after step {step + 1} of {total}")
         return {}
 
@@ -425,7 +514,9 @@ class _Progress:
         self._check("while denoising")
 
     def _before_decoder(self, module: torch.nn.Module, args: Any) -> None:
-        self._check("while decoding")
+        if self.is_cancelled_while_decoding():
+            self.pipe._interrupt = True
+            raise JobCancelled("cancelled while decoding")
         done = min(self.decoded / self.decode_calls, 0.99)
         self.decoded += 1
         self.on_progress(self.share + (1.0 - self.share) * done)
@@ -454,6 +545,13 @@ def _fit(image: Image.Image | None, width: int, height: int) -> Image.Image | No
     if image is None:
         return None
     return ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
+
+
+def _resize(video: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """(frames, 3, H, W) to the planned size (a model that works at another size)."""
+    return torch.nn.functional.interpolate(
+        video.float(), size=(height, width), mode="bicubic", align_corners=False, antialias=True
+    )
 
 
 def _to_uint8(video: torch.Tensor) -> np.ndarray:

@@ -17,10 +17,23 @@ CompileMode = Literal["off", "regional", "full"]
 
 DTYPES = ("bfloat16", "float16", "float32")
 _DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32"}
-CACHES = ("none", "first_block")
+# Step caches: diffusers hooks that skip transformer work on steps that change little.
+CACHES = ("none", "first_block", "mag", "taylorseer", "faster")
+QUANTIZE = ("fp8",)
+LORA_TARGETS = ("transformer", "transformer_2")
 _AUDIO = ("motion", "refuse", "native")
 _OFFLOAD = ("none", "model", "sequential")
 GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """One LoRA to load on top of the weights (see docs/gpu.md, "Few-step models")."""
+
+    weights: str  # a .safetensors file, a directory, or a hub id found in the local cache
+    weight_name: str | None = None  # the file inside a directory or hub repository
+    scale: float = 1.0
+    transformer: str = "transformer"  # "transformer_2": Wan 2.2 A14B's low-noise expert
 
 
 @dataclass(frozen=True)
@@ -40,9 +53,24 @@ class DiffusionOptions:
     audio: AudioPolicy | None = None  # default: the engine's (motion, or native for LTX-2)
     compile: CompileMode = "off"  # torch.compile the transformer blocks, or all of it
     compile_mode: str | None = None  # torch.compile mode, e.g. "max-autotune-no-cudagraphs"
+    compile_backend: str | None = None  # torch.compile backend; default: inductor
     attention_backend: str | None = None  # diffusers backend: "flash", "sage", "_native_cudnn"...
-    cache: str = "none"  # "first_block": skip the transformer when step residuals barely move
+    cache: str = "none"  # a step cache from CACHES (see docs/gpu.md)
     cache_threshold: float = 0.05
+    cache_config: dict[str, Any] = field(default_factory=dict)  # more settings of that cache
+    quantize: str | None = None  # "fp8": float8 linear layers in the transformer(s) (torchao)
+    lora: tuple[LoraSpec, ...] = ()  # LoRAs loaded on top of the weights, in order
+    lora_fuse: bool = True  # merge them into the weights once loaded (no cost per step)
+    scheduler: str | None = None  # a diffusers scheduler class replacing the weights' own
+    scheduler_config: dict[str, Any] = field(default_factory=dict)  # e.g. { shift = 5.0 }
+    timesteps: tuple[float, ...] = ()  # pinned timesteps (0..1000), one per step
+    version: str | None = None  # LTX-2: "2.0" or "2.3" (guidance recipe); default: from weights
+    stg_blocks: tuple[int, ...] = ()  # LTX-2: blocks perturbed by spatio-temporal guidance
+    upsampler: str | None = None  # LTX-Video 0.9.7+: latent upsampler weights (two stages)
+    upsample_scale: float = 2 / 3  # first stage at this share of the size, then upsampled x2
+    refine_steps: int = 10  # second stage: denoising steps over the upsampled latents
+    refine_strength: float = 0.4  # second stage: how much of the noise schedule it redoes
+    devices: tuple[str, ...] = ()  # several: one job across them (context parallelism)
     vae_tiling: bool = False  # decode in overlapping tiles: much less memory at 720p
     offload: Offload = "none"  # "model": one component on the GPU at a time; "sequential": layers
     memory_budget_gb: float | None = None  # device memory this engine may assume (LRU eviction)
@@ -76,9 +104,24 @@ class DiffusionOptions:
             audio=cast(AudioPolicy | None, reader.choice("audio", _AUDIO)),
             compile=reader.compile(),
             compile_mode=reader.text("compile_mode"),
+            compile_backend=reader.text("compile_backend"),
             attention_backend=reader.text("attention_backend"),
             cache=reader.choice("cache", CACHES) or "none",
             cache_threshold=_or(reader.number("cache_threshold", low=0.0), 0.05),
+            cache_config=reader.table("cache_config"),
+            quantize=reader.choice("quantize", QUANTIZE),
+            lora=reader.loras(),
+            lora_fuse=reader.flag("lora_fuse", default=True),
+            scheduler=reader.text("scheduler"),
+            scheduler_config=reader.table("scheduler_config"),
+            timesteps=reader.numbers("timesteps", low=0.0, high=1000.0),
+            version=reader.choice("version", ("2.0", "2.3")),
+            stg_blocks=tuple(int(n) for n in reader.numbers("stg_blocks", low=0.0)),
+            upsampler=reader.text("upsampler"),
+            upsample_scale=_or(reader.number("upsample_scale", low=0.1), 2 / 3),
+            refine_steps=reader.integer("refine_steps", low=1) or 10,
+            refine_strength=_or(reader.number("refine_strength", low=0.0), 0.4),
+            devices=reader.texts("devices"),
             vae_tiling=reader.flag("vae_tiling"),
             offload=cast(Offload, reader.choice("offload", _OFFLOAD) or "none"),
             memory_budget_gb=reader.number("memory_budget_gb", low=0.0),
@@ -119,8 +162,8 @@ class _Reader:
             raise self._fail(key, "a string")
         return value
 
-    def flag(self, key: str) -> bool:
-        value = self.options.get(key, False)
+    def flag(self, key: str, *, default: bool = False) -> bool:
+        value = self.options.get(key, default)
         if not isinstance(value, bool):
             raise self._fail(key, "true or false")
         return value
@@ -140,6 +183,55 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
             raise self._fail(key, f"a number >= {low}")
         return float(value)
+
+    def numbers(
+        self, key: str, *, low: float, high: float | None = None
+    ) -> tuple[float, ...]:
+        value = self.options.get(key, [])
+        wanted = f"a list of numbers >= {low}" + (f" and <= {high}" if high is not None else "")
+        if not isinstance(value, list):
+            raise self._fail(key, wanted)
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int | float) or item < low:
+                raise self._fail(key, wanted)
+            if high is not None and item > high:
+                raise self._fail(key, wanted)
+        return tuple(float(item) for item in value)
+
+    def texts(self, key: str) -> tuple[str, ...]:
+        value = self.options.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self._fail(key, "a list of strings")
+        return tuple(value)
+
+    def loras(self) -> tuple[LoraSpec, ...]:
+        value = self.options.get("lora", [])
+        if isinstance(value, dict):
+            value = [value]
+        wanted = (
+            "a table (or list of tables) with weights, and optional weight_name, scale, "
+            "transformer"
+        )
+        if not isinstance(value, list):
+            raise self._fail("lora", wanted)
+        specs = []
+        for item in value:
+            if not isinstance(item, dict) or not isinstance(item.get("weights"), str):
+                raise self._fail("lora", wanted)
+            unknown = set(item) - {"weights", "weight_name", "scale", "transformer"}
+            scale = item.get("scale", 1.0)
+            target = item.get("transformer", "transformer")
+            name = item.get("weight_name")
+            if (
+                unknown
+                or isinstance(scale, bool)
+                or not isinstance(scale, int | float)
+                or target not in LORA_TARGETS
+                or not (name is None or isinstance(name, str))
+            ):
+                raise self._fail("lora", wanted + f"; transformer one of {list(LORA_TARGETS)}")
+            specs.append(LoraSpec(item["weights"], name, float(scale), target))
+        return tuple(specs)
 
     def choice(self, key: str, choices: tuple[str, ...]) -> str | None:
         value = self.text(key)

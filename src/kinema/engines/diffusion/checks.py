@@ -1,0 +1,124 @@
+"""What each diffusers model accepts, checked when the catalog loads (no torch imported).
+
+A catalog whose engine asks for something its model cannot do fails at startup with a
+message naming the engine and the option, instead of failing the first job on a GPU:
+
+- ``sizes`` must be multiples of the model's spatial step (the VAE's compression times
+  the transformer's patch): 16 for Wan 2.2 A14B, 32 for TI2V 5B (16x VAE, 2x2 patches),
+  LTX-Video and LTX-2 (32x VAEs). Other sizes would be rounded by the pipeline, silently.
+- LTX-Video and LTX-2 always pass a text attention mask, which the flash-attn and
+  SageAttention kernels reject: those backends are refused for them.
+- Options that only some models have (LTX-2's guidance version, LTX-Video's upsampler,
+  Wan A14B's LoRA on its second expert) are refused on the others.
+- A step cache needs its own settings where diffusers gives no default (MagCache's
+  per-model ratios), and pinned timesteps need one per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kinema.engines.diffusion.options import DiffusionOptions
+from kinema.errors import EngineError
+
+
+@dataclass(frozen=True)
+class ModelRules:
+    size_multiple: int  # frame width and height are multiples of this
+    text_mask: bool  # the transformer gets a text attention mask on every call
+    batched_guidance: bool  # the pipeline runs both guidance branches in one batch
+    experts: int = 1  # denoisers (Wan 2.2 A14B has two)
+
+
+RULES: dict[str, ModelRules] = {
+    "wan_ti2v": ModelRules(size_multiple=32, text_mask=False, batched_guidance=False),
+    "wan_i2v": ModelRules(size_multiple=16, text_mask=False, batched_guidance=False, experts=2),
+    "ltx": ModelRules(size_multiple=32, text_mask=True, batched_guidance=True),
+    "ltx2": ModelRules(size_multiple=32, text_mask=True, batched_guidance=True),
+}
+
+# diffusers attention backends that raise on an attention mask (flash-attn 2/3/4 and
+# SageAttention without varlen, and PyTorch's flash-only SDPA kernel).
+MASKLESS_BACKENDS = frozenset(
+    {
+        "flash",
+        "flash_hub",
+        "flash_4_hub",
+        "_flash_3",
+        "_flash_3_hub",
+        "aiter_fa2_hub",
+        "sage",
+        "sage_hub",
+        "sage_blackwell_hub",
+        "_sage_qk_int8_pv_fp8_cuda",
+        "_sage_qk_int8_pv_fp8_cuda_sm90",
+        "_sage_qk_int8_pv_fp16_cuda",
+        "_sage_qk_int8_pv_fp16_triton",
+        "_native_flash",
+    }
+)
+
+
+def check_engine_options(kind: str, name: str, options: dict[str, Any]) -> DiffusionOptions:
+    """Parse an engine's catalog options and check them against its model; raise
+    ``EngineError`` naming the engine and option otherwise."""
+    parsed = DiffusionOptions.parse(name, options)
+    rules = RULES[kind]
+    problem = _problem(kind, rules, parsed)
+    if problem:
+        raise EngineError(f"engine {name} (kind {kind}): {problem}")
+    return parsed
+
+
+def _problem(kind: str, rules: ModelRules, options: DiffusionOptions) -> str | None:
+    step = rules.size_multiple
+    wrong = [f"{w}x{h}" for w, h in options.sizes if w % step or h % step]
+    if wrong:
+        return (
+            f"sizes {wrong} are not multiples of {step}, which this model needs "
+            "(width and height each)"
+        )
+    if rules.text_mask and options.attention_backend in MASKLESS_BACKENDS:
+        return (
+            f"attention_backend {options.attention_backend!r} rejects the text attention mask "
+            'this model passes on every call; use "native", "_native_cudnn", "flash_varlen" '
+            'or "sage_varlen"'
+        )
+    if options.version is not None and kind != "ltx2":
+        return "version applies to LTX-2 engines only (kind ltx2)"
+    if options.stg_blocks and kind != "ltx2":
+        return "stg_blocks applies to LTX-2 engines only (kind ltx2)"
+    if options.upsampler is not None and kind != "ltx":
+        return "upsampler applies to LTX-Video engines only (kind ltx)"
+    if rules.experts < 2 and any(lora.transformer == "transformer_2" for lora in options.lora):
+        return 'lora transformer = "transformer_2" needs a model with two experts (wan_i2v)'
+    if options.guidance_scale_2 is not None and rules.experts < 2:
+        return "guidance_scale_2 applies to Wan 2.2 A14B engines only (kind wan_i2v)"
+    if options.timesteps:
+        steps = options.steps
+        if steps is None or steps != len(options.timesteps):
+            return f"timesteps lists {len(options.timesteps)} values: set steps to that count"
+        if list(options.timesteps) != sorted(options.timesteps, reverse=True):
+            return "timesteps must go down, from most noise (1000) to least"
+    if options.cache == "mag" and not (
+        options.cache_config.get("mag_ratios") or options.cache_config.get("calibrate")
+    ):
+        return (
+            'cache = "mag" needs the ratios measured for this model: cache_config = '
+            "{ mag_ratios = [...] } (run once with cache_config = { calibrate = true } to "
+            "print them)"
+        )
+    if options.cache == "faster" and not rules.batched_guidance:
+        return (
+            'cache = "faster" skips the unconditional half of a batched guidance call; this '
+            "model's pipeline runs the two branches as separate calls (use first_block, mag "
+            "or taylorseer)"
+        )
+    if options.quantize == "fp8" and (options.device or "").startswith("cpu"):
+        return 'quantize = "fp8" needs an NVIDIA GPU with float8 tensor cores (8.9+)'
+    if len(options.devices) == 1:
+        return 'devices lists one device: use device = "..." (devices is for two or more)'
+    if options.devices and options.offload != "none":
+        return "devices (one job across several GPUs) cannot be combined with offload"
+    return None
