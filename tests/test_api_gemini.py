@@ -379,7 +379,11 @@ def test_callback_url_extension_gets_a_signed_cancelled_event(server: LiveServer
     with Receiver() as receiver:
         body = {
             "instances": [{"prompt": "x"}],
-            "parameters": {"durationSeconds": 8, "resolution": "1080p", "callbackUrl": receiver.url},
+            "parameters": {
+                "durationSeconds": 8,
+                "resolution": "1080p",
+                "callbackUrl": receiver.url,
+            },
         }
         name = start(server, body)
         with rest(server) as client:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -73,7 +74,7 @@ def test_terminal_event_is_signed_and_retried_with_the_same_id(server: LiveServe
     assert event["data"]["id"] == created["id"]
     assert event["data"]["status"] == "completed" and event["data"]["video"]["url"]
     times = [delivery.received_at for delivery in receiver.deliveries]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[1] > gaps[0] * 1.5  # exponential backoff
 
 
