@@ -2,14 +2,20 @@
 
 PostgreSQL tests use the server at ``KINEMA_TEST_POSTGRES_URL`` (default: postgres on
 127.0.0.1:5432); one database is created per test session and dropped at its end, and
-each test starts on an empty schema. They are skipped, saying why, if it is unreachable.
+each test starts on an empty schema. If it is unreachable they are skipped, saying why,
+unless ``KINEMA_TEST_REQUIRE_POSTGRES=1`` or ``CI=true``: then they fail.
+
+The suite never reads the caller's kinema or AWS settings: ``KINEMA_*`` (other than the
+``KINEMA_TEST_*`` variables above) and ``AWS_*`` are removed from the environment before
+any test or fixture runs, so a ``KINEMA_DATABASE_URL`` in the shell cannot make the suite
+write into that database, and the subprocesses the tests start inherit none of them.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +30,29 @@ from kinema.db import make_engine, migrate
 POSTGRES_ADMIN_URL = os.environ.get(
     "KINEMA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+TEST_SETTINGS_PREFIX = "KINEMA_TEST_"  # settings of the test suite itself, not of kinema
+
+
+def postgres_required() -> bool:
+    """Whether an unreachable PostgreSQL fails the PostgreSQL tests instead of skipping them."""
+    flag = os.environ.get("KINEMA_TEST_REQUIRE_POSTGRES", "")
+    return flag.lower() in ("1", "true", "yes") or os.environ.get("CI", "").lower() == "true"
+
+
+def inherited_settings(environ: Mapping[str, str]) -> list[str]:
+    """Names of variables in ``environ`` that would configure kinema or its S3 client."""
+    return sorted(
+        name
+        for name in environ
+        if (name.startswith("KINEMA_") and not name.startswith(TEST_SETTINGS_PREFIX))
+        or name.startswith("AWS_")
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before collection, so module- and session-scoped fixtures are covered too.
+    for name in inherited_settings(os.environ):
+        del os.environ[name]
 
 
 def _libpq(url: str) -> str:
@@ -38,7 +67,10 @@ def postgres_url() -> Iterator[str]:
     try:
         psycopg.connect(admin, connect_timeout=3, autocommit=True).close()
     except psycopg.Error as error:
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {error}")
+        reason = f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {error}"
+        if postgres_required():
+            pytest.fail(reason + " (required: KINEMA_TEST_REQUIRE_POSTGRES or CI is set)")
+        pytest.skip(reason)
     name = f"kinema_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin, autocommit=True) as connection:
         connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -55,8 +55,10 @@ def moto_server() -> Iterator[S3Server]:
     """A real S3-compatible HTTP server (moto) on a free loopback port."""
     from moto.server import ThreadedMotoServer
 
-    for name, value in S3_CREDENTIALS.items():
-        os.environ.setdefault(name, value)
+    # boto3 in this process reads its credentials from the environment: set them for the
+    # server's lifetime only, then put back what was there (the suite starts with none).
+    saved = {name: os.environ.get(name) for name in S3_CREDENTIALS}
+    os.environ.update(S3_CREDENTIALS)
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -64,6 +66,11 @@ def moto_server() -> Iterator[S3Server]:
         yield S3Server(f"http://127.0.0.1:{port}")
     finally:
         server.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @dataclass

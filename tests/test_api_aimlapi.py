@@ -486,3 +486,29 @@ def test_videos_past_retention_expire_and_their_files_go(tmp_path):
             / created["id"].split(":")[0].replace("-", "")
         )
         assert not job_dir.exists()
+
+
+def test_rate_limits_are_per_key_and_answer_429_with_retry_after(tmp_path):
+    settings = make_settings(tmp_path, rate_limit_per_minute=2)
+    params = {"generation_id": str(uuid.uuid4())}
+    with live_server(settings, workers=0) as live:
+        other_key = live.new_key("neighbour")
+        with live.client() as client, live.client(api_key=other_key) as neighbour:
+            statuses = [client.get("/v2/video/generations", params=params).status_code]
+            statuses.append(client.get("/v2/video/generations", params=params).status_code)
+            limited = client.get("/v2/video/generations", params=params)
+            # The other key has its own bucket: the first key's burst takes nothing from it.
+            neighbour_statuses = [
+                neighbour.get("/v2/video/generations", params=params).status_code
+                for _ in range(3)
+            ]
+            # One bucket per key across dialects: the OpenAI routes refuse it as well.
+            elsewhere = client.get("/v1/videos")
+    assert statuses == [404, 404]
+    assert limited.status_code == 429, limited.text
+    body = limited.json()
+    assert body["statusCode"] == 429 and "rate limit" in body["message"]
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert neighbour_statuses == [404, 404, 429]
+    assert elsewhere.status_code == 429
+    assert elsewhere.json()["error"]["type"] == "rate_limit_exceeded"

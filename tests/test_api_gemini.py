@@ -16,6 +16,7 @@ from google.genai import types
 from kinema.api.gemini import render_operation
 from kinema.types import JobStatus, JobSummary, VideoResult
 from tests.support import LiveServer, encode_image, live_server, make_settings, pattern_image, probe
+from tests.webhook_receiver import Receiver
 
 FAST = "veo-3.1-fast-generate-preview"
 OPERATION_NAME = re.compile(r"models/(?P<model>[^/]+)/operations/(?P<id>[a-z0-9]+)")
@@ -158,19 +159,26 @@ def test_sdk_raises_client_errors_with_the_google_status(sdk: genai.Client):
     assert (unknown.value.code, unknown.value.status) == (404, "NOT_FOUND")
 
 
-def test_sdk_webhook_config_becomes_the_callback(server: LiveServer, sdk: genai.Client):
-    hook = f"{server.url}/healthz"
-    operation = sdk.models.generate_videos(
-        model=FAST,
-        source=types.GenerateVideosSource(prompt="x"),
-        config=types.GenerateVideosConfig(
-            duration_seconds=4, webhook_config=types.WebhookConfig(uris=[hook])
-        ),
-    )
-    assert operation.name is not None
-    job_id = operation.name.rsplit("/", 1)[1]
-    assert server.runtime.store.get_any(job_id).request.callback_url == hook
-    server.runtime.cancel(server.runtime.store.get_any(job_id).owner, job_id)
+def test_sdk_webhook_config_gets_a_signed_completed_event(server: LiveServer, sdk: genai.Client):
+    with Receiver() as receiver:
+        operation = sdk.models.generate_videos(
+            model=FAST,
+            source=types.GenerateVideosSource(prompt="x"),
+            config=types.GenerateVideosConfig(
+                duration_seconds=4,
+                webhook_config=types.WebhookConfig(uris=[receiver.url]),
+            ),
+        )
+        assert operation.name is not None
+        sdk_video(sdk, operation)
+        [delivery] = receiver.wait_for(1)
+    job = server.runtime.store.get_any(operation.name.rsplit("/", 1)[1])
+    event = delivery.verified(server.runtime.webhook_secret(job.owner))
+    assert event["type"] == "generation.completed"
+    data = event["data"]
+    assert data["name"] == operation.name and data["done"] is True
+    (sample,) = data["response"]["generateVideoResponse"]["generatedSamples"]
+    assert sample["video"]["uri"].endswith(f"/v1beta/files/{job.id}:download?alt=media")
 
 
 def test_sdk_last_frame_and_reference_images_reach_the_job(
@@ -217,9 +225,11 @@ def test_query_key_creates_and_polls_an_operation(server: LiveServer, png: bytes
         assert OPERATION_NAME.fullmatch(name)
         polled = client.get(f"/v1beta/{name}").json()
         assert polled["name"] == name
-        if not polled["done"]:
-            assert polled["metadata"]["state"] in ("PENDING", "RUNNING")
+        # A 4 s video takes far longer to render than this one round trip.
+        assert polled["done"] is False
+        assert polled["metadata"]["state"] in ("PENDING", "RUNNING")
         assert client.post(f"/v1beta/{name}:cancel").status_code == 200
+        assert client.get(f"/v1beta/{name}").status_code == 200
 
 
 def test_done_operation_links_a_video_that_the_key_downloads(server: LiveServer, finished: dict):
@@ -365,13 +375,26 @@ def test_file_metadata_describes_the_video(server: LiveServer, finished: dict):
     assert file["downloadUri"].endswith(f"/v1beta/files/{job_id}:download?alt=media")
 
 
-def test_callback_url_extension_is_kept_with_the_job(server: LiveServer):
-    hook = f"{server.url}/healthz"
-    body = {"instances": [{"prompt": "x"}], "parameters": {**SHORT, "callbackUrl": hook}}
-    job_id = start(server, body).rsplit("/", 1)[1]
-    job = server.runtime.store.get_any(job_id)
-    assert job.request.callback_url == hook
-    server.runtime.cancel(job.owner, job_id)
+def test_callback_url_extension_gets_a_signed_cancelled_event(server: LiveServer):
+    with Receiver() as receiver:
+        body = {
+            "instances": [{"prompt": "x"}],
+            "parameters": {
+                "durationSeconds": 8,
+                "resolution": "1080p",
+                "callbackUrl": receiver.url,
+            },
+        }
+        name = start(server, body)
+        with rest(server) as client:
+            assert client.post(f"/v1beta/{name}:cancel").status_code == 200
+            wait_done(client, name)
+        [delivery] = receiver.wait_for(1)
+    job = server.runtime.store.get_any(name.rsplit("/", 1)[1])
+    event = delivery.verified(server.runtime.webhook_secret(job.owner))
+    assert event["type"] == "generation.cancelled"
+    assert event["data"]["name"] == name and event["data"]["done"] is True
+    assert event["data"]["error"]["code"] == 1  # google.rpc.Code CANCELLED
 
 
 def test_rate_limited_key_gets_resource_exhausted_with_retry_after(tmp_path):

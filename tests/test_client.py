@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from kinema.client import AsyncKinemaClient, GenerationFailed, KinemaAPIError, KinemaClient
+from tests.dialects import catalog_on_engine
 from tests.support import LiveServer, encode_image, live_server, make_settings, pattern_image, probe
 
 
@@ -50,7 +51,35 @@ def test_client_raises_api_errors_with_the_details(server: LiveServer):
     assert info.value.status_code == 400 and "duration" in str(info.value)
 
 
-def test_wait_raises_when_the_generation_fails(server: LiveServer):
+@pytest.fixture(scope="module")
+def failing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server whose every model's engine raises (``CrashingEngine``)."""
+    directory = tmp_path_factory.mktemp("failing-client")
+    catalog = catalog_on_engine(directory, "CrashingEngine")
+    with live_server(make_settings(directory, catalog_path=catalog), workers=1) as live:
+        yield live
+
+
+def test_wait_raises_when_the_generation_fails(failing: LiveServer):
+    with KinemaClient(failing.url, failing.api_key, poll_initial_s=0.05) as client:
+        created = client.create("x", encode_image(pattern_image()), duration=4)
+        with pytest.raises(GenerationFailed, match="the model exploded") as info:
+            client.wait(created["id"], timeout_s=60)
+    assert info.value.generation["id"] == created["id"]
+    assert info.value.generation["status"] == "error"
+
+
+def test_async_wait_raises_when_the_generation_fails(failing: LiveServer):
+    async def run() -> None:
+        async with AsyncKinemaClient(failing.url, failing.api_key, poll_initial_s=0.05) as client:
+            created = await client.create("x", encode_image(pattern_image()), duration=4)
+            await client.wait(created["id"], timeout_s=60)
+
+    with pytest.raises(GenerationFailed, match="the model exploded"):
+        asyncio.run(run())
+
+
+def test_wait_raises_when_the_generation_is_cancelled(server: LiveServer):
     with KinemaClient(server.url, server.api_key, poll_initial_s=0.05) as client:
         created = client.create("x", encode_image(pattern_image()), duration=8)
         job_id = created["id"].split(":")[0].replace("-", "")

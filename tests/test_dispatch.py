@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
+from kinema.catalog import OFF_PEAK_PRIORITY, Catalog
 from kinema.db import make_engine, migrate
 from kinema.jobs.dispatch import (
     QUEUE_NAME_MAX,
@@ -112,11 +114,18 @@ def test_a_failed_submit_leaves_no_queue_entry(store: JobStore, pg: Engine):
     assert len(entries(pg, job.id)) == 1
 
 
-def test_off_peak_jobs_queue_below_everything(store: JobStore, pg: Engine):
-    job, _ = store.submit(
-        owner="o", request=request(off_peak=True, priority=-100), dialect="aimlapi"
+def test_off_peak_jobs_queue_below_everything(store: JobStore, pg: Engine, tmp_path: Path):
+    catalog = Catalog.from_dict(tomllib.loads(CATALOG.format(marker=tmp_path / "m")))
+    ordinary, _ = store.submit(
+        owner="o", request=catalog.build_request("slow", {"prompt": "p"}), dialect="aimlapi"
     )
-    assert entries(pg, job.id)[0]["priority"] == dispatch_priority(-100, turn=1)
+    off_peak_request = catalog.build_request("slow", {"prompt": "p"}, off_peak=True)
+    off_peak, _ = store.submit(owner="o", request=off_peak_request, dialect="aimlapi")
+
+    assert off_peak_request.priority == OFF_PEAK_PRIORITY < 0
+    assert entries(pg, ordinary.id)[0]["priority"] == dispatch_priority(0, turn=1)
+    assert entries(pg, off_peak.id)[0]["priority"] == dispatch_priority(OFF_PEAK_PRIORITY, turn=1)
+    assert entries(pg, off_peak.id)[0]["priority"] < entries(pg, ordinary.id)[0]["priority"]
 
 
 def test_only_the_recorded_queue_entry_can_claim(store: JobStore, pg: Engine):

@@ -8,6 +8,18 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.dialects import (
+    ACTIVE,
+    CANCELLED,
+    COMPLETED,
+    DIALECT_NAMES,
+    DIALECTS,
+    FAILED,
+    Stream,
+    catalog_on_engine,
+    event_rank,
+    read_stream,
+)
 from tests.support import LiveServer, data_uri, live_server, make_settings, pattern_image
 
 
@@ -161,3 +173,100 @@ def test_every_dialect_streams_its_own_status_object(server: LiveServer, dialect
     assert events[-1]["event"] == "done"
     assert is_done(json.loads(events[-1]["data"]))
     assert all(e["event"] == "progress" for e in events[:-1])
+
+
+# --- resuming, keepalives, and streams that end badly, in every dialect ---
+
+
+@pytest.fixture(scope="module")
+def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """Every model renders grey frames, 30 ms each: a 4 s clip runs for about 3 s."""
+    directory = tmp_path_factory.mktemp("sse-slow")
+    catalog = catalog_on_engine(directory, "SlowEngine", frame_s=0.03)
+    with live_server(make_settings(directory, catalog_path=catalog), workers=1) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def failing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    directory = tmp_path_factory.mktemp("sse-failing")
+    catalog = catalog_on_engine(directory, "CrashingEngine")
+    with live_server(make_settings(directory, catalog_path=catalog), workers=1) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def idle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """No workers: jobs stay queued until a test ends them."""
+    with live_server(make_settings(tmp_path_factory.mktemp("sse-idle")), workers=0) as live:
+        yield live
+
+
+@pytest.mark.parametrize("name", DIALECT_NAMES)
+def test_every_dialect_resumes_a_stream_after_last_event_id(slow: LiveServer, name: str):
+    dialect = DIALECTS[name]
+
+    def running(stream: Stream) -> bool:
+        return bool(stream.events) and event_rank(stream.events[-1]) >= (1, 1)
+
+    with slow.client() as client:
+        wire_id = dialect.create(client)
+        path = dialect.events_path(wire_id)
+        first = read_stream(client, path, stop=running)  # disconnects mid-job
+        seen = first.events[-1]
+        assert dialect.state(json.loads(seen["data"])) == ACTIVE
+        rest = read_stream(client, path, last_event_id=seen["id"])
+        again = read_stream(client, path, last_event_id=rest.events[-1]["id"])
+
+    assert rest.events, "the job went on after the first stream was dropped"
+    assert all(event_rank(e) > event_rank(seen) for e in rest.events)
+    assert [e["event"] for e in rest.events][-1] == "done"
+    assert dialect.state(rest.bodies[-1]) == COMPLETED
+    ranks = [event_rank(e) for e in rest.events]
+    assert ranks == sorted(set(ranks))
+    assert again.events == [], "nothing is newer than the terminal event"
+
+
+def test_an_idle_stream_gets_keepalive_comments(idle: LiveServer):
+    # The job stays queued: nothing changes, so after 15 s only a comment line is sent.
+    dialect = DIALECTS["aimlapi"]
+    with idle.client() as client:
+        wire_id = dialect.create(client)
+        stream = read_stream(
+            client, dialect.events_path(wire_id), stop=lambda s: bool(s.comments)
+        )
+    assert stream.comments == [": keepalive"]
+    [queued] = stream.events
+    assert queued["event"] == "progress" and queued["id"] == "0.0"
+    assert dialect.state(json.loads(queued["data"])) == ACTIVE
+
+
+@pytest.mark.parametrize("name", DIALECT_NAMES)
+def test_every_dialect_ends_the_stream_of_a_failed_job(failing: LiveServer, name: str):
+    dialect = DIALECTS[name]
+    with failing.client() as client:
+        stream = read_stream(client, dialect.events_path(dialect.create(client)))
+    assert [e["event"] for e in stream.events][-1] == "done"
+    assert all(e["event"] == "progress" for e in stream.events[:-1])
+    assert dialect.state(stream.bodies[-1]) == FAILED
+    assert "the model exploded" in stream.events[-1]["data"]
+
+
+@pytest.mark.parametrize("name", DIALECT_NAMES)
+def test_every_dialect_ends_the_stream_of_a_cancelled_job(idle: LiveServer, name: str):
+    dialect = DIALECTS[name]
+    with idle.client() as client:
+        wire_id = dialect.create(client)
+        cancelled: list[bool] = []
+
+        def cancel_once_watched(stream: Stream) -> bool:
+            if stream.events and not cancelled:
+                dialect.cancel(idle, client, wire_id)
+                cancelled.append(True)
+            return False
+
+        stream = read_stream(client, dialect.events_path(wire_id), stop=cancel_once_watched)
+    assert cancelled
+    assert [e["event"] for e in stream.events] == ["progress", "done"]
+    assert dialect.state(stream.bodies[0]) == ACTIVE
+    assert dialect.state(stream.bodies[-1]) == CANCELLED

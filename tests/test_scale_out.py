@@ -281,12 +281,19 @@ def test_cancel_in_the_api_stops_the_job_in_a_worker_process(cluster: Cluster):
 
 def test_a_model_without_a_worker_stays_queued_and_says_so(cluster: Cluster):
     api = cluster.api()
-    worker = cluster.worker("quick", "w1")
+    worker = cluster.worker("quick,slow", "w1")  # one slot for both models
     try:
         wait_until(lambda: cluster.live_workers() == 1, 60, "a worker")
         client = cluster.client(api)
         lonely = create(client, "lonely")
+        # The worker's one slot is busy with a long job, so a quick job is surely queued
+        # when its answer is rendered: it must count the worker that will take it.
+        busy = create(client, "slow", seconds=8)
+        wait_until(lambda: poll(client, busy["id"])["status"] == "in_progress", 30, "busy job")
         served = create(client, "quick")
+        served_polled = poll(client, served["id"])
+        cancelled = client.post(f"/v1/video/generations/{busy['id']}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
         wait_until(lambda: poll(client, served["id"])["status"] == "succeeded", 30, "quick job")
         time.sleep(1.0)
         waiting = poll(client, lonely["id"])
@@ -294,7 +301,8 @@ def test_a_model_without_a_worker_stays_queued_and_says_so(cluster: Cluster):
         stop_all(api, worker)
 
     assert lonely["workers_online"] == 0
-    assert served.get("workers_online", 1) == 1  # if still queued when answered
+    assert served["status"] == "queued" and served["workers_online"] == 1
+    assert served_polled["status"] == "queued" and served_polled["workers_online"] == 1
     assert waiting["status"] == "queued"
     assert waiting["queue_position"] == 0
     assert waiting["workers_online"] == 0

@@ -2,51 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from kinema.webhooks import signing
-from tests.support import LiveServer, data_uri, live_server, make_settings, pattern_image
-
-
-class Receiver:
-    """Answers 500 ``failures`` times, then 200; records every delivery it got."""
-
-    def __init__(self, failures: int, status: int = 500) -> None:
-        self.failures = failures
-        self.status = status
-        self.deliveries: list[tuple[dict[str, str], bytes, float]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.deliveries.append(
-                    ({k.lower(): v for k, v in self.headers.items()}, body, time.time())
-                )
-                failing = len(receiver.deliveries) <= receiver.failures
-                self.send_response(receiver.status if failing else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def wait_for(self, count: int, timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
-        while len(self.deliveries) < count:
-            assert time.monotonic() < deadline, f"only {len(self.deliveries)} deliveries"
-            time.sleep(0.05)
+from tests.support import (
+    LiveServer,
+    data_uri,
+    live_server,
+    make_settings,
+    pattern_image,
+    poll_until_done,
+)
+from tests.webhook_receiver import Receiver
 
 
 @pytest.fixture
@@ -85,22 +58,23 @@ def test_terminal_event_is_signed_and_retried_with_the_same_id(server: LiveServe
     time.sleep(0.5)
     assert len(receiver.deliveries) == 3  # 500, 500, then 200: no more after success
 
-    ids = {headers["webhook-id"] for headers, _, _ in receiver.deliveries}
+    ids = {delivery.headers["webhook-id"] for delivery in receiver.deliveries}
     assert len(ids) == 1
-    bodies = {body for _, body, _ in receiver.deliveries}
+    bodies = {delivery.body for delivery in receiver.deliveries}
     assert len(bodies) == 1
     secret = owner_secret(server)
-    for headers, body, received_at in receiver.deliveries:
-        signing.verify(secret, headers, body, now=received_at)
+    for delivery in receiver.deliveries:
+        delivery.verified(secret)
+    first = receiver.deliveries[0]
     with pytest.raises(signing.SignatureError):
-        headers, body, received_at = receiver.deliveries[0]
-        signing.verify(secret, headers, body + b" ", now=received_at)
+        signing.verify(secret, first.headers, first.body + b" ", now=first.received_at)
 
     event = json.loads(bodies.pop())
     assert event["type"] == "generation.completed"
     assert event["data"]["id"] == created["id"]
     assert event["data"]["status"] == "completed" and event["data"]["video"]["url"]
-    gaps = [b[2] - a[2] for a, b in zip(receiver.deliveries, receiver.deliveries[1:], strict=False)]
+    times = [delivery.received_at for delivery in receiver.deliveries]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[1] > gaps[0] * 1.5  # exponential backoff
 
 
@@ -119,8 +93,9 @@ def test_cancelled_job_sends_a_cancelled_event(server: LiveServer):
     key = next(k for k in server.runtime.keys.list() if server.api_key.startswith(k.prefix))
     server.runtime.cancel(key.id, job_id)
     receiver.wait_for(1)
-    event = json.loads(receiver.deliveries[0][1])
+    event = receiver.deliveries[0].verified(owner_secret(server))
     assert event["type"] == "generation.cancelled"
+    assert event["data"]["status"] == "error" and event["data"]["error"]["name"] == "Cancelled"
 
 
 def test_callback_to_a_refused_address_is_a_400(tmp_path: Path):
@@ -150,5 +125,8 @@ def test_no_callback_means_no_event(server: LiveServer):
                 "image_url": data_uri(pattern_image()),
             },
         ).json()
+        # The outbox row would be written with the terminal state: look once the job ended.
+        assert poll_until_done(client, created["id"])["status"] == "completed"
     job_id = created["id"].split(":")[0].replace("-", "")
+    assert server.runtime.store.get_any(job_id).status.terminal
     assert server.runtime.outbox.for_job(job_id) == []

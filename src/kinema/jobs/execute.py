@@ -101,9 +101,13 @@ class Executor:
             return
         try:
             self.store.succeed(job.id, job.attempt, result)
-        except LeaseLost:
-            # A newer attempt owns the job now; this attempt's files must not survive.
-            log.warning("job %s attempt %d finished after losing its lease", job.id, job.attempt)
+        except Exception as error:
+            # A newer attempt owns the job now, or the success could not be written (the
+            # database is gone): this attempt's files must not survive. In the second case
+            # the job keeps its lease until it lapses, then runs again.
+            lost = isinstance(error, LeaseLost)
+            why = "finished after losing its lease" if lost else "recording its success failed"
+            log.warning("job %s attempt %d %s", job.id, job.attempt, why, exc_info=not lost)
             for key in (result.video_key, result.thumbnail_key):
                 if key:
                     self.storage.delete(key)
@@ -128,6 +132,8 @@ class Executor:
             write()
         except LeaseLost:
             log.warning("job %s attempt %d: outcome dropped, lease lost", job.id, job.attempt)
+        except Exception:  # the job keeps its lease until it lapses, then runs again
+            log.exception("job %s attempt %d: recording its outcome failed", job.id, job.attempt)
 
     def _generate(self, job: Job, control: RunControl) -> VideoResult:
         request = job.request

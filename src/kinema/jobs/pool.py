@@ -113,7 +113,10 @@ class WorkerPool:
                 self._wake.wait(self.poll_s)
                 self._wake.clear()
                 continue
-            self.run(job)
+            try:
+                self.run(job)
+            except Exception:  # this thread is a job slot: it must outlive any one job
+                log.exception("job %s attempt %d: the worker failed", job.id, job.attempt)
 
     def run(self, job: Job, control: RunControl | None = None) -> None:
         """Execute ``job`` (claimed by this process) under this pool's heartbeats.
