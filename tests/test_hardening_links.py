@@ -101,7 +101,9 @@ def test_hosts_outside_the_trusted_list_get_400_in_the_dialects_envelope(tmp_pat
         body = assert_envelope("aimlapi", refused, 400)
         assert "evil.example" in str(body)
         assert server.runtime.store.list(server.runtime.keys.list()[0].id) == []
-        # Trusted names, with and without a port, and a wildcard's subdomains pass.
+        # Health probes by address pass; so do trusted names, with and without a port,
+        # and a wildcard's subdomains.
+        assert client.get("/healthz", headers={"Host": "10.1.2.3:8000"}).status_code == 200
         assert client.get("/v1/videos").status_code == 200
         ok = client.get("/v1/videos", headers={"Host": "eu.videos.example:8443"})
         assert ok.status_code == 200, ok.text
