@@ -52,7 +52,7 @@ def download(server: LiveServer, url: str) -> bytes:
         return response.content
 
 
-def test_create_returns_queued_generation_with_model_in_id(server: LiveServer, image_uri: str):
+def test_create_returns_the_new_generation_with_model_in_id(server: LiveServer, image_uri: str):
     body = create(
         server,
         {
