@@ -337,22 +337,22 @@ def test_embedded_mode_never_imports_procrastinate_or_boto3(tmp_path: Path):
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_an_idle_connection_that_died_is_replaced_on_checkout(
-    pg: Engine, postgres_url: str, monkeypatch: pytest.MonkeyPatch
-):
+def test_an_idle_connection_that_died_is_replaced_on_checkout(pg: Engine, postgres_url: str):
     import psycopg
 
-    import kinema.db
     from tests.conftest import _libpq
 
-    with pg.connect() as connection:
-        pid = connection.scalar(text("SELECT pg_backend_pid()"))
-    with psycopg.connect(_libpq(postgres_url), autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    monkeypatch.setattr(kinema.db, "_PG_IDLE_PING_S", 0.0)
+    engine = make_engine(postgres_url, idle_ping_s=0.0)  # every reused connection is idle
+    try:
+        with engine.connect() as connection:
+            pid = connection.scalar(text("SELECT pg_backend_pid()"))
+        with psycopg.connect(_libpq(postgres_url), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
-    with pg.connect() as connection:
-        assert connection.scalar(text("SELECT pg_backend_pid()")) != pid
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT pg_backend_pid()")) != pid
+    finally:
+        engine.dispose()
 
 
 def test_jobs_queued_before_dispatch_was_switched_on_get_queue_entries(pg: Engine):

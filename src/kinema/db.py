@@ -40,8 +40,9 @@ _WAL_SWITCH_TRIES = 50
 _PG_IDLE_PING_S = 5.0  # a pooled PostgreSQL connection idle this long is pinged first
 
 
-def make_engine(url: str) -> Engine:
-    """Build the engine for ``url`` (``sqlite:///path`` or ``postgresql://...``)."""
+def make_engine(url: str, *, idle_ping_s: float = _PG_IDLE_PING_S) -> Engine:
+    """Build the engine for ``url`` (``sqlite:///path`` or ``postgresql://...``);
+    PostgreSQL connections idle for ``idle_ping_s`` are pinged before reuse."""
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
@@ -49,12 +50,12 @@ def make_engine(url: str) -> Engine:
     if backend in ("postgresql", "postgres"):
         if parsed.drivername in ("postgresql", "postgres"):
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return _postgres_engine(parsed)
+        return _postgres_engine(parsed, idle_ping_s)
     shown = parsed.render_as_string()  # password masked
     raise ValueError(f"unsupported database URL {shown!r}: use sqlite or postgresql")
 
 
-def _postgres_engine(url: URL) -> Engine:
+def _postgres_engine(url: URL, idle_ping_s: float) -> Engine:
     """A PostgreSQL engine that checks connections which sat idle before handing them out.
 
     ``pool_pre_ping`` would add a round trip to every checkout, a third of a queue
@@ -71,7 +72,7 @@ def _postgres_engine(url: URL) -> Engine:
     @event.listens_for(engine, "checkout")
     def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         idle_since = record.info.get("idle_since")
-        if idle_since is None or time.monotonic() - idle_since < _PG_IDLE_PING_S:
+        if idle_since is None or time.monotonic() - idle_since < idle_ping_s:
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
