@@ -8,8 +8,20 @@ image-to-video generation with classifier-free guidance is timed per speed optio
 two-step warm-up (which also absorbs torch.compile's compilation).
 
     python -m bench.gpu_engine                          # on a GPU: every variant that applies
-    python -m bench.gpu_engine --variants baseline,flash,compile
+    python -m bench.gpu_engine --variants baseline,compile,few_step --steps 10 --json out.json
     python -m bench.gpu_engine --toy                    # tiny model on the CPU: checks the script
+
+``--steps N`` times N steps instead of 50 (seconds per step and MFU do not need all 50;
+the whole-video and FLOP-limit columns are then for N steps). Each variant runs in its own
+process (``--isolate``, the default on a GPU): one that fails or runs out of memory
+records its error in its row and the others still run; the JSON file is rewritten after
+every row. The bf16 peak is measured in the same run on the same GPU (an 8192^3 matrix
+product, best of 20) and reported beside the 989 TFLOP/s datasheet figure; the FLOP limit
+and MFU are given against both.
+
+The ``few_step`` variant is the distilled TI2V path (FastWan2.2-TI2V-5B's recipe: 3 steps,
+no guidance, a consistency sampler at timesteps 1000, 757, 522): with random weights it
+measures the speed of that recipe, not its quality.
 
 FLOPs of one transformer forward pass (multiply-add = 2 FLOPs), with L video tokens, T text
 tokens, width d, feed-forward width f and N blocks, per block:
@@ -40,7 +52,9 @@ import itertools
 import json
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -117,9 +131,20 @@ TOY = {
     "text_tokens": 16,
 }
 
+FEW_STEP = {
+    "steps": 3,
+    "guidance_scale": 1.0,
+    "scheduler": "FlowMatchLCMScheduler",
+    "scheduler_config": {"shift": 1.0},
+    "timesteps": [1000, 757, 522],
+}
+
 # Engine options per variant (the catalog keys of docs/gpu.md).
 VARIANTS: dict[str, dict[str, Any]] = {
     "baseline": {},
+    "few_step": FEW_STEP,
+    "compile+few_step": {**FEW_STEP, "compile": True},
+    "fp8": {"quantize": "fp8"},
     "cudnn": {"attention_backend": "_native_cudnn"},
     "flash": {"attention_backend": "flash"},
     "sage": {"attention_backend": "sage"},
@@ -129,8 +154,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "vae_tiling": {"vae_tiling": True},
     "offload_model": {"offload": "model"},
 }
-GPU_ONLY = {"cudnn", "flash", "sage", "flash+compile", "offload_model"}
-PEAK_TFLOPS = 989.0  # H100 / H200 SXM, dense BF16
+GPU_ONLY = {"cudnn", "flash", "sage", "flash+compile", "offload_model", "fp8"}
+PEAK_TFLOPS = 989.0  # H100 / H200 SXM, dense BF16 (datasheet)
+MATMUL_SIZE = 8192  # the product whose speed is the measured peak
 
 
 @dataclass
@@ -141,13 +167,18 @@ class Row:
     height: int
     frames: int
     steps: int
-    seconds_per_step: float
-    denoise_s: float
-    decode_s: float
-    video_s: float
-    flop_limit_s: float | None
+    seconds_per_step: float | None
+    denoise_s: float | None
+    decode_s: float | None
+    video_s: float | None
+    flop_limit_s: float | None  # at the datasheet peak
     mfu: float | None
     peak_memory_gib: float | None
+    forwards_per_step: int = 2
+    measured_tflops: float | None = None  # bf16 matmul peak measured in this run
+    flop_limit_measured_s: float | None = None
+    mfu_measured: float | None = None
+    error: str = ""
     note: str = ""
 
 
@@ -176,8 +207,8 @@ def video_tokens(config: dict[str, Any]) -> int:
     return int(latent_frames * rows * columns)
 
 
-def video_flops(config: dict[str, Any]) -> float:
-    """All steps, two forward passes each (classifier-free guidance)."""
+def video_flops(config: dict[str, Any], steps: int | None = None, forwards: int = 2) -> float:
+    """All steps, ``forwards`` passes each (two with classifier-free guidance)."""
     transformer = config["transformer"]
     one = transformer_flops(
         tokens=video_tokens(config),
@@ -186,7 +217,26 @@ def video_flops(config: dict[str, Any]) -> float:
         ffn_dim=transformer["ffn_dim"],
         layers=transformer["num_layers"],
     )
-    return one * 2 * config["steps"]
+    return one * forwards * (config["steps"] if steps is None else steps)
+
+
+def measure_matmul_tflops(device: torch.device, size: int = MATMUL_SIZE) -> float | None:
+    """TFLOP/s of a ``size``^3 bf16 matrix product on ``device``, best of 20 (the CPU:
+    float32, as a check of the code)."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    best = float("inf")
+    for attempt in range(23):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        torch.matmul(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if attempt >= 3:  # the first ones pick kernels
+            best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e12
 
 
 def build_pipeline(config: dict[str, Any], device: torch.device, dtype: torch.dtype) -> Any:
@@ -239,7 +289,12 @@ def _cast(model: torch.nn.Module, dtype: torch.dtype) -> Any:
 
 
 def run_variant(
-    name: str, config: dict[str, Any], device: torch.device, peak_tflops: float | None
+    name: str,
+    config: dict[str, Any],
+    device: torch.device,
+    peak_tflops: float | None,
+    measured_tflops: float | None = None,
+    steps: int | None = None,
 ) -> Row:
     from kinema.engines.wan_ti2v import WanTI2VEngine
     from kinema.types import EngineRequest
@@ -249,12 +304,14 @@ def run_variant(
     options = {
         "weights": "(random, built in memory)",
         "device": str(device),
-        "steps": config["steps"],
+        "steps": steps or config["steps"],
         "sizes": [size],
         "max_sequence_length": config["text_tokens"],
         "audio": "refuse",
         **VARIANTS[name],
     }
+    steps = int(options["steps"])
+    forwards = 1 if float(options.get("guidance_scale", 5.0)) <= 1.0 else 2
     engine = WanTI2VEngine(options, name=f"bench-{name}")
     engine.adopt(build_pipeline(config, device, dtype))
     request = EngineRequest(
@@ -268,9 +325,10 @@ def run_variant(
         image=Image.new("RGB", (config["width"], config["height"]), (120, 90, 60)),
     )
 
-    # Warm-up: two steps (compiles, picks kernels, fills the allocator).
+    # Warm-up: a short run (compiles, picks kernels, fills the allocator).
     timed = engine.options
-    engine.options = dataclasses.replace(timed, steps=2)
+    if not timed.timesteps:  # pinned timesteps fix the step count
+        engine.options = dataclasses.replace(timed, steps=2)
     engine.run(request, lambda _: None, lambda: False)
     engine.options = timed
 
@@ -286,24 +344,31 @@ def run_variant(
     started = time.perf_counter()
     clip = engine.run(request, on_progress, lambda: False)
     video_s = time.perf_counter() - started
-    steps = [t for _, t in marks[: config["steps"]]]  # one mark per step, then the decode's
-    step_times = [b - a for a, b in itertools.pairwise(steps)] or [video_s]
-    decode_s = marks[-1][1] - steps[-1] if steps else 0.0
-    denoise_s = steps[-1] - started if steps else video_s
-    flops = video_flops(config)
-    per_step = statistics.median(step_times)
+    ends = [t for _, t in marks[:steps]]  # one mark per step, then the decode's
+    step_times = [b - a for a, b in itertools.pairwise([started, *ends])] or [video_s]
+    decode_s = marks[-1][1] - ends[-1] if ends else 0.0
+    denoise_s = ends[-1] - started if ends else video_s
+    flops = video_flops(config, steps, forwards)
+    # The first step also encodes the prompt and image: the median is the step's own cost.
+    per_step = statistics.median(step_times[1:] or step_times)
     peak = None
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 1024**3
-    limit = flops / (peak_tflops * 1e12) if peak_tflops else None
-    mfu = flops / (per_step * config["steps"] * peak_tflops * 1e12) if peak_tflops else None
+
+    def against(tflops: float | None) -> tuple[float | None, float | None]:
+        if not tflops:
+            return None, None
+        return flops / (tflops * 1e12), flops / (per_step * steps * tflops * 1e12)
+
+    limit, mfu = against(peak_tflops)
+    limit_measured, mfu_measured = against(measured_tflops)
     row = Row(
         variant=name,
         device=_device_name(device),
         width=clip.width,
         height=clip.height,
         frames=clip.num_frames,
-        steps=config["steps"],
+        steps=steps,
         seconds_per_step=per_step,
         denoise_s=denoise_s,
         decode_s=decode_s,
@@ -311,6 +376,10 @@ def run_variant(
         flop_limit_s=limit,
         mfu=mfu,
         peak_memory_gib=peak,
+        forwards_per_step=forwards,
+        measured_tflops=measured_tflops,
+        flop_limit_measured_s=limit_measured,
+        mfu_measured=mfu_measured,
         note="random weights: cache hit rate not representative" if "first_block" in name else "",
     )
     engine.unload()
@@ -326,7 +395,7 @@ def _device_name(device: torch.device) -> str:
 
 
 def _usable(name: str, device: torch.device) -> bool:
-    if device.type == "cpu" and name in GPU_ONLY | {"compile"}:
+    if device.type == "cpu" and (name in GPU_ONLY or "compile" in name):
         return False
     backend = VARIANTS[name].get("attention_backend")
     if backend in ("flash", "sage"):
@@ -337,18 +406,80 @@ def _usable(name: str, device: torch.device) -> bool:
     return True
 
 
+def failed_row(
+    name: str, config: dict[str, Any], device: torch.device, error: str, steps: int
+) -> Row:
+    return Row(
+        variant=name,
+        device=_device_name(device),
+        width=config["width"],
+        height=config["height"],
+        frames=config["frames"],
+        steps=int(VARIANTS.get(name, {}).get("steps", steps)),
+        seconds_per_step=None,
+        denoise_s=None,
+        decode_s=None,
+        video_s=None,
+        flop_limit_s=None,
+        mfu=None,
+        peak_memory_gib=None,
+        error=error,
+    )
+
+
+def run_isolated(
+    name: str,
+    argv: list[str],
+    config: dict[str, Any],
+    device: torch.device,
+    timeout_s: float,
+    steps: int,
+) -> Row:
+    """Run one variant in a child process; a crash, a hang or an error becomes its row."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "row.json"
+        command = [sys.executable, "-m", "bench.gpu_engine", *argv, "--variants", name]
+        command += ["--json", str(out), "--no-isolate"]
+        try:
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=timeout_s, check=False
+            )
+        except subprocess.TimeoutExpired:
+            return failed_row(name, config, device, f"timed out after {timeout_s:.0f} s", steps)
+        if out.exists():
+            rows = json.loads(out.read_text())
+            if rows:
+                return Row(**rows[0])
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        message = f"exit {done.returncode}: {' | '.join(tail)}"
+        return failed_row(name, config, device, message, steps)
+
+
+def _cell(value: float | None, form: str) -> str:
+    return "n/a" if value is None else format(value, form)
+
+
 def table(rows: list[Row]) -> str:
     lines = [
-        "| variant | s/step | denoise s | decode s | video s | x FLOP limit | MFU | peak GiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | steps | s/step | denoise s | decode s | video s | x FLOP limit "
+        "(datasheet / measured) | MFU (datasheet / measured) | peak GiB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        ratio = f"{row.video_s / row.flop_limit_s:.2f}" if row.flop_limit_s else "n/a"
-        mfu = f"{row.mfu:.1%}" if row.mfu is not None else "n/a"
-        memory = f"{row.peak_memory_gib:.1f}" if row.peak_memory_gib is not None else "n/a"
+        if row.error:
+            lines.append(f"| {row.variant} | {row.steps} | failed: {row.error} ||||||||")
+            continue
+        ratios = [
+            f"{row.video_s / limit:.2f}" if row.video_s is not None and limit else "n/a"
+            for limit in (row.flop_limit_s, row.flop_limit_measured_s)
+        ]
+        ratio = " / ".join(ratios)
+        mfu = f"{_cell(row.mfu, '.1%')} / {_cell(row.mfu_measured, '.1%')}"
         lines.append(
-            f"| {row.variant} | {row.seconds_per_step:.3f} | {row.denoise_s:.1f} | "
-            f"{row.decode_s:.1f} | {row.video_s:.1f} | {ratio} | {mfu} | {memory} |"
+            f"| {row.variant} | {row.steps} | {_cell(row.seconds_per_step, '.3f')} | "
+            f"{_cell(row.denoise_s, '.1f')} | {_cell(row.decode_s, '.1f')} | "
+            f"{_cell(row.video_s, '.1f')} | {ratio} | {mfu} | "
+            f"{_cell(row.peak_memory_gib, '.1f')} |"
         )
     return "\n".join(lines)
 
@@ -357,8 +488,17 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--toy", action="store_true", help="tiny model on the CPU")
     parser.add_argument("--variants", default="", help="comma-separated; default: all usable")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 50)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="default: 989 on a GPU")
-    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--measured-tflops", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, default=None, help="rows, rewritten after each")
+    parser.add_argument(
+        "--isolate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="each variant in its own process (default: on a GPU)",
+    )
+    parser.add_argument("--variant-timeout", type=float, default=600.0, help="seconds")
     args = parser.parse_args(argv)
 
     config = TOY if args.toy else FULL
@@ -372,22 +512,42 @@ def main(argv: list[str] | None = None) -> list[Row]:
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+    measured = args.measured_tflops
+    if measured is None:
+        measured = measure_matmul_tflops(device, MATMUL_SIZE if device.type == "cuda" else 256)
 
-    flops = video_flops(config)
+    steps = args.steps or config["steps"]
+    flops = video_flops(config, steps)
     print(
-        f"{config['width']}x{config['height']}, {config['frames']} frames, {config['steps']} "
-        f"steps with guidance: {video_tokens(config)} tokens, {flops:.3e} FLOPs"
-        + (f", FLOP limit {flops / (peak * 1e12):.1f} s at {peak:g} TFLOP/s" if peak else ""),
+        f"{config['width']}x{config['height']}, {config['frames']} frames, {steps} steps "
+        f"with guidance: {video_tokens(config)} tokens, {flops:.3e} FLOPs"
+        + (f", FLOP limit {flops / (peak * 1e12):.1f} s at {peak:g} TFLOP/s" if peak else "")
+        + (f"; measured matmul peak {measured:.1f} TFLOP/s" if measured else ""),
         flush=True,
     )
-    rows = []
+    isolate = device.type == "cuda" if args.isolate is None else args.isolate
+    child = ["--steps", str(steps), "--measured-tflops", str(measured)]
+    child += ["--toy"] if args.toy else []
+    child += ["--peak-tflops", str(peak)] if peak else []
+    rows: list[Row] = []
     for name in names:
-        row = run_variant(name, config, device, peak)
+        if isolate:
+            row = run_isolated(name, child, config, device, args.variant_timeout, steps)
+        else:
+            try:
+                row = run_variant(name, config, device, peak, measured, steps)
+            except Exception as error:  # one variant failing must not stop the others
+                message = f"{type(error).__name__}: {error}"
+                row = failed_row(name, config, device, message, steps)
+            finally:
+                gc.collect()
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
         print(json.dumps(asdict(row)), flush=True)
         rows.append(row)
+        if args.json:
+            args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
     print(table(rows))
-    if args.json:
-        args.json.write_text(json.dumps([asdict(row) for row in rows], indent=2))
     return rows
 
 

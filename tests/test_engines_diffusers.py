@@ -419,15 +419,32 @@ def test_sound_from_a_model_without_audio_is_refused_with_a_400(server: LiveServ
 # --- the GPU benchmark, at toy size ----------------------------------------------------------
 
 
-def test_gpu_benchmark_runs_at_toy_size_on_the_cpu(capsys: pytest.CaptureFixture[str]):
+def test_gpu_benchmark_runs_at_toy_size_on_the_cpu(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+):
+    import json
+
     from bench import gpu_engine
 
-    rows = gpu_engine.main(["--toy", "--variants", "baseline"])
-    assert [row.variant for row in rows] == ["baseline"]
-    assert (rows[0].frames, rows[0].width, rows[0].height) == (9, 64, 32)
-    assert rows[0].seconds_per_step > 0 and rows[0].video_s >= rows[0].denoise_s
-    assert "| baseline |" in capsys.readouterr().out
+    out = tmp_path / "rows.json"
+    rows = gpu_engine.main(
+        ["--toy", "--variants", "fp8,baseline,few_step", "--steps", "2", "--json", str(out)]
+    )
+    assert [row.variant for row in rows] == ["fp8", "baseline", "few_step"]
+    assert "needs an NVIDIA GPU" in rows[0].error  # recorded; the others still ran
+    baseline, few = rows[1], rows[2]
+    assert not baseline.error and not few.error
+    assert (baseline.frames, baseline.width, baseline.height, baseline.steps) == (9, 64, 32, 2)
+    assert baseline.seconds_per_step and baseline.seconds_per_step > 0
+    assert baseline.video_s and baseline.denoise_s and baseline.video_s >= baseline.denoise_s
+    assert baseline.measured_tflops and baseline.measured_tflops > 0
+    assert (few.steps, few.forwards_per_step) == (3, 1)
+    written = json.loads(out.read_text())
+    assert [row["variant"] for row in written] == ["fp8", "baseline", "few_step"]
+    printed = capsys.readouterr().out
+    assert "| baseline | 2 |" in printed and "| fp8 | 2 | failed:" in printed
     # The full-size count the script reports for a GPU run: 50 steps with guidance at
     # 1280x704x121 is about 5.2e16 FLOPs, about 52 s at 989 TFLOP/s.
     assert gpu_engine.video_tokens(gpu_engine.FULL) == 31 * 22 * 40
     assert gpu_engine.video_flops(gpu_engine.FULL) / 989e12 == pytest.approx(52.3, abs=0.5)
+    assert gpu_engine.video_flops(gpu_engine.FULL, 3, 1) / 989e12 == pytest.approx(1.57, abs=0.02)

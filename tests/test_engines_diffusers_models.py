@@ -194,7 +194,7 @@ def test_options_a_model_lacks_are_refused_when_the_catalog_loads():
         ("ltx2", {"upsampler": "/models/up"}, "LTX-Video engines only"),
         ("wan_ti2v", {"lora": {"weights": "/l", "transformer": "transformer_2"}}, "two experts"),
         ("wan_ti2v", {"cache": "mag"}, "mag_ratios"),
-        ("wan_ti2v", {"cache": "faster"}, "separate calls"),
+        ("wan_ti2v", {"cache": "faster"}, "FasterCache"),
         ("wan_ti2v", {"timesteps": [1000, 500], "steps": 3}, "set steps to that count"),
         ("wan_ti2v", {"devices": ["cuda:0"]}, "devices lists one device"),
         ("ltx", {"quantize": "fp8", "device": "cpu"}, "needs an NVIDIA GPU"),

@@ -8,8 +8,11 @@
   ``{ calibrate = true }`` to print them).
 - ``taylorseer``: TaylorSeer, which computes the blocks every ``cache_interval`` steps and
   extrapolates their outputs in between with a Taylor series.
-- ``faster``: FasterCache, which reuses attention outputs between steps and skips the
-  unconditional half of batched guidance on some steps (models that batch it: LTX).
+
+Each guidance branch keeps its own cache state (the pipelines run them in separate cache
+contexts), so the caches apply with or without guidance.
+- ``faster`` (FasterCache) is refused when the catalog loads (``checks``): it does not
+  apply to these models in diffusers 0.42.
 
 Settings other than the threshold come from ``cache_config`` with diffusers' own names.
 """
@@ -29,7 +32,7 @@ def enable_step_cache(
     if not hasattr(transformer, "enable_cache"):
         raise EngineError(f"engine {engine}: this transformer takes no step cache")
     try:
-        config = _config(pipe, options, steps)
+        config = _config(transformer, options, steps)
         transformer.enable_cache(config)
     except (TypeError, ValueError) as error:
         raise EngineError(
@@ -38,13 +41,8 @@ def enable_step_cache(
         ) from None
 
 
-def _config(pipe: Any, options: DiffusionOptions, steps: int) -> Any:
-    from diffusers.hooks import (
-        FasterCacheConfig,
-        FirstBlockCacheConfig,
-        MagCacheConfig,
-        TaylorSeerCacheConfig,
-    )
+def _config(transformer: Any, options: DiffusionOptions, steps: int) -> Any:
+    from diffusers.hooks import FirstBlockCacheConfig, MagCacheConfig, TaylorSeerCacheConfig
 
     extra = dict(options.cache_config)
     if options.cache == "first_block":
@@ -54,11 +52,10 @@ def _config(pipe: Any, options: DiffusionOptions, steps: int) -> Any:
         extra.setdefault("num_inference_steps", steps)
         return MagCacheConfig(**extra)
     if options.cache == "taylorseer":
+        # diffusers' default patterns ("^blocks.*attn", matched whole) name no module of
+        # the Wan and LTX transformers (their attentions are "blocks.N.attn1"): predict
+        # each whole block instead.
+        blocks = "blocks" if hasattr(transformer, "blocks") else "transformer_blocks"
+        extra.setdefault("cache_identifiers", [rf"^{blocks}\.\d+$"])
         return TaylorSeerCacheConfig(**extra)
-    if options.cache == "faster":
-        extra.setdefault("current_timestep_callback", lambda: pipe.current_timestep)
-        for key, value in list(extra.items()):
-            if key.endswith("_range") and isinstance(value, list):
-                extra[key] = tuple(value)  # TOML arrays for diffusers' (start, end) pairs
-        return FasterCacheConfig(**extra)
     raise EngineError(f"unknown cache {options.cache!r}")

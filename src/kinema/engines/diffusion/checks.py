@@ -109,11 +109,13 @@ def _problem(kind: str, rules: ModelRules, options: DiffusionOptions) -> str | N
             "{ mag_ratios = [...] } (run once with cache_config = { calibrate = true } to "
             "print them)"
         )
-    if options.cache == "faster" and not rules.batched_guidance:
+    if options.cache == "faster":
         return (
-            'cache = "faster" skips the unconditional half of a batched guidance call; this '
-            "model's pipeline runs the two branches as separate calls (use first_block, mag "
-            "or taylorseer)"
+            'cache = "faster" (FasterCache) does not apply to these models in diffusers 0.42: '
+            "its unconditional-branch skip splits latents by frequency in (B, C, F, H, W) "
+            "layout and these transformers take packed token sequences, and its attention "
+            "reuse holds one output per layer, which mixes Wan's two separate guidance "
+            "calls and finds no cached output on LTX; use first_block, mag or taylorseer"
         )
     if options.quantize == "fp8" and (options.device or "").startswith("cpu"):
         return 'quantize = "fp8" needs an NVIDIA GPU with float8 tensor cores (8.9+)'
