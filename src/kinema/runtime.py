@@ -24,12 +24,15 @@ from kinema.db import make_engine, migrate
 from kinema.engines.registry import EngineHost
 from kinema.jobs.dispatch import ProcrastinateDispatch
 from kinema.jobs.execute import Executor
+from kinema.jobs.inspect import JobInspector
 from kinema.jobs.pool import WorkerPool
 from kinema.jobs.store import JobStore
 from kinema.jobs.submit import Submitter, job_prefix
 from kinema.jobs.workers import WorkerRegistry
 from kinema.keys import ANONYMOUS_OWNER, KeyStore
 from kinema.media.fetch import ImageFetcher
+from kinema.observability.metrics import Metrics, StateCollector
+from kinema.quotas import QuotaGate
 from kinema.settings import Settings
 from kinema.storage import LinkSigner, Storage, open_storage
 from kinema.types import Job, JobStatus
@@ -55,8 +58,12 @@ class Runtime:
     pool: WorkerPool | None
     outbox: Outbox
     registry: WorkerRegistry
+    metrics: Metrics
+    quotas: QuotaGate
+    inspector: JobInspector
     queue_worker: QueueWorker | None = None
     models: tuple[str, ...] | None = None  # what this process's workers take; None: all
+    _metrics_server: Any = None
 
     @classmethod
     def build(
@@ -84,6 +91,8 @@ class Runtime:
         engines = EngineHost(catalog)
         count = settings.workers if workers is None else workers
         registry = WorkerRegistry(db)
+        metrics = Metrics()
+        keys = KeyStore(db)
         pool = None
         queue_worker = None
         if count > 0 or scale_out:
@@ -95,6 +104,7 @@ class Runtime:
                 progress_interval_s=settings.progress_interval_s,
                 max_attempts=settings.max_attempts,
                 retry_base_s=settings.transient_retry_base_s,
+                observer=metrics,
             )
             pool = WorkerPool(
                 store,
@@ -123,11 +133,11 @@ class Runtime:
                 heartbeat_s=settings.heartbeat_s,
                 poll_s=settings.poll_s,
             )
-        return cls(
+        runtime = cls(
             settings=settings,
             db=db,
             store=store,
-            keys=KeyStore(db),
+            keys=keys,
             storage=storage,
             signer=LinkSigner(settings.resolved_signing_secret(), settings.url_ttl_s),
             catalog=catalog,
@@ -138,7 +148,14 @@ class Runtime:
             registry=registry,
             queue_worker=queue_worker,
             models=chosen,
+            metrics=metrics,
+            quotas=QuotaGate(db, keys),
+            inspector=JobInspector(db),
         )
+        metrics.watch(
+            StateCollector(runtime.inspector, catalog.model_ids, runtime.worker_slots)
+        )
+        return runtime
 
     def create(
         self,
@@ -167,6 +184,11 @@ class Runtime:
             callback_url=callback_url,
             off_peak=off_peak,
         )
+        replay = idempotency_key is not None and (
+            self.store.find_idempotent(owner, idempotency_key) is not None
+        )
+        if not replay:  # a retry of an accepted create is answered, whatever the quotas
+            self.quotas.check(owner, request)
         job = self.submitter.submit(
             owner=owner,
             request=request,
@@ -177,6 +199,15 @@ class Runtime:
         )
         if self.pool is not None:
             self.pool.notify()
+        if not replay:
+            self.metrics.job_created(job, engine=self.catalog.get(model).engine)
+            log.info(
+                "job %s created: %s via %s",
+                job.id,
+                job.model,
+                dialect,
+                extra={"job_id": job.id, "key_id": owner},
+            )
         return job
 
     def webhook_secret(self, owner: str) -> str:
@@ -193,9 +224,14 @@ class Runtime:
         process sees the request on its next heartbeat, or at once under procrastinate
         dispatch (the store aborts its queue entry, notified when the cancel commits).
         """
+        before = self.store.get(owner, job_id)
         job = self.store.cancel(owner, job_id)
         if job.status is JobStatus.RUNNING and self.pool is not None:
             self.pool.interrupt(job.id)
+        if before.status is JobStatus.QUEUED and job.status is JobStatus.CANCELLED:
+            spec = self.catalog.models.get(job.model)
+            engine = spec.engine if spec is not None else "unknown"
+            self.metrics.job_finished(job, engine=engine, state=JobStatus.CANCELLED)
         return job
 
     def delete(self, owner: str, job_id: str) -> Job:
@@ -211,6 +247,16 @@ class Runtime:
             return None
         return self.registry.serving(model, within_s=self.settings.lease_s)
 
+    def worker_slots(self, model: str) -> int | None:
+        """Job slots online for ``model``: live workers' under scale-out dispatch; this
+        process's pool under embedded dispatch (None when it has no claim threads)."""
+        online = self.workers_online(model)
+        if online is not None:
+            return online
+        if self.pool is None or self.pool.concurrency <= 0:
+            return None
+        return self.pool.concurrency if self.models is None or model in self.models else 0
+
     def start(self) -> None:
         if self.settings.auth_disabled:
             log.warning(
@@ -225,8 +271,17 @@ class Runtime:
             self.pool.start()
         if self.queue_worker is not None:
             self.queue_worker.start()
+        if self.settings.metrics_port > 0 and self._metrics_server is None:
+            from prometheus_client import start_http_server
+
+            self._metrics_server, _ = start_http_server(
+                self.settings.metrics_port, addr=self.settings.host, registry=self.metrics.registry
+            )
 
     def close(self) -> None:
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server = None
         if self.queue_worker is not None:
             self.queue_worker.stop()
         if self.pool is not None:

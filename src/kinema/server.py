@@ -10,18 +10,21 @@ from types import TracebackType
 import uvicorn
 
 from kinema.api.app import create_app
+from kinema.observability.logs import configure_logging
 from kinema.runtime import Runtime
 from kinema.settings import Settings
 
 
 def serve(settings: Settings, *, log_level: str = "info") -> None:
-    """Serve until interrupted."""
+    """Serve until interrupted, logging in ``settings.log_format``."""
+    configure_logging(settings.log_format, log_level)
     app = create_app(settings)
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
         log_level=log_level,
+        log_config=None,  # uvicorn's lines go through kinema's handler
         timeout_graceful_shutdown=5,
     )
 

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from kinema import __version__
-from kinema.api import aimlapi, files, gemini, openai_videos, unified, v1_generations
+from kinema.api import aimlapi, files, gemini, openai_videos, ops, playground, unified, v1_generations
 from kinema.api.deps import Authenticator
 from kinema.api.openapi import build_openapi
 from kinema.media.fetch import ImageFetcher
@@ -45,6 +45,7 @@ def _webhook_deliverer(app: FastAPI, runtime: Runtime) -> WebhookDeliverer:
         retry_base_s=settings.webhook_retry_base_s,
         max_age_s=settings.webhook_max_age_s,
         poll_s=settings.webhook_poll_s,
+        observer=runtime.metrics,
     )
 
 
@@ -86,6 +87,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(unified.router)
     app.include_router(v1_generations.router)
     app.include_router(files.router)
+    app.include_router(ops.router)
+    app.include_router(playground.router)
+    app.add_middleware(ops.RequestMiddleware, metrics=runtime.metrics)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -93,9 +97,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-    @app.get("/healthz", tags=["health"])
-    def health() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
 
     return app

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kinema.errors import InvalidImage, NotFound, UnsafeURL
+from kinema.jobs.observer import JobObserver, NoObserver
 from kinema.jobs.store import JobStore
 from kinema.media.fetch import ImageFetcher
 from kinema.types import Job
@@ -44,7 +45,9 @@ class WebhookDeliverer:
         max_age_s: float = 24 * 3600,
         poll_s: float = 1.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        observer: JobObserver | None = None,
     ) -> None:
+        self.observer: JobObserver = observer or NoObserver()
         self.outbox = outbox
         self.store = store
         self.http = http
@@ -95,6 +98,7 @@ class WebhookDeliverer:
                 body = self._render(event)
             except NotFound:
                 self.outbox.failed(event.id, "the job was deleted before delivery")
+                self.observer.webhook_outcome(event.dialect, "failed")
                 return
             self.outbox.set_body(event.id, body)
         timestamp = int(self._clock().timestamp())
@@ -103,16 +107,19 @@ class WebhookDeliverer:
             status = self.http.post(event.url, body, headers, field="callback_url")
         except UnsafeURL as error:
             self.outbox.failed(event.id, error.message)
+            self.observer.webhook_outcome(event.dialect, "failed")
             return
         except InvalidImage as error:  # timeouts and connection failures
             self._retry(event, error.message)
             return
         if 200 <= status < 300:
             self.outbox.delivered(event.id, status)
+            self.observer.webhook_outcome(event.dialect, "delivered")
         elif status == 429 or status >= 500:
             self._retry(event, f"HTTP {status}")
         else:
             self.outbox.failed(event.id, f"HTTP {status}: not retried")
+            self.observer.webhook_outcome(event.dialect, "failed")
 
     def _render(self, event: WebhookEvent) -> bytes:
         job = self.store.get_any(event.job_id)
@@ -132,6 +139,8 @@ class WebhookDeliverer:
         at = self._clock() + timedelta(seconds=delay)
         if (at - event.created_at).total_seconds() > self.max_age_s:
             self.outbox.failed(event.id, f"gave up after {event.attempts + 1} attempts: {reason}")
+            self.observer.webhook_outcome(event.dialect, "failed")
             return
         log.info("webhook %s: %s; retrying in %.1f s", event.id, reason, delay)
         self.outbox.retry_later(event.id, at, reason)
+        self.observer.webhook_outcome(event.dialect, "retry")
