@@ -2,7 +2,8 @@
 
 Two limits per key (``kinema keys quota``), each unset by default:
 
-- ``max_active_jobs``: jobs of the key queued or running at once;
+- ``max_active_jobs``: jobs of the key queued or running at once (a running job being
+  cancelled no longer counts);
 - ``max_video_s_per_day``: seconds of video requested in the last 24 hours (a rolling
   window; failed and cancelled jobs give their seconds back).
 
@@ -53,7 +54,11 @@ class QuotaGate:
                 active = connection.scalar(
                     select(func.count())
                     .select_from(jobs)
-                    .where(jobs.c.owner == owner, jobs.c.status.in_(_ACTIVE))
+                    .where(
+                        jobs.c.owner == owner,
+                        jobs.c.status.in_(_ACTIVE),
+                        jobs.c.cancel_requested.is_(False),
+                    )
                 )
                 if int(active or 0) >= key.max_active_jobs:
                     raise QuotaExceeded(

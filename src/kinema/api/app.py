@@ -9,7 +9,16 @@ from typing import Any
 from fastapi import FastAPI
 
 from kinema import __version__
-from kinema.api import aimlapi, files, gemini, openai_videos, ops, playground, unified, v1_generations
+from kinema.api import (
+    aimlapi,
+    files,
+    gemini,
+    openai_videos,
+    ops,
+    playground,
+    unified,
+    v1_generations,
+)
 from kinema.api.deps import Authenticator
 from kinema.api.openapi import build_openapi
 from kinema.media.fetch import ImageFetcher

@@ -82,7 +82,6 @@ class Executor:
         the observer with the attempt's wall time."""
         with job_context(job.id, job.owner):
             started = self._clock()
-            log.info("job %s attempt %d started (%s)", job.id, job.attempt, job.model)
             final = self._execute(job, control)
             if final is not None:
                 state, video_s = final

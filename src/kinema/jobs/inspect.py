@@ -3,6 +3,7 @@ filters, and the queue's depth and age per model. Writes stay in ``JobStore``.""
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,7 +38,7 @@ class JobInspector:
         models: Sequence[str] = (),
         owner: str | None = None,
         limit: int = 50,
-    ) -> list[Job]:
+    ) -> builtins.list[Job]:
         """The newest jobs of any owner, narrowed by state, model and owner (key id)."""
         query = select(jobs)
         if states:
@@ -50,7 +51,7 @@ class JobInspector:
         with self._engine.connect() as connection:
             return [_to_job(row) for row in connection.execute(query)]
 
-    def find(self, job_id_or_prefix: str) -> list[Job]:
+    def find(self, job_id_or_prefix: str) -> builtins.list[Job]:
         """Jobs whose id is or starts with ``job_id_or_prefix`` (at most two, to tell an
         ambiguous prefix)."""
         text = job_id_or_prefix.strip().lower()
@@ -60,7 +61,7 @@ class JobInspector:
         with self._engine.connect() as connection:
             return [_to_job(row) for row in connection.execute(query)]
 
-    def queues(self) -> list[QueueStats]:
+    def queues(self) -> builtins.list[QueueStats]:
         """Depth and oldest wait of every model's queue that has jobs waiting."""
         queued = jobs.c.status == JobStatus.QUEUED.value
         query = (

@@ -141,6 +141,13 @@ class WebhookDeliverer:
             self.outbox.failed(event.id, f"gave up after {event.attempts + 1} attempts: {reason}")
             self.observer.webhook_outcome(event.dialect, "failed")
             return
-        log.info("webhook %s: %s; retrying in %.1f s", event.id, reason, delay)
+        log.info(
+            "webhook %s of job %s: %s; retrying in %.1f s",
+            event.id,
+            event.job_id,
+            reason,
+            delay,
+            extra={"job_id": event.job_id, "key_id": event.owner},
+        )
         self.outbox.retry_later(event.id, at, reason)
         self.observer.webhook_outcome(event.dialect, "retry")
