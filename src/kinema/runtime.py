@@ -26,6 +26,7 @@ from kinema.jobs.dispatch import ProcrastinateDispatch
 from kinema.jobs.execute import Executor
 from kinema.jobs.inspect import JobInspector
 from kinema.jobs.pool import WorkerPool
+from kinema.jobs.retry import retry_failed
 from kinema.jobs.store import JobStore
 from kinema.jobs.submit import Submitter, job_prefix
 from kinema.jobs.workers import WorkerRegistry
@@ -232,6 +233,19 @@ class Runtime:
             spec = self.catalog.models.get(job.model)
             engine = spec.engine if spec is not None else "unknown"
             self.metrics.job_finished(job, engine=engine, state=JobStatus.CANCELLED)
+        return job
+
+    def retry(self, job_id: str) -> Job:
+        """Queue a failed job (of any owner) again as a new job; for operators."""
+        job = retry_failed(self.store, self.storage, job_id)
+        if self.pool is not None:
+            self.pool.notify()
+        self.metrics.job_created(job, engine=self.catalog.get(job.model).engine)
+        log.info(
+            "job %s created as a retry of a failed job",
+            job.id,
+            extra={"job_id": job.id, "key_id": job.owner},
+        )
         return job
 
     def delete(self, owner: str, job_id: str) -> Job:
