@@ -25,9 +25,11 @@ _ASSETS = {
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
-# The page runs only its own script: no inline code, nothing from another origin.
+# The page runs only its own script and styles. Images and videos may come from elsewhere:
+# a pasted image URL's preview, and videos in object storage (signed links redirect there).
 _CSP = (
-    "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
+    "default-src 'self'; img-src 'self' blob: data: http: https:; "
+    "media-src 'self' blob: http: https:; "
     "connect-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; "
     "base-uri 'none'; frame-ancestors 'none'"
 )
