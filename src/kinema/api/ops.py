@@ -36,16 +36,18 @@ _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["health"])
 
 
+# /readyz and /metrics are for load balancers and scrapers, not API clients: they stay out
+# of /openapi.json (a 503 from /readyz is its answer, not a server error).
 @router.get("/healthz")
 def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/readyz")
+@router.get("/readyz", include_in_schema=False)
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     """Database reachable, storage writable and a worker online for at least one model."""
     checks = await asyncio.to_thread(readiness, runtime)
@@ -57,7 +59,7 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, include_in_schema=False)
 async def metrics(request: Request, runtime: RuntimeDep) -> Response:
     """Prometheus metrics of this process (see docs/operations.md)."""
     token = runtime.settings.metrics_token
