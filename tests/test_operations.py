@@ -6,9 +6,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -18,7 +20,8 @@ from kinema.observability.logs import JsonFormatter
 from kinema.runtime import Runtime
 from kinema.server import BackgroundServer
 from tests.fixture_engines import model_toml
-from tests.support import LiveServer, live_server, make_settings
+from tests.support import LiveServer, ServerProcess, free_port, live_server, make_settings
+from tests.test_webhooks import Receiver
 
 CATALOG = (
     """
@@ -116,6 +119,77 @@ def test_metrics_count_jobs_created_and_finished_as_they_run(live: LiveServer):
     assert value(after, "kinema_http_request_duration_seconds_count", **polls) >= 2
 
 
+def test_webhook_attempts_are_counted_by_outcome(tmp_path: Path):
+    settings = make_settings(
+        tmp_path,
+        catalog_path=write_catalog(tmp_path),
+        fetch_allow_hosts=["127.0.0.1"],
+        webhook_retry_base_s=0.2,
+        webhook_poll_s=0.05,
+    )
+    receiver = Receiver(failures=1)
+    with live_server(settings, workers=1) as live, live.client() as client:
+        created = client.post(
+            "/v1/video/generations",
+            json={"model": "slow", "prompt": "a", "callback_url": receiver.url},
+        )
+        assert created.status_code == 200, created.text
+        receiver.wait_for(2)
+        deadline = time.monotonic() + 10
+        while True:
+            samples = scrape(client)
+            delivered = value(
+                samples, "kinema_webhook_attempts_total", dialect="v1", outcome="delivered"
+            )
+            if delivered == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    receiver.httpd.shutdown()
+    assert delivered == 1
+    assert value(samples, "kinema_webhook_attempts_total", dialect="v1", outcome="retry") == 1
+    assert value(samples, "kinema_webhook_attempts_total", dialect="v1", outcome="failed") == 0
+
+
+def test_gpu_memory_is_reported_when_torch_sees_a_gpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    class Cuda:
+        @staticmethod
+        def is_available() -> bool:
+            return True
+
+        @staticmethod
+        def device_count() -> int:
+            return 1
+
+        @staticmethod
+        def memory_allocated(index: int) -> int:
+            return 1024
+
+        @staticmethod
+        def memory_reserved(index: int) -> int:
+            return 2048
+
+        @staticmethod
+        def get_device_properties(index: int) -> SimpleNamespace:
+            return SimpleNamespace(total_memory=8192)
+
+    settings = make_settings(tmp_path, catalog_path=write_catalog(tmp_path))
+    runtime = Runtime.build(settings, workers=0)
+    real_torch = sys.modules.get("torch")
+    try:
+        without = runtime.metrics.render().decode()
+        monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=Cuda))
+        with_gpu = runtime.metrics.render().decode()
+    finally:
+        runtime.close()
+    if real_torch is None or not real_torch.cuda.is_available():
+        assert "kinema_gpu_memory" not in without
+    assert 'kinema_gpu_memory_allocated_bytes{device="0"} 1024.0' in with_gpu
+    assert 'kinema_gpu_memory_reserved_bytes{device="0"} 2048.0' in with_gpu
+    assert 'kinema_gpu_memory_total_bytes{device="0"} 8192.0' in with_gpu
+
+
 def test_queue_depth_and_oldest_age_are_read_at_scrape_time(tmp_path: Path):
     settings = make_settings(tmp_path, catalog_path=write_catalog(tmp_path))
     runtime = Runtime.build(settings, workers=0)  # nobody takes jobs: they wait
@@ -207,6 +281,26 @@ def test_readyz_is_503_when_storage_is_not_writable(tmp_path: Path):
         ready = client.get("/readyz")
     assert ready.status_code == 503
     assert not ready.json()["checks"]["storage"]["ok"]
+
+
+def test_kinema_serve_writes_json_lines_with_the_request_id(tmp_path: Path):
+    log_file = tmp_path / "serve.log"
+    env = {
+        "KINEMA_DATA_DIR": str(tmp_path / "data"),
+        "KINEMA_LOG_FORMAT": "json",
+        "KINEMA_WORKERS": "0",
+    }
+    server = ServerProcess(env, free_port(), log_file)
+    try:
+        response = httpx.get(server.url + "/healthz", headers={"X-Request-Id": "from-lb-7"})
+        assert response.headers["X-Request-Id"] == "from-lb-7"
+    finally:
+        server.stop()
+    lines = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
+    assert lines, "no log lines"
+    access = [line for line in lines if "/healthz" in line["message"]]
+    assert any(line.get("request_id") == "from-lb-7" for line in access), access
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
 
 
 def test_request_id_is_kept_or_made_and_returned(live: LiveServer):

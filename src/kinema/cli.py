@@ -74,9 +74,10 @@ def worker(
     otherwise it claims from the jobs table like the embedded pool.
     """
     from kinema.errors import KinemaError
+    from kinema.observability.logs import configure_logging
     from kinema.runtime import Runtime
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging(_settings().log_format, log_level)
     chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
     try:
         runtime = Runtime.build(_settings(), workers=max(concurrency, 1), models=chosen)
