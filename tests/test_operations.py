@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from kinema.observability.logs import JsonFormatter
 from kinema.runtime import Runtime
 from kinema.server import BackgroundServer
+from tests.conftest import reset_postgres
 from tests.fixture_engines import model_toml
 from tests.support import LiveServer, ServerProcess, free_port, live_server, make_settings
 from tests.test_webhooks import Receiver
@@ -358,3 +359,33 @@ def test_json_log_lines_carry_request_job_and_key_ids_never_the_key(
     assert creation["request_id"] == "req-create"
     assert any("ended succeeded" in line["message"] for line in about_job)
     assert live.api_key not in json_log.getvalue()
+
+
+def test_scale_out_workers_online_and_readiness_come_from_live_workers(
+    tmp_path: Path, postgres_url: str
+):
+    reset_postgres(postgres_url)
+    settings = make_settings(
+        tmp_path,
+        catalog_path=write_catalog(tmp_path),
+        database_url=postgres_url,
+        dispatch="procrastinate",
+    )
+    runtime = Runtime.build(settings, workers=0)  # an API process: no workers of its own
+    try:
+        with BackgroundServer(runtime) as server, httpx.Client(base_url=server.url) as client:
+            nobody = client.get("/readyz")
+            runtime.registry.beat(
+                "gpu-1", host="gpu-1", models=["slow"], concurrency=3, stale_after_s=30
+            )
+            runtime.registry.beat(
+                "cpu-1", host="cpu-1", models=["slow", "crashing"], concurrency=1, stale_after_s=30
+            )
+            ready = client.get("/readyz")
+            samples = scrape(client)
+    finally:
+        runtime.close()
+    assert nobody.status_code == 503
+    assert ready.status_code == 200, ready.json()
+    assert value(samples, "kinema_workers_online", model="slow") == 4
+    assert value(samples, "kinema_workers_online", model="crashing") == 1

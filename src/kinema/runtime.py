@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 
@@ -153,9 +153,7 @@ class Runtime:
             quotas=QuotaGate(db, keys),
             inspector=JobInspector(db),
         )
-        metrics.watch(
-            StateCollector(runtime.inspector, catalog.model_ids, runtime.worker_slots)
-        )
+        metrics.watch(StateCollector(runtime.inspector, catalog.model_ids, runtime.worker_slots))
         return runtime
 
     def create(
@@ -261,15 +259,22 @@ class Runtime:
             return None
         return self.registry.serving(model, within_s=self.settings.lease_s)
 
-    def worker_slots(self, model: str) -> int | None:
-        """Job slots online for ``model``: live workers' under scale-out dispatch; this
-        process's pool under embedded dispatch (None when it has no claim threads)."""
-        online = self.workers_online(model)
-        if online is not None:
-            return online
+    def worker_slots(self) -> dict[str, int]:
+        """Job slots online per model: live ``kinema worker``s' under scale-out dispatch
+        (one read for every model), this process's pool under embedded dispatch. Empty
+        when nothing is known to run jobs (an API-only process under embedded dispatch)."""
+        models = self.catalog.model_ids()
+        if self.settings.dispatch == "procrastinate":
+            totals = dict.fromkeys(models, 0)
+            for row in self.registry.live(within_s=self.settings.lease_s):
+                served = cast("list[str] | None", row["models"])
+                for model in models if served is None else set(served) & set(models):
+                    totals[model] += cast(int, row["concurrency"])
+            return totals
         if self.pool is None or self.pool.concurrency <= 0:
-            return None
-        return self.pool.concurrency if self.models is None or model in self.models else 0
+            return {}
+        slots = self.pool.concurrency
+        return {m: slots if self.models is None or m in self.models else 0 for m in models}
 
     def start(self) -> None:
         if self.settings.auth_disabled:

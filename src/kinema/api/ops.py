@@ -90,24 +90,31 @@ class RequestMiddleware:
         request_id = given if given and _SANE_ID.fullmatch(given) else uuid.uuid4().hex
         token = context.request_id.set(request_id)
         started = time.perf_counter()
-        status = 500
+        responded = False
+
+        def observe(status: int) -> None:
+            template = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.http_request(
+                scope["method"], template, status, time.perf_counter() - started
+            )
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                responded = True
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
                 message = {**message, "headers": headers}
-                route = scope.get("route")
-                template = getattr(route, "path", None) or "unmatched"
-                self.metrics.http_request(
-                    scope["method"], template, status, time.perf_counter() - started
-                )
+                observe(message["status"])
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            if not responded:  # the server's own 500 follows, outside this middleware
+                observe(500)
+                log.exception("request failed")
+            raise
         finally:
             context.request_id.reset(token)
 

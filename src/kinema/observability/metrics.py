@@ -128,14 +128,15 @@ class StateCollector(Collector):
         self,
         inspector: JobInspector,
         models: Callable[[], Iterable[str]],
-        workers_online: Callable[[str], int | None],
+        worker_slots: Callable[[], dict[str, int]],
     ) -> None:
         self._inspector = inspector
         self._models = models
-        self._workers_online = workers_online
+        self._worker_slots = worker_slots
 
     def collect(self) -> Iterator[Metric]:
         stats = {s.model: s for s in self._inspector.queues()}
+        slots = self._worker_slots()
         depth = GaugeMetricFamily(
             "kinema_queue_depth", "Jobs waiting for a worker, per model", labels=["model"]
         )
@@ -153,9 +154,8 @@ class StateCollector(Collector):
             queue = stats.get(model, QueueStats(model, 0, 0.0))
             depth.add_metric([model], queue.depth)
             oldest.add_metric([model], queue.oldest_age_s)
-            slots = self._workers_online(model)
-            if slots is not None:
-                online.add_metric([model], slots)
+            if model in slots:
+                online.add_metric([model], slots[model])
         yield depth
         yield oldest
         yield online
