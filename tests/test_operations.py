@@ -389,3 +389,25 @@ def test_scale_out_workers_online_and_readiness_come_from_live_workers(
     assert ready.status_code == 200, ready.json()
     assert value(samples, "kinema_workers_online", model="slow") == 4
     assert value(samples, "kinema_workers_online", model="crashing") == 1
+
+
+def test_a_worker_process_serves_metrics_on_its_own_port(tmp_path: Path):
+    port = free_port()
+    settings = make_settings(tmp_path, catalog_path=write_catalog(tmp_path), metrics_port=port)
+    runtime = Runtime.build(settings, workers=1)
+    runtime.start()
+    try:
+        job = runtime.create(
+            owner="o", model="slow", fields={"prompt": "a"}, dialect="v1", wire_names={}
+        )
+        deadline = time.monotonic() + 30
+        while not runtime.store.get_any(job.id).status.terminal:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    finally:
+        runtime.close()
+    finished = 'dialect="v1",engine="slow",model="slow",state="succeeded"'
+    assert f"kinema_jobs_finished_total{{{finished}}} 1.0" in text
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/metrics")

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import sync_playwright
 
 from kinema.types import JobStatus
 from tests.fixture_engines import model_toml
 from tests.support import LiveServer, live_server, make_settings
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
 
 SAMPLE = Path(__file__).parents[1] / "src" / "kinema" / "assets" / "sample.jpg"
 CHROMIUM = "/usr/bin/chromium"
@@ -85,7 +84,7 @@ def shots(tmp_path: Path) -> Path:
 def browser() -> Iterator[object]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: scripts/test.sh installs Debian's chromium")
-    with playwright_sync.sync_playwright() as driver:
+    with sync_playwright() as driver:
         launched = driver.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
         )

@@ -300,6 +300,7 @@ class Runtime:
     def close(self) -> None:
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
+            self._metrics_server.server_close()
             self._metrics_server = None
         if self.queue_worker is not None:
             self.queue_worker.stop()
