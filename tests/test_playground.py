@@ -61,6 +61,47 @@ default_audio = false
 options = ["duration", "aspect_ratio", "resolution", "generate_audio", "seed"]
 """
     + model_toml("slow-text", engine="slow", dialect="v1", durations=(8,))
+    + """
+[engines.quick]
+kind = "python"
+class = "tests.fixture_engines:SlowEngine"
+fps = 4
+frame_s = 0.01
+
+[models."tasks/i2v"]
+dialect = "unified"
+engine = "quick"
+description = "Unified task dialect"
+inputs = "image"
+durations = [1]
+default_duration = 1
+aspect_ratios = ["16:9"]
+resolutions = ["720p"]
+options = ["duration", "negative_prompt"]
+
+[models."videos/any"]
+dialects = ["openai"]
+engine = "quick"
+description = "OpenAI Videos dialect"
+inputs = "any"
+durations = [1]
+default_duration = 1
+aspect_ratios = ["16:9", "9:16"]
+resolutions = ["720p"]
+sizes = ["1280x720", "720x1280"]
+options = ["duration", "aspect_ratio", "resolution", "size", "seed"]
+
+[models."frames/first-last"]
+dialect = "v1"
+engine = "quick"
+description = "First and last frame"
+inputs = "first_last"
+durations = [1]
+default_duration = 1
+aspect_ratios = ["16:9"]
+resolutions = ["720p"]
+options = ["duration"]
+"""
 )
 
 
@@ -204,6 +245,52 @@ def test_playground_generates_plays_cancels_and_remembers(
     page.screenshot(path=str(shots / "6-phone.png"), full_page=True)
 
     assert outside == [], f"the page fetched from elsewhere: {outside}"
+    context.close()
+
+
+def test_playground_creates_in_each_dialect_a_model_speaks(
+    live: LiveServer, browser, tmp_path: Path
+):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(live.url + "/playground")
+    page.fill("#api-key", live.api_key)
+    page.click("#save-key")
+    page.wait_for_selector("#model option[value='tasks/i2v']", state="attached")
+
+    def generate(model: str) -> str:
+        before = page.locator("#job-id").text_content() or ""
+        page.select_option("#model", model)
+        page.fill("#prompt", f"made through {model}")
+        page.click("#submit")
+        until(page, f"document.querySelector('#job-id').textContent !== '{before}'", 60)
+        until(page, "document.querySelector('#phase').dataset.status === 'succeeded'", 60)
+        return page.locator("#job-id").inner_text()
+
+    # The unified task id carries 40 bits of the job id; the page finds the rest.
+    page.select_option("#model", "tasks/i2v")
+    page.set_input_files("#image-file", str(SAMPLE))
+    assert page.locator("[data-field='negative_prompt']").is_visible()
+    page.fill("#negative-prompt", "blur")
+    unified = live.runtime.store.get_any(generate("tasks/i2v"))
+    assert unified.dialect == "unified" and unified.request.negative_prompt == "blur"
+
+    # OpenAI's dialect takes a pixel size instead of resolution and aspect ratio.
+    page.select_option("#model", "videos/any")
+    assert page.locator("[data-field='size']").is_visible()
+    assert not page.locator("[data-field='aspect_ratio']").is_visible()
+    page.select_option("#size", "720x1280")
+    openai = live.runtime.store.get_any(generate("videos/any"))
+    assert openai.dialect == "openai" and openai.request.aspect_ratio == "9:16"
+    assert openai.request.image is not None  # the chosen image went along
+
+    # First and last frames through /v1/video/generations.
+    page.select_option("#model", "frames/first-last")
+    assert page.locator("[data-field='last_image']").is_visible()
+    page.set_input_files("#last-image-file", str(SAMPLE))
+    both = live.runtime.store.get_any(generate("frames/first-last"))
+    assert both.dialect == "v1" and both.request.last_image is not None
     context.close()
 
 

@@ -328,6 +328,9 @@ function select(id) {
   $("job").hidden = false;
   $("job-id").textContent = id;
   $("phase").textContent = "connecting";
+  delete $("phase").dataset.status;
+  $("progress").value = 0;
+  $("percent").textContent = "";
   $("result").hidden = true;
   follow(id);
 }
