@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from kinema.errors import InvalidRequest
+from tests.conftest import reset_postgres
 from tests.fixture_engines import model_toml
 from tests.support import LiveServer, live_server, make_settings
 
@@ -144,3 +147,31 @@ def test_negative_quota_is_refused(live: LiveServer):
         live.runtime.keys.set_quota(
             key_id(live, live.api_key), max_active_jobs=-1, max_video_s_per_day=None
         )
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_creates_racing_for_the_last_slot_admit_exactly_one(
+    tmp_path: Path, database: str, request: pytest.FixtureRequest
+):
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(CATALOG)
+    overrides: dict[str, object] = {"catalog_path": catalog}
+    if database == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        reset_postgres(url)
+        overrides["database_url"] = url
+    with live_server(make_settings(tmp_path, **overrides), workers=0) as live:
+        live.runtime.keys.set_quota(
+            key_id(live, live.api_key), max_active_jobs=1, max_video_s_per_day=None
+        )
+        barrier = threading.Barrier(8)
+
+        def create(i: int) -> int:
+            with live.client() as client:
+                barrier.wait()
+                body = {"model": "slow-v1", "prompt": f"racer {i}", "seconds": 1}
+                return client.post("/v1/video/generations", json=body).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = sorted(pool.map(create, range(8)))
+    assert statuses == [200] + [429] * 7

@@ -8,9 +8,10 @@ Two limits per key (``kinema keys quota``), each unset by default:
   window; failed and cancelled jobs give their seconds back).
 
 A create that would pass one raises ``QuotaExceeded``, which every dialect renders as its
-own 429 with ``Retry-After``. The check reads before the job is written, so two creates
-racing on the last free slot may both pass: a quota can be overrun by the number of
-creates in flight at the same moment for the key, never more.
+own 429 with ``Retry-After``. The runtime checks twice: once before the create's images are
+fetched (cheap refusals), and again inside the transaction that inserts the job, after
+locking the key's row (PostgreSQL; SQLite's write transaction is already exclusive), so
+creates racing for a key's last free slot cannot both pass.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, Engine, func, select
 
 from kinema.errors import QuotaExceeded
-from kinema.jobs.tables import jobs
-from kinema.keys import KeyStore
+from kinema.jobs.tables import api_keys, jobs
 from kinema.types import GenerationRequest, JobStatus
 
 DAY = timedelta(hours=24)
@@ -37,39 +37,56 @@ def _utcnow() -> datetime:
 
 
 class QuotaGate:
-    def __init__(
-        self, engine: Engine, keys: KeyStore, *, clock: Callable[[], datetime] = _utcnow
-    ) -> None:
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = _utcnow) -> None:
         self._engine = engine
-        self._keys = keys
         self._clock = clock
 
-    def check(self, owner: str, request: GenerationRequest) -> None:
-        """Raise ``QuotaExceeded`` if ``owner`` may not queue ``request`` now."""
-        key = self._keys.get(owner)
-        if key is None or (key.max_active_jobs is None and key.max_video_s_per_day is None):
+    def check(
+        self, owner: str, request: GenerationRequest, connection: Connection | None = None
+    ) -> None:
+        """Raise ``QuotaExceeded`` if ``owner`` may not queue ``request`` now.
+
+        Given the ``connection`` of the transaction that will insert the job, the key's row
+        is locked first, so concurrent creates of one key check one after the other.
+        """
+        if connection is None:
+            with self._engine.connect() as own:
+                self._check(own, owner, request, lock=False)
+        else:
+            self._check(connection, owner, request, lock=True)
+
+    def _check(
+        self, connection: Connection, owner: str, request: GenerationRequest, *, lock: bool
+    ) -> None:
+        query = select(api_keys.c.max_active_jobs, api_keys.c.max_video_s_per_day).where(
+            api_keys.c.id == owner
+        )
+        if lock and connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        limits = connection.execute(query).one_or_none()
+        if limits is None or (limits[0] is None and limits[1] is None):
             return
-        with self._engine.connect() as connection:
-            if key.max_active_jobs is not None:
-                active = connection.scalar(
-                    select(func.count())
-                    .select_from(jobs)
-                    .where(
-                        jobs.c.owner == owner,
-                        jobs.c.status.in_(_ACTIVE),
-                        jobs.c.cancel_requested.is_(False),
-                    )
+        max_active_jobs, max_video_s_per_day = limits
+        if max_active_jobs is not None:
+            active = connection.scalar(
+                select(func.count())
+                .select_from(jobs)
+                .where(
+                    jobs.c.owner == owner,
+                    jobs.c.status.in_(_ACTIVE),
+                    jobs.c.cancel_requested.is_(False),
                 )
-                if int(active or 0) >= key.max_active_jobs:
-                    raise QuotaExceeded(
-                        f"quota max_active_jobs exceeded: this key may have at most "
-                        f"{key.max_active_jobs} jobs queued or running at once and has "
-                        f"{active}; wait for one to finish",
-                        ACTIVE_RETRY_S,
-                        quota="max_active_jobs",
-                    )
-            if key.max_video_s_per_day is not None:
-                self._check_daily(connection, owner, key.max_video_s_per_day, request)
+            )
+            if int(active or 0) >= max_active_jobs:
+                raise QuotaExceeded(
+                    f"quota max_active_jobs exceeded: this key may have at most "
+                    f"{max_active_jobs} jobs queued or running at once and has "
+                    f"{active}; wait for one to finish",
+                    ACTIVE_RETRY_S,
+                    quota="max_active_jobs",
+                )
+        if max_video_s_per_day is not None:
+            self._check_daily(connection, owner, max_video_s_per_day, request)
 
     def _check_daily(
         self, connection: Connection, owner: str, limit: int, request: GenerationRequest

@@ -150,7 +150,7 @@ class Runtime:
             queue_worker=queue_worker,
             models=chosen,
             metrics=metrics,
-            quotas=QuotaGate(db, keys),
+            quotas=QuotaGate(db),
             inspector=JobInspector(db),
         )
         metrics.watch(StateCollector(runtime.inspector, catalog.model_ids, runtime.worker_slots))
@@ -186,8 +186,13 @@ class Runtime:
         replay = idempotency_key is not None and (
             self.store.find_idempotent(owner, idempotency_key) is not None
         )
+        guard = None
         if not replay:  # a retry of an accepted create is answered, whatever the quotas
-            self.quotas.check(owner, request)
+            self.quotas.check(owner, request)  # before fetching images: refuse cheaply
+
+            def guard(connection: sa.Connection) -> None:  # and again, atomically
+                self.quotas.check(owner, request, connection)
+
         job = self.submitter.submit(
             owner=owner,
             request=request,
@@ -195,6 +200,7 @@ class Runtime:
             wire_names=wire_names,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
+            guard=guard,
         )
         if self.pool is not None:
             self.pool.notify()

@@ -112,8 +112,12 @@ class JobStore:
         request_hash: str | None = None,
         priority: int | None = None,
         job_id: str | None = None,
+        guard: Callable[[Connection], None] | None = None,
     ) -> tuple[Job, bool]:
         """Queue ``request`` for ``owner``; returns the job and whether it was created.
+
+        ``guard``, when given, runs first in the inserting transaction and may refuse the
+        job by raising (the per-key quotas do, so their count and the insert are atomic).
 
         With an ``idempotency_key`` the owner already used, the earlier job comes back
         (created False) if ``request_hash`` matches, else ``IdempotencyConflict``. Two
@@ -146,6 +150,8 @@ class JobStore:
         }
         try:
             with begin_write(self._engine) as connection:
+                if guard is not None:
+                    guard(connection)
                 if self._dispatch is not None:  # the row and its queue entry, or neither
                     values["dispatch_id"] = self._dispatch.enqueue(
                         connection,

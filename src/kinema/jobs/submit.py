@@ -11,8 +11,10 @@ import dataclasses
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from sqlalchemy import Connection
 
 from kinema.errors import IdempotencyConflict
 from kinema.jobs.store import JobStore
@@ -50,11 +52,13 @@ class Submitter:
         wire_names: Mapping[str, str],
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        guard: Callable[[Connection], None] | None = None,
     ) -> Job:
         """Make ``request`` a durable queued job owned by ``owner`` and return it.
 
         ``wire_names`` maps canonical image fields to the names the client used, so image
-        errors point at the right field.
+        errors point at the right field. ``guard`` runs in the inserting transaction
+        (``JobStore.submit``).
         """
         if idempotency_key:
             earlier = self.store.find_idempotent(owner, idempotency_key)
@@ -72,6 +76,7 @@ class Submitter:
                 request_hash=request_hash,
                 priority=request.priority,
                 job_id=job_id,
+                guard=guard,
             )
         except BaseException:
             self.storage.delete_prefix(job_prefix(job_id))
