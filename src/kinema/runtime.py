@@ -153,7 +153,9 @@ class Runtime:
             quotas=QuotaGate(db),
             inspector=JobInspector(db),
         )
-        metrics.watch(StateCollector(runtime.inspector, catalog.model_ids, runtime.worker_slots))
+        metrics.watch(
+            StateCollector(runtime.inspector.queues, catalog.model_ids, runtime.worker_slots)
+        )
         return runtime
 
     def create(

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from kinema.jobs.inspect import JobInspector, QueueStats
 from kinema.types import Job, JobStatus
+
+if TYPE_CHECKING:  # the job layer reports to this module, never the other way round
+    from kinema.jobs.inspect import QueueStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -126,16 +129,16 @@ class StateCollector(Collector):
 
     def __init__(
         self,
-        inspector: JobInspector,
+        queues: Callable[[], Iterable[QueueStats]],
         models: Callable[[], Iterable[str]],
         worker_slots: Callable[[], dict[str, int]],
     ) -> None:
-        self._inspector = inspector
+        self._queues = queues
         self._models = models
         self._worker_slots = worker_slots
 
     def collect(self) -> Iterator[Metric]:
-        stats = {s.model: s for s in self._inspector.queues()}
+        stats = {s.model: s for s in self._queues()}
         slots = self._worker_slots()
         depth = GaugeMetricFamily(
             "kinema_queue_depth", "Jobs waiting for a worker, per model", labels=["model"]
@@ -151,9 +154,9 @@ class StateCollector(Collector):
             labels=["model"],
         )
         for model in sorted(set(self._models()) | set(stats)):
-            queue = stats.get(model, QueueStats(model, 0, 0.0))
-            depth.add_metric([model], queue.depth)
-            oldest.add_metric([model], queue.oldest_age_s)
+            queue = stats.get(model)
+            depth.add_metric([model], queue.depth if queue else 0)
+            oldest.add_metric([model], queue.oldest_age_s if queue else 0.0)
             if model in slots:
                 online.add_metric([model], slots[model])
         yield depth
