@@ -147,14 +147,6 @@ class KeyStore:
             ).one()
         return _to_key(row)
 
-    def get(self, key_id: str) -> ApiKey | None:
-        """The key with this id (revoked or not), or None."""
-        with self._engine.connect() as connection:
-            row = connection.execute(
-                select(api_keys).where(api_keys.c.id == key_id)
-            ).one_or_none()
-        return None if row is None else _to_key(row)
-
     def find(self, key_id_or_prefix: str) -> ApiKey:
         """The one key with this id or shown prefix; NotFound or ambiguous otherwise."""
         match = or_(api_keys.c.id == key_id_or_prefix, api_keys.c.prefix == key_id_or_prefix)
