@@ -235,6 +235,13 @@ class Runtime:
         job = self.store.cancel(owner, job_id)
         if job.status is JobStatus.RUNNING and self.pool is not None:
             self.pool.interrupt(job.id)
+        if not before.status.terminal:
+            log.info(
+                "job %s cancel asked while %s",
+                job.id,
+                before.status.value,
+                extra={"job_id": job.id, "key_id": owner},
+            )
         if before.status is JobStatus.QUEUED and job.status is JobStatus.CANCELLED:
             spec = self.catalog.models.get(job.model)
             engine = spec.engine if spec is not None else "unknown"
@@ -258,6 +265,7 @@ class Runtime:
         """Remove ``owner``'s finished job and every file it left in storage."""
         job = self.store.delete(owner, job_id)
         self.storage.delete_prefix(job_prefix(job.id))
+        log.info("job %s deleted", job.id, extra={"job_id": job.id, "key_id": owner})
         return job
 
     def workers_online(self, model: str) -> int | None:
