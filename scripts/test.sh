@@ -43,6 +43,7 @@ ensure_postgres() {
   return 1
 }
 
+./scripts/install-chromium.sh
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
 ensure_postgres

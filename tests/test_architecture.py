@@ -36,3 +36,33 @@ def test_engines_never_touch_the_database_or_storage():
         source = path.read_text()
         assert "sqlalchemy" not in imported_roots(path), path
         assert "kinema.jobs" not in source and "kinema.storage" not in source, path
+
+
+def runtime_kinema_imports(path: Path) -> set[str]:
+    """The kinema modules ``path`` imports when it runs (``if TYPE_CHECKING:`` excluded)."""
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(child)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for statement in node.body
+        for child in ast.walk(statement)
+    }
+    modules: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kinema"):
+            modules.add(node.module)
+        elif isinstance(node, ast.Import):
+            modules.update(a.name for a in node.names if a.name.startswith("kinema"))
+    return modules
+
+
+def test_observability_depends_on_nothing_it_observes():
+    for path in (PACKAGE / "observability").rglob("*.py"):
+        for module in runtime_kinema_imports(path):
+            assert module in ("kinema.types",) or module.startswith("kinema.observability"), (
+                path.name,
+                module,
+            )

@@ -22,12 +22,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from kinema.catalog import Catalog
+from kinema.cli_ops import jobs_app, register_key_commands
 from kinema.client import DEFAULT_MODEL, GenerationFailed, KinemaAPIError, KinemaClient
 from kinema.settings import Settings
 
 app = typer.Typer(help="kinema: self-hosted image-to-video that speaks the Veo APIs.")
 keys_app = typer.Typer(help="Manage API keys (shown once at creation, stored hashed).")
 app.add_typer(keys_app, name="keys")
+app.add_typer(jobs_app, name="jobs")
+register_key_commands(keys_app)
 console = Console()
 errors = Console(stderr=True)
 
@@ -84,9 +87,10 @@ def worker(
     """
     from kinema.api.webhooks import build_deliverer
     from kinema.errors import KinemaError
+    from kinema.observability.logs import configure_logging
     from kinema.runtime import Runtime
 
-    _configure_logging(log_level)
+    configure_logging(_settings().log_format, log_level)
     chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
     try:
         runtime = Runtime.build(_settings(gpus=gpus), workers=max(concurrency, 1), models=chosen)

@@ -136,6 +136,17 @@ class RateLimited(KinemaError):
         self.retry_after_s = retry_after_s
 
 
+class QuotaExceeded(RateLimited):
+    """A create would take the caller's key past one of its quotas (``kinema keys quota``);
+    the message names the quota. Dialects render it as their 429, like a rate limit."""
+
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, retry_after_s: float, *, quota: str) -> None:
+        super().__init__(message, retry_after_s)
+        self.quota = quota
+
+
 class NotSupported(KinemaError):
     """A capability that exists in the wire protocol but not (yet) in this build."""
 

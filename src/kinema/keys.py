@@ -47,6 +47,8 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
+    max_active_jobs: int | None = None  # jobs queued or running at once; None: unlimited
+    max_video_s_per_day: int | None = None  # seconds of video per 24 hours; None: unlimited
 
     @property
     def revoked(self) -> bool:
@@ -121,6 +123,41 @@ class KeyStore:
             ).one()
         return _to_key(row)
 
+    def set_quota(
+        self,
+        key_id_or_prefix: str,
+        *,
+        max_active_jobs: int | None,
+        max_video_s_per_day: int | None,
+    ) -> ApiKey:
+        """Set both quotas of a key (None lifts one); returns the key as now stored."""
+        for name, value in (
+            ("max_active_jobs", max_active_jobs),
+            ("max_video_s_per_day", max_video_s_per_day),
+        ):
+            if value is not None and value < 0:
+                raise InvalidRequest.for_field(name, "must be 0 or more (or unset for no limit)")
+        key = self.find(key_id_or_prefix)
+        with begin_write(self._engine) as connection:
+            row = connection.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key.id)
+                .values(max_active_jobs=max_active_jobs, max_video_s_per_day=max_video_s_per_day)
+                .returning(*api_keys.c)
+            ).one()
+        return _to_key(row)
+
+    def find(self, key_id_or_prefix: str) -> ApiKey:
+        """The one key with this id or shown prefix; NotFound or ambiguous otherwise."""
+        match = or_(api_keys.c.id == key_id_or_prefix, api_keys.c.prefix == key_id_or_prefix)
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(api_keys).where(match)).all()
+        if not rows:
+            raise NotFound(f"no API key {key_id_or_prefix!r}")
+        if len(rows) > 1:
+            raise InvalidRequest(f"{key_id_or_prefix!r} matches several keys; use the id")
+        return _to_key(rows[0])
+
     def verify(self, plaintext: str) -> ApiKey | None:
         """The live key whose plaintext this is, or None (unknown, malformed or revoked)."""
         if not plaintext.startswith(KEY_PREFIX) or len(plaintext) > _MAX_KEY_CHARS:
@@ -159,4 +196,6 @@ def _to_key(row: Row[Any]) -> ApiKey:
         created_at=data["created_at"],
         revoked_at=data["revoked_at"],
         last_used_at=data["last_used_at"],
+        max_active_jobs=data["max_active_jobs"],
+        max_video_s_per_day=data["max_video_s_per_day"],
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 
@@ -24,12 +24,16 @@ from kinema.db import make_engine, migrate
 from kinema.engines.registry import EngineHost
 from kinema.jobs.dispatch import ProcrastinateDispatch
 from kinema.jobs.execute import Executor
+from kinema.jobs.inspect import JobInspector
 from kinema.jobs.pool import WorkerPool
+from kinema.jobs.retry import retry_failed
 from kinema.jobs.store import JobStore
 from kinema.jobs.submit import Submitter, job_prefix
 from kinema.jobs.workers import WorkerRegistry
 from kinema.keys import ANONYMOUS_OWNER, KeyStore
 from kinema.media.fetch import ImageFetcher
+from kinema.observability.metrics import Metrics, StateCollector
+from kinema.quotas import QuotaGate
 from kinema.settings import Settings
 from kinema.storage import LinkSigner, Storage, open_storage
 from kinema.storage.scratch import remove_stale_parts
@@ -56,8 +60,12 @@ class Runtime:
     pool: WorkerPool | None
     outbox: Outbox
     registry: WorkerRegistry
+    metrics: Metrics
+    quotas: QuotaGate
+    inspector: JobInspector
     queue_worker: QueueWorker | None = None
     models: tuple[str, ...] | None = None  # what this process's workers take; None: all
+    _metrics_server: Any = None
 
     @classmethod
     def build(
@@ -85,6 +93,8 @@ class Runtime:
         engines = EngineHost(catalog, gpus=settings.gpus)
         count = settings.workers if workers is None else workers
         registry = WorkerRegistry(db)
+        metrics = Metrics()
+        keys = KeyStore(db)
         pool = None
         queue_worker = None
         if count > 0 or scale_out:
@@ -96,6 +106,7 @@ class Runtime:
                 progress_interval_s=settings.progress_interval_s,
                 max_attempts=settings.max_attempts,
                 retry_base_s=settings.transient_retry_base_s,
+                observer=metrics,
             )
             pool = WorkerPool(
                 store,
@@ -124,11 +135,11 @@ class Runtime:
                 heartbeat_s=settings.heartbeat_s,
                 poll_s=settings.poll_s,
             )
-        return cls(
+        runtime = cls(
             settings=settings,
             db=db,
             store=store,
-            keys=KeyStore(db),
+            keys=keys,
             storage=storage,
             signer=LinkSigner(settings.resolved_signing_secret(), settings.url_ttl_s),
             catalog=catalog,
@@ -139,7 +150,14 @@ class Runtime:
             registry=registry,
             queue_worker=queue_worker,
             models=chosen,
+            metrics=metrics,
+            quotas=QuotaGate(db),
+            inspector=JobInspector(db),
         )
+        metrics.watch(
+            StateCollector(runtime.inspector.queues, catalog.model_ids, runtime.worker_slots)
+        )
+        return runtime
 
     def create(
         self,
@@ -171,6 +189,16 @@ class Runtime:
             callback_url=callback_url,
             off_peak=off_peak,
         )
+        replay = idempotency_key is not None and (
+            self.store.find_idempotent(owner, idempotency_key) is not None
+        )
+        guard = None
+        if not replay:  # a retry of an accepted create is answered, whatever the quotas
+            self.quotas.check(owner, request)  # before fetching images: refuse cheaply
+
+            def guard(connection: sa.Connection) -> None:  # and again, atomically
+                self.quotas.check(owner, request, connection)
+
         job = self.submitter.submit(
             owner=owner,
             request=request,
@@ -179,9 +207,19 @@ class Runtime:
             idempotency_key=idempotency_key,
             request_hash=request_hash,
             base_url=base_url,
+            guard=guard,
         )
         if self.pool is not None:
             self.pool.notify()
+        if not replay:
+            self.metrics.job_created(job, engine=self.catalog.get(model).engine)
+            log.info(
+                "job %s created: %s via %s",
+                job.id,
+                job.model,
+                dialect,
+                extra={"job_id": job.id, "key_id": owner},
+            )
         return job
 
     def link_base(self, job: Job | JobSummary) -> str:
@@ -205,15 +243,41 @@ class Runtime:
         process sees the request on its next heartbeat, or at once under procrastinate
         dispatch (the store aborts its queue entry, notified when the cancel commits).
         """
+        before = self.store.get(owner, job_id)
         job = self.store.cancel(owner, job_id)
         if job.status is JobStatus.RUNNING and self.pool is not None:
             self.pool.interrupt(job.id)
+        if not before.status.terminal:
+            log.info(
+                "job %s cancel asked while %s",
+                job.id,
+                before.status.value,
+                extra={"job_id": job.id, "key_id": owner},
+            )
+        if before.status is JobStatus.QUEUED and job.status is JobStatus.CANCELLED:
+            spec = self.catalog.models.get(job.model)
+            engine = spec.engine if spec is not None else "unknown"
+            self.metrics.job_finished(job, engine=engine, state=JobStatus.CANCELLED)
+        return job
+
+    def retry(self, job_id: str) -> Job:
+        """Queue a failed job (of any owner) again as a new job; for operators."""
+        job = retry_failed(self.store, self.storage, job_id)
+        if self.pool is not None:
+            self.pool.notify()
+        self.metrics.job_created(job, engine=self.catalog.get(job.model).engine)
+        log.info(
+            "job %s created as a retry of a failed job",
+            job.id,
+            extra={"job_id": job.id, "key_id": job.owner},
+        )
         return job
 
     def delete(self, owner: str, job_id: str) -> Job:
         """Remove ``owner``'s finished job and every file it left in storage."""
         job = self.store.delete(owner, job_id)
         self.storage.delete_prefix(job_prefix(job.id))
+        log.info("job %s deleted", job.id, extra={"job_id": job.id, "key_id": owner})
         return job
 
     def workers_online(self, model: str) -> int | None:
@@ -222,6 +286,23 @@ class Runtime:
         if self.settings.dispatch != "procrastinate":
             return None
         return self.registry.serving(model, within_s=self.settings.lease_s)
+
+    def worker_slots(self) -> dict[str, int]:
+        """Job slots online per model: live ``kinema worker``s' under scale-out dispatch
+        (one read for every model), this process's pool under embedded dispatch. Empty
+        when nothing is known to run jobs (an API-only process under embedded dispatch)."""
+        models = self.catalog.model_ids()
+        if self.settings.dispatch == "procrastinate":
+            totals = dict.fromkeys(models, 0)
+            for row in self.registry.live(within_s=self.settings.lease_s):
+                served = cast("list[str] | None", row["models"])
+                for model in models if served is None else set(served) & set(models):
+                    totals[model] += cast(int, row["concurrency"])
+            return totals
+        if self.pool is None or self.pool.concurrency <= 0:
+            return {}
+        slots = self.pool.concurrency
+        return {m: slots if self.models is None or m in self.models else 0 for m in models}
 
     def start(self) -> None:
         if self.settings.auth_disabled:
@@ -238,8 +319,18 @@ class Runtime:
             self.pool.start()
         if self.queue_worker is not None:
             self.queue_worker.start()
+        if self.settings.metrics_port > 0 and self._metrics_server is None:
+            from prometheus_client import start_http_server
+
+            self._metrics_server, _ = start_http_server(
+                self.settings.metrics_port, addr=self.settings.host, registry=self.metrics.registry
+            )
 
     def close(self) -> None:
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+            self._metrics_server = None
         if self.queue_worker is not None:
             self.queue_worker.stop()
         if self.pool is not None:

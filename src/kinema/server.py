@@ -17,11 +17,10 @@ from types import TracebackType
 from typing import Any
 
 import uvicorn
-from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from kinema.api.app import create_app
-from kinema.logsafe import log_config
+from kinema.observability.logs import configure_logging
 from kinema.runtime import Runtime
 from kinema.settings import Settings
 
@@ -76,7 +75,7 @@ def uvicorn_config(
         host=host,
         port=port,
         log_level=log_level,
-        log_config=log_config(LOGGING_CONFIG),
+        log_config=None,  # uvicorn's lines go through kinema's handlers (and SecretFilter)
         http=header_deadline_protocol(settings.header_timeout_s),
         timeout_keep_alive=max(1, round(settings.keep_alive_s)),
         proxy_headers=False,
@@ -85,7 +84,8 @@ def uvicorn_config(
 
 
 def serve(settings: Settings, *, log_level: str = "info") -> None:
-    """Serve until interrupted."""
+    """Serve until interrupted, logging in ``settings.log_format``."""
+    configure_logging(settings.log_format, log_level)
     app = create_app(settings)
     config = uvicorn_config(
         app, settings, host=settings.host, port=settings.port, log_level=log_level

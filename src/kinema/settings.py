@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     key_cache_s: float = 2.0  # how long a verified API key is trusted without a re-check
     rate_limit_per_minute: int = 0  # requests per key per minute, per API process; 0 = no limit
 
+    # --- operations ---
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, with ids
+    metrics_token: str | None = None  # when set, /metrics wants "Authorization: Bearer <it>"
+    metrics_port: int = 0  # >0: also serve /metrics on this port (for ``kinema worker``)
+
     # --- dispatch ---
     # "embedded": worker threads in ``kinema serve`` claim from the jobs table (SQLite or
     # PostgreSQL). "procrastinate": jobs go through procrastinate queues on the same

@@ -11,7 +11,16 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from kinema import __version__
-from kinema.api import aimlapi, files, gemini, openai_videos, unified, v1_generations
+from kinema.api import (
+    aimlapi,
+    files,
+    gemini,
+    openai_videos,
+    ops,
+    playground,
+    unified,
+    v1_generations,
+)
 from kinema.api.deps import Authenticator
 from kinema.api.errors import ErrorRenderer, error_headers
 from kinema.api.middleware import RequestGuard
@@ -108,6 +117,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(unified.router)
     app.include_router(v1_generations.router)
     app.include_router(files.router)
+    app.include_router(ops.router)
+    app.include_router(playground.router)
+    app.add_middleware(ops.RequestMiddleware, metrics=runtime.metrics)
 
     async def route_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
@@ -128,9 +140,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-    @app.get("/healthz", tags=["health"])
-    def health() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
 
     return app

@@ -41,4 +41,5 @@ def build_deliverer(runtime: Runtime) -> WebhookDeliverer:
         poll_s=settings.webhook_poll_s,
         concurrency=settings.webhook_concurrency,
         per_endpoint=settings.webhook_per_endpoint,
+        observer=runtime.metrics,
     )

@@ -22,12 +22,14 @@ from kinema.catalog import Catalog
 from kinema.engines.base import Engine
 from kinema.engines.registry import EngineHost
 from kinema.errors import JobCancelled, KinemaError, LeaseLost, TransientError
+from kinema.jobs.observer import JobObserver, NoObserver
 from kinema.jobs.store import JobStore
 from kinema.jobs.submit import job_prefix
 from kinema.media.encode import encode_mp4
 from kinema.media.images import decode_image
+from kinema.observability.context import job_context
 from kinema.storage import Storage
-from kinema.types import Clip, EngineRequest, GenerationRequest, Job, VideoResult
+from kinema.types import Clip, EngineRequest, GenerationRequest, Job, JobStatus, VideoResult
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +63,10 @@ class Executor:
         max_attempts: int = 3,
         retry_base_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        observer: JobObserver | None = None,
     ) -> None:
         self.store = store
+        self.observer: JobObserver = observer or NoObserver()
         self.storage = storage
         self.catalog = catalog
         self.engines = engines
@@ -72,33 +76,55 @@ class Executor:
         self._clock = clock
 
     def execute(self, job: Job, control: RunControl) -> None:
-        """Generate ``job`` (already claimed at ``job.attempt``) and record the outcome."""
+        """Generate ``job`` (already claimed at ``job.attempt``) and record the outcome.
+
+        Every log line meanwhile names the job and its key; the outcome is reported to
+        the observer with the attempt's wall time."""
+        with job_context(job.id, job.owner):
+            started = self._clock()
+            final = self._execute(job, control)
+            if final is not None:
+                state, video_s = final
+                log.info("job %s attempt %d ended %s", job.id, job.attempt, state.value)
+                self.observer.job_finished(
+                    job,
+                    engine=self._engine_name(job),
+                    state=state,
+                    generation_s=self._clock() - started,
+                    video_s=video_s,
+                )
+
+    def _engine_name(self, job: Job) -> str:
+        spec = self.catalog.models.get(job.model)
+        return spec.engine if spec is not None else "unknown"
+
+    def _execute(self, job: Job, control: RunControl) -> tuple[JobStatus, float | None] | None:
+        """Run and record ``job``; its final state (and seconds of video), or None when
+        this attempt did not end the job (lease lost, released, retried later)."""
         try:
             result = self._generate(job, control)
         except JobCancelled:
             if control.lost.is_set():
                 log.warning("job %s attempt %d lost its lease; dropped", job.id, job.attempt)
-                return
+                return None
             if control.shutdown.is_set() and not control.cancelled.is_set():
                 # Not the owner's wish: put the job back so the next start runs it at once.
                 self._record(lambda: self.store.release(job.id, job.attempt), job)
-                return
-            self._record(lambda: self.store.acknowledge_cancel(job.id, job.attempt), job)
-            return
+                return None
+            if self._record(lambda: self.store.acknowledge_cancel(job.id, job.attempt), job):
+                return JobStatus.CANCELLED, None
+            return None
         except LeaseLost:
             log.warning("job %s attempt %d lost its lease; dropped", job.id, job.attempt)
-            return
+            return None
         except TransientError as error:
-            self._retry_later(job, error)
-            return
+            return self._retry_later(job, error)
         except KinemaError as error:
             log.info("job %s failed: %s", job.id, error.message)
-            self._fail(job, error.code, error.message)
-            return
+            return self._fail(job, error.code, error.message)
         except Exception as error:  # an engine bug must fail the job, not the worker
             log.exception("job %s crashed", job.id)
-            self._fail(job, "engine_error", f"{type(error).__name__}: {error}")
-            return
+            return self._fail(job, "engine_error", f"{type(error).__name__}: {error}")
         try:
             self.store.succeed(job.id, job.attempt, result)
         except Exception as error:
@@ -111,29 +137,37 @@ class Executor:
             for key in (result.video_key, result.thumbnail_key):
                 if key:
                     self.storage.delete(key)
+            return None
+        return JobStatus.SUCCEEDED, result.duration_s
 
-    def _retry_later(self, job: Job, error: TransientError) -> None:
+    def _retry_later(self, job: Job, error: TransientError) -> tuple[JobStatus, None] | None:
         """Back to the queue with exponential backoff, until attempts run out."""
         if job.attempt >= self.max_attempts:
             log.info("job %s failed after %d attempts: %s", job.id, job.attempt, error.message)
-            self._fail(job, error.code, error.message)
-            return
+            return self._fail(job, error.code, error.message)
         delay = min(self.retry_base_s * 2 ** (job.attempt - 1), _MAX_RETRY_DELAY_S)
         log.warning(
             "job %s attempt %d: %s; retrying in %.1f s", job.id, job.attempt, error.message, delay
         )
         self._record(lambda: self.store.release(job.id, job.attempt, retry_in_s=delay), job)
+        return None
 
-    def _fail(self, job: Job, code: str, message: str) -> None:
-        self._record(lambda: self.store.fail(job.id, job.attempt, code, message), job)
+    def _fail(self, job: Job, code: str, message: str) -> tuple[JobStatus, None] | None:
+        if self._record(lambda: self.store.fail(job.id, job.attempt, code, message), job):
+            return JobStatus.FAILED, None
+        return None
 
-    def _record(self, write: Callable[[], object], job: Job) -> None:
+    def _record(self, write: Callable[[], object], job: Job) -> bool:
+        """Make a fenced write; False when the attempt had lost its lease."""
         try:
             write()
         except LeaseLost:
             log.warning("job %s attempt %d: outcome dropped, lease lost", job.id, job.attempt)
+            return False
         except Exception:  # the job keeps its lease until it lapses, then runs again
             log.exception("job %s attempt %d: recording its outcome failed", job.id, job.attempt)
+            return False
+        return True
 
     def _generate(self, job: Job, control: RunControl) -> VideoResult:
         request = job.request
@@ -172,9 +206,15 @@ class Executor:
         # progress at all (its success sets 1.0); once a bar is showing, its end is written.
         started = self._clock()
         last_write = [started]
+        last_report: list[float | None] = [None]  # the first report's wait includes setup
+        engine = self._engine_name(job)
 
         def on_progress(fraction: float) -> None:
             now = self._clock()
+            previous = last_report[0]
+            if previous is not None:
+                self.observer.engine_step(engine, now - previous)
+            last_report[0] = now
             due = now - last_write[0] >= self.progress_interval_s
             if not due and (fraction < 1.0 or last_write[0] == started):
                 return

@@ -19,6 +19,7 @@ from kinema.errors import LeaseLost
 from kinema.jobs.execute import Executor, RunControl
 from kinema.jobs.store import JobStore
 from kinema.jobs.submit import job_prefix
+from kinema.observability.context import job_context
 from kinema.types import Job
 
 log = logging.getLogger(__name__)
@@ -128,8 +129,9 @@ class WorkerPool:
         with self._running_lock:
             self._running[job.id] = (job, control)
         try:
-            log.info("job %s attempt %d started (%s)", job.id, job.attempt, job.model)
-            self.executor.execute(job, control)
+            with job_context(job.id, job.owner):
+                log.info("job %s attempt %d started (%s)", job.id, job.attempt, job.model)
+                self.executor.execute(job, control)
         finally:
             with self._running_lock:
                 self._running.pop(job.id, None)
@@ -151,7 +153,11 @@ class WorkerPool:
             except LeaseLost:
                 control.lost.set()
             except Exception:
-                log.exception("heartbeat for job %s failed", job.id)
+                log.exception(
+                    "heartbeat for job %s failed",
+                    job.id,
+                    extra={"job_id": job.id, "key_id": job.owner},
+                )
 
     def _expire_off_peak(self) -> None:
         cutoff = datetime.now(UTC) - timedelta(seconds=self.off_peak_max_age_s)

@@ -183,7 +183,10 @@ class QueueWorker:
         )
         if job is None:
             log.info(
-                "queue entry %d of job %s is not the one it waits for; skipped", dispatch_id, job_id
+                "queue entry %d of job %s is not the one it waits for; skipped",
+                dispatch_id,
+                job_id,
+                extra={"job_id": job_id},
             )
             return
         self.pool.run(job, _QueueControl(context.abort_reason))

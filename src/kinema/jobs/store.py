@@ -114,8 +114,12 @@ class JobStore:
         priority: int | None = None,
         job_id: str | None = None,
         base_url: str | None = None,
+        guard: Callable[[Connection], None] | None = None,
     ) -> tuple[Job, bool]:
         """Queue ``request`` for ``owner``; returns the job and whether it was created.
+
+        ``guard``, when given, runs first in the inserting transaction and may refuse the
+        job by raising (the per-key quotas do, so their count and the insert are atomic).
 
         With an ``idempotency_key`` the owner already used, the earlier job comes back
         (created False) if ``request_hash`` matches, else ``IdempotencyConflict``. Two
@@ -167,6 +171,8 @@ class JobStore:
                     )
                     or 0
                 )
+                if guard is not None:
+                    guard(connection)
                 if self._dispatch is not None:  # the row and its queue entry, or neither
                     values["dispatch_id"] = self._dispatch.enqueue(
                         connection,

@@ -11,8 +11,10 @@ import dataclasses
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from sqlalchemy import Connection
 
 from kinema.errors import IdempotencyConflict
 from kinema.jobs.store import JobStore
@@ -51,11 +53,13 @@ class Submitter:
         idempotency_key: str | None = None,
         request_hash: str | None = None,
         base_url: str | None = None,
+        guard: Callable[[Connection], None] | None = None,
     ) -> Job:
         """Make ``request`` a durable queued job owned by ``owner`` and return it.
 
         ``wire_names`` maps canonical image fields to the names the client used, so image
-        errors point at the right field.
+        errors point at the right field. ``guard`` runs in the inserting transaction
+        (``JobStore.submit``).
         """
         if idempotency_key:
             earlier = self.store.find_idempotent(owner, idempotency_key)
@@ -74,6 +78,7 @@ class Submitter:
                 priority=request.priority,
                 job_id=job_id,
                 base_url=base_url,
+                guard=guard,
             )
         except BaseException:
             self.storage.delete_prefix(job_prefix(job_id))

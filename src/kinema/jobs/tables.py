@@ -135,6 +135,10 @@ api_keys = Table(
     # The key's Standard Webhooks secret (whsec_...). Stored as is, not hashed: kinema
     # must sign with it.
     Column("webhook_secret", String(128)),
+    # Quotas (null: unlimited): jobs queued or running at once, and seconds of video
+    # requested in any 24 hours (failed and cancelled jobs do not count).
+    Column("max_active_jobs", Integer),
+    Column("max_video_s_per_day", Integer),
     Index("ix_api_keys_key_hash", "key_hash", unique=True),
     Index("ix_api_keys_prefix", "prefix"),
 )

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kinema.errors import InvalidImage, NotFound, UnsafeURL
+from kinema.jobs.observer import JobObserver, NoObserver
 from kinema.jobs.store import JobStore
 from kinema.media.fetch import ImageFetcher
 from kinema.types import Job
@@ -69,7 +70,9 @@ class WebhookDeliverer:
         concurrency: int = 8,
         per_endpoint: int = 2,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        observer: JobObserver | None = None,
     ) -> None:
+        self.observer: JobObserver = observer or NoObserver()
         self.outbox = outbox
         self.store = store
         self.http = http
@@ -166,6 +169,7 @@ class WebhookDeliverer:
                 body = self._render(event)
             except NotFound:
                 self.outbox.failed(event.id, "the job was deleted before delivery")
+                self.observer.webhook_outcome(event.dialect, "failed")
                 return
             self.outbox.set_body(event.id, body)
         timestamp = int(self._clock().timestamp())
@@ -174,16 +178,19 @@ class WebhookDeliverer:
             status = self.http.post(event.url, body, headers, field="callback_url")
         except UnsafeURL as error:
             self.outbox.failed(event.id, error.message)
+            self.observer.webhook_outcome(event.dialect, "failed")
             return
         except InvalidImage as error:  # timeouts and connection failures
             self._retry(event, error.message)
             return
         if 200 <= status < 300:
             self.outbox.delivered(event.id, status)
+            self.observer.webhook_outcome(event.dialect, "delivered")
         elif status == 429 or status >= 500:
             self._retry(event, f"HTTP {status}")
         else:
             self.outbox.failed(event.id, f"HTTP {status}: not retried")
+            self.observer.webhook_outcome(event.dialect, "failed")
 
     def _render(self, event: WebhookEvent) -> bytes:
         job = self.store.get_any(event.job_id)
@@ -203,6 +210,15 @@ class WebhookDeliverer:
         at = self._clock() + timedelta(seconds=delay)
         if (at - event.created_at).total_seconds() > self.max_age_s:
             self.outbox.failed(event.id, f"gave up after {event.attempts + 1} attempts: {reason}")
+            self.observer.webhook_outcome(event.dialect, "failed")
             return
-        log.info("webhook %s: %s; retrying in %.1f s", event.id, reason, delay)
+        log.info(
+            "webhook %s of job %s: %s; retrying in %.1f s",
+            event.id,
+            event.job_id,
+            reason,
+            delay,
+            extra={"job_id": event.job_id, "key_id": event.owner},
+        )
         self.outbox.retry_later(event.id, at, reason)
+        self.observer.webhook_outcome(event.dialect, "retry")
