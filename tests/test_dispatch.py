@@ -15,7 +15,13 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from kinema.db import make_engine, migrate
-from kinema.jobs.dispatch import QUEUE_NAME_MAX, TASK_NAME, ProcrastinateDispatch, queue_name
+from kinema.jobs.dispatch import (
+    QUEUE_NAME_MAX,
+    TASK_NAME,
+    ProcrastinateDispatch,
+    install_procrastinate_schema,
+    queue_name,
+)
 from kinema.jobs.store import JobStore
 from kinema.runtime import Runtime
 from kinema.types import GenerationRequest, Job, JobStatus
@@ -50,7 +56,7 @@ def pg(postgres_url: str) -> Iterator[Engine]:
     """An empty PostgreSQL database with kinema's and procrastinate's schemas."""
     reset_postgres(postgres_url)
     built = make_engine(postgres_url)
-    migrate(built, procrastinate=True)
+    migrate(built, extra_step=install_procrastinate_schema)
     try:
         yield built
     finally:

@@ -50,10 +50,17 @@ class InvalidImage(InvalidRequest):
     code = "invalid_image"
 
 
-class UnsafeURL(InvalidImage):
+class UnsafeURL(InvalidRequest):
     """A URL points somewhere kinema refuses to connect to (SSRF protection)."""
 
     code = "unsafe_url"
+
+
+class RemoteFailure(InvalidRequest):
+    """A URL could not be reached or answered badly: timeout, refused connection, HTTP
+    error, a body over the limit. Image intake reports it as an ``InvalidImage``."""
+
+    code = "remote_failure"
 
 
 class UnknownModel(InvalidRequest):

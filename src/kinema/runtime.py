@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
@@ -26,19 +26,20 @@ from kinema.catalog import Catalog
 from kinema.db import make_engine, migrate
 from kinema.engines.registry import EngineHost
 from kinema.errors import InvalidRequest, JobStillRunning, NotFound
-from kinema.jobs.dispatch import ProcrastinateDispatch
+from kinema.jobs.dispatch import ProcrastinateDispatch, install_procrastinate_schema
 from kinema.jobs.execute import Executor
+from kinema.jobs.outbox import Outbox
 from kinema.jobs.pool import WorkerPool
 from kinema.jobs.store import JobStore
 from kinema.jobs.submit import Submitter, job_prefix, request_fingerprint
 from kinema.jobs.workers import WorkerRegistry
 from kinema.keys import ANONYMOUS_OWNER, KeyStore
 from kinema.media.fetch import ImageFetcher
+from kinema.media.http import SafeHttpClient
 from kinema.settings import Settings
 from kinema.storage import LinkSigner, Storage, open_storage
 from kinema.types import Job, JobStatus, JobSummary
 from kinema.views import Creation, JobRef, JobView
-from kinema.webhooks.outbox import Outbox
 
 if TYPE_CHECKING:
     from kinema.jobs.queue_worker import QueueWorker
@@ -63,6 +64,7 @@ class Runtime:
     pool: WorkerPool | None
     outbox: Outbox
     registry: WorkerRegistry
+    http: SafeHttpClient  # webhooks and callback checks; image intake has its own
     queue_worker: QueueWorker | None = None
     models: tuple[str, ...] | None = None  # what this process's workers take; None: all
 
@@ -79,7 +81,7 @@ class Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         scale_out = settings.dispatch == "procrastinate"
         db = make_engine(settings.resolved_database_url)
-        migrate(db, procrastinate=scale_out)
+        migrate(db, extra_step=install_procrastinate_schema if scale_out else None)
         store = JobStore(db, dispatch=ProcrastinateDispatch() if scale_out else None)
         storage = open_storage(
             settings.storage_url, settings.resolved_storage_dir, settings.data_dir / "scratch"
@@ -144,6 +146,7 @@ class Runtime:
             pool=pool,
             outbox=Outbox(db),
             registry=registry,
+            http=SafeHttpClient.from_settings(settings),
             queue_worker=queue_worker,
             models=chosen,
         )
@@ -155,8 +158,8 @@ class Runtime:
         The request's fingerprint is computed here, once, from the canonical request; the
         store decides what an ``Idempotency-Key`` retry gets with it.
         """
-        if creation.callback_url is not None:
-            self.submitter.vet_callback(creation.callback_url, field=creation.callback_field)
+        if creation.callback_url is not None:  # refused now (400) if it points inside
+            self.http.vet(creation.callback_url, field=creation.callback_field)
         request = self.catalog.build_request(
             creation.model,
             creation.fields,
@@ -206,6 +209,12 @@ class Runtime:
             if ref.created_s is None or int(job.created_at.timestamp()) == ref.created_s:
                 return job
         raise NotFound(f"job {ref.id_prefix} not found")
+
+    def jobs(
+        self, owner: str, *, limit: int, after: str | None, order: Literal["asc", "desc"]
+    ) -> list[Job]:
+        """A page of ``owner``'s jobs by creation time (``after``: the last id seen)."""
+        return self.store.list(owner, limit=limit, after=after, order=order)
 
     def status(
         self,

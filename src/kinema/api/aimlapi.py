@@ -1,6 +1,6 @@
 """The AI/ML API dialect: ``/v2/video/generations`` and its legacy Google path.
 
-Wire facts (PROTOCOLS.md section 1): create and poll share one response shape
+Wire facts (the gateway's own API documents): create and poll share one response shape
 ``{id, status, video, error, meta}`` with statuses queued / generating / completed / error;
 ids look like ``<uuid>:<model>`` (so they contain ``:`` and ``/``); HTTP errors use the
 envelope ``{message, path, requestId, statusCode, timestamp}``.

@@ -19,7 +19,6 @@ from kinema.api.openai_videos import OpenAIVideos
 from kinema.api.unified import UnifiedTasks
 from kinema.api.v1_generations import VideoGenerations
 from kinema.api.vertex import Vertex
-from kinema.media.fetch import ImageFetcher
 from kinema.ratelimit import RateLimiter
 from kinema.runtime import Runtime
 from kinema.settings import Settings
@@ -52,7 +51,7 @@ def _webhook_deliverer(
     return WebhookDeliverer(
         runtime.outbox,
         runtime.store,
-        ImageFetcher.from_settings(settings),
+        runtime.http,
         webhook_renderers(served, runtime, base_url),
         runtime.webhook_secret,
         retry_base_s=settings.webhook_retry_base_s,

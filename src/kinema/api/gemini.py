@@ -1,6 +1,6 @@
 """Google's Gemini API for Veo: ``predictLongRunning``, its operations and file downloads.
 
-Wire facts (PROTOCOLS.md section 4), checked against the ``google-genai`` SDK (2.x, the
+Wire facts, checked against the ``google-genai`` SDK (2.x, the
 last line whose ``generate_videos`` speaks the Gemini API; 3.x sends it to Vertex only):
 
 Every route answers under ``/v1beta/`` (2.x's default) and ``/v1/`` (3.x's default).

@@ -1,7 +1,7 @@
 """OpenAI's Videos API (``/v1/videos``), as the official ``openai`` SDK's ``client.videos``
 speaks it: point the SDK's ``base_url`` at ``<kinema>/v1`` and nothing else changes.
 
-Wire facts (PROTOCOLS.md section 5, checked against the SDK's source):
+Wire facts (checked against the SDK's source):
 
 * Create is ``multipart/form-data`` from the SDK: ``prompt``, ``model``, ``seconds`` as a
   string ("4"), ``size`` as "WxH", and ``input_reference`` as a file part, or as the
@@ -559,7 +559,7 @@ class OpenAIVideos(Dialect):
                 except NotFound:
                     raise InvalidRequest.for_field("after", f"no video {after!r}") from None
             try:
-                jobs = runtime.store.list(owner, limit=limit + 1, after=cursor, order=order)
+                jobs = runtime.jobs(owner, limit=limit + 1, after=cursor, order=order)
             except InvalidRequest:
                 raise InvalidRequest.for_field("after", f"no video {after!r}") from None
             base_url = public_base_url(request, runtime)

@@ -1,8 +1,8 @@
 """Vertex AI (Gemini Enterprise Agent Platform) for Veo, as ``google-genai`` 3.x sends it.
 
 Since google-genai 3.0.0 (Python) and @google/genai 3.x (JS), ``generate_videos`` goes to
-Vertex AI only, so this is the API today's Google SDKs speak. Wire facts (PROTOCOLS.md
-section 4b), checked against the 3.x SDK sources; every path answers under ``v1beta1``
+Vertex AI only, so this is the API today's Google SDKs speak. Wire facts, checked
+against the 3.x SDK sources; every path answers under ``v1beta1``
 (the SDK's default here) and ``v1``:
 
 - Express mode (``vertexai=True, api_key=...``, header ``x-goog-api-key``):
@@ -254,8 +254,19 @@ class Vertex(Dialect):
                 self._add_create(router, f"/{version}/{scope}/{{model_action}}")
 
     def _add_create(self, router: APIRouter, path: str) -> None:
+        # The project and location only route the call (names use one scope for both
+        # modes); they are documented here since the handler does not take them.
+        scope = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in ("project", "location")
+            if "{" + name + "}" in path
+        ]
 
-        @router.post(path, response_model=PredictOperation)
+        @router.post(
+            path,
+            response_model=PredictOperation,
+            openapi_extra={"parameters": scope} if scope else None,
+        )
         def predict_long_running(
             request: Request,
             owner: GoogleOwner,

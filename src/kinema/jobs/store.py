@@ -44,9 +44,9 @@ from sqlalchemy.exc import IntegrityError
 from kinema.db import begin_write
 from kinema.errors import IdempotencyConflict, InvalidRequest, LeaseLost, NotFound
 from kinema.jobs.dispatch import Dispatch
-from kinema.jobs.tables import jobs
+from kinema.jobs.outbox import enqueue
+from kinema.schema import jobs
 from kinema.types import GenerationRequest, Job, JobStatus, JobSummary, VideoResult
-from kinema.webhooks.outbox import enqueue
 
 Clock = Callable[[], datetime]
 

@@ -81,10 +81,6 @@ class Submitter:
             self.storage.delete_prefix(job_prefix(job_id))
         return job
 
-    def vet_callback(self, url: str, *, field: str) -> None:
-        """Refuse a callback URL now (400) if it is not http(s) or points inside."""
-        self.fetcher.vet(url, field=field)
-
     def _store_images(
         self, job_id: str, request: GenerationRequest, wire_names: Mapping[str, str]
     ) -> GenerationRequest:

@@ -15,12 +15,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kinema.errors import InvalidImage, NotFound, UnsafeURL
+from kinema.errors import NotFound, RemoteFailure, UnsafeURL
+from kinema.jobs.outbox import Outbox, WebhookEvent
 from kinema.jobs.store import JobStore
-from kinema.media.fetch import ImageFetcher
+from kinema.media.http import SafeHttpClient
 from kinema.types import Job
 from kinema.webhooks import signing
-from kinema.webhooks.outbox import Outbox, WebhookEvent
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class WebhookDeliverer:
         self,
         outbox: Outbox,
         store: JobStore,
-        http: ImageFetcher,
+        http: SafeHttpClient,
         renderers: dict[str, Renderer],
         secret_for: SecretLookup,
         *,
@@ -104,7 +104,7 @@ class WebhookDeliverer:
         except UnsafeURL as error:
             self.outbox.failed(event.id, error.message)
             return
-        except InvalidImage as error:  # timeouts and connection failures
+        except RemoteFailure as error:  # timeouts and connection failures
             self._retry(event, error.message)
             return
         if 200 <= status < 300:
