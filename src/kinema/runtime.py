@@ -240,13 +240,11 @@ class Runtime:
     ) -> JobView:
         """``job`` with its signed links, frame size and queue facts worked out."""
         result = job.result
-        video_url = thumbnail_url = None
+        video_url = None
         expires_at = None
         video_bytes = object_uri = None
         if job.status is JobStatus.SUCCEEDED and result is not None:
             video_url = base_url + self.signer.path_for(result.video_key)
-            if result.thumbnail_key is not None:
-                thumbnail_url = base_url + self.signer.path_for(result.thumbnail_key)
             expires_at = self.signer.expires_at()
             if isinstance(job, Job) and job.request.storage_uri is not None:
                 object_uri = self.storage.object_uri(result.video_key)
@@ -263,7 +261,6 @@ class Runtime:
             "base_url": base_url,
             "url_ttl_s": self.settings.url_ttl_s,
             "video_url": video_url,
-            "thumbnail_url": thumbnail_url,
             "link_expires_at": expires_at,
             "video_bytes": video_bytes,
             "video_object_uri": object_uri,

@@ -48,7 +48,6 @@ class JobView:
     base_url: str
     url_ttl_s: int
     video_url: str | None = None  # signed, absolute; set once the job succeeded
-    thumbnail_url: str | None = None
     link_expires_at: int | None = None  # unix time the signed links stop working
     request: GenerationRequest | None = None
     created_at: datetime | None = None

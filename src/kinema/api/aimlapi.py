@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from kinema.api.deps import BearerOwner, IdempotencyKey
-from kinema.api.dialect import Dialect, Poll
+from kinema.api.dialect import Dialect, Poll, query_value
 from kinema.errors import InvalidRequest, KinemaError, NotFound
 from kinema.types import JobStatus
 from kinema.views import Creation, JobRef, JobView
@@ -215,7 +215,7 @@ class AimlApi(Dialect):
 
     def polls(self) -> list[Poll]:
         def locate(request: Request, params: Mapping[str, str], body: Any) -> JobRef:
-            generation_id = request.query_params.get("generation_id")
+            generation_id = query_value(request, "generation_id")
             if not generation_id:
                 raise InvalidRequest.for_field("generation_id", "is required")
             return self.job_ref(generation_id)

@@ -14,7 +14,7 @@ from kinema.api.deps import Authenticator
 from kinema.api.dialect import Dialect
 from kinema.api.files import Files
 from kinema.api.gemini import Gemini
-from kinema.api.mount import build_openapi, mount, webhook_renderers
+from kinema.api.mount import KinemaApp, build_openapi, mount, webhook_renderers
 from kinema.api.openai_videos import OpenAIVideos
 from kinema.api.unified import UnifiedTasks
 from kinema.api.v1_generations import VideoGenerations
@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             if owned:
                 runtime.close()
 
-    app = FastAPI(
+    app = KinemaApp(
         title="kinema",
         version=__version__,
         description="Self-hosted image-to-video generation that speaks the Veo APIs.",

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -117,3 +118,13 @@ def field_name(path: tuple[str | int, ...]) -> str:
         else:
             name += f".{part}" if name else part
     return name
+
+
+def query_value(request: Request, name: str) -> str | None:
+    """The first value of query parameter ``name``; what ``request.query_params`` gives,
+    without parsing the whole query into a multi-dict (polls call this every time)."""
+    wanted = name.encode() + b"="
+    for part in request.scope.get("query_string", b"").split(b"&"):
+        if part.startswith(wanted):
+            return unquote_plus(part[len(wanted) :].decode("latin-1"))
+    return None

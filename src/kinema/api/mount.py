@@ -16,6 +16,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 from kinema.api.dialect import Dialect, Poll
 from kinema.api.errors import dialect_route
@@ -45,7 +46,19 @@ _EVENT_STREAM = {
 }
 
 
-def mount(app: FastAPI, dialects: Sequence[Dialect]) -> None:
+class KinemaApp(FastAPI):
+    """FastAPI, with every dialect's polls served ahead of the middleware and router."""
+
+    poll_lane: PollLane | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lane = self.poll_lane
+        if lane is not None and await lane.serve(self, scope, receive, send):
+            return
+        await super().__call__(scope, receive, send)
+
+
+def mount(app: KinemaApp, dialects: Sequence[Dialect]) -> None:
     """Serve ``dialects`` on ``app`` (polls first, so they win over the other routes)."""
     lane: list[tuple[Dialect, Poll]] = []
     for dialect in dialects:
@@ -55,7 +68,7 @@ def mount(app: FastAPI, dialects: Sequence[Dialect]) -> None:
             lane.append((dialect, poll))
         dialect.add_routes(router)
         app.include_router(router)
-    app.add_middleware(PollLane, polls=lane)
+    app.poll_lane = PollLane(lane)
     app.state.dialects = tuple(dialects)
 
     async def route_error(request: Request, error: Exception) -> Response:

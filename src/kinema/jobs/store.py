@@ -14,10 +14,12 @@ the job to the queue in the same transaction, and a cancel withdraws it there.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
+import threading
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
@@ -203,17 +205,17 @@ class JobStore:
 
     def summary(self, owner: str, job_id: str) -> JobSummary:
         """What a status poll needs of ``owner``'s job; the cheapest read the store has."""
-        data = self._summary_query.one_or_none({"job_id": job_id, "owner": owner})
-        if data is None:
+        row = self._summary_query.row({"job_id": job_id, "owner": owner})
+        if row is None:
             raise NotFound(f"job {job_id} not found")
-        result = data["result"]
+        ident, model, status, progress, error_code, error_message, result = row
         return JobSummary(
-            id=data["id"],
-            model=data["model"],
-            status=JobStatus(data["status"]),
-            progress=data["progress"],
-            error_code=data["error_code"],
-            error_message=data["error_message"],
+            id=ident,
+            model=model,
+            status=JobStatus(status),
+            progress=progress,
+            error_code=error_code,
+            error_message=error_message,
             result=None if result is None else _video_result(result),
         )
 
@@ -689,6 +691,7 @@ class _DirectQuery:
         # Built from the first cursor's description: some processors need the driver's
         # type code of the column (PostgreSQL numerics do).
         self._processors: list[tuple[str, Any]] | None = None
+        self._local = threading.local()
 
     def _processors_for(self, description: Any) -> list[tuple[str, Any]]:
         if self._processors is None:
@@ -703,25 +706,60 @@ class _DirectQuery:
         return self._processors
 
     def one_or_none(self, params: dict[str, Any]) -> dict[str, Any] | None:
-        bound: Any = params if self._order is None else [params[k] for k in self._order]
-        connection = self._engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            try:
-                cursor.execute(self._sql, bound)
-                row = cursor.fetchone()
-                processors = self._processors_for(cursor.description)
-            finally:
-                cursor.close()
-            connection.rollback()  # end the read (a no-op for SQLite in autocommit)
-        finally:
-            connection.close()
+        """The row as ``{column key: value}``, or None."""
+        row = self.row(params)
         if row is None:
             return None
-        return {
-            key: value if process is None else process(value)
-            for (key, process), value in zip(processors, row, strict=True)
-        }
+        return {key: value for (key, _), value in zip(self._processors or (), row, strict=True)}
+
+    def row(self, params: dict[str, Any]) -> list[Any] | None:
+        """The row's values in column order, each through its type's processor, or None."""
+        bound: Any = params if self._order is None else [params[k] for k in self._order]
+        try:
+            row, processors = self._run(self._connection(), bound)
+        except Exception:
+            # A dropped connection (a database restart): retry once on a new one.
+            self._forget_connection()
+            row, processors = self._run(self._connection(), bound)
+        if row is None:
+            return None
+        return [
+            value if process is None else process(value)
+            for (_, process), value in zip(processors, row, strict=True)
+        ]
+
+    def _run(self, connection: Any, bound: Any) -> tuple[Any, list[tuple[str, Any]]]:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(self._sql, bound)
+            row = cursor.fetchone()
+            processors = self._processors_for(cursor.description)
+        finally:
+            cursor.close()
+        connection.rollback()  # end the read (a no-op for SQLite in autocommit)
+        return row, processors
+
+    def _connection(self) -> Any:
+        """This thread's own connection, taken out of the pool once and kept.
+
+        A pool checkout and checkin cost more than the read itself; polls run on a
+        few threads (the event loop above all), so each keeps one connection. It is
+        detached from the pool, so it never counts against the pool's size.
+        """
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            pooled = self._engine.raw_connection()
+            pooled.detach()
+            self._local.pooled = pooled  # owns the DBAPI connection: keep it alive
+            connection = self._local.connection = pooled.dbapi_connection
+        return connection
+
+    def _forget_connection(self) -> None:
+        connection = getattr(self._local, "pooled", None)
+        self._local.connection = self._local.pooled = None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
 
 
 def _same_request(row: Row[Any], request_hash: str) -> Job:
