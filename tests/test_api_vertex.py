@@ -176,7 +176,7 @@ def test_every_path_under_the_prefix_answers_in_the_vertex_envelope(server: Live
     with rest(server) as client:
         assert_rpc_error(client.get("/v1beta1/no/such/thing"), 404, "NOT_FOUND")
         wrong_method = client.get(f"/v1/{PROJECT}/{MODEL}:predictLongRunning")
-        assert_rpc_error(wrong_method, 405, "UNIMPLEMENTED")
+        assert_rpc_error(wrong_method, 405, "NOT_FOUND")
         unknown = client.post(f"/v1beta1/{PROJECT}/veo-9:predictLongRunning", json={})
         assert "veo-9" in assert_rpc_error(unknown, 404, "NOT_FOUND")["message"]
         other = client.post(f"/v1beta1/publishers/google/models/{MODEL}:generateContent", json={})

@@ -38,6 +38,7 @@ from kinema.media.fetch import ImageFetcher
 from kinema.media.http import SafeHttpClient
 from kinema.settings import Settings
 from kinema.storage import LinkSigner, Storage, open_storage
+from kinema.storage.scratch import remove_stale_parts
 from kinema.types import Job, JobStatus, JobSummary
 from kinema.views import Creation, JobRef, JobView
 
@@ -159,6 +160,7 @@ class Runtime:
         store decides what an ``Idempotency-Key`` retry gets with it.
         """
         if creation.callback_url is not None:  # refused now (400) if it points inside
+            self.catalog.check_text(creation.callback_url, creation.callback_field)
             self.http.vet(creation.callback_url, field=creation.callback_field)
         request = self.catalog.build_request(
             creation.model,
@@ -187,6 +189,7 @@ class Runtime:
             wire_names=creation.wire_names,
             idempotency_key=creation.idempotency_key,
             request_hash=fingerprint,
+            base_url=creation.base_url,
         )
         if self.pool is not None:
             self.pool.notify()
@@ -216,29 +219,30 @@ class Runtime:
         """A page of ``owner``'s jobs by creation time (``after``: the last id seen)."""
         return self.store.list(owner, limit=limit, after=after, order=order)
 
+    def link_base(self, job: Job | JobSummary) -> str:
+        """The base URL of links to ``job``'s files: the configured public base URL, or
+        the one of the request that created the job. Never another request's: whatever
+        Host a poll names, the links of everyone's jobs stay as they were made."""
+        base = self.settings.public_base_url or job.base_url
+        return (base or f"http://{self.settings.host}:{self.settings.port}").rstrip("/")
+
     def status(
-        self,
-        owner: str,
-        ref: JobRef,
-        *,
-        base_url: str,
-        full: bool = True,
-        inline_video: bool = False,
+        self, owner: str, ref: JobRef, *, full: bool = True, inline_video: bool = False
     ) -> JobView:
         """What a poll renders. ``full=False`` reads only the status columns (the cheapest
         read there is) when the dialect renders nothing of the request or its times;
         ``inline_video`` carries a succeeded job's MP4 in the view."""
         if full or ref.id is None:
-            return self.view(self.find(owner, ref), base_url, inline_video=inline_video)
+            return self.view(self.find(owner, ref), inline_video=inline_video)
         summary = self.store.summary(owner, ref.id)
         if ref.model is not None and summary.model != ref.model:
             raise NotFound(f"job {ref.id} not found")
-        return self.view(summary, base_url, inline_video=inline_video)
+        return self.view(summary, inline_video=inline_video)
 
-    def view(
-        self, job: Job | JobSummary, base_url: str, *, inline_video: bool = False
-    ) -> JobView:
-        """``job`` with its signed links, frame size and queue facts worked out."""
+    def view(self, job: Job | JobSummary, *, inline_video: bool = False) -> JobView:
+        """``job`` with its signed links (starting with ``link_base``), frame size and
+        queue facts worked out."""
+        base_url = self.link_base(job)
         result = job.result
         video_url = None
         expires_at = None
@@ -365,6 +369,7 @@ class Runtime:
                 "AUTHENTICATION IS DISABLED (KINEMA_AUTH_DISABLED): anyone who can reach "
                 "this server can generate and read every video. Development only."
             )
+        remove_stale_parts(self.storage.scratch_dir(), older_than_s=self.settings.lease_s)
         for model in self.models or ():  # load a worker's engines before it takes jobs
             self.engines.get(self.catalog.get(model).engine)
         if self.store.dispatch_waiting():

@@ -121,6 +121,8 @@ class Job:
     error_message: str | None = None
     result: VideoResult | None = None
     dialect: str = "aimlapi"
+    base_url: str | None = None  # of the request that created the job: its links start so
+    queue_turn: int = 1  # the owner's nth waiting job when queued (fair order across owners)
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ class JobSummary:
     error_code: str | None
     error_message: str | None
     result: VideoResult | None
+    base_url: str | None = None
 
 
 # --- engine-facing types: engines see pixels and numbers, never storage or HTTP ---

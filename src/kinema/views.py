@@ -86,3 +86,4 @@ class Creation:
     idempotency_key: str | None = None
     adjustments: tuple[dict[str, Any], ...] = ()
     storage_uri: str | None = None  # checked against the storage kinema writes to
+    base_url: str | None = None  # of the creating request: the job's links start with it

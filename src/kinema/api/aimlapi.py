@@ -24,7 +24,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kinema.api.deps import BearerOwner, IdempotencyKey
 from kinema.api.dialect import Dialect, Poll, query_value
@@ -74,7 +74,7 @@ class CreateGeneration(BaseModel):
     aspect_ratio: str | None = None
     resolution: str | None = None
     generate_audio: bool | str | None = None
-    seed: int | None = None
+    seed: StrictInt | None = None
     negative_prompt: str | None = None
     enhance_prompt: bool | None = None
     auto_fix: bool | None = None
@@ -108,7 +108,7 @@ class Generation(BaseModel):
 class AimlApi(Dialect):
     name = "aimlapi"
     title = "AI/ML API"
-    prefixes = ("/v2/",)
+    prefixes = ("/v2",)
     full_view = False
     status_words = {
         JobStatus.QUEUED: "queued",
@@ -249,9 +249,7 @@ class AimlApi(Dialect):
             idempotency_key: IdempotencyKey = None,
         ) -> JSONResponse:
             """Create a video generation task; poll it with GET and ``generation_id``."""
-            job = request.app.state.runtime.create(
-                owner, self.name, self.parse_create(body, idempotency_key)
-            )
+            job = self.create(request, owner, self.parse_create(body, idempotency_key))
             return self.respond(request, job)
 
         @router.post(
@@ -264,7 +262,5 @@ class AimlApi(Dialect):
             idempotency_key: IdempotencyKey = None,
         ) -> JSONResponse:
             """Legacy path of the same create call (documented upstream as 201)."""
-            job = request.app.state.runtime.create(
-                owner, self.name, self.parse_create(body, idempotency_key)
-            )
+            job = self.create(request, owner, self.parse_create(body, idempotency_key))
             return self.respond(request, job, status_code=201)

@@ -37,10 +37,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kinema.api import google
-from kinema.api.deps import IdempotencyKey, public_base_url
+from kinema.api.deps import IdempotencyKey
 from kinema.api.dialect import Dialect, Poll
 from kinema.api.files import artifact_response
 from kinema.api.google import GoogleOwner, Instance, Wire
@@ -65,7 +65,9 @@ class Parameters(Wire):
     person_generation: str | None = Field(default=None, examples=["allow_all", "allow_adult"])
     negative_prompt: str | None = None
     enhance_prompt: bool | None = None
-    seed: int | None = Field(default=None, description="Raw REST only: the SDK does not send it")
+    seed: StrictInt | None = Field(
+        default=None, description="Raw REST only: the SDK does not send it"
+    )
     generate_audio: bool | None = Field(default=None, description="Raw REST only (Veo 3)")
     callback_url: str | None = Field(
         default=None,
@@ -134,7 +136,7 @@ def _timestamp(moment: datetime | None) -> str | None:
 class Gemini(Dialect):
     name = "gemini"
     title = "Gemini API"
-    prefixes = ("/v1beta/", "/v1/models/", "/v1/files/")
+    prefixes = ("/v1beta", "/v1/models", "/v1/files")
     full_view = False
     status_words = {status: status.name for status in JobStatus}
     error_schema = google.ERROR_SCHEMA
@@ -236,8 +238,7 @@ class Gemini(Dialect):
             idempotency_key: IdempotencyKey = None,
         ) -> JSONResponse:
             """Start generating a video (``{model}:predictLongRunning``); returns an operation."""
-            runtime: Runtime = request.app.state.runtime
-            job = runtime.create(owner, self.name, self.parse_create(body, model, idempotency_key))
+            job = self.create(request, owner, self.parse_create(body, model, idempotency_key))
             return JSONResponse({"name": f"models/{job.model}/operations/{job.id}"})
 
         @router.post(f"/{version}/models/{{model}}/operations/{{operation_id}}")
@@ -285,7 +286,7 @@ class Gemini(Dialect):
             video = job.result
             if job.status is not JobStatus.SUCCEEDED or video is None:
                 raise NotFound(f"files/{name} is not found: its operation has no video")
-            uri = video_uri(name, public_base_url(request, runtime))
+            uri = video_uri(name, runtime.link_base(job))
             return JSONResponse(
                 {
                     "name": f"files/{name}",

@@ -20,13 +20,13 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from kinema.api.deps import public_base_url
 from kinema.api.dialect import Dialect, Poll
 from kinema.api.events import job_event_stream
-from kinema.errors import InvalidRequest, KinemaError
+from kinema.errors import InvalidRequest, KinemaError, PayloadTooLarge
 from kinema.runtime import Runtime
 from kinema.views import JobView
 
@@ -34,26 +34,28 @@ log = logging.getLogger(__name__)
 
 
 async def _json_body(request: Request) -> Any:
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except HTTPException as error:  # the request guard's body limit
+        if error.status_code != 413:
+            raise
+        raise PayloadTooLarge(str(error.detail)) from None
     if not raw:
         return None
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise InvalidRequest("the request body is not valid JSON") from None
 
 
 def _read(
     dialect: Dialect, poll: Poll, request: Request, params: Mapping[str, str], body: Any
-) -> tuple[JobView, Runtime, str, str]:
+) -> tuple[JobView, Runtime, str]:
     runtime: Runtime = request.app.state.runtime
     owner = dialect.owner(request)
     ref = poll.locate(request, params, body)
-    base_url = public_base_url(request, runtime)
-    view = runtime.status(
-        owner, ref, base_url=base_url, full=dialect.full_view, inline_video=dialect.inline_video
-    )
-    return view, runtime, owner, base_url
+    view = runtime.status(owner, ref, full=dialect.full_view, inline_video=dialect.inline_video)
+    return view, runtime, owner
 
 
 def _json(status: int, body: Any, headers: Mapping[str, str]) -> Response:
@@ -78,18 +80,14 @@ async def serve_events(
 ) -> Response:
     """The poll's server-sent events twin: the same object on every change, then done."""
     try:
-        view, runtime, owner, base_url = _read(dialect, poll, request, params, None)
+        view, runtime, owner = _read(dialect, poll, request, params, None)
     except KinemaError as error:
         return dialect.render_error(request, error)
     ref = poll.locate(request, params, None)
 
     def read() -> JobView:
         return runtime.status(
-            owner,
-            ref,
-            base_url=base_url,
-            full=dialect.full_view,
-            inline_video=dialect.inline_video,
+            owner, ref, full=dialect.full_view, inline_video=dialect.inline_video
         )
 
     stream: StreamingResponse = job_event_stream(request, view, read, dialect.render)

@@ -41,13 +41,14 @@ enhance_prompt, person_generation, negative_prompt, seed, and the kinema extensi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kinema.api.deps import BearerOwner, IdempotencyKey
 from kinema.api.dialect import Dialect, Poll
@@ -59,6 +60,7 @@ from kinema.views import Creation, JobRef, JobView
 ID_PREFIX = "task-unified-"
 _ID_HEX = 10  # job id hex digits carried by the 8 base32 characters (40 bits)
 _BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+_ID_TIME = re.compile(r"[0-9]{1,12}")  # ASCII digits: ``str.isdigit`` also takes "²"
 
 # wire field -> canonical field
 WIRE_FIELDS = {
@@ -121,12 +123,12 @@ class CreateTask(BaseModel):
     generate_audio: bool | str | None = Field(None, description="default false")
     auto_fix_prompt: bool | str | None = None
     auto_fix: bool | str | None = Field(None, description="alias of auto_fix_prompt")
-    safety_level: int | str | None = Field(None, description="1 (strictest) .. 6")
-    safety: int | str | None = Field(None, description="alias of safety_level")
+    safety_level: StrictInt | str | None = Field(None, description="1 (strictest) .. 6")
+    safety: StrictInt | str | None = Field(None, description="alias of safety_level")
     enhance_prompt: bool | str | None = None
     person_generation: str | None = Field(None, examples=["dont_allow", "allow_adult"])
     negative_prompt: str | None = None
-    seed: int | str | None = None
+    seed: StrictInt | str | None = None
     callback_url: str | None = Field(
         None, description="kinema extension: receives a signed webhook when the task ends"
     )
@@ -173,7 +175,7 @@ def job_ref(task_id: str) -> JobRef:
     """The job a task id names: the head of its id and its creation second."""
     head, _, chars = task_id.removeprefix(ID_PREFIX).partition("-")
     missing = NotFound(f"task {task_id!r} not found")
-    if not task_id.startswith(ID_PREFIX) or not head.isdigit() or len(chars) != 8:
+    if not task_id.startswith(ID_PREFIX) or not _ID_TIME.fullmatch(head) or len(chars) != 8:
         raise missing
     bits = 0
     for char in chars.lower():
@@ -190,7 +192,7 @@ TaskId = Annotated[str, Path(examples=["task-unified-1757165031-uyujaw3d"])]
 class UnifiedTasks(Dialect):
     name = "unified"
     title = "Unified tasks"
-    prefixes = ("/v1/tasks/", "/v1/videos/generations")
+    prefixes = ("/v1/tasks", "/v1/videos/generations")
     status_words = {
         JobStatus.QUEUED: "pending",
         JobStatus.RUNNING: "processing",
@@ -326,8 +328,7 @@ class UnifiedTasks(Dialect):
             idempotency_key: IdempotencyKey = None,
         ) -> JSONResponse:
             """Create an image-to-video task; poll it at ``GET /v1/tasks/{id}``."""
-            runtime: Runtime = request.app.state.runtime
-            job = runtime.create(owner, self.name, self.parse_create(body, idempotency_key))
+            job = self.create(request, owner, self.parse_create(body, idempotency_key))
             return self.respond(request, job)
 
         @router.post("/v1/tasks/{task_id}/cancel", response_model=Task)

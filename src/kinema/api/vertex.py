@@ -46,7 +46,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from kinema.api import google
 from kinema.api.deps import IdempotencyKey
@@ -72,7 +72,7 @@ class Parameters(Wire):
     )
     fps: int | None = None
     duration_seconds: int | None = Field(default=None, examples=[4, 6, 8])
-    seed: int | None = None
+    seed: StrictInt | None = None
     aspect_ratio: str | None = Field(default=None, examples=["16:9", "9:16"])
     resolution: str | None = Field(default=None, examples=["720p", "1080p"])
     person_generation: str | None = Field(default=None, examples=["allow_adult", "dont_allow"])
@@ -142,7 +142,7 @@ PredictModel = Annotated[str, Depends(predict_model)]
 class Vertex(Dialect):
     name = "vertex"
     title = "Vertex AI"
-    prefixes = ("/v1beta1/", "/v1/projects/", "/v1/publishers/")
+    prefixes = ("/v1beta1", "/v1/projects", "/v1/publishers")
     inline_video = True
     status_words = {status: status.name for status in JobStatus}
     error_schema = google.ERROR_SCHEMA
@@ -278,6 +278,6 @@ class Vertex(Dialect):
             operation whose name the SDK polls with ``:fetchPredictOperation``."""
             runtime: Runtime = request.app.state.runtime
             creation = self.parse_create(runtime, body, model, idempotency_key)
-            job = runtime.create(owner, self.name, creation)
+            job = self.create(request, owner, creation)
             name = f"{EXPRESS_SCOPE}/{MODELS}/{job.model}/operations/{job.id}"
             return JSONResponse({"name": name})

@@ -98,6 +98,7 @@ class JobStore:
                 jobs.c.error_code,
                 jobs.c.error_message,
                 jobs.c.result,
+                jobs.c.base_url,
             ).where(owned),
         )
         self._owned_job = select(jobs).where(owned)
@@ -114,6 +115,7 @@ class JobStore:
         request_hash: str | None = None,
         priority: int | None = None,
         job_id: str | None = None,
+        base_url: str | None = None,
     ) -> tuple[Job, bool]:
         """Queue ``request`` for ``owner``; returns the job and whether it was created.
 
@@ -121,6 +123,11 @@ class JobStore:
         (created False) if ``request_hash`` matches, else ``IdempotencyConflict``. Two
         racing submits with one key both end on the same row: the unique index lets only
         one insert win, and the loser reads the winner's row.
+
+        ``base_url`` is the base URL of the request that created the job: the links of
+        its responses and webhooks start with it (unless a public base URL is configured).
+        The job's ``queue_turn`` is 1 + the owner's jobs of the same model and priority
+        already waiting, so a new owner's first job goes before another's second.
         """
         request_hash = request_hash or hash_request(request)
         if idempotency_key is not None:
@@ -145,15 +152,30 @@ class JobStore:
             "cancel_requested": False,
             "created_at": now,
             "updated_at": now,
+            "base_url": base_url,
         }
         try:
             with begin_write(self._engine) as connection:
+                values["queue_turn"] = 1 + int(
+                    connection.scalar(
+                        select(func.count())
+                        .select_from(jobs)
+                        .where(
+                            jobs.c.owner == owner,
+                            jobs.c.status == _QUEUED,
+                            jobs.c.model == request.model,
+                            jobs.c.priority == rank,
+                        )
+                    )
+                    or 0
+                )
                 if self._dispatch is not None:  # the row and its queue entry, or neither
                     values["dispatch_id"] = self._dispatch.enqueue(
                         connection,
                         job_id=new_id,
                         model=request.model,
                         priority=rank,
+                        turn=values["queue_turn"],
                         delay_s=0.0,
                     )
                 row = connection.execute(
@@ -208,7 +230,7 @@ class JobStore:
         row = self._summary_query.row({"job_id": job_id, "owner": owner})
         if row is None:
             raise NotFound(f"job {job_id} not found")
-        ident, model, status, progress, error_code, error_message, result = row
+        ident, model, status, progress, error_code, error_message, result, base_url = row
         return JobSummary(
             id=ident,
             model=model,
@@ -217,6 +239,7 @@ class JobStore:
             error_code=error_code,
             error_message=error_message,
             result=None if result is None else _video_result(result),
+            base_url=base_url,
         )
 
     def get_any(self, job_id: str) -> Job:
@@ -287,8 +310,9 @@ class JobStore:
     def queue_position(self, job: Job) -> int | None:
         """How many queued jobs for the same model will be claimed before ``job``.
 
-        None unless ``job`` is queued. Mirrors ``claim_next``'s order, so it is exact for
-        workers that claim this model; served by the (status, model, ...) index.
+        None unless ``job`` is queued. Mirrors the order jobs are taken in (priority, then
+        turn, then age: ``claim_next`` and the dispatch queues), so it is exact for workers
+        that take this model; served by the fair-queue index.
         """
         if job.status is not JobStatus.QUEUED:
             return None
@@ -297,8 +321,14 @@ class JobStore:
             and_(
                 jobs.c.priority == job.priority,
                 or_(
-                    jobs.c.created_at < job.created_at,
-                    and_(jobs.c.created_at == job.created_at, jobs.c.id < job.id),
+                    jobs.c.queue_turn < job.queue_turn,
+                    and_(
+                        jobs.c.queue_turn == job.queue_turn,
+                        or_(
+                            jobs.c.created_at < job.created_at,
+                            and_(jobs.c.created_at == job.created_at, jobs.c.id < job.id),
+                        ),
+                    ),
                 ),
             ),
         )
@@ -320,7 +350,8 @@ class JobStore:
     def claim_next(
         self, *, worker_id: str, lease_s: float, models: Collection[str] | None = None
     ) -> Job | None:
-        """Take the best queued job (highest priority, then oldest) and start its attempt.
+        """Take the best queued job and start its attempt: highest priority, then lowest
+        turn (owners take turns), then oldest.
 
         One UPDATE whose WHERE picks the job: SQLite runs it under the database write
         lock, PostgreSQL's ``FOR UPDATE SKIP LOCKED`` lets concurrent claimers pass over
@@ -335,7 +366,12 @@ class JobStore:
         if models is not None:
             pick = pick.where(candidate.c.model.in_(builtins.list(models)))
         pick = (
-            pick.order_by(candidate.c.priority.desc(), candidate.c.created_at, candidate.c.id)
+            pick.order_by(
+                candidate.c.priority.desc(),
+                candidate.c.queue_turn,
+                candidate.c.created_at,
+                candidate.c.id,
+            )
             .limit(1)
             .with_for_update(skip_locked=True)
         )
@@ -651,6 +687,7 @@ class JobStore:
                     job_id=row.id,
                     model=row.model,
                     priority=row.priority,
+                    turn=row.queue_turn,
                     delay_s=delay_s,
                 )
                 connection.execute(
@@ -793,6 +830,8 @@ def _to_job(row: Row[Any]) -> Job:
         error_message=data["error_message"],
         result=None if result is None else _video_result(result),
         dialect=data["dialect"],
+        base_url=data["base_url"],
+        queue_turn=data["queue_turn"],
     )
 
 

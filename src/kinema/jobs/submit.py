@@ -49,6 +49,7 @@ class Submitter:
         wire_names: Mapping[str, str],
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        base_url: str | None = None,
     ) -> Job:
         """Make ``request`` a durable queued job owned by ``owner`` and return it.
 
@@ -73,6 +74,7 @@ class Submitter:
                 request_hash=request_hash,
                 priority=request.priority,
                 job_id=job_id,
+                base_url=base_url,
             )
         except BaseException:
             self.storage.delete_prefix(job_prefix(job_id))
