@@ -13,19 +13,12 @@ from typing import Any
 import httpx
 import jsonschema
 
-from kinema.api import aimlapi, files, gemini, openai_videos, unified, v1_generations
+from kinema.api.served import dialects
 from kinema.settings import Settings
 from tests.support import make_settings
 
-DIALECTS = ("aimlapi", "gemini", "openai", "unified", "v1")
-ERROR_SCHEMAS: dict[str, dict[str, Any]] = {
-    "aimlapi": aimlapi.ERROR_SCHEMA,
-    "gemini": gemini.ERROR_SCHEMA,
-    "openai": openai_videos.ERROR_SCHEMA,
-    "unified": unified.ERROR_SCHEMA,
-    "v1": v1_generations.ERROR_SCHEMA,
-    "files": files.ERROR_SCHEMA,
-}
+DIALECTS = ("aimlapi", "gemini", "vertex", "openai", "unified", "v1")
+ERROR_SCHEMAS: dict[str, dict[str, Any]] = {d.name: d.error_schema for d in dialects()}
 
 # One text-to-video model every dialect serves, rendering a few grey frames at once.
 QUICK_CATALOG = """
@@ -36,7 +29,7 @@ fps = 8
 frame_s = {frame_s}
 
 [models.quick]
-dialects = ["aimlapi", "gemini", "openai", "unified", "v1"]
+dialects = ["aimlapi", "gemini", "vertex", "openai", "unified", "v1"]
 engine = "quick"
 inputs = "any"
 durations = [1, 2]

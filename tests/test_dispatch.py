@@ -22,6 +22,7 @@ from kinema.jobs.dispatch import (
     TASK_NAME,
     ProcrastinateDispatch,
     dispatch_priority,
+    install_procrastinate_schema,
     queue_name,
 )
 from kinema.jobs.store import JobStore
@@ -58,7 +59,7 @@ def pg(postgres_url: str) -> Iterator[Engine]:
     """An empty PostgreSQL database with kinema's and procrastinate's schemas."""
     reset_postgres(postgres_url)
     built = make_engine(postgres_url)
-    migrate(built, procrastinate=True)
+    migrate(built, extra_step=install_procrastinate_schema)
     try:
         yield built
     finally:

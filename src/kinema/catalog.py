@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -91,6 +91,10 @@ class ModelSpec:
     last_image_optional: bool = False
     durations_at: dict[str, tuple[int, ...]] = field(default_factory=dict)
     sizes: tuple[str, ...] = ()  # explicit "WxH" frame sizes, for dialects that send them
+    # A duration between two allowed ones is made at the next longer allowed one (and
+    # reported as an adjustment) instead of refused: for documented clients that send one.
+    fit_duration: bool = False
+    person_generation: tuple[str, ...] = PERSON_GENERATION  # the values it takes
 
     @property
     def dialect(self) -> str:
@@ -202,6 +206,7 @@ class Catalog:
         callback_url: str | None = None,
         priority: int = 0,
         off_peak: bool = False,
+        adjustments: Sequence[dict[str, Any]] = (),
     ) -> GenerationRequest:
         """Validate canonical ``fields`` against the model and fill in its defaults.
 
@@ -262,16 +267,20 @@ class Catalog:
             "aspect_ratio",
             problems,
         )
+        adjusted = list(adjustments)
         durations = spec.durations_at.get(str(resolution), spec.durations)
         duration = _duration(fields.get("duration"), durations, spec, problems, resolution)
+        if duration is None and spec.fit_duration and fields.get("duration") is not None:
+            duration = _fitted_duration(fields["duration"], durations, spec, problems, adjusted)
         audio = _flag(fields.get("generate_audio"), spec.default_audio, "generate_audio", problems)
         if audio and not spec.audio:
             problems.add("generate_audio", f"model {spec.id} does not generate audio")
         seed = _integer(fields.get("seed"), 0, SEED_MAX, "seed", problems)
         safety = _integer(fields.get("safety_level"), 1, 6, "safety_level", problems)
         person = fields.get("person_generation")
-        if person is not None and person not in PERSON_GENERATION:
-            problems.add("person_generation", f"must be one of {', '.join(PERSON_GENERATION)}")
+        if person is not None and person not in spec.person_generation:
+            allowed = ", ".join(spec.person_generation)
+            problems.add("person_generation", f"must be one of {allowed}")
         negative = _text(fields.get("negative_prompt"), "negative_prompt", problems)
         enhance = _flag(fields.get("enhance_prompt"), None, "enhance_prompt", problems)
         auto_fix = _flag(fields.get("auto_fix"), None, "auto_fix", problems)
@@ -302,6 +311,7 @@ class Catalog:
             callback_url=callback_url,
             priority=OFF_PEAK_PRIORITY if off_peak else priority,
             off_peak=off_peak,
+            adjustments=tuple(adjusted),
         )
 
     @staticmethod
@@ -336,6 +346,8 @@ def _model_from_toml(model_id: str, cfg: dict[str, Any]) -> ModelSpec:
             str(k).lower(): tuple(int(d) for d in v) for k, v in cfg.get("durations_at", {}).items()
         },
         sizes=tuple(str(size) for size in cfg.get("sizes", ())),
+        fit_duration=bool(cfg.get("fit_duration", False)),
+        person_generation=tuple(cfg.get("person_generation", PERSON_GENERATION)),
     )
 
 
@@ -438,6 +450,37 @@ def _duration(
         problems.add("duration", f"{value!r} is not an allowed duration{where}: {options} seconds")
         return None
     return seconds
+
+
+def _fitted_duration(
+    value: Any,
+    allowed: tuple[int, ...],
+    spec: ModelSpec,
+    problems: _Problems,
+    adjusted: list[dict[str, Any]],
+) -> int | None:
+    """The next longer allowed duration for a whole number of seconds between two allowed
+    ones (so a video is never shorter than asked), recorded in ``adjusted``; the problem
+    ``_duration`` recorded is withdrawn. Anything else stays refused."""
+    text = str(value).strip().removesuffix("s")
+    if isinstance(value, bool) or not text.isdigit():
+        return None
+    seconds = int(text)
+    longer = [d for d in allowed if d >= seconds]
+    if seconds < min(allowed) or not longer:
+        return None
+    used = longer[0]
+    problems.items.pop()
+    adjusted.append(
+        {
+            "field": _wire(problems.names, "duration"),
+            "requested": value,
+            "used": used,
+            "reason": f"model {spec.id} makes {', '.join(map(str, allowed))} second videos; "
+            f"{seconds} s is made as the next longer one",
+        }
+    )
+    return used
 
 
 def _flag(value: Any, default: bool | None, name: str, problems: _Problems) -> bool | None:

@@ -70,10 +70,17 @@ class InvalidImage(InvalidRequest):
     code = "invalid_image"
 
 
-class UnsafeURL(InvalidImage):
+class UnsafeURL(InvalidRequest):
     """A URL points somewhere kinema refuses to connect to (SSRF protection)."""
 
     code = "unsafe_url"
+
+
+class RemoteFailure(InvalidRequest):
+    """A URL could not be reached or answered badly: timeout, refused connection, HTTP
+    error, a body over the limit. Image intake reports it as an ``InvalidImage``."""
+
+    code = "remote_failure"
 
 
 class UnknownModel(InvalidRequest):
@@ -113,6 +120,13 @@ class PayloadTooLarge(KinemaError):
 
     status = 413
     code = "payload_too_large"
+
+
+class JobStillRunning(KinemaError):
+    """A job asked to stop has not stopped yet; the client should retry shortly."""
+
+    status = 409
+    code = "job_still_running"
 
 
 class Forbidden(KinemaError):

@@ -6,25 +6,17 @@ so a deployment of API-only and worker-only processes delivers whichever of them
 
 from __future__ import annotations
 
-from kinema.api import aimlapi, gemini, openai_videos, unified, v1_generations
-from kinema.media.fetch import ImageFetcher
+from kinema.api.mount import webhook_renderers
+from kinema.api.served import dialects
+from kinema.media.http import SafeHttpClient
 from kinema.runtime import Runtime
-from kinema.webhooks.deliver import Renderer, WebhookDeliverer
+from kinema.webhooks.deliver import WebhookDeliverer
 
 
 def build_deliverer(runtime: Runtime) -> WebhookDeliverer:
     """The outbox deliverer; links in its bodies start with each job's own base URL."""
     settings = runtime.settings
-    renderers: dict[str, Renderer] = {
-        aimlapi.DIALECT: lambda job: aimlapi.render_job(job, runtime, runtime.link_base(job)),
-        gemini.DIALECT: lambda job: gemini.render_operation(job, runtime.link_base(job)),
-        openai_videos.DIALECT: lambda job: openai_videos.render_video(job, runtime),
-        unified.DIALECT: lambda job: unified.render_task(job, runtime, runtime.link_base(job)),
-        v1_generations.DIALECT: lambda job: v1_generations.render_generation(
-            job, runtime, runtime.link_base(job)
-        ),
-    }
-    http = ImageFetcher(
+    http = SafeHttpClient(
         allow_hosts=settings.fetch_allow_hosts,
         timeout_s=settings.webhook_timeout_s,
         max_bytes=settings.max_image_bytes,
@@ -34,7 +26,7 @@ def build_deliverer(runtime: Runtime) -> WebhookDeliverer:
         runtime.outbox,
         runtime.store,
         http,
-        renderers,
+        webhook_renderers(dialects(), runtime),
         runtime.webhook_secret,
         retry_base_s=settings.webhook_retry_base_s,
         max_age_s=settings.webhook_max_age_s,

@@ -115,6 +115,8 @@ def install_procrastinate_schema(connection: Connection) -> bool:
     Runs inside the caller's transaction (``migrate`` holds its advisory lock), with the
     schema file of the installed procrastinate version.
     """
+    if connection.dialect.name != "postgresql":
+        raise ValueError("procrastinate dispatch needs a postgresql:// database URL")
     if connection.scalar(text("SELECT to_regclass('procrastinate_jobs')")) is not None:
         return False
     from procrastinate.schema import SchemaManager

@@ -27,7 +27,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Row,
-    Select,
+    Text,
     Update,
     and_,
     bindparam,
@@ -37,16 +37,18 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 
 from kinema.db import begin_write
 from kinema.errors import IdempotencyConflict, InvalidRequest, LeaseLost, NotFound
+from kinema.jobs.direct import DirectQuery, summary_result, video_result
 from kinema.jobs.dispatch import Dispatch
-from kinema.jobs.tables import jobs
+from kinema.jobs.outbox import enqueue
+from kinema.schema import jobs
 from kinema.types import GenerationRequest, Job, JobStatus, JobSummary, VideoResult
-from kinema.webhooks.outbox import enqueue
 
 Clock = Callable[[], datetime]
 
@@ -86,7 +88,7 @@ class JobStore:
         # Polls are the hottest query of all: compiled once, run on the driver directly,
         # reading only the columns a status response renders.
         owned = and_(jobs.c.id == bindparam("job_id"), jobs.c.owner == bindparam("owner"))
-        self._summary_query = _DirectQuery(
+        self._summary_query = DirectQuery(
             engine,
             select(
                 jobs.c.id,
@@ -95,7 +97,9 @@ class JobStore:
                 jobs.c.progress,
                 jobs.c.error_code,
                 jobs.c.error_message,
-                jobs.c.result,
+                # As stored (JSON text on SQLite): parsed by ``_summary_result``, which
+                # remembers recent results, since a finished job is polled again and again.
+                type_coerce(jobs.c.result, Text),
                 jobs.c.base_url,
             ).where(owned),
         )
@@ -195,13 +199,19 @@ class JobStore:
         assert row is not None
         return _to_job(row), True
 
-    def find_idempotent(self, owner: str, idempotency_key: str) -> Job | None:
+    def find_idempotent(
+        self, owner: str, idempotency_key: str, *, request_hash: str | None = None
+    ) -> Job | None:
         """The job ``owner`` submitted with ``idempotency_key``, if any.
 
         Lets the API answer a retry before doing the slow part of accepting it again.
+        With ``request_hash``, the same decision ``submit`` makes: the earlier job if the
+        hashes match, else ``IdempotencyConflict``.
         """
         row = self._find_by_key(owner, idempotency_key)
-        return None if row is None else _to_job(row)
+        if row is None:
+            return None
+        return _to_job(row) if request_hash is None else _same_request(row, request_hash)
 
     def request_hash(self, job_id: str) -> str:
         """The ``request_hash`` stored with a job (what idempotent retries compare)."""
@@ -225,19 +235,19 @@ class JobStore:
 
     def summary(self, owner: str, job_id: str) -> JobSummary:
         """What a status poll needs of ``owner``'s job; the cheapest read the store has."""
-        data = self._summary_query.one_or_none({"job_id": job_id, "owner": owner})
-        if data is None:
+        row = self._summary_query.row({"job_id": job_id, "owner": owner})
+        if row is None:
             raise NotFound(f"job {job_id} not found")
-        result = data["result"]
+        ident, model, status, progress, error_code, error_message, result, base_url = row
         return JobSummary(
-            id=data["id"],
-            model=data["model"],
-            status=JobStatus(data["status"]),
-            progress=data["progress"],
-            error_code=data["error_code"],
-            error_message=data["error_message"],
-            result=None if result is None else _video_result(result),
-            base_url=data["base_url"],
+            id=ident,
+            model=model,
+            status=JobStatus(status),
+            progress=progress,
+            error_code=error_code,
+            error_message=error_message,
+            result=summary_result(result),
+            base_url=base_url,
         )
 
     def get_any(self, job_id: str) -> Job:
@@ -706,61 +716,6 @@ class JobStore:
             return connection.execute(statement).one_or_none()
 
 
-class _DirectQuery:
-    """A SELECT compiled once and executed on a pooled DBAPI connection.
-
-    It skips SQLAlchemy's per-call statement handling (about 140 us of a 160 us poll read
-    on SQLite) but keeps its semantics: the SQL and parameter order come from the
-    dialect's compiler, and each column goes through its type's result processor, so
-    values come back exactly as a normal ``Connection.execute`` returns them.
-    """
-
-    def __init__(self, engine: Engine, statement: Select[Any]) -> None:
-        dialect = engine.dialect
-        compiled = statement.compile(dialect=dialect)
-        self._engine = engine
-        self._sql = str(compiled)
-        self._order = compiled.positiontup  # None when the driver takes named parameters
-        self._dialect = dialect
-        self._columns = list(statement.selected_columns)
-        # Built from the first cursor's description: some processors need the driver's
-        # type code of the column (PostgreSQL numerics do).
-        self._processors: list[tuple[str, Any]] | None = None
-
-    def _processors_for(self, description: Any) -> list[tuple[str, Any]]:
-        if self._processors is None:
-            dialect = self._dialect
-            self._processors = [
-                (
-                    str(column.key),
-                    column.type.dialect_impl(dialect).result_processor(dialect, info[1]),
-                )
-                for column, info in zip(self._columns, description, strict=True)
-            ]
-        return self._processors
-
-    def one_or_none(self, params: dict[str, Any]) -> dict[str, Any] | None:
-        bound: Any = params if self._order is None else [params[k] for k in self._order]
-        connection = self._engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            try:
-                cursor.execute(self._sql, bound)
-                row = cursor.fetchone()
-                processors = self._processors_for(cursor.description)
-            finally:
-                cursor.close()
-            connection.rollback()  # end the read (a no-op for SQLite in autocommit)
-        finally:
-            connection.close()
-        if row is None:
-            return None
-        return {
-            key: value if process is None else process(value)
-            for (key, process), value in zip(processors, row, strict=True)
-        }
-
-
 def _same_request(row: Row[Any], request_hash: str) -> Job:
     if row.request_hash != request_hash:
         raise IdempotencyConflict(
@@ -790,13 +745,8 @@ def _to_job(row: Row[Any]) -> Job:
         idempotency_key=data["idempotency_key"],
         error_code=data["error_code"],
         error_message=data["error_message"],
-        result=None if result is None else _video_result(result),
+        result=None if result is None else video_result(result),
         dialect=data["dialect"],
         base_url=data["base_url"],
         queue_turn=data["queue_turn"],
     )
-
-
-def _video_result(data: dict[str, Any]) -> VideoResult:
-    fields = VideoResult.__dataclass_fields__
-    return VideoResult(**{name: value for name, value in data.items() if name in fields})

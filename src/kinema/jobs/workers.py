@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import JSON, Engine, delete, insert, select, update
 
 from kinema.db import begin_write
-from kinema.jobs.tables import workers
+from kinema.schema import workers
 
 
 def _utcnow() -> datetime:

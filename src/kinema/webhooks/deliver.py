@@ -23,13 +23,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from kinema.errors import InvalidImage, NotFound, UnsafeURL
+from kinema.errors import NotFound, RemoteFailure, UnsafeURL
 from kinema.jobs.observer import JobObserver, NoObserver
+from kinema.jobs.outbox import Outbox, WebhookEvent
 from kinema.jobs.store import JobStore
-from kinema.media.fetch import ImageFetcher
+from kinema.media.http import SafeHttpClient
 from kinema.types import Job
 from kinema.webhooks import signing
-from kinema.webhooks.outbox import Outbox, WebhookEvent
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class WebhookDeliverer:
         self,
         outbox: Outbox,
         store: JobStore,
-        http: ImageFetcher,
+        http: SafeHttpClient,
         renderers: dict[str, Renderer],
         secret_for: SecretLookup,
         *,
@@ -180,7 +180,7 @@ class WebhookDeliverer:
             self.outbox.failed(event.id, error.message)
             self.observer.webhook_outcome(event.dialect, "failed")
             return
-        except InvalidImage as error:  # timeouts and connection failures
+        except RemoteFailure as error:  # timeouts and connection failures
             self._retry(event, error.message)
             return
         if 200 <= status < 300:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 
 from kinema.db import begin_write
-from kinema.jobs.tables import webhook_events
+from kinema.schema import webhook_events
 
 PENDING = "pending"
 DELIVERED = "delivered"
