@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, Engine, func, select
 
 from kinema.errors import QuotaExceeded
-from kinema.jobs.tables import api_keys, jobs
+from kinema.schema import api_keys, jobs
 from kinema.types import GenerationRequest, JobStatus
 
 DAY = timedelta(hours=24)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, func, select
 
 from kinema.jobs.store import _to_job
-from kinema.jobs.tables import jobs
+from kinema.schema import jobs
 from kinema.types import Job, JobStatus
 
 
