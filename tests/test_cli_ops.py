@@ -12,6 +12,7 @@ from pathlib import Path
 
 from kinema.runtime import Runtime
 from kinema.types import Job, JobStatus
+from kinema.views import Creation
 from tests.fixture_engines import model_toml
 from tests.support import data_uri, make_settings, pattern_image
 
@@ -86,17 +87,14 @@ def test_jobs_list_show_retry_and_cancel(tmp_path: Path):
         other, _ = runtime.keys.create("other")
         image = data_uri(pattern_image(64, 36))
         failed = runtime.create(
-            owner=key.id, model="crashing-i2v", fields={"prompt": "x", "image": image},
-            dialect="v1", wire_names={},
+            key.id, "v1", Creation(model="crashing-i2v", fields={"prompt": "x", "image": image})
         )
         wait_for(runtime, failed.id, JobStatus.FAILED)
     finally:
         runtime.close()
     runtime = runtime_for(tmp_path, catalog, workers=0)  # nothing runs: jobs stay queued
     try:
-        queued = runtime.create(
-            owner=other.id, model="slow", fields={"prompt": "y"}, dialect="v1", wire_names={}
-        )
+        queued = runtime.create(other.id, "v1", Creation(model="slow", fields={"prompt": "y"}))
         listed = kinema(env, "jobs", "list", "--state", "failed")
         assert listed.returncode == 0, listed.stderr
         assert failed.id in listed.stdout and queued.id not in listed.stdout

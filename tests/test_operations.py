@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from kinema.observability.logs import JsonFormatter
 from kinema.runtime import Runtime
 from kinema.server import BackgroundServer
+from kinema.views import Creation
 from tests.conftest import reset_postgres
 from tests.fixture_engines import model_toml
 from tests.support import LiveServer, ServerProcess, free_port, live_server, make_settings
@@ -397,9 +398,7 @@ def test_a_worker_process_serves_metrics_on_its_own_port(tmp_path: Path):
     runtime = Runtime.build(settings, workers=1)
     runtime.start()
     try:
-        job = runtime.create(
-            owner="o", model="slow", fields={"prompt": "a"}, dialect="v1", wire_names={}
-        )
+        job = runtime.create("o", "v1", Creation(model="slow", fields={"prompt": "a"}))
         deadline = time.monotonic() + 30
         while not runtime.store.get_any(job.id).status.terminal:
             assert time.monotonic() < deadline

@@ -135,6 +135,7 @@ class PollLane:
             params = match.groupdict()
             scope["app"] = app
             scope["path_params"] = params
+            scope["route"] = compiled.poll  # its ``path`` names the route in metrics
             request = Request(scope, receive)
             try:
                 answer = await _answer(compiled.dialect, compiled.poll, request, params)
