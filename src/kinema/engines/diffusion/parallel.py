@@ -147,8 +147,11 @@ class RankGroup:
         self.start()
         self._cancel.clear()
         job = next(self._jobs)
-        for conn in self._conns:
-            conn.send(("job", job, plan))
+        for rank, conn in enumerate(self._conns):
+            try:
+                conn.send(("job", job, plan))
+            except OSError:  # it died between jobs
+                self._crash(rank)
         outcomes = self._collect(on_progress, is_cancelled)
         self.last_calls = [outcome.calls for outcome in outcomes]
         failed = [(rank, o) for rank, o in enumerate(outcomes) if o.kind == "failed"]
