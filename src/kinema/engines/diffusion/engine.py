@@ -33,6 +33,7 @@ from PIL import Image, ImageOps
 
 from kinema.engines.diffusion import accel, lora, schedules
 from kinema.engines.diffusion.options import GIB, AudioPolicy, DiffusionOptions
+from kinema.engines.diffusion.progress import StepProgress
 from kinema.engines.diffusion.residency import Residency
 from kinema.engines.diffusion.shapes import FrameRule, Size, fit_size
 from kinema.engines.painting import paint_first_frame
@@ -138,7 +139,7 @@ class DiffusionEngine:
         """Call arguments the loaded weights want (dropped where a pipeline lacks them)."""
         return {}
 
-    def denoise(self, target: Any, arguments: dict[str, Any], progress: _Progress) -> Any:
+    def denoise(self, target: Any, arguments: dict[str, Any], progress: StepProgress) -> Any:
         """Run the pipeline call; a model with several stages overrides this."""
         return target(**arguments)
 
@@ -387,7 +388,7 @@ class DiffusionEngine:
         """One clip. ``decode=False`` (ranks other than 0 of a group) stops at the latents
         and returns an empty array."""
         target = pipe if plan.image is not None else self.text_target(pipe)
-        progress = _Progress(
+        progress = StepProgress(
             target,
             plan.steps,
             self.denoise_share,
@@ -431,7 +432,7 @@ class DiffusionEngine:
             'size, or set vae_tiling = true, offload = "model" or a smaller dtype'
         )
 
-    def _call_arguments(self, target: Any, plan: Plan, progress: _Progress) -> dict[str, Any]:
+    def _call_arguments(self, target: Any, plan: Plan, progress: StepProgress) -> dict[str, Any]:
         # The generator lives where the pipeline runs: pipelines draw decode-time noise with
         # it on their execution device (LTX-Video's timestep-conditioned VAE, say).
         device = accel.execution_device(target)
@@ -463,69 +464,6 @@ class DiffusionEngine:
         evicted = self._residency.unload_idle(accel.device_key(self._device), besides=self.name)
         if evicted:
             log.warning("engine %s ran out of memory; unloaded %s", self.name, ", ".join(evicted))
-
-
-class _Progress:
-    """Step progress, decode progress and cancel checks, hooked into one pipeline call."""
-
-    def __init__(
-        self,
-        pipe: Any,
-        steps: int,
-        share: float,
-        decode_calls: int,
-        on_progress: ProgressCallback,
-        is_cancelled: CancelCheck,
-        is_cancelled_while_decoding: CancelCheck,
-    ) -> None:
-        self.pipe = pipe
-        self.steps = steps
-        self.share = share
-        self.span = (0.0, 1.0)  # the part of the denoising bar the current pass fills
-        self.decode_calls = max(decode_calls, 1)
-        self.decoded = 0
-        self.on_progress = on_progress
-        self.is_cancelled = is_cancelled
-        self.is_cancelled_while_decoding = is_cancelled_while_decoding
-
-    def stage(self, pipe: Any, start: float, width: float) -> None:
-        """The next pipeline call (of a model with several) fills ``start..start+width``."""
-        self.pipe = pipe
-        self.span = (start, width)
-
-    def attach(
-        self, denoisers: list[torch.nn.Module], decoder: torch.nn.Module | None
-    ) -> list[Any]:
-        hooks = [module.register_forward_pre_hook(self._before_denoiser) for module in denoisers]
-        if isinstance(decoder, torch.nn.Module):
-            hooks.append(decoder.register_forward_pre_hook(self._before_decoder))
-        return hooks
-
-    def on_step_end(
-        self, pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]
-    ) -> dict[str, Any]:
-        total = getattr(pipe, "_num_timesteps", None) or self.steps
-        start, width = self.span
-        self.on_progress(self.share * (start + width * min((step + 1) / total, 1.0)))
-        self._check(f"after step {step + 1} of {total}")
-        return {}
-
-    def _before_denoiser(self, module: torch.nn.Module, args: Any) -> None:
-        self._check("while denoising")
-
-    def _before_decoder(self, module: torch.nn.Module, args: Any) -> None:
-        if self.is_cancelled_while_decoding():
-            self.pipe._interrupt = True
-            raise JobCancelled("cancelled while decoding")
-        done = min(self.decoded / self.decode_calls, 0.99)
-        self.decoded += 1
-        self.on_progress(self.share + (1.0 - self.share) * done)
-
-    def _check(self, where: str) -> None:
-        if self.is_cancelled():
-            # The interrupt flag stops the step loop even if something swallows the raise.
-            self.pipe._interrupt = True
-            raise JobCancelled(f"cancelled {where}")
 
 
 def _diffusers_class(name: str, engine: str) -> Any:
