@@ -89,7 +89,9 @@ class DiffusionEngine:
         *,
         name: str | None = None,
         residency: Residency | None = None,
+        context_parallel: int = 0,
     ) -> None:
+        """``context_parallel``: on a rank of a group, how many ranks share each job."""
         self.name = name or self.kind
         self.options = DiffusionOptions.parse(self.name, options)
         self.audio_policy: AudioPolicy = self.options.audio or self.default_audio
@@ -108,7 +110,7 @@ class DiffusionEngine:
         self._text_pipe: Any = None
         self._device = accel.resolve_device(self.options.device)
         self._dtype = accel.resolve_dtype(self.options.dtype, self._device)
-        self._context_parallel = 0  # ranks sharing each job (set on a rank of a group)
+        self._context_parallel = context_parallel
         self._group: Any = None  # the processes running each job when ``devices`` lists several
         if self.options.devices:
             from kinema.engines.diffusion.parallel import RankGroup
@@ -227,7 +229,7 @@ class DiffusionEngine:
         else:
             with self._residency.using(self), self._turn(is_cancelled):
                 pipe = self._ensure_loaded()
-                video, audio = self._generate(pipe, plan, on_progress, is_cancelled)
+                video, audio = self.generate(pipe, plan, on_progress, is_cancelled)
         if plan.audio and audio is None and self.audio_policy == "motion":
             audio = build_soundtrack(plan.prompt, plan.duration_s, plan.seed)
         if not plan.audio:
@@ -375,7 +377,7 @@ class DiffusionEngine:
         """The pipeline that makes a clip from text alone."""
         return self._text_pipeline(pipe)
 
-    def _generate(
+    def generate(
         self,
         pipe: Any,
         plan: Plan,
@@ -385,8 +387,9 @@ class DiffusionEngine:
         decode: bool = True,
         is_cancelled_while_decoding: CancelCheck | None = None,
     ) -> tuple[np.ndarray, Audio | None]:
-        """One clip. ``decode=False`` (ranks other than 0 of a group) stops at the latents
-        and returns an empty array."""
+        """One clip on the loaded ``pipe`` (the caller holds the engine's turn; the ranks of
+        a group call this directly). ``decode=False`` (ranks other than 0) stops at the
+        latents and returns an empty array."""
         target = pipe if plan.image is not None else self.text_target(pipe)
         progress = StepProgress(
             target,
