@@ -407,7 +407,12 @@ def _usable(name: str, device: torch.device) -> bool:
 
 
 def failed_row(
-    name: str, config: dict[str, Any], device: torch.device, error: str, steps: int
+    name: str,
+    config: dict[str, Any],
+    device: torch.device,
+    error: str,
+    steps: int,
+    measured_tflops: float | None = None,
 ) -> Row:
     return Row(
         variant=name,
@@ -423,6 +428,7 @@ def failed_row(
         flop_limit_s=None,
         mfu=None,
         peak_memory_gib=None,
+        measured_tflops=measured_tflops,
         error=error,
     )
 
@@ -538,7 +544,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
                 row = run_variant(name, config, device, peak, measured, steps)
             except Exception as error:  # one variant failing must not stop the others
                 message = f"{type(error).__name__}: {error}"
-                row = failed_row(name, config, device, message, steps)
+                row = failed_row(name, config, device, message, steps, measured)
             finally:
                 gc.collect()
                 if device.type == "cuda":
