@@ -5,7 +5,7 @@ random weights, so nothing is downloaded: speed does not depend on the weight va
 text encoder is a one-layer stand-in with the real output width (4096); the real UMT5-XXL
 runs once per video and costs well under a second. One 1280x704, 121-frame, 50-step
 image-to-video generation with classifier-free guidance is timed per speed option, after a
-two-step warm-up (which also absorbs torch.compile's compilation).
+two-step warm-up without the VAE decode (which also absorbs torch.compile's compilation).
 
     python -m bench.gpu_engine                          # on a GPU: every variant that applies
     python -m bench.gpu_engine --variants baseline,compile,few_step --steps 10 --json out.json
@@ -325,11 +325,14 @@ def run_variant(
         image=Image.new("RGB", (config["width"], config["height"]), (120, 90, 60)),
     )
 
-    # Warm-up: a short run (compiles, picks kernels, fills the allocator).
+    # Warm-up: a short denoise at the full shape (compiles, picks kernels, fills the
+    # allocator), stopping at the latents: the VAE decode at 720p costs as much as many
+    # steps, and its first call is timed as part of the decode.
     timed = engine.options
     if not timed.timesteps:  # pinned timesteps fix the step count
         engine.options = dataclasses.replace(timed, steps=2)
-    engine.run(request, lambda _: None, lambda: False)
+    warm = engine.plan(request)
+    engine.generate(engine.pipeline, warm, lambda _: None, lambda: False, decode=False)
     engine.options = timed
 
     marks: list[tuple[float, float]] = []
@@ -407,7 +410,12 @@ def _usable(name: str, device: torch.device) -> bool:
 
 
 def failed_row(
-    name: str, config: dict[str, Any], device: torch.device, error: str, steps: int
+    name: str,
+    config: dict[str, Any],
+    device: torch.device,
+    error: str,
+    steps: int,
+    measured_tflops: float | None = None,
 ) -> Row:
     return Row(
         variant=name,
@@ -423,6 +431,7 @@ def failed_row(
         flop_limit_s=None,
         mfu=None,
         peak_memory_gib=None,
+        measured_tflops=measured_tflops,
         error=error,
     )
 
@@ -538,7 +547,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
                 row = run_variant(name, config, device, peak, measured, steps)
             except Exception as error:  # one variant failing must not stop the others
                 message = f"{type(error).__name__}: {error}"
-                row = failed_row(name, config, device, message, steps)
+                row = failed_row(name, config, device, message, steps, measured)
             finally:
                 gc.collect()
                 if device.type == "cuda":

@@ -97,6 +97,12 @@ def test_shipped_gpu_catalog_is_valid_and_the_default_stays_on_motion():
         if config.kind != "motion":
             DiffusionOptions.parse(config.name, config.options)
     assert gpu.get("wan2.2-i2v-a14b").audio is False  # its engine refuses sound: a 400
+    lightning = DiffusionOptions.parse("l", gpu.engines["wan2.2-i2v-a14b-lightning"].options)
+    assert [lora.transformer for lora in lightning.lora] == ["transformer", "transformer_2"]
+    assert (lightning.steps, lightning.guidance_scale, lightning.guidance_scale_2) == (4, 1, 1)
+    fast = DiffusionOptions.parse("f", gpu.engines["fastwan2.2-ti2v-5b"].options)
+    assert (fast.steps, fast.timesteps) == (3, (1000, 757, 522))
+    assert fast.scheduler == "FlowMatchLCMScheduler"
     default = Catalog.load()
     assert {config.kind for config in default.engines.values()} == {"motion"}
 

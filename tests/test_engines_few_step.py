@@ -20,7 +20,7 @@ from kinema.engines.diffusion.engine import DiffusionEngine
 from kinema.errors import EngineError
 from tests.diffusers_support import Weights, create, never, request, save_all, tiny_engine, watch
 from tests.support import LiveServer, live_server, make_settings, probe
-from tests.tiny_pipelines import save_tiny_lora
+from tests.tiny_pipelines import save_tiny_lora, to_original_wan_lora
 
 HUB_ID = "tiny-org/wan22-lightning"
 
@@ -111,6 +111,29 @@ def test_distilled_loras_load_into_both_experts_and_are_fused(
     ours = np.stack(list(engine.run(request(), lambda _: None, never).frames))
     theirs = np.stack(list(plain.run(request(), lambda _: None, never).frames))
     assert ours.shape == theirs.shape and not np.array_equal(ours, theirs)
+
+
+def test_lora_scale_and_the_original_wan_key_layout_are_honoured(
+    weights: dict[str, Weights], loras: dict[str, Path], tmp_path: Path
+):
+    """LightX2V ships its LoRAs in the original Wan key layout (lora_down / lora_up /
+    alpha); diffusers converts them, and the result matches the peft-format file."""
+    original = to_original_wan_lora(loras["low"], tmp_path / "low_original.safetensors")
+
+    def fused(**lora: Any) -> torch.Tensor:
+        spec = {"transformer": "transformer_2", **lora}
+        engine = tiny_engine("wan_i2v", weights, name=str(lora), lora=[spec])
+        engine.setup()
+        return engine.pipeline.transformer_2.blocks[1].attn2.to_v.weight.detach().clone()
+
+    base = tiny_engine("wan_i2v", weights, name="base")
+    base.setup()
+    plain = base.pipeline.transformer_2.blocks[1].attn2.to_v.weight
+    tuned = fused(weights=str(loras["low"]))
+    assert not torch.allclose(tuned, plain)
+    assert torch.allclose(fused(weights=str(original)), tuned, atol=1e-6)
+    halfway = fused(weights=str(loras["low"]), scale=0.5)
+    assert torch.allclose(halfway, (plain + tuned) / 2, atol=1e-6)
 
 
 def test_a_lora_missing_from_the_local_cache_is_refused_without_downloading(

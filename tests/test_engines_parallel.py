@@ -172,3 +172,27 @@ def test_a_rank_that_dies_fails_the_job_and_the_group_starts_again(server: LiveS
     assert task["status"] == "completed", task
     assert group.starts == starts + 1
     assert follower not in group.pids
+
+
+def test_worker_gpus_put_every_diffusers_engine_on_those_gpus():
+    from kinema.catalog import EngineConfig
+    from kinema.engines.registry import on_gpus
+
+    config = EngineConfig("e", "wan_ti2v", 24, {"weights": "/w", "device": "cuda:5"})
+    spread = on_gpus(config, "0, 1,2,3")
+    assert spread.options["devices"] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
+    assert "device" not in spread.options
+    assert on_gpus(config, "2").options["device"] == "cuda:2"
+    assert on_gpus(config, "") is config
+    with pytest.raises(ValueError, match="GPU indices"):
+        on_gpus(config, "cuda:0")
+
+
+def test_kinema_worker_takes_gpus():
+    from typer.testing import CliRunner
+
+    from kinema.cli import app
+
+    result = CliRunner().invoke(app, ["worker", "--help"])
+    assert result.exit_code == 0
+    assert "--gpus" in result.output

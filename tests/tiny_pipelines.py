@@ -369,3 +369,24 @@ def save_tiny_lora(transformer: Any, path: Path, seed: int) -> Path:
         path.parent, transformer_lora_layers=layers, weight_name=path.name
     )
     return path
+
+
+def to_original_wan_lora(peft_file: Path, out: Path) -> Path:
+    """The same LoRA in the original Wan / ComfyUI key layout that LightX2V's files use
+    (``diffusion_model.blocks.N.self_attn.q.lora_down.weight``, ``lora_up``, ``alpha``)."""
+    from safetensors.torch import load_file, save_file
+
+    names = {"to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "o"}
+    converted = {}
+    for key, tensor in load_file(str(peft_file)).items():
+        # transformer.blocks.N.attn1.to_q.lora_A.weight
+        _, _, block, attention, rest = key.split(".", 4)
+        layer, _, kind = rest.rpartition(".lora_")
+        module = "self_attn" if attention == "attn1" else "cross_attn"
+        prefix = f"diffusion_model.blocks.{block}.{module}"
+        down = kind.startswith("A")
+        converted[f"{prefix}.{names[layer]}.lora_{'down' if down else 'up'}.weight"] = tensor
+        if down:
+            converted[f"{prefix}.{names[layer]}.alpha"] = torch.tensor(float(tensor.shape[0]))
+    save_file(converted, str(out))
+    return out

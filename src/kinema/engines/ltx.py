@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from kinema.engines.diffusion.engine import DiffusionEngine, Plan, _Progress
+from kinema.engines.diffusion.engine import DiffusionEngine, Plan
+from kinema.engines.diffusion.progress import StepProgress
 from kinema.errors import EngineError
 from kinema.types import Audio
 
@@ -112,7 +113,7 @@ class LTXVideoEngine(DiffusionEngine):
             ) from None
         self._upsample.set_progress_bar_config(disable=True)
 
-    def denoise(self, target: Any, arguments: dict[str, Any], progress: _Progress) -> Any:
+    def denoise(self, target: Any, arguments: dict[str, Any], progress: StepProgress) -> Any:
         if self._upsample is None:
             return target(**arguments)
         # 1. Denoise at a smaller size, to latents.

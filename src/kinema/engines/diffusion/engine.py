@@ -33,6 +33,7 @@ from PIL import Image, ImageOps
 
 from kinema.engines.diffusion import accel, lora, schedules
 from kinema.engines.diffusion.options import GIB, AudioPolicy, DiffusionOptions
+from kinema.engines.diffusion.progress import StepProgress
 from kinema.engines.diffusion.residency import Residency
 from kinema.engines.diffusion.shapes import FrameRule, Size, fit_size
 from kinema.engines.painting import paint_first_frame
@@ -88,7 +89,9 @@ class DiffusionEngine:
         *,
         name: str | None = None,
         residency: Residency | None = None,
+        context_parallel: int = 0,
     ) -> None:
+        """``context_parallel``: on a rank of a group, how many ranks share each job."""
         self.name = name or self.kind
         self.options = DiffusionOptions.parse(self.name, options)
         self.audio_policy: AudioPolicy = self.options.audio or self.default_audio
@@ -107,7 +110,7 @@ class DiffusionEngine:
         self._text_pipe: Any = None
         self._device = accel.resolve_device(self.options.device)
         self._dtype = accel.resolve_dtype(self.options.dtype, self._device)
-        self._context_parallel = 0  # ranks sharing each job (set on a rank of a group)
+        self._context_parallel = context_parallel
         self._group: Any = None  # the processes running each job when ``devices`` lists several
         if self.options.devices:
             from kinema.engines.diffusion.parallel import RankGroup
@@ -138,7 +141,7 @@ class DiffusionEngine:
         """Call arguments the loaded weights want (dropped where a pipeline lacks them)."""
         return {}
 
-    def denoise(self, target: Any, arguments: dict[str, Any], progress: _Progress) -> Any:
+    def denoise(self, target: Any, arguments: dict[str, Any], progress: StepProgress) -> Any:
         """Run the pipeline call; a model with several stages overrides this."""
         return target(**arguments)
 
@@ -226,7 +229,7 @@ class DiffusionEngine:
         else:
             with self._residency.using(self), self._turn(is_cancelled):
                 pipe = self._ensure_loaded()
-                video, audio = self._generate(pipe, plan, on_progress, is_cancelled)
+                video, audio = self.generate(pipe, plan, on_progress, is_cancelled)
         if plan.audio and audio is None and self.audio_policy == "motion":
             audio = build_soundtrack(plan.prompt, plan.duration_s, plan.seed)
         if not plan.audio:
@@ -374,7 +377,7 @@ class DiffusionEngine:
         """The pipeline that makes a clip from text alone."""
         return self._text_pipeline(pipe)
 
-    def _generate(
+    def generate(
         self,
         pipe: Any,
         plan: Plan,
@@ -384,10 +387,11 @@ class DiffusionEngine:
         decode: bool = True,
         is_cancelled_while_decoding: CancelCheck | None = None,
     ) -> tuple[np.ndarray, Audio | None]:
-        """One clip. ``decode=False`` (ranks other than 0 of a group) stops at the latents
-        and returns an empty array."""
+        """One clip on the loaded ``pipe`` (the caller holds the engine's turn; the ranks of
+        a group call this directly). ``decode=False`` (ranks other than 0) stops at the
+        latents and returns an empty array."""
         target = pipe if plan.image is not None else self.text_target(pipe)
-        progress = _Progress(
+        progress = StepProgress(
             target,
             plan.steps,
             self.denoise_share,
@@ -431,7 +435,7 @@ class DiffusionEngine:
             'size, or set vae_tiling = true, offload = "model" or a smaller dtype'
         )
 
-    def _call_arguments(self, target: Any, plan: Plan, progress: _Progress) -> dict[str, Any]:
+    def _call_arguments(self, target: Any, plan: Plan, progress: StepProgress) -> dict[str, Any]:
         # The generator lives where the pipeline runs: pipelines draw decode-time noise with
         # it on their execution device (LTX-Video's timestep-conditioned VAE, say).
         device = accel.execution_device(target)
@@ -463,69 +467,6 @@ class DiffusionEngine:
         evicted = self._residency.unload_idle(accel.device_key(self._device), besides=self.name)
         if evicted:
             log.warning("engine %s ran out of memory; unloaded %s", self.name, ", ".join(evicted))
-
-
-class _Progress:
-    """Step progress, decode progress and cancel checks, hooked into one pipeline call."""
-
-    def __init__(
-        self,
-        pipe: Any,
-        steps: int,
-        share: float,
-        decode_calls: int,
-        on_progress: ProgressCallback,
-        is_cancelled: CancelCheck,
-        is_cancelled_while_decoding: CancelCheck,
-    ) -> None:
-        self.pipe = pipe
-        self.steps = steps
-        self.share = share
-        self.span = (0.0, 1.0)  # the part of the denoising bar the current pass fills
-        self.decode_calls = max(decode_calls, 1)
-        self.decoded = 0
-        self.on_progress = on_progress
-        self.is_cancelled = is_cancelled
-        self.is_cancelled_while_decoding = is_cancelled_while_decoding
-
-    def stage(self, pipe: Any, start: float, width: float) -> None:
-        """The next pipeline call (of a model with several) fills ``start..start+width``."""
-        self.pipe = pipe
-        self.span = (start, width)
-
-    def attach(
-        self, denoisers: list[torch.nn.Module], decoder: torch.nn.Module | None
-    ) -> list[Any]:
-        hooks = [module.register_forward_pre_hook(self._before_denoiser) for module in denoisers]
-        if isinstance(decoder, torch.nn.Module):
-            hooks.append(decoder.register_forward_pre_hook(self._before_decoder))
-        return hooks
-
-    def on_step_end(
-        self, pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]
-    ) -> dict[str, Any]:
-        total = getattr(pipe, "_num_timesteps", None) or self.steps
-        start, width = self.span
-        self.on_progress(self.share * (start + width * min((step + 1) / total, 1.0)))
-        self._check(f"after step {step + 1} of {total}")
-        return {}
-
-    def _before_denoiser(self, module: torch.nn.Module, args: Any) -> None:
-        self._check("while denoising")
-
-    def _before_decoder(self, module: torch.nn.Module, args: Any) -> None:
-        if self.is_cancelled_while_decoding():
-            self.pipe._interrupt = True
-            raise JobCancelled("cancelled while decoding")
-        done = min(self.decoded / self.decode_calls, 0.99)
-        self.decoded += 1
-        self.on_progress(self.share + (1.0 - self.share) * done)
-
-    def _check(self, where: str) -> None:
-        if self.is_cancelled():
-            # The interrupt flag stops the step loop even if something swallows the raise.
-            self.pipe._interrupt = True
-            raise JobCancelled(f"cancelled {where}")
 
 
 def _diffusers_class(name: str, engine: str) -> Any:

@@ -147,8 +147,11 @@ class RankGroup:
         self.start()
         self._cancel.clear()
         job = next(self._jobs)
-        for conn in self._conns:
-            conn.send(("job", job, plan))
+        for rank, conn in enumerate(self._conns):
+            try:
+                conn.send(("job", job, plan))
+            except OSError:  # it died between jobs
+                self._crash(rank)
         outcomes = self._collect(on_progress, is_cancelled)
         self.last_calls = [outcome.calls for outcome in outcomes]
         failed = [(rank, o) for rank, o in enumerate(outcomes) if o.kind == "failed"]
@@ -257,8 +260,9 @@ def rank_main(spec: RankSpec, conn: Connection, cancel: Any) -> None:
         )
         options = {k: v for k, v in spec.options.items() if k != "devices"}
         name = f"{spec.name}.rank{spec.rank}"
-        engine = spec.engine_type({**options, "device": device}, name=name)
-        engine._context_parallel = spec.world
+        engine = spec.engine_type(
+            {**options, "device": device}, name=name, context_parallel=spec.world
+        )
         engine.setup()
     except Exception as error:
         conn.send(("error", f"{type(error).__name__}: {error}"))
@@ -304,7 +308,7 @@ def _serve(engine: Any, spec: RankSpec, conn: Connection, cancel: Any, device: A
         target = pipe if plan.image is not None else engine.text_target(pipe)
         hooks = [t.register_forward_pre_hook(count) for t in _transformers(target)]
         try:
-            video, audio = engine._generate(
+            video, audio = engine.generate(
                 pipe,
                 plan,
                 on_progress,
