@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from kinema.catalog import Catalog
 from kinema.db import make_engine, migrate
 from kinema.engines.registry import EngineHost
+from kinema.errors import NotSupported
 from kinema.jobs.dispatch import ProcrastinateDispatch
 from kinema.jobs.execute import Executor
 from kinema.jobs.pool import WorkerPool
@@ -218,7 +219,16 @@ class Runtime:
                 "this server can generate and read every video. Development only."
             )
         for model in self.models or ():  # load a worker's engines before it takes jobs
-            self.engines.get(self.catalog.get(model).engine)
+            chain = self.catalog.get(model).engines
+            for name in chain:
+                if self.catalog.engines[name].kind == "upstream":
+                    continue  # nothing to load; it sets up at its first job
+                try:
+                    self.engines.get(name)
+                except NotSupported:
+                    if len(chain) == 1:
+                        raise
+                    log.warning("engine %s of model %s cannot run here; skipped", name, model)
         if self.store.dispatch_waiting():
             log.info("queued jobs from before scale-out dispatch were handed to the queues")
         if self.pool is not None:

@@ -90,6 +90,7 @@ class VideoResult:
     duration_s: float
     has_audio: bool
     size_bytes: int
+    engine: str | None = None  # the catalog engine that made it (usage is counted by it)
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,8 @@ class Job:
     error_message: str | None = None
     result: VideoResult | None = None
     dialect: str = "aimlapi"
+    engine: str | None = None  # the catalog engine that runs or ran it
+    upstream: dict[str, Any] | None = None  # a forwarded job's operation at its provider
 
 
 @dataclass(frozen=True)

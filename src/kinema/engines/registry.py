@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import os
 import threading
+from collections.abc import Mapping
 
 from kinema.catalog import Catalog, EngineConfig
 from kinema.engines.base import Engine
@@ -19,12 +21,22 @@ DIFFUSERS_ENGINES = {
 }
 
 
-def build_engine(config: EngineConfig, residency: Residency | None = None) -> Engine:
+def build_engine(
+    config: EngineConfig,
+    residency: Residency | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Engine:
     """Instantiate the engine implementation named by ``config.kind``.
 
     ``residency`` is shared by the diffusers engines of one process, so that loading a
-    model can unload the least recently used others.
+    model can unload the least recently used others. ``environ`` is where upstream
+    engines read their API key from (``api_key_env``).
     """
+    if config.kind == "upstream":
+        from kinema.engines.upstream import UpstreamConfig, UpstreamEngine
+
+        upstream = UpstreamConfig.from_options(config.name, config.options)
+        return UpstreamEngine(upstream, environ=os.environ if environ is None else environ)
     if config.kind == "motion":
         from kinema.engines.motion import MotionEngine
 
@@ -66,8 +78,9 @@ def _diffusers_engine(config: EngineConfig, residency: Residency) -> Engine:
 class EngineHost:
     """Engines by name, built and ``setup()`` on first use, then kept resident."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, environ: Mapping[str, str] | None = None) -> None:
         self._catalog = catalog
+        self._environ = environ
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()
         self.residency = Residency()  # which diffusers models hold GPU memory
@@ -76,7 +89,7 @@ class EngineHost:
         with self._lock:
             engine = self._engines.get(name)
             if engine is None:
-                engine = build_engine(self._catalog.engines[name], self.residency)
+                engine = build_engine(self._catalog.engines[name], self.residency, self._environ)
                 engine.setup()
                 self._engines[name] = engine
             return engine

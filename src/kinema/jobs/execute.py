@@ -21,7 +21,9 @@ from PIL import Image
 from kinema.catalog import Catalog
 from kinema.engines.base import Engine
 from kinema.engines.registry import EngineHost
-from kinema.errors import JobCancelled, KinemaError, LeaseLost, TransientError
+from kinema.engines.upstream import UpstreamEngine
+from kinema.errors import JobCancelled, KinemaError, LeaseLost, NotSupported, TransientError
+from kinema.jobs.forward import Forwarder, recorded_operation
 from kinema.jobs.store import JobStore
 from kinema.jobs.submit import job_prefix
 from kinema.media.encode import encode_mp4
@@ -60,6 +62,7 @@ class Executor:
         progress_interval_s: float = 0.5,
         max_attempts: int = 3,
         retry_base_s: float = 2.0,
+        route_wait_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -69,6 +72,8 @@ class Executor:
         self.progress_interval_s = progress_interval_s
         self.max_attempts = max_attempts
         self.retry_base_s = retry_base_s
+        self.route_wait_s = route_wait_s  # how often a job waiting for an engine looks again
+        self.forwarder = Forwarder(store, storage, catalog)
         self._clock = clock
 
     def execute(self, job: Job, control: RunControl) -> None:
@@ -130,10 +135,73 @@ class Executor:
             log.warning("job %s attempt %d: outcome dropped, lease lost", job.id, job.attempt)
 
     def _generate(self, job: Job, control: RunControl) -> VideoResult:
+        """Route ``job`` through its model's engines: the first one available takes it,
+        and a retryable failure (``TransientError``) falls back to the next.
+
+        A job whose earlier attempt left an operation at a provider goes back to that
+        engine first, whatever its load, so the operation is resumed, not resubmitted.
+        """
+        chain = list(self.catalog.get(job.request.model).engines)
+        recorded = recorded_operation(job)
+        resume = recorded.engine if recorded and recorded.ref and recorded.engine in chain else None
+        if resume is not None:
+            chain.remove(resume)
+            chain.insert(0, resume)
+        failure: TransientError | None = None
+        while chain:
+            name = self._route(job, chain, control, resume)
+            try:
+                return self._run_engine(job, name, control)
+            except TransientError as error:
+                chain.remove(name)
+                failure = error
+                if chain:
+                    log.warning(
+                        "job %s: engine %s failed (%s); falling back to %s",
+                        job.id, name, error.message, chain[0],
+                    )
+        assert failure is not None
+        raise failure
+
+    def _route(self, job: Job, chain: list[str], control: RunControl, resume: str | None) -> str:
+        """The first engine of ``chain`` that can take the job now, waiting while every
+        upstream engine is at its ``max_in_flight``. An engine this process cannot run
+        (``NotSupported``) or whose setup fails transiently is dropped from ``chain``."""
+        while True:
+            unavailable: KinemaError | None = None
+            for name in list(chain):
+                try:
+                    engine = self.engines.get(name)
+                except (NotSupported, TransientError) as error:
+                    log.info("job %s: engine %s is not available here: %s", job.id, name, error)
+                    chain.remove(name)
+                    unavailable = error
+                    continue
+                limit = None
+                if isinstance(engine, UpstreamEngine) and name != resume:
+                    limit = engine.max_in_flight
+                if self.store.route(job.id, job.attempt, name, max_in_flight=limit):
+                    return name
+            if not chain:
+                assert unavailable is not None
+                raise unavailable
+            if control.should_stop():
+                raise JobCancelled("stopped while waiting for a free engine")
+            time.sleep(self.route_wait_s)
+
+    def _run_engine(self, job: Job, name: str, control: RunControl) -> VideoResult:
+        engine: Engine = self.engines.get(name)
+        on_progress = self._progress_writer(job, control)
+        if isinstance(engine, UpstreamEngine):
+            return self.forwarder.run(
+                job,
+                engine,
+                on_progress=on_progress,
+                cancel_requested=control.cancelled.is_set,
+                stopping=lambda: control.lost.is_set() or control.shutdown.is_set(),
+            )
         request = job.request
-        spec = self.catalog.get(request.model)
-        config = self.catalog.engines[spec.engine]
-        engine: Engine = self.engines.get(spec.engine)
+        config = self.catalog.engines[name]
         width, height = self.catalog.frame_size(request)
         engine_request = EngineRequest(
             prompt=request.prompt,
@@ -155,8 +223,8 @@ class Executor:
         def is_cancelled() -> bool:
             return control.should_stop()
 
-        clip = engine.run(engine_request, self._progress_writer(job, control), is_cancelled)
-        return self._store_clip(job, clip, control)
+        clip = engine.run(engine_request, on_progress, is_cancelled)
+        return self._store_clip(job, clip, control, name)
 
     def _image(self, key: str | None) -> Image.Image | None:
         return decode_image(self.storage.get_bytes(key)) if key else None
@@ -180,7 +248,7 @@ class Executor:
 
         return on_progress
 
-    def _store_clip(self, job: Job, clip: Clip, control: RunControl) -> VideoResult:
+    def _store_clip(self, job: Job, clip: Clip, control: RunControl, engine: str) -> VideoResult:
         scratch = self.storage.scratch_dir()
         video_path = scratch / f"{job.id}-{job.attempt}.mp4"
         thumb_path = scratch / f"{job.id}-{job.attempt}.jpg"
@@ -209,6 +277,7 @@ class Executor:
             duration_s=encoded.duration_s,
             has_audio=encoded.has_audio,
             size_bytes=size,
+            engine=engine,
         )
 
 

@@ -99,6 +99,13 @@ jobs = Table(
     # transition into "queued" defers a new one and records its id here, so a stale
     # or duplicate procrastinate job finds a mismatch and does nothing.
     Column("dispatch_id", BigInteger),
+    # The catalog engine that runs (or ran) the job: a model may list several, and an
+    # upstream engine's jobs in flight are counted by it.
+    Column("engine", String(64)),
+    # A forwarded job's operation at its provider ({engine, ref, submitted_at,
+    # submissions}), committed before the first poll so a restarted worker resumes it.
+    Column("upstream", JSON(none_as_null=True)),
+    Column("usage_s", Float),  # seconds of video delivered, set when the job succeeds
     CheckConstraint(f"status IN ({_STATUSES})", name="status"),
     # Lookups by (owner, id) use the primary key, then compare the owner.
     Index(
@@ -113,6 +120,8 @@ jobs = Table(
     Index("ix_jobs_queue", "status", "model", "priority", "created_at"),  # per-model claims
     Index("ix_jobs_lease", "status", "lease_until"),  # requeue_expired
     Index("ix_jobs_owner_created", "owner", "created_at", "id"),  # list pagination
+    Index("ix_jobs_engine", "status", "engine"),  # upstream jobs in flight per engine
+    Index("ix_jobs_finished", "finished_at"),  # usage reports
 )
 
 api_keys = Table(

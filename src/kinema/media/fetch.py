@@ -32,7 +32,7 @@ import math
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -112,19 +112,25 @@ class ImageFetcher:
             max_redirects=settings.fetch_max_redirects,
         )
 
-    def fetch(self, url: str, *, field: FieldPath) -> bytes:
+    def fetch(
+        self, url: str, *, field: FieldPath, headers: Mapping[str, str] | None = None
+    ) -> bytes:
         """The body of ``url`` after following redirects, or ``InvalidImage``/``UnsafeURL``.
 
         ``field`` names the wire field the URL came from, so the error points at it.
+        ``headers`` (credentials for the first URL's server, say) go only to that URL's
+        origin: a redirect elsewhere is followed without them.
         """
         target = _parse_url(url, field)
+        origin = _origin(target)
         deadline = time.monotonic() + self.timeout_s
         backend = _VettingBackend(self, deadline, field)
         with httpcore.ConnectionPool(
             ssl_context=self._ssl_context, network_backend=backend
         ) as pool:
             for _ in range(self.max_redirects + 1):
-                outcome = self._get(pool, target, field)
+                extra = headers if headers and _origin(target) == origin else None
+                outcome = self._get(pool, target, field, extra)
                 if isinstance(outcome, bytes):
                     return outcome
                 target = outcome
@@ -188,7 +194,11 @@ class ImageFetcher:
         return address is not None and address in self._allowed_addresses
 
     def _get(
-        self, pool: httpcore.ConnectionPool, url: httpx.URL, field: FieldPath
+        self,
+        pool: httpcore.ConnectionPool,
+        url: httpx.URL,
+        field: FieldPath,
+        extra: Mapping[str, str] | None = None,
     ) -> bytes | httpx.URL:
         """One GET: the body of a 2xx, the next URL of a redirect, or an error."""
         request_url = httpcore.URL(
@@ -200,6 +210,7 @@ class ImageFetcher:
             (b"Accept", _ACCEPT),
             (b"Accept-Encoding", b"identity"),
         ]
+        headers += [(name.encode(), value.encode()) for name, value in (extra or {}).items()]
         timeouts = dict.fromkeys(("connect", "read", "write", "pool"), self.timeout_s)
         try:
             with pool.stream(
@@ -387,6 +398,10 @@ def _header(response: httpcore.Response, name: bytes) -> bytes | None:
         if key.lower() == name:
             return value
     return None
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host.lower(), url.port or (443 if url.scheme == "https" else 80)
 
 
 def _parse_ip(host: str) -> IPAddress | None:
