@@ -172,7 +172,8 @@ def render_job(job: Job | JobSummary, runtime: Runtime, base_url: str) -> dict[s
         url = base_url + runtime.signer.path_for(job.result.video_key)
         body["video"] = {"url": url, "duration": duration}
         body["duration"] = duration
-        body["meta"] = {"usage": {"seconds": duration}}
+        # Seconds of video delivered, and the engine that made it (usage is counted by it).
+        body["meta"] = {"usage": {"seconds": duration, "engine": job.result.engine}}
     elif job.status is JobStatus.CANCELLED:
         body["error"] = {"name": "Cancelled", "message": "the generation was cancelled"}
     elif job.status is JobStatus.EXPIRED:

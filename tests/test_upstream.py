@@ -1,0 +1,492 @@
+"""kinema as a gateway: jobs forwarded to another kinema that plays the hosted provider.
+
+One provider process serves every dialect; a fault proxy on loopback sits between it and
+the kinema under test (a live server in this process, with upstream engines for each
+protocol). Every test goes through real HTTP on both sides and checks the MP4 with PyAV.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from kinema.jobs.tables import jobs
+from tests.support import LiveServer, live_server, make_settings, pattern_image, probe
+from tests.upstream_support import (
+    PROVIDER_FPS,
+    PROVIDER_KEY_ENV,
+    SLOW_MODEL,
+    Fault,
+    FaultProxy,
+    Provider,
+    forwarding_model,
+    grey_engine,
+    provider_process,
+    toml_text,
+    upstream_engine,
+    wait_until,
+)
+
+pytestmark = pytest.mark.timeout(300) if hasattr(pytest.mark, "timeout") else []
+
+IMAGE = pattern_image(320, 180)
+
+
+def _png() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    IMAGE.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+PNG = _png()
+DATA_URI = "data:image/png;base64," + base64.b64encode(PNG).decode()
+
+
+class LogTrap(logging.Handler):
+    """Keeps every log line of the process, to look for the provider key in them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@dataclass
+class Gateway:
+    provider: Provider
+    proxy: FaultProxy
+    server: LiveServer
+    trap: LogTrap
+    seen_bodies: list[str]
+
+
+def _catalog(proxy_url: str) -> str:
+    engines: dict[str, Any] = {
+        "up-gemini": upstream_engine("gemini", proxy_url, model="veo-3.1-fast-generate-preview"),
+        "up-aimlapi": upstream_engine("aimlapi", proxy_url, model="google/veo-3.1-i2v-fast"),
+        "up-unified": upstream_engine("unified", proxy_url, model="veo-3.1-fast-image-to-video"),
+        "up-v1": upstream_engine("v1", proxy_url, model="veo-3.0-fast-generate-001"),
+        "up-openai": upstream_engine("openai", proxy_url, model="veo-3.0-generate-001"),
+        "up-slow": upstream_engine("v1", proxy_url, model=SLOW_MODEL),
+        "up-broken": upstream_engine("v1", proxy_url + "/broken", max_retries=2),
+        "up-limited": upstream_engine("openai", proxy_url, model=SLOW_MODEL, max_in_flight=1),
+        "local": grey_engine(0.0),
+    }
+    models: dict[str, Any] = {}
+    models |= forwarding_model(
+        "veo-3.1-fast-generate-preview", model_id="fwd-gemini", dialect="aimlapi", engine="up-gemini"
+    )
+    models |= forwarding_model(
+        "google/veo-3.1-i2v-fast", model_id="fwd-aimlapi", dialect="gemini", engine="up-aimlapi"
+    )
+    models |= forwarding_model(
+        "veo-3.1-fast-image-to-video", model_id="fwd-unified", dialect="openai", engine="up-unified"
+    )
+    models |= forwarding_model(
+        "veo-3.0-fast-generate-001", model_id="fwd-v1", dialect="unified", engine="up-v1"
+    )
+    models |= forwarding_model(
+        "veo-3.0-generate-001", model_id="fwd-openai", dialect="v1", engine="up-openai"
+    )
+    models |= forwarding_model(SLOW_MODEL, model_id="fwd-slow", dialect="v1", engine="up-slow")
+    models |= forwarding_model(
+        "veo-3.0-fast-generate-001",
+        model_id="fwd-fallback",
+        dialect="v1",
+        engine=["up-broken", "local"],
+    )
+    models |= forwarding_model(
+        SLOW_MODEL, model_id="fwd-limited", dialect="v1", engine=["up-limited", "local"]
+    )
+    refused = forwarding_model(
+        "google/veo-3.1-i2v-fast", model_id="fwd-refused", dialect="aimlapi", engine="up-aimlapi"
+    )
+    refused["fwd-refused"]["durations"] = [4, 6, 8, 10]
+    models |= refused
+    return toml_text({"engines": engines, "models": models})
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    tmp_path = tmp_path_factory.mktemp("upstream")
+    trap = LogTrap()
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(trap)
+    root.setLevel(logging.DEBUG)
+    with provider_process(tmp_path) as provider:
+        proxy = FaultProxy(provider.url)
+        catalog = tmp_path / "gateway-catalog.toml"
+        catalog.write_text(_catalog(proxy.url))
+        os.environ[PROVIDER_KEY_ENV] = provider.api_key
+        settings = make_settings(
+            tmp_path / "gateway",
+            catalog_path=catalog,
+            transient_retry_base_s=0.2,
+            fetch_allow_hosts=["127.0.0.1"],
+        )
+        try:
+            with live_server(settings, workers=2) as server:
+                yield Gateway(provider, proxy, server, trap, [])
+        finally:
+            os.environ.pop(PROVIDER_KEY_ENV, None)
+            proxy.close()
+            root.removeHandler(trap)
+            root.setLevel(previous_level)
+
+
+@pytest.fixture
+def gw(gateway: Gateway) -> Gateway:
+    gateway.proxy.clear()
+    return gateway
+
+
+# --- each kinema dialect as the client, each protocol toward the provider ---
+
+
+def _poll(call: Any, done: Any, timeout_s: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        body = call()
+        if done(body):
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"not done in {timeout_s} s: {body}")
+
+
+def through_aimlapi(gw: Gateway, model: str, prompt: str) -> tuple[dict[str, Any], bytes]:
+    with gw.server.client() as client:
+        created = client.post(
+            "/v2/video/generations",
+            json={"model": model, "prompt": prompt, "image_url": DATA_URI, "duration": 4},
+        )
+        assert created.status_code == 200, created.text
+        params = {"generation_id": created.json()["id"]}
+        body = _poll(
+            lambda: client.get("/v2/video/generations", params=params).json(),
+            lambda b: b["status"] not in ("queued", "generating"),
+        )
+        video = client.get(body["video"]["url"]).content if body.get("video") else b""
+    return body, video
+
+
+def through_gemini(gw: Gateway, model: str, prompt: str) -> tuple[dict[str, Any], bytes]:
+    headers = {"x-goog-api-key": gw.server.api_key}
+    with httpx.Client(base_url=gw.server.url, headers=headers, timeout=60) as client:
+        instance = {"prompt": prompt, "image": {"bytesBase64Encoded": base64.b64encode(PNG).decode(), "mimeType": "image/png"}}
+        created = client.post(
+            f"/v1beta/models/{model}:predictLongRunning",
+            json={"instances": [instance], "parameters": {"durationSeconds": 4}},
+        )
+        assert created.status_code == 200, created.text
+        name = created.json()["name"]
+        body = _poll(lambda: client.get(f"/v1beta/{name}").json(), lambda b: b["done"])
+        uri = body["response"]["generateVideoResponse"]["generatedSamples"][0]["video"]["uri"]
+        video = client.get(uri).content
+    return body, video
+
+
+def through_openai(gw: Gateway, model: str, prompt: str) -> tuple[dict[str, Any], bytes]:
+    with gw.server.client() as client:
+        created = client.post(
+            "/v1/videos",
+            json={"model": model, "prompt": prompt, "seconds": "4", "input_reference": DATA_URI},
+        )
+        assert created.status_code == 200, created.text
+        video_id = created.json()["id"]
+        body = _poll(
+            lambda: client.get(f"/v1/videos/{video_id}").json(),
+            lambda b: b["status"] in ("completed", "failed"),
+        )
+        video = client.get(f"/v1/videos/{video_id}/content").content
+    return body, video
+
+
+def through_unified(gw: Gateway, model: str, prompt: str) -> tuple[dict[str, Any], bytes]:
+    with gw.server.client() as client:
+        created = client.post(
+            "/v1/videos/generations",
+            json={"model": model, "prompt": prompt, "image_url": DATA_URI, "duration": 4},
+        )
+        assert created.status_code == 200, created.text
+        task_id = created.json()["id"]
+        body = _poll(
+            lambda: client.get(f"/v1/tasks/{task_id}").json(),
+            lambda b: b["status"] in ("completed", "failed"),
+        )
+        video = client.get(body["results"][0]).content if body.get("results") else b""
+    return body, video
+
+
+def through_v1(
+    gw: Gateway, model: str, prompt: str, seconds: int = 4
+) -> tuple[dict[str, Any], bytes]:
+    with gw.server.client() as client:
+        created = client.post(
+            "/v1/video/generations",
+            json={"model": model, "prompt": prompt, "images": [DATA_URI], "seconds": seconds},
+        )
+        assert created.status_code == 200, created.text
+        task_id = created.json()["id"]
+        body = _poll(
+            lambda: client.get(f"/v1/video/generations/{task_id}").json(),
+            lambda b: b["status"] in ("succeeded", "failed", "cancelled"),
+        )
+        video = client.get(body["url"]).content if body.get("url") else b""
+    return body, video
+
+
+CLIENTS = {
+    "aimlapi": through_aimlapi,
+    "gemini": through_gemini,
+    "openai": through_openai,
+    "unified": through_unified,
+    "v1": through_v1,
+}
+
+# (kinema dialect the client speaks, model there, protocol toward the provider, create path)
+ROUTES = [
+    ("aimlapi", "fwd-gemini", "gemini", ":predictLongRunning"),
+    ("gemini", "fwd-aimlapi", "aimlapi", "/v2/video/generations"),
+    ("openai", "fwd-unified", "unified", "/v1/videos/generations"),
+    ("unified", "fwd-v1", "v1", "/v1/video/generations"),
+    ("v1", "fwd-openai", "openai", "/v1/videos"),
+]
+
+
+def _creates(gw: Gateway, path_part: str) -> list[Any]:
+    return gw.proxy.requests(
+        "POST", lambda p: p.split("?")[0].endswith(path_part) or p.endswith(path_part)
+    )
+
+
+def _job_row(gw: Gateway, job_id: str) -> dict[str, Any]:
+    with gw.server.runtime.db.connect() as connection:
+        row = connection.execute(select(jobs).where(jobs.c.id == job_id)).one()
+    return dict(row._mapping)
+
+
+def _gateway_job(gw: Gateway, prompt: str) -> dict[str, Any]:
+    with gw.server.runtime.db.connect() as connection:
+        rows = connection.execute(select(jobs)).all()
+    matches = [dict(r._mapping) for r in rows if r.request["prompt"] == prompt]
+    assert len(matches) == 1, matches
+    return matches[0]
+
+
+@pytest.mark.parametrize(("dialect", "model", "protocol", "create_path"), ROUTES)
+def test_each_protocol_forwards_end_to_end_through_a_kinema_dialect(
+    gw: Gateway, dialect: str, model: str, protocol: str, create_path: str
+):
+    prompt = f"forwarded via {protocol} {uuid.uuid4().hex[:6]}"
+    before = len(_creates(gw, create_path))
+
+    body, video = CLIENTS[dialect](gw, model, prompt)
+
+    facts = probe(video)
+    assert facts.frames == 4 * PROVIDER_FPS  # the provider's clip, not one made here
+    assert facts.video_codec == "h264"
+    creates = _creates(gw, create_path)
+    assert len(creates) == before + 1  # one submission
+    sent = creates[-1].headers
+    if protocol in ("gemini",):
+        assert sent["x-goog-api-key"] == gw.provider.api_key
+    else:
+        assert sent["authorization"] == f"Bearer {gw.provider.api_key}"
+        job = _gateway_job(gw, prompt)
+        assert sent["idempotency-key"].startswith(f"kinema-{job['id']}-")
+    job = _gateway_job(gw, prompt)
+    assert job["status"] == "succeeded", body
+    assert job["engine"] == f"up-{protocol}"
+    assert job["upstream"]["ref"]
+    assert job["usage_s"] == pytest.approx(4.0, abs=0.3)
+    assert [j for j in gw.provider.jobs() if j["prompt"] == prompt][0]["status"] == "completed"
+
+
+# --- faults between kinema and the provider ---
+
+
+def test_retries_500s_429_with_retry_after_slow_answers_and_dropped_connections(gw: Gateway):
+    prompt = f"faults {uuid.uuid4().hex[:6]}"
+    is_create = lambda m, p: m == "POST" and p == "/v1/videos"  # noqa: E731
+    is_poll = lambda m, p: m == "GET" and p.startswith("/v1/videos/video_") and "/content" not in p  # noqa: E731
+    gw.proxy.add(Fault(is_create, "status", times=1, status=500))
+    # The provider accepts this one, but its answer never arrives: the retry must not
+    # make a second job there (the Idempotency-Key).
+    gw.proxy.add(Fault(is_create, "drop_after", times=1))
+    gw.proxy.add(Fault(is_poll, "status", times=1, status=429, headers={"Retry-After": "1"}))
+    gw.proxy.add(Fault(is_poll, "slow", times=1, delay_s=6.0))  # past request_timeout_s
+    gw.proxy.add(Fault(is_poll, "drop", times=1))
+
+    body, video = through_v1(gw, "fwd-openai", prompt)
+
+    assert body["status"] == "succeeded", body
+    assert probe(video).frames == 4 * PROVIDER_FPS
+    assert len([j for j in gw.provider.jobs() if j["prompt"] == prompt]) == 1
+    creates = gw.proxy.requests("POST", lambda p: p == "/v1/videos")[-3:]
+    assert [c.fault for c in creates] == ["status", "drop_after", None]
+    assert len({c.headers["idempotency-key"] for c in creates}) == 1
+    polls = gw.proxy.requests("GET", lambda p: p.startswith("/v1/videos/video_"))
+    throttled = next(i for i, s in enumerate(polls) if s.fault == "status")
+    assert polls[throttled + 1].at - polls[throttled].at >= 0.95  # honoured Retry-After
+    assert {"slow", "drop"} <= {s.fault for s in polls}
+
+
+def test_a_provider_that_loses_the_operation_gets_a_new_submission(gw: Gateway):
+    prompt = f"lost {uuid.uuid4().hex[:6]}"
+    is_poll = lambda m, p: m == "GET" and p.startswith("/v1/video/generations/task_")  # noqa: E731
+    gw.proxy.add(Fault(is_poll, "lost", times=1))
+
+    body, video = through_unified(gw, "fwd-v1", prompt)
+
+    assert body["status"] == "completed", body
+    assert probe(video).frames == 4 * PROVIDER_FPS
+    creates = [
+        s
+        for s in gw.proxy.requests("POST", lambda p: p == "/v1/video/generations")
+        if s.at >= gw.proxy.requests("GET", lambda p: True)[0].at
+    ]
+    job = _gateway_job(gw, prompt)
+    keys = [c.headers["idempotency-key"] for c in creates if job["id"] in c.headers["idempotency-key"]]
+    assert keys == [f"kinema-{job['id']}-up-v1-1", f"kinema-{job['id']}-up-v1-2"]
+    assert job["upstream"]["submissions"] == 2
+
+
+def test_a_refusal_fails_the_job_with_the_providers_message(gw: Gateway):
+    with gw.server.client() as client:
+        created = client.post(
+            "/v2/video/generations",
+            json={"model": "fwd-refused", "prompt": "p", "image_url": DATA_URI, "duration": 10},
+        )
+        assert created.status_code == 200, created.text
+        params = {"generation_id": created.json()["id"]}
+        body = _poll(
+            lambda: client.get("/v2/video/generations", params=params).json(),
+            lambda b: b["status"] not in ("queued", "generating"),
+        )
+    assert body["status"] == "error"
+    assert body["error"]["name"] == "upstream_refused"
+    assert "10 is not an allowed duration" in body["error"]["message"]
+
+
+def test_fallback_to_the_next_engine_when_the_first_keeps_failing(gw: Gateway):
+    gw.proxy.add(Fault(lambda m, p: p.startswith("/broken"), "status", times=1000, status=503))
+    prompt = f"fallback {uuid.uuid4().hex[:6]}"
+
+    body, video = through_v1(gw, "fwd-fallback", prompt)
+
+    assert body["status"] == "succeeded", body
+    assert probe(video).frames == 4 * PROVIDER_FPS
+    job = _gateway_job(gw, prompt)
+    assert job["engine"] == "local"
+    assert job["result"]["engine"] == "local"
+    broken = gw.proxy.requests("POST", lambda p: p.startswith("/broken"))
+    assert len(broken) >= 3  # the first try and max_retries=2 more, then the fallback
+
+
+def test_a_full_provider_sends_the_next_job_to_the_next_engine(gw: Gateway):
+    first = f"limited one {uuid.uuid4().hex[:6]}"
+    second = f"limited two {uuid.uuid4().hex[:6]}"
+    with gw.server.client() as client:
+        one = client.post(
+            "/v1/video/generations",
+            json={"model": "fwd-limited", "prompt": first, "images": [DATA_URI], "seconds": 5},
+        ).json()
+        wait_until(lambda: _gateway_job(gw, first)["upstream"], 30, "the first submission")
+        two = client.post(
+            "/v1/video/generations",
+            json={"model": "fwd-limited", "prompt": second, "images": [DATA_URI], "seconds": 5},
+        ).json()
+        for task in (one, two):
+            _poll(
+                lambda t=task: client.get(f"/v1/video/generations/{t['id']}").json(),
+                lambda b: b["status"] in ("succeeded", "failed"),
+            )
+    assert _gateway_job(gw, first)["engine"] == "up-limited"
+    assert _gateway_job(gw, second)["engine"] == "local"  # up-limited takes one at a time
+
+
+def test_cancel_is_forwarded_and_the_job_ends_cancelled(gw: Gateway):
+    prompt = f"cancel me {uuid.uuid4().hex[:6]}"
+    with gw.server.client() as client:
+        task = client.post(
+            "/v1/video/generations",
+            json={"model": "fwd-slow", "prompt": prompt, "images": [DATA_URI], "seconds": 5},
+        ).json()
+        wait_until(
+            lambda: [j for j in gw.provider.jobs(SLOW_MODEL) if j["prompt"] == prompt
+                     and j["status"] == "in_progress"],
+            30,
+            "the provider to start rendering",
+        )
+        client.post(f"/v1/video/generations/{task['id']}/cancel")
+        body = _poll(
+            lambda: client.get(f"/v1/video/generations/{task['id']}").json(),
+            lambda b: b["status"] in ("succeeded", "failed", "cancelled"),
+        )
+    assert body["status"] == "cancelled"
+    cancels = gw.proxy.requests("POST", lambda p: p.endswith("/cancel"))
+    assert cancels, "the cancel was not forwarded"
+    wait_until(
+        lambda: [j for j in gw.provider.jobs(SLOW_MODEL) if j["prompt"] == prompt][0]["status"]
+        == "failed",
+        30,
+        "the provider's job to end",
+    )
+    there = [j for j in gw.provider.jobs(SLOW_MODEL) if j["prompt"] == prompt][0]
+    assert there["error"]["code"] == "cancelled"
+
+
+def test_the_video_still_downloads_after_the_providers_copy_is_gone(gw: Gateway):
+    prompt = f"outlives {uuid.uuid4().hex[:6]}"
+    body, video = through_aimlapi(gw, "fwd-gemini", prompt)
+    assert body["status"] == "completed"
+    there = [j for j in gw.provider.jobs() if j["prompt"] == prompt][0]
+    with gw.provider.client() as provider:
+        assert provider.delete(f"/v1/videos/{there['id']}").status_code == 200
+        assert provider.get(f"/v1/videos/{there['id']}").status_code == 404
+
+    again = httpx.get(body["video"]["url"], timeout=30)
+
+    assert again.status_code == 200
+    assert again.content == video
+    assert body["meta"]["usage"]["engine"] == "up-gemini"
+    assert body["meta"]["usage"]["seconds"] == pytest.approx(4.0, abs=0.3)
+
+
+def test_the_provider_key_never_appears_in_logs_errors_or_job_records(gw: Gateway):
+    key = gw.provider.api_key
+    gw.proxy.add(Fault(lambda m, p: m == "POST", "status", times=1, status=500))
+    body_ok, _ = through_aimlapi(gw, "fwd-gemini", f"key check {uuid.uuid4().hex[:6]}")
+    with gw.server.client() as client:
+        refused = client.post(
+            "/v2/video/generations",
+            json={"model": "fwd-refused", "prompt": "p", "image_url": DATA_URI, "duration": 10},
+        ).json()
+        failed = _poll(
+            lambda: client.get("/v2/video/generations", params={"generation_id": refused["id"]}).json(),
+            lambda b: b["status"] not in ("queued", "generating"),
+        )
+        listed = client.get("/v1/videos", params={"limit": 100}).text
+    with gw.server.runtime.db.connect() as connection:
+        records = [repr(dict(row._mapping)) for row in connection.execute(select(jobs)).all()]
+    assert body_ok["status"] == "completed"
+    assert failed["status"] == "error"
+    assert records and gw.trap.lines
+    for text in [*records, *gw.trap.lines, repr(failed), listed]:
+        assert key not in text
