@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -89,7 +88,10 @@ def _catalog(proxy_url: str) -> str:
     }
     models: dict[str, Any] = {}
     models |= forwarding_model(
-        "veo-3.1-fast-generate-preview", model_id="fwd-gemini", dialect="aimlapi", engine="up-gemini"
+        "veo-3.1-fast-generate-preview",
+        model_id="fwd-gemini",
+        dialect="aimlapi",
+        engine="up-gemini",
     )
     models |= forwarding_model(
         "google/veo-3.1-i2v-fast", model_id="fwd-aimlapi", dialect="gemini", engine="up-aimlapi"
@@ -188,7 +190,13 @@ def through_aimlapi(gw: Gateway, model: str, prompt: str) -> tuple[dict[str, Any
 def through_gemini(gw: Gateway, model: str, prompt: str) -> tuple[dict[str, Any], bytes]:
     headers = {"x-goog-api-key": gw.server.api_key}
     with httpx.Client(base_url=gw.server.url, headers=headers, timeout=60) as client:
-        instance = {"prompt": prompt, "image": {"bytesBase64Encoded": base64.b64encode(PNG).decode(), "mimeType": "image/png"}}
+        instance = {
+            "prompt": prompt,
+            "image": {
+                "bytesBase64Encoded": base64.b64encode(PNG).decode(),
+                "mimeType": "image/png",
+            },
+        }
         created = client.post(
             f"/v1beta/models/{model}:predictLongRunning",
             json={"instances": [instance], "parameters": {"durationSeconds": 4}},
@@ -315,7 +323,7 @@ def test_each_protocol_forwards_end_to_end_through_a_kinema_dialect(
     assert job["engine"] == f"up-{protocol}"
     assert job["upstream"]["ref"]
     assert job["usage_s"] == pytest.approx(4.0, abs=0.3)
-    assert [j for j in gw.provider.jobs() if j["prompt"] == prompt][0]["status"] == "completed"
+    assert next(j for j in gw.provider.jobs() if j["prompt"] == prompt)["status"] == "completed"
 
 
 # --- faults between kinema and the provider ---
@@ -362,7 +370,9 @@ def test_a_provider_that_loses_the_operation_gets_a_new_submission(gw: Gateway):
         if s.at >= gw.proxy.requests("GET", lambda p: True)[0].at
     ]
     job = _gateway_job(gw, prompt)
-    keys = [c.headers["idempotency-key"] for c in creates if job["id"] in c.headers["idempotency-key"]]
+    keys = [
+        c.headers["idempotency-key"] for c in creates if job["id"] in c.headers["idempotency-key"]
+    ]
     assert keys == [f"kinema-{job['id']}-up-v1-1", f"kinema-{job['id']}-up-v1-2"]
     assert job["upstream"]["submissions"] == 2
 
@@ -429,8 +439,11 @@ def test_cancel_is_forwarded_and_the_job_ends_cancelled(gw: Gateway):
             json={"model": "fwd-slow", "prompt": prompt, "images": [DATA_URI], "seconds": 5},
         ).json()
         wait_until(
-            lambda: [j for j in gw.provider.jobs(SLOW_MODEL) if j["prompt"] == prompt
-                     and j["status"] == "in_progress"],
+            lambda: [
+                j
+                for j in gw.provider.jobs(SLOW_MODEL)
+                if j["prompt"] == prompt and j["status"] == "in_progress"
+            ],
             30,
             "the provider to start rendering",
         )
@@ -443,12 +456,14 @@ def test_cancel_is_forwarded_and_the_job_ends_cancelled(gw: Gateway):
     cancels = gw.proxy.requests("POST", lambda p: p.endswith("/cancel"))
     assert cancels, "the cancel was not forwarded"
     wait_until(
-        lambda: [j for j in gw.provider.jobs(SLOW_MODEL) if j["prompt"] == prompt][0]["status"]
-        == "failed",
+        lambda: (
+            next(j for j in gw.provider.jobs(SLOW_MODEL) if j["prompt"] == prompt)["status"]
+            == "failed"
+        ),
         30,
         "the provider's job to end",
     )
-    there = [j for j in gw.provider.jobs(SLOW_MODEL) if j["prompt"] == prompt][0]
+    there = next(j for j in gw.provider.jobs(SLOW_MODEL) if j["prompt"] == prompt)
     assert there["error"]["code"] == "cancelled"
 
 
@@ -456,7 +471,7 @@ def test_the_video_still_downloads_after_the_providers_copy_is_gone(gw: Gateway)
     prompt = f"outlives {uuid.uuid4().hex[:6]}"
     body, video = through_aimlapi(gw, "fwd-gemini", prompt)
     assert body["status"] == "completed"
-    there = [j for j in gw.provider.jobs() if j["prompt"] == prompt][0]
+    there = next(j for j in gw.provider.jobs() if j["prompt"] == prompt)
     with gw.provider.client() as provider:
         assert provider.delete(f"/v1/videos/{there['id']}").status_code == 200
         assert provider.get(f"/v1/videos/{there['id']}").status_code == 404
@@ -479,7 +494,9 @@ def test_the_provider_key_never_appears_in_logs_errors_or_job_records(gw: Gatewa
             json={"model": "fwd-refused", "prompt": "p", "image_url": DATA_URI, "duration": 10},
         ).json()
         failed = _poll(
-            lambda: client.get("/v2/video/generations", params={"generation_id": refused["id"]}).json(),
+            lambda: client.get(
+                "/v2/video/generations", params={"generation_id": refused["id"]}
+            ).json(),
             lambda b: b["status"] not in ("queued", "generating"),
         )
         listed = client.get("/v1/videos", params={"limit": 100}).text

@@ -302,8 +302,13 @@ class FaultProxy:
         fault = self._take_fault(method, path)
         with self._lock:
             self.seen.append(
-                Seen(method, path, {k.lower(): v for k, v in headers.items()}, time.monotonic(),
-                     fault.action if fault else None)
+                Seen(
+                    method,
+                    path,
+                    {k.lower(): v for k, v in headers.items()},
+                    time.monotonic(),
+                    fault.action if fault else None,
+                )
             )
         if fault is not None and fault.action == "drop":
             handler.close_connection = True
@@ -316,7 +321,9 @@ class FaultProxy:
             self._answer(handler, fault.status, fault.headers, payload)
             return
         if fault is not None and fault.action == "lost":
-            payload = b'{"error": {"code": 404, "message": "no such operation", "status": "NOT_FOUND"}}'
+            payload = (
+                b'{"error": {"code": 404, "message": "no such operation", "status": "NOT_FOUND"}}'
+            )
             self._answer(handler, 404, {}, payload)
             return
         if fault is not None and fault.action == "slow":
