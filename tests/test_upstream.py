@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +23,15 @@ import pytest
 from sqlalchemy import select
 
 from kinema.jobs.tables import jobs
-from tests.support import LiveServer, live_server, make_settings, pattern_image, probe
+from kinema.runtime import Runtime
+from tests.support import (
+    LiveServer,
+    free_port,
+    live_server,
+    make_settings,
+    pattern_image,
+    probe,
+)
 from tests.upstream_support import (
     PROVIDER_FPS,
     PROVIDER_KEY_ENV,
@@ -32,6 +42,8 @@ from tests.upstream_support import (
     forwarding_model,
     grey_engine,
     provider_process,
+    start_kinema,
+    stop_process,
     toml_text,
     upstream_engine,
     wait_until,
@@ -71,7 +83,7 @@ class Gateway:
     proxy: FaultProxy
     server: LiveServer
     trap: LogTrap
-    seen_bodies: list[str]
+    catalog: Path
 
 
 def _catalog(proxy_url: str) -> str:
@@ -144,7 +156,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         )
         try:
             with live_server(settings, workers=2) as server:
-                yield Gateway(provider, proxy, server, trap, [])
+                yield Gateway(provider, proxy, server, trap, catalog)
         finally:
             os.environ.pop(PROVIDER_KEY_ENV, None)
             proxy.close()
@@ -507,3 +519,73 @@ def test_the_provider_key_never_appears_in_logs_errors_or_job_records(gw: Gatewa
     assert records and gw.trap.lines
     for text in [*records, *gw.trap.lines, repr(failed), listed]:
         assert key not in text
+
+
+def test_kill_9_of_the_forwarding_worker_mid_poll_resumes_the_same_operation(
+    gw: Gateway, tmp_path: Path
+):
+    settings = make_settings(tmp_path, catalog_path=gw.catalog)
+    runtime = Runtime.build(settings, workers=0)
+    _, key = runtime.keys.create("crash")
+    runtime.close()
+    env = {
+        "KINEMA_DATA_DIR": str(settings.data_dir),
+        "KINEMA_CATALOG_PATH": str(gw.catalog),
+        "KINEMA_SIGNING_SECRET": "test-secret",
+        "KINEMA_LEASE_S": "2",
+        "KINEMA_HEARTBEAT_S": "0.5",
+        "KINEMA_POLL_S": "0.1",
+        PROVIDER_KEY_ENV: gw.provider.api_key,
+    }
+    port = free_port()
+    log = tmp_path / "gateway.log"
+    prompt = f"survive a crash {uuid.uuid4().hex[:6]}"
+    headers = {"Authorization": f"Bearer {key}"}
+    server = start_kinema(env, port, log)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        task = httpx.post(
+            url + "/v1/video/generations",
+            json={"model": "fwd-slow", "prompt": prompt, "images": [DATA_URI], "seconds": 5},
+            headers=headers,
+            timeout=30,
+        ).json()
+        polls = lambda: gw.proxy.requests(  # noqa: E731
+            "GET", lambda p: p.startswith("/v1/video/generations/task_")
+        )
+        seen = len(polls())
+        wait_until(lambda: len(polls()) > seen, 30, "the first poll of the provider")
+        server.send_signal(signal.SIGKILL)  # mid-poll: the operation is recorded, not done
+        server.wait(10)
+        there = [j for j in gw.provider.jobs(SLOW_MODEL) if j["prompt"] == prompt]
+        assert there and there[0]["status"] != "completed"
+
+        server = start_kinema(env, port, log)
+        body = _poll(
+            lambda: httpx.get(
+                f"{url}/v1/video/generations/{task['id']}", headers=headers, timeout=30
+            ).json(),
+            lambda b: b["status"] in ("succeeded", "failed", "cancelled"),
+            timeout_s=120,
+        )
+        assert body["status"] == "succeeded", body
+        video = httpx.get(body["url"], timeout=30).content
+    finally:
+        stop_process(server)
+
+    assert probe(video).frames == 5 * PROVIDER_FPS
+    assert len([j for j in gw.provider.jobs(SLOW_MODEL) if j["prompt"] == prompt]) == 1
+    job_id = task["id"].removeprefix("task_")
+    creates = gw.proxy.requests("POST", lambda p: p == "/v1/video/generations")
+    assert [
+        c.headers["idempotency-key"] for c in creates if job_id in c.headers["idempotency-key"]
+    ] == [f"kinema-{job_id}-up-slow-1"]
+    check = Runtime.build(settings, workers=0)
+    try:
+        job = check.store.get_any(job_id)
+    finally:
+        check.close()
+    assert job.attempt == 2  # the killed attempt, then the one that resumed
+    text = log.read_text()
+    assert "resuming up-slow operation task_" in text
+    assert gw.provider.api_key not in text

@@ -157,10 +157,7 @@ def provider_process(tmp_path: Path) -> Iterator[Provider]:
     runtime = Runtime.build(settings, workers=0)
     _, key = runtime.keys.create("kinema-forwarder")
     runtime.close()
-    port = free_port()
     env = {
-        **os.environ,
-        "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}",
         "KINEMA_DATA_DIR": str(data_dir),
         "KINEMA_CATALOG_PATH": str(catalog),
         "KINEMA_SIGNING_SECRET": "provider-secret",
@@ -168,23 +165,32 @@ def provider_process(tmp_path: Path) -> Iterator[Provider]:
         "KINEMA_POLL_S": "0.05",
         "KINEMA_HEARTBEAT_S": "0.3",
         "KINEMA_PROGRESS_INTERVAL_S": "0.1",
-        "KINEMA_FETCH_ALLOW_HOSTS": "127.0.0.1",
     }
-    log = tmp_path / "provider.log"
+    port = free_port()
+    proc = start_kinema(env, port, tmp_path / "provider.log")
+    try:
+        yield Provider(f"http://127.0.0.1:{port}", key, data_dir, proc, tmp_path / "provider.log")
+    finally:
+        stop_process(proc)
+
+
+def start_kinema(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``python -m kinema serve`` (API and a worker) from this checkout, once it is ready."""
+    full = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}", **env}
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kinema", "serve", "--port", str(port), "--log-level", "info"],
-            env=env,
+            env=full,
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    provider = Provider(f"http://127.0.0.1:{port}", key, data_dir, proc, log)
     try:
-        wait_ready(provider.url, proc, log)
-        yield provider
-    finally:
+        wait_ready(f"http://127.0.0.1:{port}", proc, log)
+    except BaseException:
         stop_process(proc)
+        raise
+    return proc
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 60) -> None:
