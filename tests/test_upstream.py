@@ -96,6 +96,7 @@ def _catalog(proxy_url: str) -> str:
         "up-slow": upstream_engine("v1", proxy_url, model=SLOW_MODEL),
         "up-broken": upstream_engine("v1", proxy_url + "/broken", max_retries=2),
         "up-limited": upstream_engine("openai", proxy_url, model=SLOW_MODEL, max_in_flight=1),
+        "up-deadline": upstream_engine("v1", proxy_url, model=SLOW_MODEL, deadline_s=1.5),
         "local": grey_engine(0.0),
     }
     models: dict[str, Any] = {}
@@ -118,6 +119,9 @@ def _catalog(proxy_url: str) -> str:
         "veo-3.0-generate-001", model_id="fwd-openai", dialect="v1", engine="up-openai"
     )
     models |= forwarding_model(SLOW_MODEL, model_id="fwd-slow", dialect="v1", engine="up-slow")
+    models |= forwarding_model(
+        SLOW_MODEL, model_id="fwd-deadline", dialect="v1", engine="up-deadline"
+    )
     models |= forwarding_model(
         "veo-3.0-fast-generate-001",
         model_id="fwd-fallback",
@@ -459,6 +463,12 @@ def test_cancel_is_forwarded_and_the_job_ends_cancelled(gw: Gateway):
             30,
             "the provider to start rendering",
         )
+        # The provider's progress shows through kinema's own status.
+        wait_until(
+            lambda: client.get(f"/v1/video/generations/{task['id']}").json()["progress"] > 0,
+            30,
+            "the provider's progress to show",
+        )
         client.post(f"/v1/video/generations/{task['id']}/cancel")
         body = _poll(
             lambda: client.get(f"/v1/video/generations/{task['id']}").json(),
@@ -589,3 +599,25 @@ def test_kill_9_of_the_forwarding_worker_mid_poll_resumes_the_same_operation(
     text = log.read_text()
     assert "resuming up-slow operation task_" in text
     assert gw.provider.api_key not in text
+
+
+def test_a_provider_past_the_engines_deadline_fails_the_job_instead_of_hanging(gw: Gateway):
+    prompt = f"too slow {uuid.uuid4().hex[:6]}"
+
+    body, _ = through_v1(gw, "fwd-deadline", prompt, seconds=5)
+
+    assert body["status"] == "failed", body
+    assert body["error"]["code"] == "upstream_unavailable"
+    assert "deadline of 1.5 s" in body["error"]["message"]
+    job = _gateway_job(gw, prompt)
+    assert job["attempt"] == 3  # each attempt tried once more, then the job failed
+    # Every abandoned operation was cancelled at the provider, none left running.
+    there = [j for j in gw.provider.jobs(SLOW_MODEL) if j["prompt"] == prompt]
+    assert len(there) == 3
+    wait_until(
+        lambda: all(
+            j["status"] == "failed" for j in gw.provider.jobs(SLOW_MODEL) if j["prompt"] == prompt
+        ),
+        30,
+        "the provider's jobs to be cancelled",
+    )
