@@ -20,6 +20,9 @@ from typing import Any
 
 import httpx
 import pytest
+from google import genai
+from google.genai import types
+from openai import OpenAI
 from sqlalchemy import select
 
 from kinema.jobs.tables import jobs
@@ -204,41 +207,39 @@ def through_aimlapi(gw: Gateway, model: str, prompt: str) -> tuple[dict[str, Any
 
 
 def through_gemini(gw: Gateway, model: str, prompt: str) -> tuple[dict[str, Any], bytes]:
-    headers = {"x-goog-api-key": gw.server.api_key}
-    with httpx.Client(base_url=gw.server.url, headers=headers, timeout=60) as client:
-        instance = {
-            "prompt": prompt,
-            "image": {
-                "bytesBase64Encoded": base64.b64encode(PNG).decode(),
-                "mimeType": "image/png",
-            },
-        }
-        created = client.post(
-            f"/v1beta/models/{model}:predictLongRunning",
-            json={"instances": [instance], "parameters": {"durationSeconds": 4}},
+    """Google's own SDK (google-genai 2.x), pointed at the kinema under test."""
+    options = {"base_url": gw.server.url}
+    with genai.Client(api_key=gw.server.api_key, http_options=options) as client:
+        operation = client.models.generate_videos(
+            model=model,
+            source=types.GenerateVideosSource(
+                prompt=prompt, image=types.Image(image_bytes=PNG, mime_type="image/png")
+            ),
+            config=types.GenerateVideosConfig(duration_seconds=4),
         )
-        assert created.status_code == 200, created.text
-        name = created.json()["name"]
-        body = _poll(lambda: client.get(f"/v1beta/{name}").json(), lambda b: b["done"])
-        uri = body["response"]["generateVideoResponse"]["generatedSamples"][0]["video"]["uri"]
-        video = client.get(uri).content
-    return body, video
+        deadline = time.monotonic() + 90
+        while not operation.done:
+            assert time.monotonic() < deadline, "operation did not finish"
+            time.sleep(0.2)
+            operation = client.operations.get(operation)
+        assert operation.error is None, operation.error
+        assert operation.response is not None and operation.response.generated_videos
+        video = client.files.download(file=operation.response.generated_videos[0])
+    return {"name": operation.name, "done": operation.done}, video
 
 
 def through_openai(gw: Gateway, model: str, prompt: str) -> tuple[dict[str, Any], bytes]:
-    with gw.server.client() as client:
-        created = client.post(
-            "/v1/videos",
-            json={"model": model, "prompt": prompt, "seconds": "4", "input_reference": DATA_URI},
-        )
-        assert created.status_code == 200, created.text
-        video_id = created.json()["id"]
-        body = _poll(
-            lambda: client.get(f"/v1/videos/{video_id}").json(),
-            lambda b: b["status"] in ("completed", "failed"),
-        )
-        video = client.get(f"/v1/videos/{video_id}/content").content
-    return body, video
+    """OpenAI's SDK (``client.videos``), pointed at the kinema under test."""
+    client = OpenAI(api_key=gw.server.api_key, base_url=gw.server.url + "/v1", timeout=60)
+    video = client.videos.create_and_poll(
+        model=model,
+        prompt=prompt,
+        seconds="4",
+        input_reference=("first.png", PNG, "image/png"),
+    )
+    content = client.videos.download_content(video.id).content
+    client.close()
+    return video.model_dump(), content
 
 
 def through_unified(gw: Gateway, model: str, prompt: str) -> tuple[dict[str, Any], bytes]:

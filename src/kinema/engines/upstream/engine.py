@@ -239,8 +239,11 @@ class UpstreamEngine:
     def forward(self, job: Forwarding) -> Path:
         """Submit (or resume) ``job`` at the provider; the path of the downloaded MP4."""
         http = self._require_http()
-        operation = job.operation if job.operation and job.operation.engine == self.name else None
-        if operation is None or not operation.ref:
+        operation = job.operation
+        if operation is None or operation.engine != self.name or not operation.ref:
+            # The count runs over the job's submissions to any engine, so a new one never
+            # reuses the key of an operation abandoned earlier; a submission repeated
+            # after a crash before its record was written reuses it, as it must.
             submissions = operation.submissions + 1 if operation is not None else 1
             operation = self._submit(http, job, submissions)
         else:

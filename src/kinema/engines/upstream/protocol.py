@@ -26,7 +26,7 @@ class Operation:
     engine: str  # the catalog engine it was submitted through
     ref: str  # the provider's operation name or task id
     submitted_at: float  # unix time of the submission; the engine's deadline counts from it
-    submissions: int = 1  # submissions of this job to this engine (a lost one is resubmitted)
+    submissions: int = 1  # the job's submissions so far, to any engine (part of the key)
 
     def to_json(self) -> dict[str, Any]:
         return {
