@@ -39,6 +39,7 @@ from tests.upstream_support import (
     PROVIDER_FPS,
     PROVIDER_KEY_ENV,
     SLOW_MODEL,
+    VERTEX_PREFIX,
     Fault,
     FaultProxy,
     Provider,
@@ -92,6 +93,9 @@ class Gateway:
 def _catalog(proxy_url: str) -> str:
     engines: dict[str, Any] = {
         "up-gemini": upstream_engine("gemini", proxy_url, model="veo-3.1-fast-generate-preview"),
+        "up-vertex": upstream_engine(
+            "vertex", proxy_url + VERTEX_PREFIX, model="veo-3.1-fast-generate-preview"
+        ),
         "up-aimlapi": upstream_engine("aimlapi", proxy_url, model="google/veo-3.1-i2v-fast"),
         "up-unified": upstream_engine("unified", proxy_url, model="veo-3.1-fast-image-to-video"),
         "up-v1": upstream_engine("v1", proxy_url, model="veo-3.0-fast-generate-001"),
@@ -120,6 +124,9 @@ def _catalog(proxy_url: str) -> str:
     )
     models |= forwarding_model(
         "veo-3.0-generate-001", model_id="fwd-openai", dialect="v1", engine="up-openai"
+    )
+    models |= forwarding_model(
+        "veo-3.1-fast-generate-preview", model_id="fwd-vertex", dialect="gemini", engine="up-vertex"
     )
     models |= forwarding_model(SLOW_MODEL, model_id="fwd-slow", dialect="v1", engine="up-slow")
     models |= forwarding_model(
@@ -291,6 +298,9 @@ ROUTES = [
     ("openai", "fwd-unified", "unified", "/v1/videos/generations"),
     ("unified", "fwd-v1", "v1", "/v1/video/generations"),
     ("v1", "fwd-openai", "openai", "/v1/videos"),
+    # Vertex AI's wire, answered by the proxy over the provider's Gemini API dialect
+    # (tests/upstream_support.py): kinema serves no Vertex dialect of its own yet.
+    ("gemini", "fwd-vertex", "vertex", ":predictLongRunning"),
 ]
 
 
@@ -329,7 +339,7 @@ def test_each_protocol_forwards_end_to_end_through_a_kinema_dialect(
     creates = _creates(gw, create_path)
     assert len(creates) == before + 1  # one submission
     sent = creates[-1].headers
-    if protocol in ("gemini",):
+    if protocol in ("gemini", "vertex"):
         assert sent["x-goog-api-key"] == gw.provider.api_key
     else:
         assert sent["authorization"] == f"Bearer {gw.provider.api_key}"

@@ -7,7 +7,8 @@ polling it, and downloads the result. The engine never touches the database or s
 the worker hands it a ``Forwarding`` and stores the file it returns.
 """
 
-from kinema.engines.upstream.engine import Forwarding, UpstreamConfig, UpstreamEngine
+from kinema.engines.upstream.config import UpstreamConfig
+from kinema.engines.upstream.engine import Forwarding, UpstreamEngine
 from kinema.engines.upstream.errors import OperationLost, UpstreamRefused, UpstreamUnavailable
 from kinema.engines.upstream.protocol import PROTOCOLS, Operation
 
