@@ -53,8 +53,6 @@ from tests.upstream_support import (
     wait_until,
 )
 
-pytestmark = pytest.mark.timeout(300) if hasattr(pytest.mark, "timeout") else []
-
 IMAGE = pattern_image(320, 180)
 
 

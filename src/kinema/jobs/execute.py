@@ -5,6 +5,11 @@ and the procrastinate queue worker). It never raises for a job's own failure: th
 outcome is written to the store, fenced by the job's attempt number, so a worker that
 lost its lease cannot overwrite a newer attempt. A ``TransientError`` sends the attempt
 back to the queue with exponential backoff until ``max_attempts``.
+
+A model may list several engines: the job goes to the first available one (an upstream
+engine under its ``max_in_flight``, a local engine this process can run) and falls back
+to the next when one fails with a ``TransientError``. Upstream engines forward the job
+to a provider through ``jobs.forward`` and return the provider's video, not frames.
 """
 
 from __future__ import annotations
