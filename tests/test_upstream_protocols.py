@@ -334,3 +334,16 @@ def test_credentials_go_only_to_the_origin_they_were_given_for(two_origins: Any)
     assert fetcher.fetch(url, field="video", headers={"x-goog-api-key": KEY}) == b"video"
     assert seen[0]["x-goog-api-key"] == KEY
     assert "x-goog-api-key" not in seen[1]
+
+
+def test_a_bad_upstream_entry_stops_the_process_at_start(tmp_path: Path):
+    from kinema.runtime import Runtime
+    from tests.support import make_settings
+
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(
+        '[engines.hosted]\nkind = "upstream"\nprotocol = "gemini"\nbase_url = "https://x"\n'
+        'api_key = "AIza-in-the-catalog"\n'
+    )
+    with pytest.raises(ValueError, match="engine 'hosted'.*api_key_env"):
+        Runtime.build(make_settings(tmp_path, catalog_path=catalog), workers=0)

@@ -85,6 +85,8 @@ _FAILURE_CODES = {
     "invalid_request": INVALID_ARGUMENT,
     "invalid_image": INVALID_ARGUMENT,
     "worker_lost": UNAVAILABLE,
+    "upstream_refused": INVALID_ARGUMENT,  # the provider refused the forwarded request
+    "upstream_unavailable": UNAVAILABLE,
 }
 
 # canonical field -> wire path, as messages and ``fieldViolations`` name it

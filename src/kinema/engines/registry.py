@@ -75,10 +75,21 @@ def _diffusers_engine(config: EngineConfig, residency: Residency) -> Engine:
     return engine
 
 
+def check_upstream_configs(catalog: Catalog) -> None:
+    """Read every upstream engine entry now, so a mistake stops the process at start
+    (``ValueError`` naming the engine and field) instead of failing its first job."""
+    from kinema.engines.upstream import UpstreamConfig
+
+    for config in catalog.engines.values():
+        if config.kind == "upstream":
+            UpstreamConfig.from_options(config.name, config.options)
+
+
 class EngineHost:
     """Engines by name, built and ``setup()`` on first use, then kept resident."""
 
     def __init__(self, catalog: Catalog, environ: Mapping[str, str] | None = None) -> None:
+        check_upstream_configs(catalog)
         self._catalog = catalog
         self._environ = environ
         self._engines: dict[str, Engine] = {}

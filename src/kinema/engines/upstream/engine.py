@@ -154,6 +154,8 @@ class UpstreamEngine:
     def forward(self, job: Forwarding) -> Path:
         """Submit (or resume) ``job`` at the provider; the path of the downloaded MP4."""
         http = self._require_http()
+        if job.cancel_requested() or job.stopping():
+            raise JobCancelled("stopped before anything was sent to the provider")
         operation = job.operation
         if operation is None or operation.engine != self.name or not operation.ref:
             # The count runs over the job's submissions to any engine, so a new one never
