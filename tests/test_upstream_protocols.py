@@ -345,5 +345,5 @@ def test_a_bad_upstream_entry_stops_the_process_at_start(tmp_path: Path):
         '[engines.hosted]\nkind = "upstream"\nprotocol = "gemini"\nbase_url = "https://x"\n'
         'api_key = "AIza-in-the-catalog"\n'
     )
-    with pytest.raises(ValueError, match="engine 'hosted'.*api_key_env"):
+    with pytest.raises(ValueError, match=r"engine 'hosted'.*api_key_env"):
         Runtime.build(make_settings(tmp_path, catalog_path=catalog), workers=0)

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from kinema.catalog import Catalog
 from kinema.db import make_engine, migrate
 from kinema.engines.registry import EngineHost
-from kinema.errors import NotSupported
+from kinema.errors import KinemaError
 from kinema.jobs.dispatch import ProcrastinateDispatch
 from kinema.jobs.execute import Executor
 from kinema.jobs.pool import WorkerPool
@@ -225,10 +225,10 @@ class Runtime:
                     continue  # nothing to load; it sets up at its first job
                 try:
                     self.engines.get(name)
-                except NotSupported:
+                except KinemaError as error:
                     if len(chain) == 1:
                         raise
-                    log.warning("engine %s of model %s cannot run here; skipped", name, model)
+                    log.warning("engine %s of model %s cannot run here: %s", name, model, error)
         if self.store.dispatch_waiting():
             log.info("queued jobs from before scale-out dispatch were handed to the queues")
         if self.pool is not None:

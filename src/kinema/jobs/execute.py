@@ -27,7 +27,7 @@ from kinema.catalog import Catalog
 from kinema.engines.base import Engine
 from kinema.engines.registry import EngineHost
 from kinema.engines.upstream import UpstreamEngine
-from kinema.errors import JobCancelled, KinemaError, LeaseLost, NotSupported, TransientError
+from kinema.errors import JobCancelled, KinemaError, LeaseLost, TransientError
 from kinema.jobs.forward import Forwarder, recorded_operation
 from kinema.jobs.store import JobStore
 from kinema.jobs.submit import job_prefix
@@ -170,14 +170,15 @@ class Executor:
 
     def _route(self, job: Job, chain: list[str], control: RunControl, resume: str | None) -> str:
         """The first engine of ``chain`` that can take the job now, waiting while every
-        upstream engine is at its ``max_in_flight``. An engine this process cannot run
-        (``NotSupported``) or whose setup fails transiently is dropped from ``chain``."""
+        upstream engine is at its ``max_in_flight``. An engine this process cannot set up
+        (``NotSupported`` without torch, ``EngineError`` for a ``device = "cuda"`` engine on
+        a machine without a GPU, an upstream key not in the environment) is dropped."""
         while True:
             unavailable: KinemaError | None = None
             for name in list(chain):
                 try:
                     engine = self.engines.get(name)
-                except (NotSupported, TransientError) as error:
+                except KinemaError as error:  # cannot be built or set up in this process
                     log.info("job %s: engine %s is not available here: %s", job.id, name, error)
                     chain.remove(name)
                     unavailable = error
