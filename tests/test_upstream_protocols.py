@@ -347,3 +347,13 @@ def test_a_bad_upstream_entry_stops_the_process_at_start(tmp_path: Path):
     )
     with pytest.raises(ValueError, match=r"engine 'hosted'.*api_key_env"):
         Runtime.build(make_settings(tmp_path, catalog_path=catalog), workers=0)
+
+
+def test_an_answer_without_the_expected_fields_makes_the_provider_unavailable(tmp_path: Path):
+    config = UpstreamConfig.from_options(
+        "hosted", {"protocol": "aimlapi", "base_url": "https://p.example", "api_key_env": "K"}
+    )
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"ok": True}))
+    engine = UpstreamEngine(config, environ={"K": KEY}, transport=transport)
+    with pytest.raises(UpstreamUnavailable, match="not understood.*KeyError"):
+        engine.forward(_forwarding(tmp_path, []))

@@ -25,6 +25,7 @@ _ENGINE_KEYS = frozenset(
         "backoff_s",
         "max_backoff_s",
         "max_video_bytes",
+        "download_timeout_s",
         "allow_hosts",
     }
 )
@@ -47,6 +48,7 @@ class UpstreamConfig:
     backoff_s: float = 1.0
     max_backoff_s: float = 60.0
     max_video_bytes: int = 512 * 2**20
+    download_timeout_s: float = 600.0  # the whole download, redirects included
     allow_hosts: tuple[str, ...] = ()  # more hosts its video links may point to (private ones)
     protocol_options: dict[str, Any] = field(default_factory=dict)
 
@@ -81,6 +83,7 @@ class UpstreamConfig:
             backoff_s=float(known.get("backoff_s", 1.0)),
             max_backoff_s=float(known.get("max_backoff_s", 60.0)),
             max_video_bytes=int(known.get("max_video_bytes", 512 * 2**20)),
+            download_timeout_s=float(known.get("download_timeout_s", 600.0)),
             allow_hosts=tuple(str(h) for h in known.get("allow_hosts", ())),
             protocol_options={k: v for k, v in options.items() if k not in _ENGINE_KEYS},
         )

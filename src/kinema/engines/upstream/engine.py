@@ -119,7 +119,7 @@ class UpstreamEngine:
         self._http: UpstreamHTTP | None = None
         self._fetcher = ImageFetcher(
             allow_hosts=(config.host, *config.allow_hosts),
-            timeout_s=max(config.request_timeout_s, 60.0),
+            timeout_s=config.download_timeout_s,
             max_bytes=config.max_video_bytes,
         )
 
@@ -286,6 +286,11 @@ class UpstreamEngine:
         while True:
             try:
                 return call()
+            except (KeyError, IndexError, TypeError) as error:
+                raise UpstreamUnavailable(
+                    f"{self.name}: the provider's answer was not understood "
+                    f"({type(error).__name__}: {self._scrub(str(error))})"
+                ) from None
             except RetryableCall as error:
                 failures += 1
                 message = self._scrub(error.message)
