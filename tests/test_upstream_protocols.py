@@ -355,5 +355,5 @@ def test_an_answer_without_the_expected_fields_makes_the_provider_unavailable(tm
     )
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"ok": True}))
     engine = UpstreamEngine(config, environ={"K": KEY}, transport=transport)
-    with pytest.raises(UpstreamUnavailable, match="not understood.*KeyError"):
+    with pytest.raises(UpstreamUnavailable, match=r"not understood.*KeyError"):
         engine.forward(_forwarding(tmp_path, []))
