@@ -625,3 +625,36 @@ def test_a_provider_past_the_engines_deadline_fails_the_job_instead_of_hanging(g
         30,
         "the provider's jobs to be cancelled",
     )
+
+
+def test_a_graceful_restart_hands_the_operation_to_the_next_start(gw: Gateway, tmp_path: Path):
+    settings = make_settings(tmp_path, catalog_path=gw.catalog)
+    prompt = f"restart {uuid.uuid4().hex[:6]}"
+    polls = lambda: gw.proxy.requests(  # noqa: E731
+        "GET", lambda p: p.startswith("/v1/video/generations/task_")
+    )
+    with live_server(settings) as server, server.client() as client:
+        task = client.post(
+            "/v1/video/generations",
+            json={"model": "fwd-slow", "prompt": prompt, "images": [DATA_URI], "seconds": 5},
+        ).json()
+        seen = len(polls())
+        wait_until(lambda: len(polls()) > seen, 30, "the first poll of the provider")
+        key = server.api_key
+    # The server stopped: its worker put the job back in the queue, operation and all.
+    between = Runtime.build(settings, workers=0)
+    try:
+        parked = between.store.get_any(task["id"].removeprefix("task_"))
+    finally:
+        between.close()
+    assert parked.status.value == "queued"
+    assert parked.upstream is not None and parked.upstream["ref"].startswith("task_")
+    with live_server(settings) as server:
+        client = server.client(key)
+        body = _poll(
+            lambda: client.get(f"/v1/video/generations/{task['id']}").json(),
+            lambda b: b["status"] in ("succeeded", "failed", "cancelled"),
+        )
+        client.close()
+    assert body["status"] == "succeeded", body
+    assert len([j for j in gw.provider.jobs(SLOW_MODEL) if j["prompt"] == prompt]) == 1
