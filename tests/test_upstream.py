@@ -25,8 +25,12 @@ from google.genai import types
 from openai import OpenAI
 from sqlalchemy import select
 
+from kinema.jobs.dispatch import ProcrastinateDispatch
+from kinema.jobs.store import JobStore
 from kinema.jobs.tables import jobs
 from kinema.runtime import Runtime
+from kinema.types import Job, JobStatus
+from tests.conftest import reset_postgres
 from tests.support import (
     LiveServer,
     free_port,
@@ -658,3 +662,47 @@ def test_a_graceful_restart_hands_the_operation_to_the_next_start(gw: Gateway, t
         client.close()
     assert body["status"] == "succeeded", body
     assert len([j for j in gw.provider.jobs(SLOW_MODEL) if j["prompt"] == prompt]) == 1
+
+
+def test_forwarding_under_scale_out_dispatch_on_postgresql(
+    gw: Gateway, tmp_path: Path, postgres_url: str
+):
+    reset_postgres(postgres_url)
+    settings = make_settings(
+        tmp_path,
+        catalog_path=gw.catalog,
+        database_url=postgres_url,
+        dispatch="procrastinate",
+        lease_s=2.0,
+        heartbeat_s=0.5,
+    )
+    runtime = Runtime.build(settings, workers=2, models=["fwd-openai", "fwd-slow"])
+    runtime.start()
+
+    def submit(model: str, seconds: int) -> Job:
+        request = runtime.catalog.build_request(model, {"prompt": "p", "duration": seconds})
+        return runtime.store.submit(owner="o", request=request, dialect="v1")[0]
+
+    def wait(job_id: str, done: Any) -> Job:
+        def check() -> Job | None:
+            job = runtime.store.get_any(job_id)
+            return job if done(job) else None
+
+        found: Job = wait_until(check, 60, f"job {job_id}")
+        return found
+
+    try:
+        finished = wait(submit("fwd-openai", 4).id, lambda j: j.status.terminal)
+        slow = submit("fwd-slow", 5)
+        wait(slow.id, lambda j: j.upstream is not None and j.upstream["ref"])
+        # Another process cancels: the store, and procrastinate's abort notification.
+        JobStore(runtime.db, dispatch=ProcrastinateDispatch()).cancel("o", slow.id)
+        cancelled = wait(slow.id, lambda j: j.status.terminal)
+    finally:
+        runtime.close()
+
+    assert finished.status is JobStatus.SUCCEEDED, finished
+    assert finished.engine == "up-openai" and finished.result is not None
+    assert cancelled.status is JobStatus.CANCELLED
+    ref = str(cancelled.upstream["ref"]) if cancelled.upstream else ""
+    assert gw.proxy.requests("POST", lambda p: p == f"/v1/video/generations/{ref}/cancel")
