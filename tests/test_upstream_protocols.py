@@ -357,3 +357,21 @@ def test_an_answer_without_the_expected_fields_makes_the_provider_unavailable(tm
     engine = UpstreamEngine(config, environ={"K": KEY}, transport=transport)
     with pytest.raises(UpstreamUnavailable, match=r"not understood.*KeyError"):
         engine.forward(_forwarding(tmp_path, []))
+
+
+def test_a_protocol_without_a_field_for_an_input_says_so_before_sending(tmp_path: Path):
+    from dataclasses import replace
+
+    from kinema.engines.upstream.protocol import Image
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("nothing may be sent")
+
+    config = UpstreamConfig.from_options(
+        "omni", {"protocol": "openai", "base_url": "http://10.0.0.5:8091"}
+    )
+    engine = UpstreamEngine(config, environ={}, transport=httpx.MockTransport(handler))
+    frame = Image(b"png", "image/png")
+    job = replace(_forwarding(tmp_path, []), image=frame, last_image=frame)
+    with pytest.raises(UpstreamUnavailable, match="openai protocol cannot carry a last frame"):
+        engine.forward(job)

@@ -39,6 +39,7 @@ def bearer(key: str | None) -> dict[str, str]:
 
 class AimlapiProtocol(Protocol):
     name = "aimlapi"
+    references = True
     idempotent = True
 
     def auth_headers(self, key: str | None) -> dict[str, str]:

@@ -194,6 +194,11 @@ class UpstreamEngine:
             last_image=job.last_image,
             reference_images=job.reference_images,
         )
+        missing = self._protocol.unsent(submission)
+        if missing is not None:
+            raise UpstreamUnavailable(
+                f"{self.name}: the {self._protocol.name} protocol cannot carry {missing}"
+            )
         started = self._clock()
         ref = self._retrying(
             job,

@@ -86,6 +86,7 @@ def filtered(response: dict[str, Any]) -> Status | None:
 
 class GeminiProtocol(Protocol):
     name = "gemini"
+    references = True
 
     @property
     def version(self) -> str:

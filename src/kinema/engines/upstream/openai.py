@@ -27,6 +27,7 @@ EXTRA_FIELDS = ("seed", "negative_prompt", "generate_audio")
 
 class OpenAIProtocol(Protocol):
     name = "openai"
+    last_frame = False  # one image field: the first frame
     idempotent = True
 
     def auth_headers(self, key: str | None) -> dict[str, str]:

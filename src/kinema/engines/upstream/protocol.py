@@ -107,6 +107,8 @@ class Protocol(ABC):
 
     name: ClassVar[str]
     idempotent: ClassVar[bool] = False  # whether submissions carry an Idempotency-Key
+    last_frame: ClassVar[bool] = True  # whether a last frame image can be sent
+    references: ClassVar[bool] = False  # whether reference images can be sent
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
@@ -126,6 +128,14 @@ class Protocol(ABC):
     def cancel(self, http: UpstreamHTTP, ref: str) -> bool:
         """Ask the provider to stop; False when the protocol has no cancel."""
         return False
+
+    def unsent(self, submission: Submission) -> str | None:
+        """What of ``submission`` this protocol has no field for, if anything."""
+        if submission.last_image is not None and not self.last_frame:
+            return "a last frame image"
+        if submission.reference_images and not self.references:
+            return "reference images"
+        return None
 
     def idempotency_headers(self, submission: Submission) -> dict[str, str]:
         return {"Idempotency-Key": submission.idempotency_key} if self.idempotent else {}

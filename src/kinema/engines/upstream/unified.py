@@ -37,6 +37,7 @@ FIELDS = {
 
 class UnifiedProtocol(Protocol):
     name = "unified"
+    last_frame = False  # one image field: the first frame
     idempotent = True
 
     def _path(self, name: str, default: str, ref: str = "") -> str:

@@ -22,6 +22,7 @@ from kinema.engines.upstream.protocol import Protocol, Status, Submission
 
 class VertexProtocol(Protocol):
     name = "vertex"
+    references = True
 
     @property
     def version(self) -> str:
