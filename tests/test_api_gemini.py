@@ -13,8 +13,9 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from kinema.api.gemini import render_operation
-from kinema.types import JobStatus, JobSummary, VideoResult
+from kinema.api.gemini import Gemini
+from kinema.types import JobStatus, VideoResult
+from kinema.views import JobView
 from tests.support import LiveServer, encode_image, live_server, make_settings, pattern_image, probe
 
 FAST = "veo-3.1-fast-generate-preview"
@@ -222,6 +223,25 @@ def test_query_key_creates_and_polls_an_operation(server: LiveServer, png: bytes
         assert client.post(f"/v1beta/{name}:cancel").status_code == 200
 
 
+def test_every_route_also_answers_under_v1(server: LiveServer, png: bytes):
+    """google-genai 3.x defaults to api_version v1 in Gemini mode."""
+    body = {"instances": [instance(png)], "parameters": SHORT}
+    with rest(server) as client:
+        created = client.post(f"/v1/models/{FAST}:predictLongRunning", json=body)
+        assert created.status_code == 200, created.text
+        name = created.json()["name"]
+        deadline = time.monotonic() + 120
+        while not (operation := client.get(f"/v1/{name}").json())["done"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        uri = operation["response"]["generateVideoResponse"]["generatedSamples"][0]["video"]["uri"]
+        job_id = name.rpartition("/")[2]
+        video = client.get(f"/v1/files/{job_id}:download", params={"alt": "media"})
+        assert probe(video.content).frames == 4 * 24
+        assert client.get(uri.replace("/v1beta/", "/v1/")).status_code == 200
+        assert_rpc_error(client.get("/v1/models/no/such/route"), 404, "NOT_FOUND")
+
+
 def test_done_operation_links_a_video_that_the_key_downloads(server: LiveServer, finished: dict):
     assert "error" not in finished, finished
     assert finished["response"]["@type"] == (
@@ -388,11 +408,11 @@ def test_rate_limited_key_gets_resource_exhausted_with_retry_after(tmp_path):
 # --- rendering ---
 
 
-def summary(status: JobStatus, error_code: str | None = None) -> JobSummary:
+def summary(status: JobStatus, error_code: str | None = None) -> JobView:
     result = None
     if status is JobStatus.SUCCEEDED:
         result = VideoResult("jobs/x/video.mp4", None, 1280, 720, 24.0, 4.0, True, 1000)
-    return JobSummary("ab" * 16, FAST, status, 0.5, error_code, "it broke", result)
+    return JobView("ab" * 16, FAST, status, 0.5, error_code, "it broke", result, "http://h", 60)
 
 
 @pytest.mark.parametrize(
@@ -407,14 +427,14 @@ def summary(status: JobStatus, error_code: str | None = None) -> JobSummary:
 def test_ended_operations_carry_a_google_rpc_code(
     status: JobStatus, error_code: str | None, rpc_code: int
 ):
-    body = render_operation(summary(status, error_code), "http://h")
+    body = Gemini().render(summary(status, error_code))
     assert body["done"] is True
     assert body["error"]["code"] == rpc_code and body["error"]["message"]
     assert "response" not in body
 
 
 def test_unfinished_operation_is_not_done_and_reports_progress():
-    body = render_operation(summary(JobStatus.RUNNING), "http://h")
+    body = Gemini().render(summary(JobStatus.RUNNING))
     assert body == {
         "name": f"models/{FAST}/operations/{'ab' * 16}",
         "done": False,

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, inspect
 
 from kinema.db import MIGRATIONS_DIR, alembic_config, begin_write, make_engine, migrate
 from kinema.jobs.store import JobStore
-from kinema.jobs.tables import metadata
+from kinema.schema import metadata
 from kinema.types import GenerationRequest
 
 

@@ -21,8 +21,8 @@ from sqlalchemy import select
 
 from kinema.jobs.dispatch import ProcrastinateDispatch
 from kinema.jobs.store import JobStore
-from kinema.jobs.tables import jobs
 from kinema.runtime import Runtime
+from kinema.schema import jobs
 from kinema.types import Job, JobStatus
 from tests.conftest import reset_postgres
 from tests.support import (

@@ -28,7 +28,7 @@ from kinema.engines.upstream import (
 from kinema.engines.upstream.errors import RetryableCall
 from kinema.engines.upstream.http import UpstreamHTTP
 from kinema.engines.upstream.vertex import VertexProtocol
-from kinema.media.fetch import ImageFetcher
+from kinema.media.http import SafeHttpClient
 from kinema.types import GenerationRequest
 
 KEY = "provider-secret-key-123"
@@ -329,9 +329,9 @@ def two_origins() -> Iterator[tuple[str, list[dict[str, str]]]]:
 
 def test_credentials_go_only_to_the_origin_they_were_given_for(two_origins: Any):
     url, seen = two_origins
-    fetcher = ImageFetcher(allow_hosts=("127.0.0.1", "localhost"))
+    client = SafeHttpClient(allow_hosts=("127.0.0.1", "localhost"))
 
-    assert fetcher.fetch(url, field="video", headers={"x-goog-api-key": KEY}) == b"video"
+    assert client.get(url, field="video", headers={"x-goog-api-key": KEY}) == b"video"
     assert seen[0]["x-goog-api-key"] == KEY
     assert "x-goog-api-key" not in seen[1]
 

@@ -12,8 +12,9 @@ person_generation, safety_level.
 
 from __future__ import annotations
 
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -29,6 +30,9 @@ MAX_REFERENCE_IMAGES = 3
 SEED_MAX = 2**32 - 1
 OFF_PEAK_PRIORITY = -100  # below every ordinary job: off-peak work runs when nothing else waits
 PERSON_GENERATION = ("dont_allow", "allow_adult", "allow_all")
+# Whole numbers as strings: ASCII digits only (``str.isdigit`` also takes "²" and a fullwidth "4",
+# which ``int`` refuses or reads differently), and few enough to mean anything.
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,18}")
 
 # Frame sizes for each (resolution, aspect ratio); engines with native sizes map on top.
 FRAME_SIZES: dict[tuple[str, str], tuple[int, int]] = {
@@ -86,6 +90,10 @@ class ModelSpec:
     last_image_optional: bool = False
     durations_at: dict[str, tuple[int, ...]] = field(default_factory=dict)
     sizes: tuple[str, ...] = ()  # explicit "WxH" frame sizes, for dialects that send them
+    # A duration between two allowed ones is made at the next longer allowed one (and
+    # reported as an adjustment) instead of refused: for documented clients that send one.
+    fit_duration: bool = False
+    person_generation: tuple[str, ...] = PERSON_GENERATION  # the values it takes
     fallbacks: tuple[str, ...] = ()  # engines tried in order after ``engine``
 
     @property
@@ -126,8 +134,12 @@ class _Problems:
     def __init__(self, names: Mapping[str, str]) -> None:
         self.names = names
         self.items: list[FieldProblem] = []
+        self.seen: set[str] = set()
 
     def add(self, canonical: str, message: str) -> None:
+        if canonical in self.seen:  # one problem per field: the first says what is wrong
+            return
+        self.seen.add(canonical)
         self.items.append(FieldProblem((_wire(self.names, canonical),), message))
 
 
@@ -197,6 +209,7 @@ class Catalog:
         callback_url: str | None = None,
         priority: int = 0,
         off_peak: bool = False,
+        adjustments: Sequence[dict[str, Any]] = (),
     ) -> GenerationRequest:
         """Validate canonical ``fields`` against the model and fill in its defaults.
 
@@ -206,6 +219,9 @@ class Catalog:
         spec = self.get(model_id, dialect=dialect)
         names = wire_names or {}
         problems = _Problems(names)
+        for name, value in fields.items():
+            if _has_surrogate(value):
+                problems.add(name, _SURROGATE)
         accepted = spec.accepted_fields()
         for name in fields:
             if name not in accepted:
@@ -221,10 +237,13 @@ class Catalog:
         image = last_image = None
         references: tuple[str, ...] = ()
         if "image" in accepted:
-            image = _text(fields.get("image"), "image", problems, required=spec.image_required)
+            required = spec.image_required
+            image = _text(fields.get("image"), "image", problems, required=required, empty=False)
         if "last_image" in accepted:
             required = spec.inputs == "first_last"
-            last_image = _text(fields.get("last_image"), "last_image", problems, required=required)
+            last_image = _text(
+                fields.get("last_image"), "last_image", problems, required=required, empty=False
+            )
         if "reference_images" in accepted:
             given = fields.get("reference_images")
             if spec.inputs == "reference" or given is not None:
@@ -251,16 +270,20 @@ class Catalog:
             "aspect_ratio",
             problems,
         )
+        adjusted = list(adjustments)
         durations = spec.durations_at.get(str(resolution), spec.durations)
         duration = _duration(fields.get("duration"), durations, spec, problems, resolution)
+        if duration is None and spec.fit_duration and fields.get("duration") is not None:
+            duration = _fitted_duration(fields["duration"], durations, spec, problems, adjusted)
         audio = _flag(fields.get("generate_audio"), spec.default_audio, "generate_audio", problems)
         if audio and not spec.audio:
             problems.add("generate_audio", f"model {spec.id} does not generate audio")
         seed = _integer(fields.get("seed"), 0, SEED_MAX, "seed", problems)
         safety = _integer(fields.get("safety_level"), 1, 6, "safety_level", problems)
         person = fields.get("person_generation")
-        if person is not None and person not in PERSON_GENERATION:
-            problems.add("person_generation", f"must be one of {', '.join(PERSON_GENERATION)}")
+        if person is not None and person not in spec.person_generation:
+            allowed = ", ".join(spec.person_generation)
+            problems.add("person_generation", f"must be one of {allowed}")
         negative = _text(fields.get("negative_prompt"), "negative_prompt", problems)
         enhance = _flag(fields.get("enhance_prompt"), None, "enhance_prompt", problems)
         auto_fix = _flag(fields.get("auto_fix"), None, "auto_fix", problems)
@@ -291,7 +314,14 @@ class Catalog:
             callback_url=callback_url,
             priority=OFF_PEAK_PRIORITY if off_peak else priority,
             off_peak=off_peak,
+            adjustments=tuple(adjusted),
         )
+
+    @staticmethod
+    def check_text(value: str, field: str) -> None:
+        """Refuse a string that is not valid Unicode (a lone surrogate) before it is used."""
+        if _has_surrogate(value):
+            raise InvalidRequest.for_field(field, _SURROGATE)
 
 
 def _model_from_toml(model_id: str, cfg: dict[str, Any]) -> ModelSpec:
@@ -325,13 +355,40 @@ def _model_from_toml(model_id: str, cfg: dict[str, Any]) -> ModelSpec:
             str(k).lower(): tuple(int(d) for d in v) for k, v in cfg.get("durations_at", {}).items()
         },
         sizes=tuple(str(size) for size in cfg.get("sizes", ())),
+        fit_duration=bool(cfg.get("fit_duration", False)),
+        person_generation=tuple(cfg.get("person_generation", PERSON_GENERATION)),
     )
 
 
 # --- value parsers: each returns the parsed value or records a problem and returns None ---
 
 
-def _text(value: Any, name: str, problems: _Problems, *, required: bool = False) -> str | None:
+_SURROGATE = "is not valid Unicode (it holds an unpaired surrogate escape such as \\ud800)"
+
+
+def _has_surrogate(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` holds a string with a lone surrogate, which cannot be stored or
+    sent back as UTF-8 (JSON lets a client write one as ``"\\ud800"``)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if depth > 8:
+        return False
+    if isinstance(value, list | tuple):
+        return any(_has_surrogate(item, depth + 1) for item in value)
+    if isinstance(value, dict):
+        return any(_has_surrogate(item, depth + 1) for pair in value.items() for item in pair)
+    return False
+
+
+def _text(
+    value: Any, name: str, problems: _Problems, *, required: bool = False, empty: bool = True
+) -> str | None:
+    """A string field; ``empty=False`` refuses a blank string even when the field is
+    optional (an image given as "" is a mistake, not a request without an image)."""
     if value is None:
         if required:
             problems.add(name, "is required")
@@ -339,7 +396,7 @@ def _text(value: Any, name: str, problems: _Problems, *, required: bool = False)
     if not isinstance(value, str):
         problems.add(name, f"must be a string, not {type(value).__name__}")
         return None
-    if required and not value.strip():
+    if (required or not empty) and not value.strip():
         problems.add(name, "must not be empty")
         return None
     return value
@@ -394,7 +451,7 @@ def _duration(
         seconds = value
     elif isinstance(value, float) and value.is_integer():
         seconds = int(value)
-    elif isinstance(value, str) and value.strip().removesuffix("s").isdigit():
+    elif isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value.strip().removesuffix("s")):
         seconds = int(value.strip().removesuffix("s"))
     options = ", ".join(map(str, allowed))
     if seconds is None or seconds not in allowed:
@@ -402,6 +459,37 @@ def _duration(
         problems.add("duration", f"{value!r} is not an allowed duration{where}: {options} seconds")
         return None
     return seconds
+
+
+def _fitted_duration(
+    value: Any,
+    allowed: tuple[int, ...],
+    spec: ModelSpec,
+    problems: _Problems,
+    adjusted: list[dict[str, Any]],
+) -> int | None:
+    """The next longer allowed duration for a whole number of seconds between two allowed
+    ones (so a video is never shorter than asked), recorded in ``adjusted``; the problem
+    ``_duration`` recorded is withdrawn. Anything else stays refused."""
+    text = str(value).strip().removesuffix("s")
+    if isinstance(value, bool) or not text.isdigit():
+        return None
+    seconds = int(text)
+    longer = [d for d in allowed if d >= seconds]
+    if seconds < min(allowed) or not longer:
+        return None
+    used = longer[0]
+    problems.items.pop()
+    adjusted.append(
+        {
+            "field": _wire(problems.names, "duration"),
+            "requested": value,
+            "used": used,
+            "reason": f"model {spec.id} makes {', '.join(map(str, allowed))} second videos; "
+            f"{seconds} s is made as the next longer one",
+        }
+    )
+    return used
 
 
 def _flag(value: Any, default: bool | None, name: str, problems: _Problems) -> bool | None:
@@ -418,12 +506,11 @@ def _flag(value: Any, default: bool | None, name: str, problems: _Problems) -> b
 def _integer(value: Any, low: int, high: int, name: str, problems: _Problems) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        problems.add(name, f"must be an integer from {low} to {high}")
-        return None
-    try:
+    if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value.strip()):
         number = int(value)
-    except ValueError:
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
         problems.add(name, f"must be an integer from {low} to {high}")
         return None
     if not low <= number <= high:

@@ -65,16 +65,22 @@ class GenerationRequest:
     callback_url: str | None = None
     priority: int = 0
     off_peak: bool = False  # runs at the lowest priority; auto-cancelled if still queued late
+    # What was changed to serve the request as sent, each {"field", "requested", "used",
+    # "reason"} with the field named as the client spelled it; dialects report them.
+    adjustments: tuple[dict[str, Any], ...] = ()
+    storage_uri: str | None = None  # the caller asked for the video's object URI (s3://)
 
     def to_json(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
         data["reference_images"] = list(self.reference_images)
+        data["adjustments"] = [dict(a) for a in self.adjustments]
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GenerationRequest:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["reference_images"] = tuple(known.get("reference_images") or ())
+        known["adjustments"] = tuple(dict(a) for a in known.get("adjustments") or ())
         return cls(**known)
 
 
@@ -116,6 +122,8 @@ class Job:
     error_message: str | None = None
     result: VideoResult | None = None
     dialect: str = "aimlapi"
+    base_url: str | None = None  # of the request that created the job: its links start so
+    queue_turn: int = 1  # the owner's nth waiting job when queued (fair order across owners)
     engine: str | None = None  # the catalog engine that runs or ran it
     upstream: dict[str, Any] | None = None  # a forwarded job's operation at its provider
 
@@ -131,6 +139,7 @@ class JobSummary:
     error_code: str | None
     error_message: str | None
     result: VideoResult | None
+    base_url: str | None = None
 
 
 # --- engine-facing types: engines see pixels and numbers, never storage or HTTP ---

@@ -14,8 +14,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from kinema.errors import IdempotencyConflict
-from kinema.jobs.store import JobStore
+from kinema.jobs.store import JobStore, hash_request
 from kinema.media.fetch import ImageFetcher
 from kinema.media.images import read_image_source
 from kinema.storage import Storage
@@ -50,16 +49,19 @@ class Submitter:
         wire_names: Mapping[str, str],
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        base_url: str | None = None,
     ) -> Job:
         """Make ``request`` a durable queued job owned by ``owner`` and return it.
 
         ``wire_names`` maps canonical image fields to the names the client used, so image
         errors point at the right field.
         """
-        if idempotency_key:
-            earlier = self.store.find_idempotent(owner, idempotency_key)
+        if idempotency_key:  # a retry is answered before its images are fetched again
+            earlier = self.store.find_idempotent(
+                owner, idempotency_key, request_hash=request_hash or hash_request(request)
+            )
             if earlier is not None:
-                return self._same_or_conflict(earlier, request_hash)
+                return earlier
 
         job_id = uuid.uuid4().hex
         try:
@@ -72,24 +74,13 @@ class Submitter:
                 request_hash=request_hash,
                 priority=request.priority,
                 job_id=job_id,
+                base_url=base_url,
             )
         except BaseException:
             self.storage.delete_prefix(job_prefix(job_id))
             raise
         if not created:  # lost a race with an identical submit: keep the winner only
             self.storage.delete_prefix(job_prefix(job_id))
-        return job
-
-    def vet_callback(self, url: str, *, field: str) -> None:
-        """Refuse a callback URL now (400) if it is not http(s) or points inside."""
-        self.fetcher.vet(url, field=field)
-
-    def _same_or_conflict(self, job: Job, request_hash: str | None) -> Job:
-        stored_hash = self.store.request_hash(job.id)
-        if stored_hash != request_hash:
-            raise IdempotencyConflict(
-                "this Idempotency-Key was already used with a different request body"
-            )
         return job
 
     def _store_images(

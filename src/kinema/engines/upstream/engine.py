@@ -16,7 +16,7 @@ job (``UpstreamUnavailable``) and the worker falls back to the model's next engi
 A refusal fails the job with the provider's message. An owner's cancel is forwarded
 (where the protocol has a cancel call) and the job ends cancelled either way.
 
-The output is downloaded through kinema's safe fetcher (size cap, address rules), with
+The output is downloaded through kinema's safe HTTP client (size cap, address rules), with
 the configured provider host allowed, and only requests to that host carry the key.
 """
 
@@ -54,8 +54,8 @@ from kinema.engines.upstream.protocol import (
 from kinema.engines.upstream.unified import UnifiedProtocol
 from kinema.engines.upstream.v1 import V1Protocol
 from kinema.engines.upstream.vertex import VertexProtocol
-from kinema.errors import InvalidImage, JobCancelled, NotSupported, UnsafeURL
-from kinema.media.fetch import ImageFetcher
+from kinema.errors import JobCancelled, NotSupported, RemoteFailure, UnsafeURL
+from kinema.media.http import SafeHttpClient
 from kinema.types import CancelCheck, Clip, EngineRequest, GenerationRequest, ProgressCallback
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class UpstreamEngine:
         self._protocol = _PROTOCOL_TYPES[config.protocol](config.protocol_options)
         self._key: str | None = None
         self._http: UpstreamHTTP | None = None
-        self._fetcher = ImageFetcher(
+        self._downloader = SafeHttpClient(
             allow_hosts=(config.host, *config.allow_hosts),
             timeout_s=config.download_timeout_s,
             max_bytes=config.max_video_bytes,
@@ -270,10 +270,12 @@ class UpstreamEngine:
 
         def fetch() -> bytes:
             try:
-                return self._fetcher.fetch(url, field="video", headers=headers)
+                return self._downloader.get(
+                    url, field="video", accept="video/mp4, */*", what="video", headers=headers
+                )
             except UnsafeURL as error:
                 raise UpstreamUnavailable(f"{self.name}: video link refused: {error}") from None
-            except InvalidImage as error:
+            except RemoteFailure as error:
                 text = self._scrub(error.message)
                 if "the limit is" in text:
                     raise UpstreamUnavailable(f"{self.name}: {text}") from None

@@ -99,6 +99,11 @@ jobs = Table(
     # transition into "queued" defers a new one and records its id here, so a stale
     # or duplicate procrastinate job finds a mismatch and does nothing.
     Column("dispatch_id", BigInteger),
+    Column("base_url", Text),  # of the creating request; links in its responses start so
+    # The owner's nth waiting job (same model and priority) when it was queued: jobs are
+    # taken by priority, then turn, then age, so owners take turns instead of one owner's
+    # burst holding everyone else back.
+    Column("queue_turn", Integer, nullable=False, server_default=text("1")),
     # The catalog engine that runs (or ran) the job: a model may list several, and an
     # upstream engine's jobs in flight are counted by it.
     Column("engine", String(64)),
@@ -119,6 +124,8 @@ jobs = Table(
     Index("ix_jobs_claim", "status", "priority", "created_at"),  # claim_next, any model
     Index("ix_jobs_queue", "status", "model", "priority", "created_at"),  # per-model claims
     Index("ix_jobs_lease", "status", "lease_until"),  # requeue_expired
+    Index("ix_jobs_fair_queue", "status", "model", "priority", "queue_turn", "created_at"),
+    Index("ix_jobs_owner_waiting", "owner", "status", "model", "priority"),  # queue_turn
     Index("ix_jobs_owner_created", "owner", "created_at", "id"),  # list pagination
     Index("ix_jobs_engine", "status", "engine"),  # upstream jobs in flight per engine
     Index("ix_jobs_finished", "finished_at"),  # usage reports

@@ -1,7 +1,7 @@
 """upstream engines: the engine of each job, a forwarded job's operation, seconds delivered
 
 Revision ID: upstream
-Revises: 0003
+Revises: fair_links
 Create Date: 2026-11-29
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "upstream"
-down_revision: str | Sequence[str] | None = "0003"
+down_revision: str | Sequence[str] | None = "fair_links"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
