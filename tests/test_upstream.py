@@ -133,8 +133,8 @@ def test_each_protocol_forwards_end_to_end_through_a_kinema_dialect(
         assert sent["x-goog-api-key"] == gw.provider.api_key
     else:
         assert sent["authorization"] == f"Bearer {gw.provider.api_key}"
-        job = _gateway_job(gw, prompt)
-        assert sent["idempotency-key"].startswith(f"kinema-{job['id']}-")
+    job = _gateway_job(gw, prompt)
+    assert sent["idempotency-key"] == f"kinema-{job['id']}-up-{protocol}-1"
     job = _gateway_job(gw, prompt)
     assert job["status"] == "succeeded", body
     assert job["engine"] == f"up-{protocol}"

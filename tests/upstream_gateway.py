@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from google import genai
 from google.genai import types
 from openai import OpenAI
@@ -18,7 +19,6 @@ from openai import OpenAI
 from tests.support import LiveServer, pattern_image
 from tests.upstream_support import (
     SLOW_MODEL,
-    VERTEX_PREFIX,
     FaultProxy,
     Provider,
     forwarding_model,
@@ -63,9 +63,7 @@ class Gateway:
 def gateway_catalog(proxy_url: str) -> str:
     engines: dict[str, Any] = {
         "up-gemini": upstream_engine("gemini", proxy_url, model="veo-3.1-fast-generate-preview"),
-        "up-vertex": upstream_engine(
-            "vertex", proxy_url + VERTEX_PREFIX, model="veo-3.1-fast-generate-preview"
-        ),
+        "up-vertex": upstream_engine("vertex", proxy_url, model="veo-3.1-fast-generate-preview"),
         "up-aimlapi": upstream_engine("aimlapi", proxy_url, model="google/veo-3.1-i2v-fast"),
         "up-unified": upstream_engine("unified", proxy_url, model="veo-3.1-fast-image-to-video"),
         "up-v1": upstream_engine("v1", proxy_url, model="veo-3.0-fast-generate-001"),
@@ -96,7 +94,7 @@ def gateway_catalog(proxy_url: str) -> str:
         "veo-3.0-generate-001", model_id="fwd-openai", dialect="v1", engine="up-openai"
     )
     models |= forwarding_model(
-        "veo-3.1-fast-generate-preview", model_id="fwd-vertex", dialect="gemini", engine="up-vertex"
+        "veo-3.1-fast-generate-preview", model_id="fwd-vertex", dialect="vertex", engine="up-vertex"
     )
     models |= forwarding_model(SLOW_MODEL, model_id="fwd-slow", dialect="v1", engine="up-slow")
     models |= forwarding_model(
@@ -167,6 +165,31 @@ def through_gemini(gw: Gateway, model: str, prompt: str) -> tuple[dict[str, Any]
     return {"name": operation.name, "done": operation.done}, video
 
 
+def through_vertex(gw: Gateway, model: str, prompt: str) -> tuple[dict[str, Any], bytes]:
+    """Vertex AI's REST wire in express mode, as google-genai 3.x sends it."""
+    headers = {"x-goog-api-key": gw.server.api_key}
+    image = {"bytesBase64Encoded": base64.b64encode(PNG).decode(), "mimeType": "image/png"}
+    body = {
+        "instances": [{"prompt": prompt, "image": image}],
+        "parameters": {"sampleCount": 1, "durationSeconds": 4},
+    }
+    with httpx.Client(base_url=gw.server.url, headers=headers, timeout=60) as client:
+        created = client.post(
+            f"/v1beta1/publishers/google/models/{model}:predictLongRunning", json=body
+        )
+        assert created.status_code == 200, created.text
+        name = created.json()["name"]
+        resource = name.rpartition("/operations/")[0]
+        done = poll(
+            lambda: client.post(
+                f"/v1beta1/{resource}:fetchPredictOperation", json={"operationName": name}
+            ).json(),
+            lambda b: b.get("done"),
+        )
+    video = base64.b64decode(done["response"]["videos"][0]["bytesBase64Encoded"])
+    return done, video
+
+
 def through_openai(gw: Gateway, model: str, prompt: str) -> tuple[dict[str, Any], bytes]:
     """OpenAI's SDK (``client.videos``), pointed at the kinema under test."""
     client = OpenAI(api_key=gw.server.api_key, base_url=gw.server.url + "/v1", timeout=60)
@@ -221,6 +244,7 @@ CLIENTS = {
     "openai": through_openai,
     "unified": through_unified,
     "v1": through_v1,
+    "vertex": through_vertex,
 }
 
 # (kinema dialect the client speaks, model there, protocol toward the provider, create path)
@@ -230,7 +254,5 @@ ROUTES = [
     ("openai", "fwd-unified", "unified", "/v1/videos/generations"),
     ("unified", "fwd-v1", "v1", "/v1/video/generations"),
     ("v1", "fwd-openai", "openai", "/v1/videos"),
-    # Vertex AI's wire, answered by the proxy over the provider's Gemini API dialect
-    # (tests/upstream_support.py): kinema serves no Vertex dialect of its own yet.
-    ("gemini", "fwd-vertex", "vertex", ":predictLongRunning"),
+    ("vertex", "fwd-vertex", "vertex", ":predictLongRunning"),
 ]

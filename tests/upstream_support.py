@@ -11,10 +11,7 @@ from a provider that lost the operation.
 
 from __future__ import annotations
 
-import base64
-import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -28,7 +25,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -247,14 +243,6 @@ class Fault:
     delay_s: float = 0.0
 
 
-VERTEX_PREFIX = "/vertex"  # paths under it are answered in Vertex AI's wire
-_VERTEX_PROJECT = "projects/kinema-test/locations/us-central1"
-_VERTEX_CREATE = re.compile(
-    r"/v1beta1/(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/"
-    r"(?P<model>[^/:]+):predictLongRunning"
-)
-_VERTEX_OPERATION = re.compile(r"models/(?P<model>[^/]+)/operations/(?P<id>[^/:]+)$")
-
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
 )
@@ -346,10 +334,6 @@ class FaultProxy:
             return
         if fault is not None and fault.action == "slow":
             time.sleep(fault.delay_s)
-        if path.startswith(VERTEX_PREFIX):
-            status, answer = self._vertex(path.removeprefix(VERTEX_PREFIX), body, headers)
-            self._answer(handler, status, {"Content-Type": "application/json"}, answer)
-            return
         response = self._upstream.request(method, path, content=body, headers=headers)
         if fault is not None and fault.action == "drop_after":
             handler.close_connection = True
@@ -357,52 +341,6 @@ class FaultProxy:
             return
         kept = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP}
         self._answer(handler, response.status_code, kept, response.content)
-
-    def _vertex(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-        """Vertex AI's wire (PROTOCOLS.md 4b) over the provider's Gemini API dialect:
-        the same request body, the operation polled by ``fetchPredictOperation``, and the
-        video inlined as base64 once done."""
-        key = next((v for k, v in headers.items() if k.lower() == "x-goog-api-key"), "")
-        sent = {"x-goog-api-key": key, "Content-Type": "application/json"}
-        create = _VERTEX_CREATE.fullmatch(path)
-        if create is not None:
-            model = create["model"]
-            answer = self._upstream.post(
-                f"/v1beta/models/{model}:predictLongRunning", content=body, headers=sent
-            )
-            if answer.status_code != 200:
-                return answer.status_code, answer.content
-            operation = answer.json()["name"].rpartition("/operations/")[2]
-            name = f"{_VERTEX_PROJECT}/publishers/google/models/{model}/operations/{operation}"
-            return 200, json.dumps({"name": name}).encode()
-        operation_name = json.loads(body or b"{}").get("operationName", "")
-        found = _VERTEX_OPERATION.search(operation_name)
-        if found is None:
-            return (
-                404,
-                b'{"error": {"code": 404, "message": "unknown path", "status": "NOT_FOUND"}}',
-            )
-        gemini_name = f"models/{found['model']}/operations/{found['id']}"
-        if path.endswith(":cancel"):
-            answer = self._upstream.post(f"/v1beta/{gemini_name}:cancel", headers=sent)
-            return answer.status_code, answer.content
-        answer = self._upstream.get(f"/v1beta/{gemini_name}", headers=sent)
-        if answer.status_code != 200:
-            return answer.status_code, answer.content
-        operation = answer.json()
-        result: dict[str, Any] = {"name": operation_name, "done": bool(operation.get("done"))}
-        if "error" in operation:
-            result["error"] = operation["error"]
-        elif result["done"]:
-            samples = operation["response"]["generateVideoResponse"]["generatedSamples"]
-            uri = urlsplit(samples[0]["video"]["uri"])
-            video = self._upstream.get(f"{uri.path}?{uri.query}", headers=sent).content
-            inline = {
-                "bytesBase64Encoded": base64.b64encode(video).decode(),
-                "mimeType": "video/mp4",
-            }
-            result["response"] = {"videos": [inline], "raiMediaFilteredCount": 0}
-        return 200, json.dumps(result).encode()
 
     @staticmethod
     def _answer(

@@ -3,7 +3,9 @@
 ``POST /v1beta/models/{model}:predictLongRunning`` with ``x-goog-api-key``; the answer
 names an operation that ``GET /v1beta/{name}`` polls; a done operation carries
 ``response.generateVideoResponse.generatedSamples[].video.uri``, a download link on the
-same host that wants the key too. No idempotency key exists in this API. Cancel is
+same host that wants the key too. Google's API takes no idempotency key; the
+``Idempotency-Key`` header is sent anyway (Google ignores it, a kinema provider honours
+it). Cancel is
 ``POST /v1beta/{name}:cancel``. Google's SDK does not send ``seed`` or ``generateAudio``
 in this API, so neither is sent unless the engine sets ``all_parameters = true``.
 """
@@ -87,6 +89,7 @@ def filtered(response: dict[str, Any]) -> Status | None:
 class GeminiProtocol(Protocol):
     name = "gemini"
     references = True
+    idempotent = True  # Google ignores the header; a kinema provider honours it
 
     @property
     def version(self) -> str:
@@ -98,7 +101,12 @@ class GeminiProtocol(Protocol):
     def submit(self, http: UpstreamHTTP, submission: Submission) -> str:
         path = f"/{self.version}/models/{submission.model}:predictLongRunning"
         skip = frozenset() if self.options.get("all_parameters") else _SDK_WITHHELD
-        body = http.call("POST", path, json_body=veo_body(submission, skip=skip))
+        body = http.call(
+            "POST",
+            path,
+            json_body=veo_body(submission, skip=skip),
+            headers=self.idempotency_headers(submission),
+        )
         return str(body["name"])
 
     def poll(self, http: UpstreamHTTP, ref: str) -> Status:

@@ -23,6 +23,7 @@ from kinema.engines.upstream.protocol import Protocol, Status, Submission
 class VertexProtocol(Protocol):
     name = "vertex"
     references = True
+    idempotent = True  # Google ignores the header; a kinema provider honours it
 
     @property
     def version(self) -> str:
@@ -44,7 +45,12 @@ class VertexProtocol(Protocol):
 
     def submit(self, http: UpstreamHTTP, submission: Submission) -> str:
         path = f"/{self.version}/{self._model_path(submission.model)}:predictLongRunning"
-        body = http.call("POST", path, json_body=veo_body(submission))
+        body = http.call(
+            "POST",
+            path,
+            json_body=veo_body(submission),
+            headers=self.idempotency_headers(submission),
+        )
         return str(body["name"])
 
     def poll(self, http: UpstreamHTTP, ref: str) -> Status:
