@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from kinema.runtime import Runtime
+from kinema.views import Creation
 from tests.hardening_support import Receiver, quick_settings
 from tests.support import LiveServer, live_server
 
@@ -79,14 +80,8 @@ def test_a_worker_only_process_delivers_webhooks(tmp_path: Path):
     receiver = Receiver()
     runtime = Runtime.build(settings, workers=0)
     key, _ = runtime.keys.create("worker-only")
-    job = runtime.create(
-        owner=key.id,
-        model="quick",
-        fields={"prompt": "p"},
-        dialect="aimlapi",
-        wire_names={},
-        callback_url=receiver.url,
-    )
+    creation = Creation(model="quick", fields={"prompt": "p"}, callback_url=receiver.url)
+    job = runtime.create(key.id, "aimlapi", creation)
     runtime.close()
     env = {
         **os.environ,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -30,6 +31,7 @@ from sqlalchemy import (
     Engine,
     Row,
     Select,
+    Text,
     Update,
     and_,
     bindparam,
@@ -39,6 +41,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -97,7 +100,9 @@ class JobStore:
                 jobs.c.progress,
                 jobs.c.error_code,
                 jobs.c.error_message,
-                jobs.c.result,
+                # As stored (JSON text on SQLite): parsed by ``_summary_result``, which
+                # remembers recent results, since a finished job is polled again and again.
+                type_coerce(jobs.c.result, Text),
                 jobs.c.base_url,
             ).where(owned),
         )
@@ -238,7 +243,7 @@ class JobStore:
             progress=progress,
             error_code=error_code,
             error_message=error_message,
-            result=None if result is None else _video_result(result),
+            result=_summary_result(result),
             base_url=base_url,
         )
 
@@ -868,6 +873,22 @@ def _to_job(row: Row[Any]) -> Job:
         engine=data["engine"],
         upstream=data["upstream"],
     )
+
+
+def _summary_result(value: Any) -> VideoResult | None:
+    """The result column as the summary read returns it: JSON text, or (drivers that
+    parse JSON themselves) a dict."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _parsed_result(value)
+    return _video_result(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_result(text: str) -> VideoResult:
+    # A result never changes once written, and VideoResult is immutable: safe to share.
+    return _video_result(json.loads(text))
 
 
 def _video_result(data: dict[str, Any]) -> VideoResult:
