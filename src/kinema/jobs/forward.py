@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from kinema.catalog import Catalog
-from kinema.engines.upstream import Forwarding, Operation, UpstreamEngine
+from kinema.engines.upstream import Forwarding, Operation, UpstreamEngine, UpstreamUnavailable
 from kinema.engines.upstream.protocol import Image
 from kinema.errors import EngineError, JobCancelled
 from kinema.jobs.store import JobStore
@@ -91,8 +91,10 @@ class Forwarder:
         """Probe the provider's MP4 and store it (and a thumbnail) as this attempt's."""
         try:
             video = probe_video(path)
-        except EngineError as error:
-            raise EngineError(f"{engine} returned an unreadable video: {error.message}") from None
+        except EngineError as error:  # the provider's fault: another engine may do better
+            raise UpstreamUnavailable(
+                f"{engine} returned an unreadable video: {error.message}"
+            ) from None
         prefix = job_prefix(job.id)
         video_key = f"{prefix}video-{job.attempt}.mp4"
         thumb_key = f"{prefix}thumbnail-{job.attempt}.jpg"
