@@ -189,6 +189,21 @@ def test_a_provider_that_loses_the_operation_gets_a_new_submission(gw: Gateway):
     assert job["upstream"]["submissions"] == 2
 
 
+def test_a_corrupt_download_is_fetched_again_from_the_same_operation(gw: Gateway):
+    prompt = f"corrupt {uuid.uuid4().hex[:6]}"
+    is_content = lambda m, p: m == "GET" and p.endswith("/content")  # noqa: E731
+    gw.proxy.add(Fault(is_content, "garbage", times=1))
+
+    body, video = through_v1(gw, "fwd-openai", prompt)
+
+    assert body["status"] == "succeeded", body
+    assert probe(video).frames == 4 * PROVIDER_FPS
+    job = _gateway_job(gw, prompt)
+    assert job["attempt"] == 2  # the unreadable file sent the job round once more
+    assert len([j for j in gw.provider.jobs() if j["prompt"] == prompt]) == 1
+    assert len(gw.proxy.requests("GET", lambda p: p.endswith("/content"))) >= 2
+
+
 def test_a_refusal_fails_the_job_with_the_providers_message(gw: Gateway):
     with gw.server.client() as client:
         created = client.post(

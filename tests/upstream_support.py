@@ -236,7 +236,7 @@ class Fault:
     """Do ``action`` to the next ``times`` requests that ``match``."""
 
     match: Callable[[str, str], bool]
-    action: str  # "status" | "slow" | "drop" | "drop_after" | "lost"
+    action: str  # "status" | "slow" | "drop" | "drop_after" | "lost" | "garbage"
     times: int = 1
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
@@ -335,6 +335,9 @@ class FaultProxy:
         if fault is not None and fault.action == "slow":
             time.sleep(fault.delay_s)
         response = self._upstream.request(method, path, content=body, headers=headers)
+        if fault is not None and fault.action == "garbage":  # a corrupt body, status 200
+            self._answer(handler, 200, {"Content-Type": "video/mp4"}, b"\x00not a video" * 64)
+            return
         if fault is not None and fault.action == "drop_after":
             handler.close_connection = True
             handler.connection.shutdown(2)
