@@ -100,3 +100,22 @@ aspect_ratios = ["16:9"]
 resolutions = ["720p"]
 options = ["duration"]
 """
+
+
+class NoGPUEngine:
+    """Fails its setup as a ``device = "cuda"`` engine does on a machine without a GPU."""
+
+    name = "no-gpu"
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        pass
+
+    def setup(self) -> None:
+        from kinema.errors import EngineError
+
+        raise EngineError("device 'cuda' asked for, but torch sees no CUDA GPU")
+
+    def run(
+        self, request: EngineRequest, on_progress: ProgressCallback, is_cancelled: CancelCheck
+    ) -> Clip:
+        raise AssertionError("never set up")

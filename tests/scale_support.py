@@ -113,7 +113,8 @@ class KinemaProcess:
         self._log = log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kinema", *args],
-            env={**os.environ, "PYTHONPATH": str(REPO), **env},
+            # This checkout's code first, whatever kinema the interpreter has installed.
+            env={**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}", **env},
             cwd=REPO,
             stdout=self._log,
             stderr=subprocess.STDOUT,

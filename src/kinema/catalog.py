@@ -95,6 +95,12 @@ class ModelSpec:
     # reported as an adjustment) instead of refused: for documented clients that send one.
     fit_duration: bool = False
     person_generation: tuple[str, ...] = PERSON_GENERATION  # the values it takes
+    fallbacks: tuple[str, ...] = ()  # engines tried in order after ``engine``
+
+    @property
+    def engines(self) -> tuple[str, ...]:
+        """Every engine of the model, in the order a job tries them."""
+        return (self.engine, *self.fallbacks)
 
     @property
     def dialect(self) -> str:
@@ -143,8 +149,9 @@ class Catalog:
 
     def __init__(self, engines: dict[str, EngineConfig], models: dict[str, ModelSpec]) -> None:
         for spec in models.values():
-            if spec.engine not in engines:
-                raise ValueError(f"model {spec.id} names unknown engine {spec.engine!r}")
+            for name in spec.engines:
+                if name not in engines:
+                    raise ValueError(f"model {spec.id} names unknown engine {name!r}")
         self.engines = engines
         self.models = models
 
@@ -327,10 +334,16 @@ def _model_from_toml(model_id: str, cfg: dict[str, Any]) -> ModelSpec:
     if unknown:
         raise ValueError(f"model {model_id}: unknown options {sorted(unknown)}")
     resolutions = tuple(str(r).lower() for r in cfg["resolutions"])
+    # ``engine = "a"``, or an ordered list: ``engine = ["local-gpu", "hosted"]``.
+    chain = cfg["engine"] if "engine" in cfg else cfg.get("engines", ())
+    chain = [chain] if isinstance(chain, str) else [str(name) for name in chain]
+    if not chain:
+        raise ValueError(f"model {model_id}: 'engine' must name at least one engine")
     return ModelSpec(
         id=model_id,
         dialects=tuple(cfg["dialects"]) if "dialects" in cfg else (str(cfg["dialect"]),),
-        engine=str(cfg["engine"]),
+        engine=chain[0],
+        fallbacks=tuple(chain[1:]),
         description=str(cfg.get("description", model_id)),
         inputs=cast(InputKind, cfg["inputs"]),
         durations=tuple(int(d) for d in cfg["durations"]),

@@ -1,4 +1,4 @@
-"""``kinema``: serve, generate, manage keys, list models.
+"""``kinema``: serve, generate, manage keys, list models, report usage.
 
 A thin layer over public functions: ``serve`` runs ``create_app``; ``generate`` is the
 Python client against a server (a given ``--server``, or one started in-process on a free
@@ -235,6 +235,50 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="Key id or prefix.")]) -
 
 
 @app.command()
+def usage(
+    key: Annotated[
+        str | None, typer.Option("--key", help="Only this key (its id, shown prefix or name).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Jobs finished since: 7d, 12h, 30m or an ISO date.")
+    ] = None,
+) -> None:
+    """Seconds of video delivered, per API key and per engine."""
+    from kinema.errors import InvalidRequest
+    from kinema.jobs.usage import parse_since
+    from kinema.jobs.usage import usage as usage_report
+    from kinema.runtime import Runtime
+
+    runtime = Runtime.build(_settings(), workers=0)
+    try:
+        keys = runtime.keys.list()
+        owner = None
+        if key is not None:
+            found = [k for k in keys if key in (k.id, k.prefix, k.name)]
+            if len(found) != 1:
+                problem = "matches several keys; use the id" if found else "is not a key"
+                errors.print(f"[red]error:[/red] {key!r} {problem}")
+                raise typer.Exit(1)
+            owner = found[0].id
+        try:
+            start = parse_since(since) if since else None
+        except InvalidRequest as error:
+            errors.print(f"[red]error:[/red] {error.message}")
+            raise typer.Exit(1) from None
+        lines = usage_report(runtime.db, owner=owner, since=start)
+    finally:
+        runtime.close()
+    names = {k.id: f"{k.name} ({k.prefix})" for k in keys}
+    table = Table("key", "engine", "jobs", "seconds")
+    for line in lines:
+        owner = names.get(line.owner, line.owner)
+        table.add_row(owner, line.engine or "-", str(line.jobs), f"{line.seconds:.1f}")
+    total = sum(line.seconds for line in lines)
+    table.add_row("total", "", str(sum(line.jobs for line in lines)), f"{total:.1f}")
+    console.print(table)
+
+
+@app.command()
 def models() -> None:
     """List the models this installation serves, with their limits and engines."""
     settings = _settings()
@@ -245,7 +289,7 @@ def models() -> None:
         table.add_row(
             spec.id,
             spec.dialect,
-            spec.engine,
+            ", ".join(spec.engines),  # in the order a job tries them
             spec.inputs,
             "/".join(map(str, spec.durations)),
             "/".join(spec.resolutions),

@@ -25,7 +25,7 @@ from kinema.artifacts import Artifact, ArtifactKind, job_artifact, signed_file
 from kinema.catalog import Catalog
 from kinema.db import make_engine, migrate
 from kinema.engines.registry import EngineHost
-from kinema.errors import InvalidRequest, JobStillRunning, NotFound
+from kinema.errors import InvalidRequest, JobStillRunning, KinemaError, NotFound
 from kinema.jobs.dispatch import ProcrastinateDispatch, install_procrastinate_schema
 from kinema.jobs.execute import Executor
 from kinema.jobs.inspect import JobInspector
@@ -452,7 +452,16 @@ class Runtime:
             )
         remove_stale_parts(self.storage.scratch_dir(), older_than_s=self.settings.lease_s)
         for model in self.models or ():  # load a worker's engines before it takes jobs
-            self.engines.get(self.catalog.get(model).engine)
+            chain = self.catalog.get(model).engines
+            for name in chain:
+                if self.catalog.engines[name].kind == "upstream":
+                    continue  # nothing to load; it sets up at its first job
+                try:
+                    self.engines.get(name)
+                except KinemaError as error:
+                    if len(chain) == 1:
+                        raise
+                    log.warning("engine %s of model %s cannot run here: %s", name, model, error)
         if self.store.dispatch_waiting():
             log.info("queued jobs from before scale-out dispatch were handed to the queues")
         if self.pool is not None:

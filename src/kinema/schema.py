@@ -104,6 +104,13 @@ jobs = Table(
     # taken by priority, then turn, then age, so owners take turns instead of one owner's
     # burst holding everyone else back.
     Column("queue_turn", Integer, nullable=False, server_default=text("1")),
+    # The catalog engine that runs (or ran) the job: a model may list several, and an
+    # upstream engine's jobs in flight are counted by it.
+    Column("engine", String(64)),
+    # A forwarded job's operation at its provider ({engine, ref, submitted_at,
+    # submissions}), committed before the first poll so a restarted worker resumes it.
+    Column("upstream", JSON(none_as_null=True)),
+    Column("usage_s", Float),  # seconds of video delivered, set when the job succeeds
     CheckConstraint(f"status IN ({_STATUSES})", name="status"),
     # Lookups by (owner, id) use the primary key, then compare the owner.
     Index(
@@ -120,6 +127,8 @@ jobs = Table(
     Index("ix_jobs_fair_queue", "status", "model", "priority", "queue_turn", "created_at"),
     Index("ix_jobs_owner_waiting", "owner", "status", "model", "priority"),  # queue_turn
     Index("ix_jobs_owner_created", "owner", "created_at", "id"),  # list pagination
+    Index("ix_jobs_engine", "status", "engine"),  # upstream jobs in flight per engine
+    Index("ix_jobs_finished", "finished_at"),  # usage reports
 )
 
 api_keys = Table(

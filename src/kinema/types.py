@@ -96,6 +96,7 @@ class VideoResult:
     duration_s: float
     has_audio: bool
     size_bytes: int
+    engine: str | None = None  # the catalog engine that made it (usage is counted by it)
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,8 @@ class Job:
     dialect: str = "aimlapi"
     base_url: str | None = None  # of the request that created the job: its links start so
     queue_turn: int = 1  # the owner's nth waiting job when queued (fair order across owners)
+    engine: str | None = None  # the catalog engine that runs or ran it
+    upstream: dict[str, Any] | None = None  # a forwarded job's operation at its provider
 
 
 @dataclass(frozen=True)

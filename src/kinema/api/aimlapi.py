@@ -162,7 +162,11 @@ class AimlApi(Dialect):
             duration = round(view.result.duration_s, 3)
             body["video"] = {"url": view.video_url, "duration": duration}
             body["duration"] = duration
-            usage = {"seconds": duration, "tokens_used": round(duration * TOKENS_PER_SECOND)}
+            usage: dict[str, Any] = {
+                "seconds": duration,
+                "tokens_used": round(duration * TOKENS_PER_SECOND),
+                "engine": view.result.engine,  # the catalog engine that made it (kinema)
+            }
             body["meta"] = {"usage": usage}
         elif view.status is JobStatus.CANCELLED:
             body["error"] = {"name": "Cancelled", "message": "the generation was cancelled"}

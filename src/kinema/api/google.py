@@ -45,6 +45,8 @@ _FAILURE_CODES = {
     "invalid_request": INVALID_ARGUMENT,
     "invalid_image": INVALID_ARGUMENT,
     "worker_lost": UNAVAILABLE,
+    "upstream_refused": INVALID_ARGUMENT,  # the provider refused the forwarded request
+    "upstream_unavailable": UNAVAILABLE,
 }
 
 ERROR_SCHEMA: dict[str, Any] = {

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import os
 import threading
+from collections.abc import Mapping
 
 from kinema.catalog import Catalog, EngineConfig
 from kinema.engines.base import Engine
@@ -20,14 +22,23 @@ DIFFUSERS_ENGINES = {
 
 
 def build_engine(
-    config: EngineConfig, residency: Residency | None = None, gpus: str = ""
+    config: EngineConfig,
+    residency: Residency | None = None,
+    gpus: str = "",
+    environ: Mapping[str, str] | None = None,
 ) -> Engine:
     """Instantiate the engine implementation named by ``config.kind``.
 
     ``residency`` is shared by the diffusers engines of one process, so that loading a
     model can unload the least recently used others. ``gpus`` ("0,1") puts the diffusers
-    engines on those GPUs: one, or each job across several.
+    engines on those GPUs: one, or each job across several. ``environ`` is where upstream
+    engines read their API key from (``api_key_env``).
     """
+    if config.kind == "upstream":
+        from kinema.engines.upstream import UpstreamConfig, UpstreamEngine
+
+        upstream = UpstreamConfig.from_options(config.name, config.options)
+        return UpstreamEngine(upstream, environ=os.environ if environ is None else environ)
     if config.kind == "motion":
         from kinema.engines.motion import MotionEngine
 
@@ -81,12 +92,26 @@ def _diffusers_engine(config: EngineConfig, residency: Residency) -> Engine:
     return engine
 
 
+def check_upstream_configs(catalog: Catalog) -> None:
+    """Read every upstream engine entry now, so a mistake stops the process at start
+    (``ValueError`` naming the engine and field) instead of failing its first job."""
+    from kinema.engines.upstream import UpstreamConfig
+
+    for config in catalog.engines.values():
+        if config.kind == "upstream":
+            UpstreamConfig.from_options(config.name, config.options)
+
+
 class EngineHost:
     """Engines by name, built and ``setup()`` on first use, then kept resident."""
 
-    def __init__(self, catalog: Catalog, gpus: str = "") -> None:
+    def __init__(
+        self, catalog: Catalog, gpus: str = "", environ: Mapping[str, str] | None = None
+    ) -> None:
+        check_upstream_configs(catalog)
         self._catalog = catalog
         self._gpus = gpus
+        self._environ = environ
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()
         self.residency = Residency()  # which diffusers models hold GPU memory
@@ -95,7 +120,9 @@ class EngineHost:
         with self._lock:
             engine = self._engines.get(name)
             if engine is None:
-                engine = build_engine(self._catalog.engines[name], self.residency, self._gpus)
+                engine = build_engine(
+                    self._catalog.engines[name], self.residency, self._gpus, self._environ
+                )
                 engine.setup()
                 self._engines[name] = engine
             return engine

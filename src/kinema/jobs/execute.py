@@ -5,6 +5,11 @@ and the procrastinate queue worker). It never raises for a job's own failure: th
 outcome is written to the store, fenced by the job's attempt number, so a worker that
 lost its lease cannot overwrite a newer attempt. A ``TransientError`` sends the attempt
 back to the queue with exponential backoff until ``max_attempts``.
+
+A model may list several engines: the job goes to the first available one (an upstream
+engine under its ``max_in_flight``, a local engine this process can run) and falls back
+to the next when one fails with a ``TransientError``. Upstream engines forward the job
+to a provider through ``jobs.forward`` and return the provider's video, not frames.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from PIL import Image
 from kinema.catalog import Catalog
 from kinema.engines.base import Engine
 from kinema.engines.registry import EngineHost
+from kinema.engines.upstream import UpstreamEngine
 from kinema.errors import JobCancelled, KinemaError, LeaseLost, TransientError
+from kinema.jobs.forward import Forwarder, recorded_operation
 from kinema.jobs.observer import JobObserver, NoObserver
 from kinema.jobs.store import JobStore
 from kinema.jobs.submit import job_prefix
@@ -62,6 +69,7 @@ class Executor:
         progress_interval_s: float = 0.5,
         max_attempts: int = 3,
         retry_base_s: float = 2.0,
+        route_wait_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         observer: JobObserver | None = None,
     ) -> None:
@@ -73,6 +81,8 @@ class Executor:
         self.progress_interval_s = progress_interval_s
         self.max_attempts = max_attempts
         self.retry_base_s = retry_base_s
+        self.route_wait_s = route_wait_s  # how often a job waiting for an engine looks again
+        self.forwarder = Forwarder(store, storage, catalog)
         self._clock = clock
 
     def execute(self, job: Job, control: RunControl) -> None:
@@ -170,10 +180,74 @@ class Executor:
         return True
 
     def _generate(self, job: Job, control: RunControl) -> VideoResult:
+        """Route ``job`` through its model's engines: the first one available takes it,
+        and a retryable failure (``TransientError``) falls back to the next.
+
+        A job whose earlier attempt left an operation at a provider goes back to that
+        engine first, whatever its load, so the operation is resumed, not resubmitted.
+        """
+        chain = list(self.catalog.get(job.request.model).engines)
+        recorded = recorded_operation(job)
+        resume = recorded.engine if recorded and recorded.ref and recorded.engine in chain else None
+        if resume is not None:
+            chain.remove(resume)
+            chain.insert(0, resume)
+        failure: TransientError | None = None
+        while chain:
+            name = self._route(job, chain, control, resume)
+            try:
+                return self._run_engine(job, name, control)
+            except TransientError as error:
+                chain.remove(name)
+                failure = error
+                if chain:
+                    log.warning(
+                        "job %s: engine %s failed (%s); falling back to %s",
+                        job.id, name, error.message, chain[0],
+                    )
+        assert failure is not None
+        raise failure
+
+    def _route(self, job: Job, chain: list[str], control: RunControl, resume: str | None) -> str:
+        """The first engine of ``chain`` that can take the job now, waiting while every
+        upstream engine is at its ``max_in_flight``. An engine this process cannot set up
+        (``NotSupported`` without torch, ``EngineError`` for a ``device = "cuda"`` engine on
+        a machine without a GPU, an upstream key not in the environment) is dropped."""
+        while True:
+            unavailable: KinemaError | None = None
+            for name in list(chain):
+                try:
+                    engine = self.engines.get(name)
+                except KinemaError as error:  # cannot be built or set up in this process
+                    log.info("job %s: engine %s is not available here: %s", job.id, name, error)
+                    chain.remove(name)
+                    unavailable = error
+                    continue
+                limit = None
+                if isinstance(engine, UpstreamEngine) and name != resume:
+                    limit = engine.max_in_flight
+                if self.store.route(job.id, job.attempt, name, max_in_flight=limit):
+                    return name
+            if not chain:
+                assert unavailable is not None
+                raise unavailable
+            if control.should_stop():
+                raise JobCancelled("stopped while waiting for a free engine")
+            time.sleep(self.route_wait_s)
+
+    def _run_engine(self, job: Job, name: str, control: RunControl) -> VideoResult:
+        engine: Engine = self.engines.get(name)
+        on_progress = self._progress_writer(job, control)
+        if isinstance(engine, UpstreamEngine):
+            return self.forwarder.run(
+                job,
+                engine,
+                on_progress=on_progress,
+                cancel_requested=control.cancelled.is_set,
+                stopping=lambda: control.lost.is_set() or control.shutdown.is_set(),
+            )
         request = job.request
-        spec = self.catalog.get(request.model)
-        config = self.catalog.engines[spec.engine]
-        engine: Engine = self.engines.get(spec.engine)
+        config = self.catalog.engines[name]
         width, height = self.catalog.frame_size(request)
         engine_request = EngineRequest(
             prompt=request.prompt,
@@ -195,8 +269,8 @@ class Executor:
         def is_cancelled() -> bool:
             return control.should_stop()
 
-        clip = engine.run(engine_request, self._progress_writer(job, control), is_cancelled)
-        return self._store_clip(job, clip, control)
+        clip = engine.run(engine_request, on_progress, is_cancelled)
+        return self._store_clip(job, clip, control, name)
 
     def _image(self, key: str | None) -> Image.Image | None:
         return decode_image(self.storage.get_bytes(key)) if key else None
@@ -226,7 +300,7 @@ class Executor:
 
         return on_progress
 
-    def _store_clip(self, job: Job, clip: Clip, control: RunControl) -> VideoResult:
+    def _store_clip(self, job: Job, clip: Clip, control: RunControl, engine: str) -> VideoResult:
         scratch = self.storage.scratch_dir()
         video_path = scratch / f"{job.id}-{job.attempt}.mp4"
         thumb_path = scratch / f"{job.id}-{job.attempt}.jpg"
@@ -255,6 +329,7 @@ class Executor:
             duration_s=encoded.duration_s,
             has_audio=encoded.has_audio,
             size_bytes=size,
+            engine=engine,
         )
 
 

@@ -467,6 +467,38 @@ class JobStore:
             updated_at=self._clock(),
         )
 
+    def route(
+        self, job_id: str, attempt: int, engine: str, *, max_in_flight: int | None = None
+    ) -> bool:
+        """Give a running attempt to catalog engine ``engine``; False if it is full.
+
+        With ``max_in_flight``, the write happens only while fewer other running jobs use
+        ``engine``: one conditional UPDATE, so on SQLite (one writer at a time) two
+        workers never both take the last slot. On PostgreSQL two racing routes may
+        overshoot by one; the provider's own 429 then slows the extra job down.
+        """
+        mine = and_(jobs.c.id == job_id, jobs.c.attempt == attempt, jobs.c.status == _RUNNING)
+        statement = update(jobs).where(mine)
+        if max_in_flight is not None:
+            other = jobs.alias("other")
+            busy = (
+                select(func.count())
+                .select_from(other)
+                .where(other.c.status == _RUNNING, other.c.engine == engine, other.c.id != job_id)
+                .scalar_subquery()
+            )
+            statement = statement.where(busy < max_in_flight)
+        statement = statement.values(engine=engine, updated_at=self._clock())
+        with begin_write(self._engine) as connection:
+            routed = connection.execute(statement).rowcount
+            if not routed and connection.scalar(select(jobs.c.id).where(mine)) is None:
+                raise LeaseLost(f"job {job_id} attempt {attempt} no longer holds its lease")
+        return bool(routed)
+
+    def record_upstream(self, job_id: str, attempt: int, operation: dict[str, Any]) -> None:
+        """Commit a forwarded job's provider operation (fenced), before it is polled."""
+        self._fenced(job_id, attempt, upstream=operation, updated_at=self._clock())
+
     def succeed(self, job_id: str, attempt: int, result: VideoResult) -> Job:
         now = self._clock()
         return self._fenced(
@@ -474,6 +506,7 @@ class JobStore:
             attempt,
             status=_SUCCEEDED,
             progress=1.0,
+            usage_s=result.duration_s,
             result=dataclasses.asdict(result),
             lease_until=None,
             finished_at=now,
@@ -749,4 +782,6 @@ def _to_job(row: Row[Any]) -> Job:
         dialect=data["dialect"],
         base_url=data["base_url"],
         queue_turn=data["queue_turn"],
+        engine=data["engine"],
+        upstream=data["upstream"],
     )

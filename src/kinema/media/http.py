@@ -38,7 +38,7 @@ import math
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -118,21 +118,31 @@ class SafeHttpClient:
         )
 
     def get(
-        self, url: str, *, field: FieldPath, accept: str = "*/*", what: str = "the body"
+        self,
+        url: str,
+        *,
+        field: FieldPath,
+        accept: str = "*/*",
+        what: str = "the body",
+        headers: Mapping[str, str] | None = None,
     ) -> bytes:
         """The body of ``url`` after following redirects, or ``RemoteFailure``/``UnsafeURL``.
 
         ``field`` names the wire field the URL came from, so the error points at it;
         ``what`` names the body in size errors ("image is 80 MB; the limit is 50 MB").
+        ``headers`` (credentials for the first URL's server, say) go only to that URL's
+        origin: a redirect elsewhere is followed without them.
         """
         target = _parse_url(url, field)
+        origin = _origin(target)
         deadline = time.monotonic() + self.timeout_s
         backend = _VettingBackend(self, deadline, field)
         with httpcore.ConnectionPool(
             ssl_context=self._ssl_context, network_backend=backend
         ) as pool:
             for _ in range(self.max_redirects + 1):
-                outcome = self._get(pool, target, field, accept.encode(), what)
+                extra = headers if headers and _origin(target) == origin else None
+                outcome = self._get(pool, target, field, accept.encode(), what, extra)
                 if isinstance(outcome, bytes):
                     return outcome
                 target = outcome
@@ -204,6 +214,7 @@ class SafeHttpClient:
         field: FieldPath,
         accept: bytes,
         what: str,
+        extra: Mapping[str, str] | None = None,
     ) -> bytes | httpx.URL:
         """One GET: the body of a 2xx, the next URL of a redirect, or an error."""
         request_url = httpcore.URL(
@@ -215,6 +226,7 @@ class SafeHttpClient:
             (b"Accept", accept),
             (b"Accept-Encoding", b"identity"),
         ]
+        headers += [(name.encode(), value.encode()) for name, value in (extra or {}).items()]
         timeouts = dict.fromkeys(("connect", "read", "write", "pool"), self.timeout_s)
         try:
             with pool.stream(
@@ -402,6 +414,10 @@ def _header(response: httpcore.Response, name: bytes) -> bytes | None:
         if key.lower() == name:
             return value
     return None
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host.lower(), url.port or (443 if url.scheme == "https" else 80)
 
 
 def _parse_ip(host: str) -> IPAddress | None:

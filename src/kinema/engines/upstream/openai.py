@@ -1,0 +1,72 @@
+"""OpenAI-style ``/v1/videos``: what vLLM-Omni, SGLang Diffusion and gateways serve.
+
+Create is multipart, as the ``openai`` SDK sends it (``prompt``, ``model``, ``seconds`` as
+a string, ``size`` as ``WxH``, the first frame as the ``input_reference`` file part), with
+an ``Idempotency-Key``. ``GET /v1/videos/{id}`` polls (``queued``/``in_progress``/
+``completed``/``failed``, ``progress`` 0..100); the video is
+``GET /v1/videos/{id}/content`` on the same host; ``DELETE /v1/videos/{id}`` cancels
+(servers that cannot abort a running job ignore it, and the job ends cancelled here).
+``seed`` and ``negative_prompt`` are sent when the model takes them (both servers accept
+them as extra fields).
+"""
+
+from __future__ import annotations
+
+from kinema.engines.upstream.aimlapi import bearer
+from kinema.engines.upstream.http import UpstreamHTTP
+from kinema.engines.upstream.protocol import (
+    Protocol,
+    Status,
+    Submission,
+    failure,
+    progress_percent,
+)
+
+EXTRA_FIELDS = ("seed", "negative_prompt", "generate_audio")
+
+
+class OpenAIProtocol(Protocol):
+    name = "openai"
+    last_frame = False  # one image field: the first frame
+    idempotent = True
+
+    def auth_headers(self, key: str | None) -> dict[str, str]:
+        return bearer(key)
+
+    def submit(self, http: UpstreamHTTP, submission: Submission) -> str:
+        form = {
+            "model": submission.model,
+            "prompt": submission.request.prompt,
+            "seconds": str(submission.request.duration_s),
+            "size": submission.size,
+        }
+        for field in EXTRA_FIELDS:
+            value = submission.optional(field)
+            if value is not None:
+                form[field] = str(value).lower() if isinstance(value, bool) else str(value)
+        # Every field as a multipart part (what the SDK sends, and what servers parse).
+        parts: dict[str, tuple[str | None, bytes | str, str | None]] = {
+            name: (None, value, None) for name, value in form.items()
+        }
+        if submission.image is not None:
+            image = submission.image
+            parts["input_reference"] = (image.filename, image.data, image.mime_type)
+        answer = http.call(
+            "POST", "/v1/videos", files=parts, headers=self.idempotency_headers(submission)
+        )
+        return str(answer["id"])
+
+    def poll(self, http: UpstreamHTTP, ref: str) -> Status:
+        body = http.call("GET", f"/v1/videos/{ref}", polling=True)
+        status = str(body.get("status", ""))
+        if status == "completed":
+            url = f"{http.base_url}/v1/videos/{ref}/content"
+            return Status(done=True, progress=1.0, video_url=url)
+        if status == "failed":
+            error = body.get("error") or {}
+            return failure(error.get("message"), error.get("code"), "the video failed")
+        return Status(done=False, progress=progress_percent(body.get("progress")))
+
+    def cancel(self, http: UpstreamHTTP, ref: str) -> bool:
+        http.call("DELETE", f"/v1/videos/{ref}")
+        return True

@@ -1,0 +1,74 @@
+"""``/v1/video/generations`` as New-API-style gateways serve Veo.
+
+``POST /v1/video/generations`` (``images`` = first and optional last frame, ``seconds``,
+``size`` = the resolution word) with an ``Idempotency-Key``; ``GET
+/v1/video/generations/{id}`` polls (``queued``/``in_progress``/``succeeded``/``failed``/
+``cancelled``; ``url`` once done); ``POST /v1/video/generations/{id}/cancel`` cancels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kinema.engines.upstream.aimlapi import bearer
+from kinema.engines.upstream.http import UpstreamHTTP
+from kinema.engines.upstream.protocol import (
+    Protocol,
+    Status,
+    Submission,
+    failure,
+    progress_percent,
+)
+
+FIELDS = {
+    "aspect_ratio": "aspect_ratio",
+    "generate_audio": "generate_audio",
+    "negative_prompt": "negative_prompt",
+    "seed": "seed",
+    "enhance_prompt": "enhance_prompt",
+    "person_generation": "person_generation",
+}
+PATH = "/v1/video/generations"
+
+
+class V1Protocol(Protocol):
+    name = "v1"
+    idempotent = True
+
+    def auth_headers(self, key: str | None) -> dict[str, str]:
+        return bearer(key)
+
+    def submit(self, http: UpstreamHTTP, submission: Submission) -> str:
+        body: dict[str, Any] = {"model": submission.model, "prompt": submission.request.prompt}
+        images = [i.data_uri for i in (submission.image, submission.last_image) if i is not None]
+        if images:
+            body["images"] = images
+        if "duration" in submission.options:
+            body["seconds"] = str(submission.request.duration_s)
+        if "resolution" in submission.options:
+            body["size"] = submission.request.resolution
+        for field, wire in FIELDS.items():
+            value = submission.optional(field)
+            if value is not None:
+                body[wire] = value
+        answer = http.call(
+            "POST", PATH, json_body=body, headers=self.idempotency_headers(submission)
+        )
+        return str(answer.get("task_id") or answer["id"])
+
+    def poll(self, http: UpstreamHTTP, ref: str) -> Status:
+        body = http.call("GET", f"{PATH}/{ref}", polling=True)
+        status = str(body.get("status", ""))
+        if status in ("succeeded", "completed"):
+            url = body.get("url") or body.get("video_url")
+            if not url:
+                return Status(done=True, error="the task succeeded without a video url")
+            return Status(done=True, progress=1.0, video_url=str(url))
+        if status in ("failed", "cancelled"):
+            error = body.get("error") or {}
+            return failure(error.get("message"), error.get("code"), f"the task {status}")
+        return Status(done=False, progress=progress_percent(body.get("progress")))
+
+    def cancel(self, http: UpstreamHTTP, ref: str) -> bool:
+        http.call("POST", f"{PATH}/{ref}/cancel", json_body={})
+        return True
