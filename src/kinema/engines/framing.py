@@ -121,7 +121,10 @@ def _padded(picture: Image.Image, faces: list[Face], width: int, height: int) ->
     size = (round(width * _PAD_DENSITY), round(height * _PAD_DENSITY))
     cover_scale = max(size[0] / picture.width, size[1] / picture.height)
     small = picture.resize(
-        (max(1, round(picture.width * cover_scale / 8)), max(1, round(picture.height * cover_scale / 8))),
+        (
+            max(1, round(picture.width * cover_scale / 8)),
+            max(1, round(picture.height * cover_scale / 8)),
+        ),
         Image.Resampling.BILINEAR,
     )
     radius = max(1.0, _FILL_BLUR * max(size) / 8)

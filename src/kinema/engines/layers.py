@@ -63,6 +63,7 @@ def separate(picture: Image.Image, faces: list[Face] | tuple[Face, ...]) -> Laye
     scale = min(1.0, _WORK_SIDE / max(width, height))
     small_size = (max(8, round(width * scale)), max(8, round(height * scale)))
     small = cv2.resize(rgb, small_size, interpolation=cv2.INTER_AREA)
+    seeds: np.ndarray | None
     if faces:
         seeds = _person_seeds(small.shape[:2], [face.scaled(scale, scale) for face in faces])
         kind: Literal["person", "salient"] = "person"
@@ -71,6 +72,7 @@ def separate(picture: Image.Image, faces: list[Face] | tuple[Face, ...]) -> Laye
         kind = "salient"
         if seeds is None:
             return None
+    assert seeds is not None
     mask = _grabcut(small, seeds)
     share = float(mask.mean())
     if kind == "salient" and not _MIN_AREA <= share <= _MAX_AREA:
@@ -144,7 +146,9 @@ def _grabcut(small: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     background = np.zeros((1, 65), np.float64)
     foreground = np.zeros((1, 65), np.float64)
     bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
-    cv2.grabCut(bgr, mask, None, background, foreground, _ITERATIONS, cv2.GC_INIT_WITH_MASK)
+    cv2.grabCut(  # type: ignore[call-overload]
+        bgr, mask, None, background, foreground, _ITERATIONS, cv2.GC_INIT_WITH_MASK
+    )
     cut = np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
     # keep the parts that hold a certain seed (or, without one, are not specks)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(cut, connectivity=8)

@@ -27,13 +27,12 @@ from kinema.engines.camera import Canvas, Pose
 from kinema.engines.face_anim import FaceRig
 from kinema.engines.faces import Face
 from kinema.engines.layers import Layers
-from kinema.media.encode import rgb_to_yuv420p
 
 __all__ = ["FaceTracks", "LayeredShot", "background_poses"]
 
 _BACKGROUND_SHARE = 0.45
-_MOUTH_DARK_YUV = (28.0, 128.0, 140.0)
-_MOUTH_DARK_RGB = (36.0, 12.0, 14.0)
+_MOUTH_DARK_YUV = (24.0, 124.0, 146.0)
+_MOUTH_DARK_RGB = (40.0, 12.0, 10.0)
 
 
 def background_poses(poses: list[Pose]) -> list[Pose]:
@@ -84,7 +83,9 @@ class LayeredShot:
         self._tracks = tracks
         self._alpha = self._like_canvas(layers.alpha, outside=0)
         self._background = Canvas(
-            self._like_canvas(np.asarray(layers.background), outside=None), canvas.scale, canvas.centre
+            self._like_canvas(np.asarray(layers.background), outside=None),
+            canvas.scale,
+            canvas.centre,
         )
         # the subject's box on the canvas, with a pixel to spare for the feather
         left, top, right, bottom = layers.box
@@ -111,7 +112,10 @@ class LayeredShot:
     def _block(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """The picture's block on the canvas (as ``Canvas.build`` laid it): size, margin."""
         height, width = self.canvas.rgb.shape[:2]
-        size = (round(self._room[0] * self.canvas.scale[0]), round(self._room[1] * self.canvas.scale[1]))
+        size = (
+            round(self._room[0] * self.canvas.scale[0]),
+            round(self._room[1] * self.canvas.scale[1]),
+        )
         return size, ((width - size[0]) // 2, (height - size[1]) // 2)
 
     def _like_canvas(self, pixels: np.ndarray, outside: int | None) -> np.ndarray:
@@ -133,13 +137,24 @@ class LayeredShot:
         alpha = self._alpha
         odd = ((0, alpha.shape[0] % 2), (0, alpha.shape[1] % 2))
         alpha = np.pad(alpha, odd, mode="edge")
-        alpha_c = cv2.resize(alpha, (alpha.shape[1] // 2, alpha.shape[0] // 2), interpolation=cv2.INTER_AREA)
-        subject = [_premultiplied(y, alpha), _premultiplied(cb, alpha_c), _premultiplied(cr, alpha_c)]
+        alpha_c = cv2.resize(
+            alpha, (alpha.shape[1] // 2, alpha.shape[0] // 2), interpolation=cv2.INTER_AREA
+        )
+        subject = [
+            _premultiplied(y, alpha),
+            _premultiplied(cb, alpha_c),
+            _premultiplied(cr, alpha_c),
+        ]
         through = [255 - alpha, 255 - alpha_c, 255 - alpha_c]
         sx, sy, ox, oy = self._placement()
         faces = [face.scaled(sx, sy, ox, oy) for face in self._faces]
         rig = (
-            FaceRig(faces, [*subject, *through], [1.0, 0.5, 0.5] * 2, [*_MOUTH_DARK_YUV, None, None, None])
+            FaceRig(
+                faces,
+                [*subject, *through],
+                [1.0, 0.5, 0.5] * 2,
+                [*_MOUTH_DARK_YUV, None, None, None],
+            )
             if faces
             else None
         )
@@ -177,7 +192,9 @@ class LayeredShot:
         backdrop = self._background_planes if yuv else (self._background.rgb,)
         if self._tracks is not None:
             dx, dy, roll, breath = self._tracks.sway[index]
-            pose = replace(pose, x=pose.x + dx, y=pose.y + dy, angle=pose.angle + roll, zoom=pose.zoom * breath)
+            pose = replace(
+                pose, x=pose.x + dx, y=pose.y + dy, angle=pose.angle + roll, zoom=pose.zoom * breath
+            )
             if rig is not None:
                 rig.apply(float(self._tracks.openness[index]), float(self._tracks.closure[index]))
         out = []
@@ -189,20 +206,40 @@ class LayeredShot:
                 left, top, right, bottom = (v // 2 for v in region) if half else region
                 if right > left and bottom > top:
                     part = (right - left, bottom - top)
-                    layer = self.canvas.render(subject[number], part, frame, pose, interpolation, origin=(left, top), outside=0)
-                    shows = self.canvas.render(through[number], part, frame, pose, interpolation, origin=(left, top), outside=255)
+                    layer = self.canvas.render(
+                        subject[number],
+                        part,
+                        frame,
+                        pose,
+                        interpolation,
+                        origin=(left, top),
+                        outside=0,
+                    )
+                    shows = self.canvas.render(
+                        through[number],
+                        part,
+                        frame,
+                        pose,
+                        interpolation,
+                        origin=(left, top),
+                        outside=255,
+                    )
                     window = rendered[top:bottom, left:right]
                     cv2.multiply(window, shows, dst=window, scale=1 / 255)
                     cv2.add(window, layer, dst=window)
             out.append(rendered)
         return tuple(out)
 
-    def _output_region(self, pose: Pose, frame: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    def _output_region(
+        self, pose: Pose, frame: tuple[int, int]
+    ) -> tuple[int, int, int, int] | None:
         """Where the subject's box lands in the output (even-aligned), None if nowhere."""
         matrix = self.canvas.inverse_map(self._alpha, frame, pose)
         forward = cv2.invertAffineTransform(matrix)
         left, top, right, bottom = self._box
-        corners = np.array([[left, top, 1], [right, top, 1], [left, bottom, 1], [right, bottom, 1]], np.float64)
+        corners = np.array(
+            [[left, top, 1], [right, top, 1], [left, bottom, 1], [right, bottom, 1]], np.float64
+        )
         points = corners @ forward.T
         x0 = max(0, math.floor(points[:, 0].min()) - 2) & ~1
         y0 = max(0, math.floor(points[:, 1].min()) - 2) & ~1
@@ -215,4 +252,3 @@ class LayeredShot:
 
 def _premultiplied(plane: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return cv2.multiply(plane, alpha, scale=1 / 255)
-

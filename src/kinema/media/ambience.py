@@ -38,11 +38,20 @@ _SCENES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     for name, pattern in (
         ("surf", r"\b(?:ocean|sea|seas|seaside|waves?|beach|shore|surf|coast\w*|tide)\b"),
         ("rain", r"\b(?:rain\w*|storm\w*|drizzl\w*|downpour|thunder\w*)\b"),
-        ("wind", r"\b(?:wind|winds|windy|breez\w*|gust\w*|blizzard|mountains?|desert|dunes?|cliffs?)\b"),
-        ("traffic", r"\b(?:city|cities|street\w*|traffic|cars?|road|roads|downtown|urban|highway|avenue)\b"),
+        (
+            "wind",
+            r"\b(?:wind|winds|windy|breez\w*|gust\w*|blizzard|mountains?|desert|dunes?|cliffs?)\b",
+        ),
+        (
+            "traffic",
+            r"\b(?:city|cities|street\w*|traffic|cars?|road|roads|downtown|urban|highway|avenue)\b",
+        ),
         ("birds", r"\b(?:birds?|birdsong|chirp\w*|forest|woods|woodland|garden|park|meadow)\b"),
         ("fire", r"\b(?:fire|fires|flames?|campfire|fireplace|bonfire|hearth|crackl\w*)\b"),
-        ("crowd", r"\b(?:crowd\w*|market\w*|caf[eé]s?|restaurant|party|stadium|audience|festival)\b"),
+        (
+            "crowd",
+            r"\b(?:crowd\w*|market\w*|caf[eé]s?|restaurant|party|stadium|audience|festival)\b",
+        ),
         ("quiet", r"\b(?:quiet\w*|silence|silent|library)\b"),
     )
 )
@@ -54,7 +63,9 @@ def scene_layers(prompt: str) -> list[str]:
     return [name for name, pattern in _SCENES if pattern.search(words)]
 
 
-def ambience(prompt: str, num_samples: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+def ambience(
+    prompt: str, num_samples: int, sample_rate: int, rng: np.random.Generator
+) -> np.ndarray:
     """(2, n) float32 bed for ``prompt``, levelled and faded in and out."""
     if num_samples == 0:
         return np.zeros((2, 0), np.float32)
@@ -173,7 +184,9 @@ def _drone(rng: np.random.Generator, n: int, rate: int) -> np.ndarray:
     bed = _noise(rng, n, rate, _brownish(80.0))
     root = float(rng.choice([55.0, 61.7, 65.4, 73.4]))
     phase = rng.uniform(0, 2 * np.pi)
-    drone = np.sin(2 * np.pi * root * seconds + phase) + 0.5 * np.sin(2 * np.pi * root * 1.5 * seconds)
+    drone = np.sin(2 * np.pi * root * seconds + phase) + 0.5 * np.sin(
+        2 * np.pi * root * 1.5 * seconds
+    )
     drone *= 0.75 + 0.25 * np.sin(2 * np.pi * seconds / 5.0 + phase)
     return bed + 0.6 * drone / _rms(drone)
 
@@ -239,7 +252,9 @@ def _band(low_hz: float, high_hz: float) -> SpectralShape:
     )
 
 
-def _swell(rng: np.random.Generator, seconds: np.ndarray, period_s: float, depth: float) -> np.ndarray:
+def _swell(
+    rng: np.random.Generator, seconds: np.ndarray, period_s: float, depth: float
+) -> np.ndarray:
     """A slow, irregular loudness contour between ``1 - depth`` and 1."""
     step = period_s / 2
     position = seconds / step

@@ -14,7 +14,6 @@ import functools
 import hashlib
 import re
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -397,23 +396,57 @@ def _spoken_line(line: Line, room_s: float, sample_rate: int, seed: int) -> tupl
     speech, voice = _say(line, rate, sample_rate, seed)
     room = max(1, int(room_s * sample_rate))
     if speech.size > room:
-        fastest = _RATE_RANGE[1] if voice.startswith("neural") else _ESPEAK_WPM_RANGE[1] / _ESPEAK_WPM
+        neural = voice.startswith("neural")
+        fastest = _RATE_RANGE[1] if neural else _ESPEAK_WPM_RANGE[1] / _ESPEAK_WPM
         rate = min(rate * speech.size / room * 1.05, fastest)
         speech, voice = _say(line, rate, sample_rate, seed)
+    speech = _trimmed(speech, sample_rate)
     if speech.size > room:
         speech = speech[:room].copy()
         fade = min(room, int(0.05 * sample_rate))
         speech[room - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
-    sounding = speech[np.abs(speech) > 1e-3]
-    if sounding.size:
+    level = _active_rms(speech, sample_rate)
+    if level > 0.0:
         target = 10 ** (_SPEECH_DBFS / 20) * line.volume
-        speech *= target / float(np.sqrt(np.mean(np.square(sounding))))
+        speech *= target / level
         speech = _SPEECH_CEILING * np.tanh(speech / _SPEECH_CEILING)  # a soft limiter
     ramp = min(speech.size // 2, int(_FADE_S * sample_rate))
     if ramp:
         speech[:ramp] *= np.linspace(0.0, 1.0, ramp, dtype=np.float32)
         speech[-ramp:] *= np.linspace(1.0, 0.0, ramp, dtype=np.float32)
     return speech, voice
+
+
+def _blocks(speech: np.ndarray, sample_rate: int) -> np.ndarray:
+    """RMS of each 20 ms block."""
+    size = max(1, sample_rate // 50)
+    count = speech.size // size
+    if count == 0:
+        return np.zeros(0, np.float64)
+    blocks = speech[: count * size].reshape(count, size).astype(np.float64)
+    return np.sqrt(np.mean(np.square(blocks), axis=1))
+
+
+def _active_rms(speech: np.ndarray, sample_rate: int) -> float:
+    """RMS while the voice sounds: over the 20 ms blocks within 20 dB of the loudest."""
+    levels = _blocks(speech, sample_rate)
+    if levels.size == 0 or levels.max() <= 0.0:
+        return 0.0
+    active = levels[levels >= 0.1 * levels.max()]
+    return float(np.sqrt(np.mean(np.square(active))))
+
+
+def _trimmed(speech: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Without the silence before the first and after the last sound (40 dB under the
+    loudest block), keeping 30 ms on either side."""
+    levels = _blocks(speech, sample_rate)
+    if levels.size == 0 or levels.max() <= 0.0:
+        return speech
+    loud = np.flatnonzero(levels >= 0.01 * levels.max())
+    size, keep = max(1, sample_rate // 50), int(0.03 * sample_rate)
+    start = max(0, loud[0] * size - keep)
+    end = min(speech.size, (loud[-1] + 1) * size + keep)
+    return speech[start:end].copy()
 
 
 def _say(line: Line, rate: float, sample_rate: int, seed: int) -> tuple[np.ndarray, str]:
