@@ -101,6 +101,7 @@ WIRE_NAMES = {
     "enhance_prompt": "parameters.enhancePrompt",
     "seed": "parameters.seed",
     "generate_audio": "parameters.generateAudio",
+    "resize_mode": "parameters.resizeMode",
 }
 # parameters field -> canonical field
 PARAMETER_FIELDS = {
@@ -112,6 +113,7 @@ PARAMETER_FIELDS = {
     "enhancePrompt": "enhance_prompt",
     "seed": "seed",
     "generateAudio": "generate_audio",
+    "resizeMode": "resize_mode",
 }
 
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
@@ -230,6 +232,12 @@ class Parameters(_Wire):
     enhance_prompt: bool | None = None
     seed: int | None = Field(default=None, description="Raw REST only: the SDK does not send it")
     generate_audio: bool | None = Field(default=None, description="Raw REST only (Veo 3)")
+    resize_mode: str | None = Field(
+        default=None,
+        examples=["CROP", "PAD"],
+        description="How a picture of another shape fits the frame: CROP (cover it; the "
+        "motion engine crops around the faces) or PAD (fit it whole over a blurred fill)",
+    )
     callback_url: str | None = Field(
         default=None,
         description="kinema extension: a URL that receives a signed webhook (Standard "

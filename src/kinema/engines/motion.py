@@ -90,7 +90,8 @@ class MotionEngine:
             raise EngineError(f"cannot render {count} frames of {width}x{height}")
         options = {**self._options, **request.options}
         interpolation = _option(options, "interpolation", _INTERPOLATION, "bilinear")
-        resize_mode = _option(options, "resize_mode", _RESIZE_MODES, "auto")
+        asked = request.resize_mode or options.get("resize_mode", "auto")
+        resize_mode = _option({"resize_mode": asked}, "resize_mode", _RESIZE_MODES, "auto")
         effects = _Effects.from_options(options)
 
         # 1. The picture, its faces, and the framing that keeps them whole.
