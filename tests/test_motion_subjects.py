@@ -9,6 +9,7 @@ with the engine's own detector (MTCNN), and the videos are real MP4s read back w
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import av
@@ -27,7 +28,10 @@ skimage_data = pytest.importorskip("skimage.data")
 Cascade = pytest.importorskip("skimage.feature").Cascade
 
 FPS = 24
-SPEECH = "The camera holds still as the woman looks at us and says: 'Hello there, welcome to the launch pad. We fly at dawn.'"
+SPEECH = (
+    "The camera holds still as the woman looks at us and says: "
+    "'Hello there, welcome to the launch pad. We fly at dawn.'"
+)
 SILENT = "The camera holds still on the woman, who looks at us."
 
 
@@ -196,7 +200,7 @@ def test_the_eyes_blink(tmp_path: Path):
     eyes = (slice(y + int(0.3 * h), y + int(0.5 * h)), slice(x + w // 6, x + 5 * w // 6))
     steps = [
         np.abs(after[eyes].astype(np.float32) - before[eyes].astype(np.float32)).mean()
-        for before, after in zip(frames, frames[1:], strict=False)
+        for before, after in itertools.pairwise(frames)
     ]
     # the head's sway changes the eyes slowly; a blink, within a few frames
     assert max(steps) > 4 * np.median(steps), (max(steps), np.median(steps))

@@ -8,7 +8,7 @@ same prompt and seed give the same samples.
 | words | layer |
 |---|---|
 | sea, ocean, waves, beach, surf, tide | surf: deep noise swelling every ~7 s, hiss on the crests |
-| rain, storm, drizzle, downpour, thunder | rain: pink hiss and scattered drops |
+| rain, storm, drizzle, downpour, thunder | rain: a broad hiss and scattered drops |
 | wind, breeze, gusts, blizzard, mountains, desert, cliffs | wind: band noise with gusts |
 | city, street, traffic, cars, road, downtown | traffic: low rumble and cars passing left to right |
 | birds, birdsong, forest, woods, garden, park, meadow | birds: chirps and trills over a faint air |
@@ -95,11 +95,11 @@ def _surf(rng: np.random.Generator, n: int, rate: int) -> np.ndarray:
     swell = _swell(rng, seconds, period_s=7.0, depth=0.85)
     body = _noise(rng, n, rate, _brownish(150.0)) * swell
     hiss = _noise(rng, n, rate, _band(1500.0, 7000.0)) * swell**3
-    return body + 0.35 * hiss / _rms(hiss) * _rms(body)
+    return body + 0.2 * hiss / _rms(hiss) * _rms(body)
 
 
 def _rain(rng: np.random.Generator, n: int, rate: int) -> np.ndarray:
-    hiss = _noise(rng, n, rate, _pinkish(6000.0))
+    hiss = _noise(rng, n, rate, _band(700.0, 9000.0))
     drops = _impulses(rng, n, rate, per_second=35.0, decay_s=0.004)
     drops = _filtered(drops, rate, _band(1200.0, 8000.0))
     return hiss / _rms(hiss) + 0.6 * drops / _rms(drops)
@@ -240,10 +240,6 @@ def _impulses(
 
 def _brownish(corner_hz: float) -> SpectralShape:
     return lambda freqs: 1.0 / np.sqrt(1.0 + (freqs / corner_hz) ** 2) * (freqs > 20)
-
-
-def _pinkish(cutoff_hz: float) -> SpectralShape:
-    return lambda freqs: (freqs > 30) / np.sqrt(np.maximum(freqs, 1.0)) / (1 + freqs / cutoff_hz)
 
 
 def _band(low_hz: float, high_hz: float) -> SpectralShape:
