@@ -34,7 +34,8 @@ _FILL_SIDE = 200  # inpainting runs at this size
 _ITERATIONS = 3
 _MIN_AREA, _MAX_AREA = 0.03, 0.65  # a salient subject's share of the picture
 _FEATHER = 0.006  # blur of the cut-out's edge, fraction of the longer side
-_REVEAL = 0.04  # the filled region reaches this far (fraction of the side) past the subject
+_BEHIND = 0.012  # the fill covers this far (fraction of the side) past the subject
+_REVEAL = 0.06  # the fill is drawn from this far (fraction of the side) past the subject
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def separate(picture: Image.Image, faces: list[Face] | tuple[Face, ...]) -> Laye
     if share == 0.0:  # the cut found nothing: fall back on the seeds' own shape
         mask = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
     alpha = _feathered(mask, (width, height))
-    background = _fill_behind(rgb, mask)
+    background = _fill_behind(rgb, mask, alpha)
     return Layers(Image.fromarray(background, "RGB"), alpha, kind)
 
 
@@ -171,8 +172,14 @@ def _feathered(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(np.rint(large * 255), 0, 255).astype(np.uint8)
 
 
-def _fill_behind(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The picture with the subject (grown a little) replaced by an inpainted fill."""
+def _fill_behind(rgb: np.ndarray, mask: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The picture with the subject replaced by an inpainted fill.
+
+    The fill is drawn from beyond a margin around the subject (so its edge colours do not
+    bleed in) and laid in over the subject and a thin band around it (so a subject that
+    moves leaves no outline of itself behind); elsewhere the background keeps the
+    picture's pixels.
+    """
     height, width = rgb.shape[:2]
     side = max(mask.shape)
     grow = max(1, round(_REVEAL * side))
@@ -185,7 +192,11 @@ def _fill_behind(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     filled = cv2.inpaint(tiny, tiny_hole, 5, cv2.INPAINT_TELEA)
     filled = cv2.GaussianBlur(filled, (0, 0), 1.5)
     filled = cv2.resize(filled, (width, height), interpolation=cv2.INTER_CUBIC)
-    weight = cv2.resize(hole.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    weight = cv2.GaussianBlur(weight, (0, 0), max(1.0, grow / 3))[..., np.newaxis]
+    # a little past the alpha's feather, so a moving subject leaves no outline behind
+    edge = max(1, round(_BEHIND * side))
+    cover = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * edge + 1,) * 2))
+    weight = cv2.resize(cover.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    weight = cv2.GaussianBlur(weight, (0, 0), max(1.0, _FEATHER * max(width, height)))
+    weight = np.maximum(weight, alpha.astype(np.float32) / 255.0)[..., np.newaxis]
     mixed = rgb.astype(np.float32) * (1 - weight) + filled.astype(np.float32) * weight
     return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
