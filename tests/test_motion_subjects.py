@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from kinema.engines.camera import cover_size
 from kinema.engines.faces import find_faces
 from kinema.engines.framing import frame_picture
 from kinema.engines.motion import MotionEngine
@@ -243,3 +244,40 @@ def test_under_a_pan_the_subject_and_background_move_apart(tmp_path: Path):
     gap = subject - background
     assert abs(gap - flat_gap) > 2.0, (gap, flat_gap)
     assert abs(background) < abs(flat_background) - 1.0
+
+
+def test_frame_zero_is_the_picture_cropped_around_the_face():
+    picture = off_centre()
+    framing = frame_picture(picture, find_faces(picture), 360, 640)
+    scale = cover_size(picture.size, 360, 640)[0] / picture.width
+    centre_x = picture.width / 2 + framing.rest[0] / scale
+    centre_y = picture.height / 2 + framing.rest[1] / scale
+    half_w, half_h = 180 / scale, 320 / scale
+    box = (centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h)
+    expected = np.asarray(picture.resize((360, 640), Image.Resampling.BICUBIC, box=box))
+
+    first = next(iter(engine_frames(picture, SPEECH, (360, 640))))
+
+    assert np.abs(first.astype(np.float32) - expected).mean() < 4.0
+
+
+def engine_frames(picture: Image.Image, prompt: str, size: tuple[int, int]) -> list[np.ndarray]:
+    req = EngineRequest(
+        prompt=prompt,
+        width=size[0],
+        height=size[1],
+        fps=FPS,
+        num_frames=FPS,
+        generate_audio=True,
+        seed=4,
+        image=picture,
+    )
+    return [frame.copy() for frame in MotionEngine().run(req, lambda _: None, lambda: False).frames]
+
+
+def test_the_same_seed_gives_the_same_frames_with_every_effect_on():
+    first = engine_frames(astronaut(), SPEECH, (320, 180))
+    again = engine_frames(astronaut(), SPEECH, (320, 180))
+
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not np.array_equal(first[0], first[-1])
