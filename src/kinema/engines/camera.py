@@ -287,8 +287,11 @@ class Canvas:
         size = (max(1, round(room_w * density)), max(1, round(room_h * density)))
         if size != picture.size:
             shrinking = size[0] < picture.size[0]
-            method = Image.Resampling.LANCZOS if shrinking else Image.Resampling.BICUBIC
-            picture = picture.resize(size, method)
+            if shrinking:
+                picture = picture.resize(size, Image.Resampling.LANCZOS)
+            else:  # OpenCV's bicubic: the same curve as Pillow's, several times faster
+                grown = cv2.resize(np.asarray(picture), size, interpolation=cv2.INTER_CUBIC)
+                picture = Image.fromarray(grown, "RGB")
         scale = (size[0] / room_w, size[1] / room_h)
         reach = [pose.half_extent(width, height) for pose in poses]
         need_x = max(x for x, _ in reach) - room_w / 2

@@ -138,10 +138,13 @@ class FaceRig:
                 mouth = _mouth_region(plane, moved, dark)
                 if mouth is not None:
                     self._mouths.append(mouth)
+                if dark is None:  # an alpha plane: the eyes lie inside the face, opaque
+                    continue
                 for eye in (moved.left_eye, moved.right_eye):
                     region = _eye_region(plane, eye, moved.eye_distance)
                     if region is not None:
                         self._eyes.append(region)
+        self._shown: tuple[float, float] = (0.0, 0.0)
 
     @property
     def empty(self) -> bool:
@@ -149,10 +152,19 @@ class FaceRig:
 
     def apply(self, openness: float, closure: float) -> None:
         """Show the faces with the mouth ``openness`` open and the eyes ``closure`` shut."""
-        for region in self._mouths:
-            _warp_mouth(region, openness)
-        for region in self._eyes:
-            _warp_eye(region, closure)
+        openness, closure = _settled(openness), _settled(closure)
+        if openness != self._shown[0]:
+            for region in self._mouths:
+                _warp_mouth(region, openness)
+        if closure != self._shown[1]:
+            for region in self._eyes:
+                _warp_eye(region, closure)
+        self._shown = (openness, closure)
+
+
+def _settled(value: float) -> float:
+    """Values too small to see are zero, so a still face is not redrawn frame after frame."""
+    return 0.0 if value <= 0.01 else round(value, 3)
 
 
 def _grid(left: int, top: int, right: int, bottom: int) -> tuple[np.ndarray, np.ndarray]:
@@ -237,20 +249,23 @@ def _warp_mouth(region: _Region, openness: float) -> None:
         region.pristine, region.base_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
     if region.dark is not None and region.across is not None and region.down is not None:
-        # the opening: a lens between the lips, as tall as the jaw has dropped
+        # the opening: a lens between the lips, as tall as the jaw has dropped; worked out
+        # only over the rows and columns it can reach
         gap = _MOUTH_DROP * openness
         width = 0.75 * (0.6 + 0.4 * min(1.0, openness * 1.5))
+        rows = np.searchsorted(region.down[:, 0], (_LIP_LINE - 0.05, _LIP_LINE + gap + 0.05))
+        cols = np.searchsorted(region.across[0], (-width, width))
+        box = (slice(int(rows[0]), int(rows[1])), slice(int(cols[0]), int(cols[1])))
+        across, down = region.across[box], region.down[box]
         inside = (
-            1.0
-            - (region.across / width) ** 2
-            - ((region.down - _LIP_LINE - gap / 2) / (gap / 2 + 0.04)) ** 2
+            1.0 - (across / width) ** 2 - ((down - _LIP_LINE - gap / 2) / (gap / 2 + 0.04)) ** 2
         )
         strength = np.clip(inside * 2.0, 0.0, 1.0) * 0.85
         if warped.ndim == 3:
             strength = strength[..., np.newaxis]
-        shaded = warped.astype(np.float32)
+        shaded = warped[box].astype(np.float32)
         shaded += (region.dark - shaded) * strength
-        warped = np.clip(np.rint(shaded), 0, 255).astype(np.uint8)
+        warped[box] = np.clip(np.rint(shaded), 0, 255).astype(np.uint8)
     target[...] = warped
 
 

@@ -27,7 +27,7 @@ from PIL import Image
 
 __all__ = ["Face", "find_faces"]
 
-_SEARCH_SIDE = 640
+_SEARCH_SIDE = 480
 _MIN_FACE_FRACTION = 1 / 30  # of the searched picture's longer side
 _MIN_CONFIDENCE = 0.90
 _MIN_EYE_DISTANCE = 0.2  # of the box width: a profile or a false hit has its eyes together

@@ -29,9 +29,9 @@ from kinema.engines.faces import Face
 
 __all__ = ["Layers", "separate"]
 
-_WORK_SIDE = 360  # GrabCut runs at this size (longer side)
+_WORK_SIDE = 280  # GrabCut runs at this size (longer side)
 _FILL_SIDE = 200  # inpainting runs at this size
-_ITERATIONS = 3
+_ITERATIONS = 2
 _MIN_AREA, _MAX_AREA = 0.03, 0.65  # a salient subject's share of the picture
 _FEATHER = 0.006  # blur of the cut-out's edge, fraction of the longer side
 _BEHIND = 0.012  # the fill covers this far (fraction of the side) past the subject

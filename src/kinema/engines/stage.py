@@ -199,6 +199,7 @@ class LayeredShot:
                 rig.apply(float(self._tracks.openness[index]), float(self._tracks.closure[index]))
         out = []
         region = self._output_region(pose, frame)
+        shows: np.ndarray | None = None  # what shows of the background, at full resolution
         for number, (plane, size) in enumerate(zip(backdrop, sizes, strict=True)):
             rendered = self._background.render(plane, size, frame, background_pose, interpolation)
             if region is not None:
@@ -206,26 +207,21 @@ class LayeredShot:
                 left, top, right, bottom = (v // 2 for v in region) if half else region
                 if right > left and bottom > top:
                     part = (right - left, bottom - top)
+                    origin = (left, top)
                     layer = self.canvas.render(
-                        subject[number],
-                        part,
-                        frame,
-                        pose,
-                        interpolation,
-                        origin=(left, top),
-                        outside=0,
+                        subject[number], part, frame, pose, interpolation, origin=origin, outside=0
                     )
-                    shows = self.canvas.render(
-                        through[number],
-                        part,
-                        frame,
-                        pose,
-                        interpolation,
-                        origin=(left, top),
-                        outside=255,
-                    )
+                    if shows is None or not half:
+                        # the alpha is smooth: nearest sampling is enough, at half the cost
+                        shows = self.canvas.render(
+                            through[number], part, frame, pose, cv2.INTER_NEAREST,
+                            origin=origin, outside=255,
+                        )  # fmt: skip
+                        window_shows = shows
+                    else:  # chroma: every other sample of the luma's
+                        window_shows = np.ascontiguousarray(shows[::2, ::2][: part[1], : part[0]])
                     window = rendered[top:bottom, left:right]
-                    cv2.multiply(window, shows, dst=window, scale=1 / 255)
+                    cv2.multiply(window, window_shows, dst=window, scale=1 / 255)
                     cv2.add(window, layer, dst=window)
             out.append(rendered)
         return tuple(out)
