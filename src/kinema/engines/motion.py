@@ -18,6 +18,7 @@ converting it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, get_args
 
@@ -37,12 +38,12 @@ from kinema.engines.camera import (
 )
 from kinema.engines.face_anim import blink_track, head_sway, speech_openness
 from kinema.engines.faces import Face, find_faces
-from kinema.engines.framing import Framing, frame_picture
+from kinema.engines.framing import Framing, ResizeMode, frame_picture
 from kinema.engines.layers import separate
 from kinema.engines.painting import paint_first_frame
 from kinema.engines.stage import FaceTracks, LayeredShot, background_poses
 from kinema.errors import EngineError, JobCancelled
-from kinema.media.audio import make_soundtrack, speech_sample_rate
+from kinema.media.audio import Soundtrack, make_soundtrack, speech_sample_rate
 from kinema.media.encode import AUDIO_SAMPLE_RATE, Yuv420Frame
 from kinema.media.voice import neural_voice
 from kinema.types import CancelCheck, Clip, EngineRequest, ProgressCallback
@@ -94,6 +95,31 @@ class MotionEngine:
         resize_mode = _option({"resize_mode": asked}, "resize_mode", _RESIZE_MODES, "auto")
         effects = _Effects.from_options(options)
 
+        # 0. Sound, started first: the voice synthesises (off the GIL) while the picture is
+        # prepared; the encoder needs the whole track before the first frame, and the mouth
+        # follows the voice.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kinema-sound") as pool:
+            sound = (
+                pool.submit(make_soundtrack, request.prompt, request.duration_s, request.seed)
+                if request.generate_audio
+                else None
+            )
+            return self._prepare(request, options, interpolation, resize_mode, effects, sound,
+                                 on_progress, is_cancelled)  # fmt: skip
+
+    def _prepare(
+        self,
+        request: EngineRequest,
+        options: dict[str, Any],
+        interpolation: int,
+        resize_mode: ResizeMode,
+        effects: _Effects,
+        sound: Future[Soundtrack] | None,
+        on_progress: ProgressCallback,
+        is_cancelled: CancelCheck,
+    ) -> Clip:
+        width, height, count = request.width, request.height, request.num_frames
+
         # 1. The picture, its faces, and the framing that keeps them whole.
         move = _camera_for(request.prompt, request.seed, options.get("camera"))
         first = _first_picture(request, width, height)
@@ -121,12 +147,11 @@ class MotionEngine:
         if is_cancelled():
             raise JobCancelled("cancelled while separating the layers")
 
-        # 3. Sound, made now: the encoder needs the whole track before the first frame,
-        # and the mouth follows the voice.
+        # 3. The sound started at step 0.
         audio = None
         speech = np.zeros(0, np.float32)
-        if request.generate_audio:
-            soundtrack = make_soundtrack(request.prompt, request.duration_s, request.seed)
+        if sound is not None:
+            soundtrack = sound.result()
             audio, speech = soundtrack.audio, soundtrack.speech
 
         if is_cancelled():

@@ -16,6 +16,7 @@ order, on one thread).
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -31,6 +32,7 @@ from kinema.engines.layers import Layers
 __all__ = ["FaceTracks", "LayeredShot", "background_poses"]
 
 _BACKGROUND_SHARE = 0.45
+_BANDS = 8  # the subject's rows are composited in this many bands, each as narrow as it can
 _MOUTH_DARK_YUV = (24.0, 124.0, 146.0)
 _MOUTH_DARK_RGB = (40.0, 12.0, 10.0)
 
@@ -90,12 +92,13 @@ class LayeredShot:
         # the subject's box on the canvas, with a pixel to spare for the feather
         left, top, right, bottom = layers.box
         sx, sy, ox, oy = self._placement()
-        self._box = (
+        box = (
             max(0, math.floor(left * sx + ox) - 2),
             max(0, math.floor(top * sy + oy) - 2),
             min(self._alpha.shape[1], math.ceil(right * sx + ox) + 2),
             min(self._alpha.shape[0], math.ceil(bottom * sy + oy) + 2),
         )
+        self._bands = _bands(self._alpha, box)
 
     # -- planes --------------------------------------------------------------------------
 
@@ -198,52 +201,84 @@ class LayeredShot:
             if rig is not None:
                 rig.apply(float(self._tracks.openness[index]), float(self._tracks.closure[index]))
         out = []
-        region = self._output_region(pose, frame)
-        shows: np.ndarray | None = None  # what shows of the background, at full resolution
+        regions = self._output_regions(pose, frame)
+        seen: list[np.ndarray] = []  # what shows through in each region, full resolution
         for number, (plane, size) in enumerate(zip(backdrop, sizes, strict=True)):
             rendered = self._background.render(plane, size, frame, background_pose, interpolation)
-            if region is not None:
-                half = size[0] < frame[0]
+            half = size[0] < frame[0]
+            for count, region in enumerate(regions):
                 left, top, right, bottom = (v // 2 for v in region) if half else region
-                if right > left and bottom > top:
-                    part = (right - left, bottom - top)
-                    origin = (left, top)
-                    layer = self.canvas.render(
-                        subject[number], part, frame, pose, interpolation, origin=origin, outside=0
-                    )
-                    if shows is None or not half:
-                        # the alpha is smooth: nearest sampling is enough, at half the cost
-                        shows = self.canvas.render(
-                            through[number], part, frame, pose, cv2.INTER_NEAREST,
-                            origin=origin, outside=255,
-                        )  # fmt: skip
-                        window_shows = shows
-                    else:  # chroma: every other sample of the luma's
-                        window_shows = np.ascontiguousarray(shows[::2, ::2][: part[1], : part[0]])
-                    window = rendered[top:bottom, left:right]
-                    cv2.multiply(window, window_shows, dst=window, scale=1 / 255)
-                    cv2.add(window, layer, dst=window)
+                part = (right - left, bottom - top)
+                origin = (left, top)
+                layer = self.canvas.render(
+                    subject[number], part, frame, pose, interpolation, origin=origin, outside=0
+                )
+                if half and len(seen) > count:  # chroma: every other sample of the luma's
+                    shows = np.ascontiguousarray(seen[count][::2, ::2])
+                else:  # the alpha is smooth: nearest sampling is enough, at half the cost
+                    shows = self.canvas.render(
+                        through[number], part, frame, pose, cv2.INTER_NEAREST,
+                        origin=origin, outside=255,
+                    )  # fmt: skip
+                    seen.append(shows)
+                window = rendered[top:bottom, left:right]
+                cv2.multiply(window, shows, dst=window, scale=1 / 255)
+                cv2.add(window, layer, dst=window)
             out.append(rendered)
         return tuple(out)
 
-    def _output_region(
+    def _output_regions(
         self, pose: Pose, frame: tuple[int, int]
-    ) -> tuple[int, int, int, int] | None:
-        """Where the subject's box lands in the output (even-aligned), None if nowhere."""
+    ) -> list[tuple[int, int, int, int]]:
+        """Where the subject lands in the output: one even-aligned box per band of its rows,
+        the boxes stacked without overlap (each output row is composited once)."""
         matrix = self.canvas.inverse_map(self._alpha, frame, pose)
         forward = cv2.invertAffineTransform(matrix)
-        left, top, right, bottom = self._box
-        corners = np.array(
-            [[left, top, 1], [right, top, 1], [left, bottom, 1], [right, bottom, 1]], np.float64
-        )
-        points = corners @ forward.T
-        x0 = max(0, math.floor(points[:, 0].min()) - 2) & ~1
-        y0 = max(0, math.floor(points[:, 1].min()) - 2) & ~1
-        x1 = min(frame[0], (math.ceil(points[:, 0].max()) + 3) & ~1)
-        y1 = min(frame[1], (math.ceil(points[:, 1].max()) + 3) & ~1)
-        if x1 <= x0 or y1 <= y0:
-            return None
-        return (x0, y0, x1, y1)
+
+        def land(x: float, y: float) -> tuple[float, float]:
+            return (
+                forward[0, 0] * x + forward[0, 1] * y + forward[0, 2],
+                forward[1, 0] * x + forward[1, 1] * y + forward[1, 2],
+            )
+
+        spans = []  # output x extent of each band's four corners
+        for top, bottom, left, right in self._bands:
+            xs = [land(x, y)[0] for x in (left, right) for y in (top, bottom)]
+            spans.append((min(xs), max(xs)))
+        centre = (self._bands[0][2] + self._bands[0][3]) / 2
+        cuts = [land(centre, band[0])[1] for band in self._bands]
+        first, last = self._bands[0], self._bands[-1]
+        cuts[0] = min(land(x, first[0])[1] for x in (first[2], first[3]))
+        cuts.append(max(land(x, last[1])[1] for x in (last[2], last[3])))
+        regions = []
+        for index in range(len(self._bands)):
+            near = spans[max(0, index - 1) : index + 2]  # a rolled band leans on its neighbours
+            x0 = max(0, math.floor(min(low for low, _ in near)) - 2) & ~1
+            x1 = min(frame[0], (math.ceil(max(high for _, high in near)) + 3) & ~1)
+            y0 = max(0, round(cuts[index]) - (2 if index == 0 else 0)) & ~1
+            y1 = min(frame[1], (round(cuts[index + 1]) + (3 if index == len(cuts) - 2 else 0)) & ~1)
+            if x1 > x0 and y1 > y0:
+                regions.append((x0, y0, x1, y1))
+        return regions
+
+
+def _bands(alpha: np.ndarray, box: tuple[int, int, int, int]) -> list[tuple[int, int, int, int]]:
+    """The subject's box cut into horizontal bands, each narrowed to where alpha is not 0:
+    (top, bottom, left, right) in canvas pixels. A head is narrower than the shoulders, and
+    every pixel left out of a band is one the frame does not have to blend."""
+    left, top, right, bottom = box
+    count = max(1, min(_BANDS, (bottom - top) // 16))
+    edges = np.linspace(top, bottom, count + 1).round().astype(int)
+    bands = []
+    for start, stop in itertools.pairwise(edges):
+        columns = np.flatnonzero(alpha[start:stop, left:right].max(axis=0))
+        if columns.size:
+            bands.append(
+                (int(start), int(stop), left + int(columns[0]) - 2, left + int(columns[-1]) + 3)
+            )
+        else:
+            bands.append((int(start), int(stop), left, left + 1))
+    return bands
 
 
 def _premultiplied(plane: np.ndarray, alpha: np.ndarray) -> np.ndarray:
