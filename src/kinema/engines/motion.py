@@ -1,14 +1,23 @@
-"""The ``motion`` engine: camera moves over a still picture, on the CPU, with no weights.
+"""The ``motion`` engine: a still picture brought to life on the CPU, with no weights fetched.
 
 It is the embedded default: every model id can be served by it on any machine.
 
-Crop policy: the input picture COVERS the output frame. It is scaled, keeping its aspect,
-until it fills the frame, and the overflow is cropped evenly from both sides (a centre
-crop, as ``PIL.ImageOps.fit(picture, size, centering=(0.5, 0.5))``). At ``t = 0`` the
-camera rests, so frame 0 is exactly that fitted picture; the move chosen from the prompt
-(see ``camera``) then eases in and out. A first-last request cross-dissolves into the last
-picture, fitted the same way, which arrives at its own rest pose on the last frame.
-Without an input picture the engine paints one from the prompt (``paint_first_frame``).
+1. **Framing** (``framing``): the faces in the picture (``faces``) decide the crop. The
+   picture covers the frame, cropped around the faces with room above them, or, where no
+   crop holds them all (or the client asked for ``pad``), it is fitted whole over a
+   blurred, darkened fill. At ``t = 0`` the camera rests, so frame 0 is exactly that
+   framed picture; the move chosen from the prompt (``camera``) then eases in and out,
+   its every pose held so that each face stays whole.
+2. **Layers** (``layers``, ``stage``): the subject is cut out and the background filled in
+   behind it; the background follows the move at less than half its rate (parallax).
+3. **A talking face** (``face_anim``): the mouth follows the loudness of the voice, the
+   eyes blink, the head sways; only where a face was found.
+4. **Sound** (``media.audio``): the prompt's quoted dialogue in a neural voice over a bed
+   made from the scene's words.
+
+A first-last request cross-dissolves into the last picture, fitted the same way, which
+arrives at its own rest pose on the last frame. Without an input picture the engine
+paints one from the prompt (``paint_first_frame``).
 
 Frames are rendered lazily, one at a time, so memory stays flat even for 8 s of 4k. The
 encoder asks for YUV 4:2:0 planes directly, which costs half as much as rendering RGB and

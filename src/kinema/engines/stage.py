@@ -32,7 +32,7 @@ from kinema.engines.layers import Layers
 __all__ = ["FaceTracks", "LayeredShot", "background_poses"]
 
 _BACKGROUND_SHARE = 0.45
-_BANDS = 8  # the subject's rows are composited in this many bands, each as narrow as it can
+_BANDS = 16  # the subject's rows are composited in this many bands, each as narrow as it can
 _MOUTH_DARK_YUV = (24.0, 124.0, 146.0)
 _MOUTH_DARK_RGB = (40.0, 12.0, 10.0)
 
