@@ -84,13 +84,13 @@ def head_sway(
     """Per frame (dx, dy, roll, zoom) of the subject's layer: a slow sway and breathing."""
     seconds = np.arange(count) / fps
     scale = height / 1080
-    phases = rng.uniform(0, 2 * np.pi, 4)
+    phases = rng.uniform(0, 2 * np.pi, 3)
     rates = rng.uniform(0.13, 0.27, 3)
     ramp = np.minimum(1.0, seconds / 0.5)  # starts from the still picture
     dx = _SWAY_PX * scale * np.sin(2 * np.pi * rates[0] * seconds + phases[0]) * ramp
     dy = 0.6 * _SWAY_PX * scale * np.sin(2 * np.pi * rates[1] * seconds + phases[1]) * ramp
     roll = _SWAY_DEG * np.sin(2 * np.pi * rates[2] * seconds + phases[2]) * ramp
-    breath = 1.0 + 0.0025 * (1 - np.cos(2 * np.pi * seconds / _BREATH_S + 0 * phases[3])) * ramp
+    breath = 1.0 + 0.0025 * (1 - np.cos(2 * np.pi * seconds / _BREATH_S)) * ramp
     return [
         (float(a), float(b), float(c), float(d))
         for a, b, c, d in zip(dx, dy, roll, breath, strict=True)
@@ -108,11 +108,11 @@ class _Region:
     base_x: np.ndarray  # remap grid (float32), region coordinates
     base_y: np.ndarray
     field: np.ndarray  # vertical displacement at full strength (float32)
-    lid: np.ndarray | None  # eyes: the row the lid reaches when shut, per pixel
-    shade: np.ndarray | None  # mouth: darkening of the open mouth at full strength
-    dark: float | np.ndarray | None  # what the open mouth darkens towards (None: it doesn't)
+    dark: float | np.ndarray | None = None  # the open mouth darkens towards it (None: no)
     across: np.ndarray | None = None  # mouth: (x - centre) / half width, per pixel
     down: np.ndarray | None = None  # mouth: (y - centre) / half width, per pixel
+    upper: np.ndarray | None = None  # eyes: the eye's upper edge, region rows, per pixel
+    lid: np.ndarray | None = None  # eyes: the row the lid reaches when shut, per pixel
 
 
 class FaceRig:
@@ -210,10 +210,11 @@ def _mouth_region(plane: np.ndarray, face: Face, dark: float | np.ndarray | None
     fall = np.clip((2.6 - down) / 1.1, 0.0, 1.0)
     field = (_MOUTH_DROP * half * sideways * rise * fall).astype(np.float32)
     pristine = plane[top:bottom, left:right].copy()
-    region = _Region(plane, top, left, pristine, xs - left, ys - top, field, None, None, dark)
-    region.across = ((xs - mx) / half).astype(np.float32)
-    region.down = ((ys - my) / half).astype(np.float32)
-    return region
+    across_unit = ((xs - mx) / half).astype(np.float32)
+    down_unit = ((ys - my) / half).astype(np.float32)
+    return _Region(
+        plane, top, left, pristine, xs - left, ys - top, field, dark, across_unit, down_unit
+    )
 
 
 def _eye_region(plane: np.ndarray, eye: tuple[float, float], eye_distance: float) -> _Region | None:
@@ -231,9 +232,10 @@ def _eye_region(plane: np.ndarray, eye: tuple[float, float], eye_distance: float
     # where the lid skin is sampled from: a band just above the eye, stretched down
     field = (upper - 0.35 * half_h).astype(np.float32)
     pristine = plane[top:bottom, left:right].copy()
-    region = _Region(plane, top, left, pristine, xs - left, ys - top, field, lid - top, None, 0.0)
-    region.shade = (upper - top).astype(np.float32)  # the eye's upper edge, region rows
-    return region
+    return _Region(
+        plane, top, left, pristine, xs - left, ys - top, field,
+        upper=(upper - top).astype(np.float32), lid=(lid - top).astype(np.float32),
+    )  # fmt: skip
 
 
 def _warp_mouth(region: _Region, openness: float) -> None:
@@ -277,8 +279,8 @@ def _warp_eye(region: _Region, closure: float) -> None:
     if closure <= 0.01:
         target[...] = region.pristine
         return
-    assert region.lid is not None and region.shade is not None
-    upper = region.shade
+    assert region.lid is not None and region.upper is not None
+    upper = region.upper
     line = upper + (region.lid - upper) * closure  # where the lid edge is now, region rows
     covered = np.clip(line - region.base_y + 0.5, 0.0, 1.0) * (region.base_y >= upper - 0.5)
     covered *= region.lid > upper + 0.5  # inside the eye's outline only
