@@ -202,25 +202,21 @@ class LayeredShot:
                 rig.apply(float(self._tracks.openness[index]), float(self._tracks.closure[index]))
         out = []
         regions = self._output_regions(pose, frame)
-        seen: list[np.ndarray] = []  # what shows through in each region, full resolution
         for number, (plane, size) in enumerate(zip(backdrop, sizes, strict=True)):
             rendered = self._background.render(plane, size, frame, background_pose, interpolation)
             half = size[0] < frame[0]
-            for count, region in enumerate(regions):
+            for region in regions:
                 left, top, right, bottom = (v // 2 for v in region) if half else region
                 part = (right - left, bottom - top)
                 origin = (left, top)
                 layer = self.canvas.render(
                     subject[number], part, frame, pose, interpolation, origin=origin, outside=0
                 )
-                if half and len(seen) > count:  # chroma: every other sample of the luma's
-                    shows = np.ascontiguousarray(seen[count][::2, ::2])
-                else:  # the alpha is smooth: nearest sampling is enough, at half the cost
-                    shows = self.canvas.render(
-                        through[number], part, frame, pose, cv2.INTER_NEAREST,
-                        origin=origin, outside=255,
-                    )  # fmt: skip
-                    seen.append(shows)
+                # the same sampling as the subject's, so that what shows of it and what
+                # shows through add up to the whole (no fringe at its edge)
+                shows = self.canvas.render(
+                    through[number], part, frame, pose, interpolation, origin=origin, outside=255
+                )
                 window = rendered[top:bottom, left:right]
                 cv2.multiply(window, shows, dst=window, scale=1 / 255)
                 cv2.add(window, layer, dst=window)
