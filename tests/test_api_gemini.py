@@ -463,3 +463,17 @@ def test_unfinished_operation_is_not_done_and_reports_progress():
         "done": False,
         "metadata": {"state": "RUNNING", "progressPercent": 50},
     }
+
+
+def test_resize_mode_pad_reaches_the_job_and_a_bad_one_is_invalid(server: LiveServer, png: bytes):
+    name = start(server, {"instances": [instance(png)], "parameters": {"resizeMode": "PAD"}})
+    job_id = name.rsplit("/", 1)[1]
+    job = server.runtime.store.get_any(job_id)
+    server.runtime.cancel(job.owner, job_id)
+    assert job.request.resize_mode == "pad"
+
+    with rest(server) as client:
+        response = predict(
+            client, {"instances": [instance(png)], "parameters": {"resizeMode": "STRETCH"}}
+        )
+    assert_invalid_field(response, "parameters.resizeMode")

@@ -7,11 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from kinema.media.ambience import QUIET_LEVEL_DBFS
 from kinema.media.audio import (
     BED_LEVEL_DBFS,
     Line,
     build_soundtrack,
     extract_dialogue,
+    make_soundtrack,
     resample,
     speak,
 )
@@ -160,10 +162,16 @@ def test_soundtrack_is_stereo_float_of_the_exact_duration():
 
 
 def test_ambience_sits_near_minus_30_dbfs():
-    for prompt in ("A quiet room.", "Waves on a beach.", "Wind over a field.", "Rain at night."):
+    for prompt in ("A room.", "Waves on a beach.", "Wind over a field.", "Rain at night."):
         bed = build_soundtrack(prompt, 4.0, seed=3).samples
 
         assert abs(dbfs(bed) - BED_LEVEL_DBFS) < 2.5, prompt
+
+
+def test_a_quiet_room_is_ten_db_quieter():
+    bed = build_soundtrack("A quiet room.", 4.0, seed=3).samples
+
+    assert abs(dbfs(bed) - QUIET_LEVEL_DBFS) < 2.5
 
 
 def test_ambience_depends_only_on_prompt_and_seed():
@@ -190,10 +198,13 @@ def test_speech_is_placed_where_the_quote_sits_in_the_prompt():
 
 
 def test_a_line_at_the_end_of_the_prompt_still_ends_inside_the_clip():
-    audio = build_soundtrack(SEED_PROMPT, 4.0, seed=1).samples
+    track = make_soundtrack(SEED_PROMPT, 4.0, seed=1)
+    (placed,) = track.lines
+    audio = track.audio.samples
 
+    assert placed.end_s <= 4.0 - 0.1 + 1e-6
     start, end = audio[:, : 2 * RATE], audio[:, -int(0.05 * RATE) :]
-    spoken = audio[:, int(3.45 * RATE) : int(3.85 * RATE)]  # 'Well...' lasts about 0.5 s
+    spoken = audio[:, int(placed.start_s * RATE) : int(placed.end_s * RATE)]
     assert dbfs(spoken) > dbfs(start) + 10
     assert dbfs(end) < dbfs(spoken) - 10
 

@@ -195,9 +195,9 @@ def test_cancel_stops_within_one_frame():
 
     def cancelled_after_three_frames() -> bool:
         checks.append(True)
-        # run() checks three times while preparing (start, pictures, sound), then once
-        # before each frame.
-        return len(checks) > 6
+        # run() checks five times while preparing (start, framing, layers, sound,
+        # pictures), then once before each frame.
+        return len(checks) > 8
 
     clip = MotionEngine().run(request(num_frames=24), lambda _: None, cancelled_after_three_frames)
     produced = []

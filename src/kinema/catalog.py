@@ -34,6 +34,7 @@ PERSON_GENERATION = ("dont_allow", "allow_adult", "allow_all")
 # Whole numbers as strings: ASCII digits only (``str.isdigit`` also takes "²" and a fullwidth "4",
 # which ``int`` refuses or reads differently), and few enough to mean anything.
 _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,18}")
+RESIZE_MODES = ("crop", "pad")  # Veo's resizeMode, lower-cased
 
 # Frame sizes for each (resolution, aspect ratio); engines with native sizes map on top.
 FRAME_SIZES: dict[tuple[str, str], tuple[int, int]] = {
@@ -58,6 +59,7 @@ OPTIONAL_FIELDS = frozenset(
         "auto_fix",
         "person_generation",
         "safety_level",
+        "resize_mode",
     }
 )
 _INPUT_FIELDS = frozenset({"prompt", "image", "last_image", "reference_images"})
@@ -291,6 +293,11 @@ class Catalog:
         negative = _text(fields.get("negative_prompt"), "negative_prompt", problems)
         enhance = _flag(fields.get("enhance_prompt"), None, "enhance_prompt", problems)
         auto_fix = _flag(fields.get("auto_fix"), None, "auto_fix", problems)
+        resize_mode = fields.get("resize_mode")
+        if resize_mode is not None:
+            resize_mode = _choice(
+                resize_mode, RESIZE_MODES, "crop", "resize_mode", problems, normalise=str.lower
+            )
 
         if problems.items:
             first = problems.items[0]
@@ -315,6 +322,7 @@ class Catalog:
             last_image=last_image,
             reference_images=references,
             size=size,
+            resize_mode=resize_mode,
             callback_url=callback_url,
             priority=OFF_PEAK_PRIORITY if off_peak else priority,
             off_peak=off_peak,

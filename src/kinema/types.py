@@ -62,6 +62,7 @@ class GenerationRequest:
     last_image: str | None = None
     reference_images: tuple[str, ...] = ()
     size: str | None = None  # explicit "WxH" frame size; overrides resolution + aspect ratio
+    resize_mode: str | None = None  # "crop" or "pad": how a picture of another shape is fitted
     callback_url: str | None = None
     priority: int = 0
     off_peak: bool = False  # runs at the lowest priority; auto-cancelled if still queued late
@@ -161,6 +162,7 @@ class EngineRequest:
     last_image: Image.Image | None = None
     reference_images: tuple[Image.Image, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)  # engine options from the catalog
+    resize_mode: str | None = None  # "crop" or "pad" as the client asked; None: the engine's way
 
     @property
     def duration_s(self) -> float:

@@ -69,6 +69,12 @@ class Parameters(Wire):
         default=None, description="Raw REST only: the SDK does not send it"
     )
     generate_audio: bool | None = Field(default=None, description="Raw REST only (Veo 3)")
+    resize_mode: str | None = Field(
+        default=None,
+        examples=["CROP", "PAD"],
+        description="How a picture of another shape fits the frame: CROP (cover it; the "
+        "motion engine crops around the faces) or PAD (fit it whole over a blurred fill)",
+    )
     callback_url: str | None = Field(
         default=None,
         description="kinema extension: a URL that receives a signed webhook (Standard "

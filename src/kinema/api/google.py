@@ -80,6 +80,7 @@ WIRE_NAMES = {
     "enhance_prompt": "parameters.enhancePrompt",
     "seed": "parameters.seed",
     "generate_audio": "parameters.generateAudio",
+    "resize_mode": "parameters.resizeMode",
 }
 # parameters field -> canonical field
 PARAMETER_FIELDS = {
@@ -91,6 +92,7 @@ PARAMETER_FIELDS = {
     "enhancePrompt": "enhance_prompt",
     "seed": "seed",
     "generateAudio": "generate_audio",
+    "resizeMode": "resize_mode",
 }
 
 

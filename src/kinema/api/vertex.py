@@ -35,7 +35,8 @@ against the 3.x SDK sources; every path answers under ``v1beta1``
 Served: one sample per request, inline images (``bytesBase64Encoded``), ASSET reference
 images. Refused with a 400 that says so: ``gcsUri`` images, ``video`` extension, masks,
 ``fps`` other than the model's, ``compressionQuality`` other than ``OPTIMIZED``,
-``resizeMode``, ``pubsubTopic``. ``labels`` are accepted and ignored.
+``pubsubTopic``. ``resizeMode`` (``CROP``/``PAD``) is served where the model takes it.
+``labels`` are accepted and ignored.
 """
 
 from __future__ import annotations
@@ -81,7 +82,12 @@ class Parameters(Wire):
     enhance_prompt: bool | None = None
     generate_audio: bool | None = None
     compression_quality: Literal["OPTIMIZED", "LOSSLESS"] | None = None
-    resize_mode: Literal["CROP", "PAD"] | None = Field(default=None, description="Not supported")
+    resize_mode: str | None = Field(
+        default=None,
+        examples=["CROP", "PAD"],
+        description="How a picture of another shape fits the frame: CROP (cover it; the "
+        "motion engine crops around the faces) or PAD (fit it whole over a blurred fill)",
+    )
 
 
 class PredictLongRunningRequest(Wire):
@@ -117,9 +123,8 @@ def _unsupported(sent: dict[str, Any], model_fps: int) -> None:
         raise InvalidRequest.for_field("parameters.fps", f"this model makes {model_fps} fps")
     if sent.pop("compressionQuality", "OPTIMIZED") != "OPTIMIZED":
         raise InvalidRequest.for_field("parameters.compressionQuality", "only OPTIMIZED")
-    for name in ("resizeMode", "pubsubTopic"):
-        if name in sent:
-            raise InvalidRequest.for_field(f"parameters.{name}", "is not supported")
+    if "pubsubTopic" in sent:
+        raise InvalidRequest.for_field("parameters.pubsubTopic", "is not supported")
 
 
 def predict_model(request: Request, model_action: str) -> str:

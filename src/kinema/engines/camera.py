@@ -287,8 +287,11 @@ class Canvas:
         size = (max(1, round(room_w * density)), max(1, round(room_h * density)))
         if size != picture.size:
             shrinking = size[0] < picture.size[0]
-            method = Image.Resampling.LANCZOS if shrinking else Image.Resampling.BICUBIC
-            picture = picture.resize(size, method)
+            if shrinking:
+                picture = picture.resize(size, Image.Resampling.LANCZOS)
+            else:  # OpenCV's bicubic: the same curve as Pillow's, several times faster
+                grown = cv2.resize(np.asarray(picture), size, interpolation=cv2.INTER_CUBIC)
+                picture = Image.fromarray(grown, "RGB")
         scale = (size[0] / room_w, size[1] / room_h)
         reach = [pose.half_extent(width, height) for pose in poses]
         need_x = max(x for x, _ in reach) - room_w / 2
@@ -314,13 +317,39 @@ class Canvas:
         frame: tuple[int, int],
         pose: Pose,
         interpolation: int = cv2.INTER_LINEAR,
+        *,
+        origin: tuple[int, int] = (0, 0),
+        outside: int | None = None,
     ) -> np.ndarray:
         """``plane`` (the RGB canvas, or one of ``planes``) as seen from ``pose``.
 
-        ``size`` is this plane's output size and ``frame`` the output frame's, so the
-        half-resolution chroma planes are filmed with the same pose as luma.
+        ``size`` is the size of the output to render, ``frame`` the output frame's (at
+        full resolution), so the half-resolution chroma planes are filmed with the same
+        pose as luma. A plane of another picture with this canvas's geometry (a layer)
+        is filmed the same way. ``origin`` renders only the part of the output whose
+        top-left corner is there (in this plane's pixels); ``outside`` is the value shown
+        beyond the plane's edge (default: the edge pixels repeated).
         """
-        ratio = size[0] / frame[0]  # 1 for full-resolution planes, 0.5 for chroma
+        matrix = self.inverse_map(plane, frame, pose, origin)
+        border = cv2.BORDER_REPLICATE if outside is None else cv2.BORDER_CONSTANT
+        return cv2.warpAffine(
+            plane,
+            matrix,
+            size,
+            flags=interpolation | cv2.WARP_INVERSE_MAP,
+            borderMode=border,
+            borderValue=0 if outside is None else outside,
+        )
+
+    def inverse_map(
+        self,
+        plane: np.ndarray,
+        frame: tuple[int, int],
+        pose: Pose,
+        origin: tuple[int, int] = (0, 0),
+    ) -> np.ndarray:
+        """The 2x3 matrix taking output pixels of ``plane``'s resolution to its pixels."""
+        ratio = 0.5 if plane.shape[0] < 0.75 * self.rgb.shape[0] else 1.0  # chroma: half
         unit_x, unit_y = self.scale[0] * ratio, self.scale[1] * ratio
         centre_x, centre_y = self.centre[0] * ratio, self.centre[1] * ratio
         half_w, half_h = frame[0] / (2 * pose.zoom), frame[1] / (2 * pose.zoom)
@@ -332,16 +361,11 @@ class Canvas:
         d, e = unit_y * sin * step, unit_y * cos * step
         c = centre_x + unit_x * (pose.x - cos * half_w + sin * half_h)
         f = centre_y + unit_y * (pose.y - sin * half_w - cos * half_h)
+        c += a * origin[0] + b * origin[1]
+        f += d * origin[0] + e * origin[1]
         # OpenCV puts pixel centres on integers: shift both sides by half a pixel.
-        matrix = np.array(
+        return np.array(
             [[a, b, c + 0.5 * (a + b) - 0.5], [d, e, f + 0.5 * (d + e) - 0.5]], dtype=np.float64
-        )
-        return cv2.warpAffine(
-            plane,
-            matrix,
-            size,
-            flags=interpolation | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_REPLICATE,
         )
 
 

@@ -1,14 +1,23 @@
-"""The ``motion`` engine: camera moves over a still picture, on the CPU, with no weights.
+"""The ``motion`` engine: a still picture brought to life on the CPU, with no weights fetched.
 
 It is the embedded default: every model id can be served by it on any machine.
 
-Crop policy: the input picture COVERS the output frame. It is scaled, keeping its aspect,
-until it fills the frame, and the overflow is cropped evenly from both sides (a centre
-crop, as ``PIL.ImageOps.fit(picture, size, centering=(0.5, 0.5))``). At ``t = 0`` the
-camera rests, so frame 0 is exactly that fitted picture; the move chosen from the prompt
-(see ``camera``) then eases in and out. A first-last request cross-dissolves into the last
-picture, fitted the same way, which arrives at its own rest pose on the last frame.
-Without an input picture the engine paints one from the prompt (``paint_first_frame``).
+1. **Framing** (``framing``): the faces in the picture (``faces``) decide the crop. The
+   picture covers the frame, cropped around the faces with room above them, or, where no
+   crop holds them all (or the client asked for ``pad``), it is fitted whole over a
+   blurred, darkened fill. At ``t = 0`` the camera rests, so frame 0 is exactly that
+   framed picture; the move chosen from the prompt (``camera``) then eases in and out,
+   its every pose held so that each face stays whole.
+2. **Layers** (``layers``, ``stage``): the subject is cut out and the background filled in
+   behind it; the background follows the move at less than half its rate (parallax).
+3. **A talking face** (``face_anim``): the mouth follows the loudness of the voice, the
+   eyes blink, the head sways; only where a face was found.
+4. **Sound** (``media.audio``): the prompt's quoted dialogue in a neural voice over a bed
+   made from the scene's words.
+
+A first-last request cross-dissolves into the last picture, fitted the same way, which
+arrives at its own rest pose on the last frame. Without an input picture the engine
+paints one from the prompt (``paint_first_frame``).
 
 Frames are rendered lazily, one at a time, so memory stays flat even for 8 s of 4k. The
 encoder asks for YUV 4:2:0 planes directly, which costs half as much as rendering RGB and
@@ -18,7 +27,8 @@ converting it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any, get_args
 
 import cv2
@@ -35,15 +45,22 @@ from kinema.engines.camera import (
     cover_size,
     ease,
 )
+from kinema.engines.face_anim import blink_track, head_sway, speech_openness
+from kinema.engines.faces import Face, find_faces
+from kinema.engines.framing import Framing, ResizeMode, frame_picture
+from kinema.engines.layers import separate
 from kinema.engines.painting import paint_first_frame
+from kinema.engines.stage import FaceTracks, LayeredShot, background_poses
 from kinema.errors import EngineError, JobCancelled
-from kinema.media.audio import build_soundtrack, speech_sample_rate
-from kinema.media.encode import Yuv420Frame
+from kinema.media.audio import Soundtrack, make_soundtrack, speech_sample_rate
+from kinema.media.encode import AUDIO_SAMPLE_RATE, Yuv420Frame
+from kinema.media.voice import neural_voice
 from kinema.types import CancelCheck, Clip, EngineRequest, ProgressCallback
 
 __all__ = ["MotionEngine", "paint_first_frame"]
 
 _INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
+_RESIZE_MODES = {"auto": "auto", "crop": "crop", "pad": "pad"}
 
 
 class MotionEngine:
@@ -51,7 +68,10 @@ class MotionEngine:
 
     Options (from the catalog, or per request in ``EngineRequest.options``):
     ``camera`` forces a move kind (``"static"``, ``"pan_left"``...) whatever the prompt
-    says; ``interpolation`` is ``"bilinear"`` (default, fastest) or ``"bicubic"``.
+    says; ``interpolation`` is ``"bilinear"`` (default, fastest) or ``"bicubic"``;
+    ``resize_mode`` is ``"auto"`` (default: crop around the faces, pad where they cannot
+    all fit), ``"crop"`` or ``"pad"``; ``framing``, ``parallax`` and ``talking_face``
+    (all on by default) switch those effects off when false.
     ``negative_prompt`` and reference images are ignored.
     """
 
@@ -62,6 +82,8 @@ class MotionEngine:
 
     def setup(self) -> None:
         speech_sample_rate()  # load espeak-ng now, so a broken install fails at startup
+        neural_voice()  # and the neural voice and the face detector, not in the first job
+        find_faces(Image.new("RGB", (64, 64)))
 
     def run(
         self, request: EngineRequest, on_progress: ProgressCallback, is_cancelled: CancelCheck
@@ -78,34 +100,99 @@ class MotionEngine:
             raise EngineError(f"cannot render {count} frames of {width}x{height}")
         options = {**self._options, **request.options}
         interpolation = _option(options, "interpolation", _INTERPOLATION, "bilinear")
+        asked = request.resize_mode or options.get("resize_mode", "auto")
+        resize_mode = _option({"resize_mode": asked}, "resize_mode", _RESIZE_MODES, "auto")
+        effects = _Effects.from_options(options)
 
-        # 1. The move, and the pose of the camera on each frame.
+        # 0. Sound, started first: the voice synthesises (off the GIL) while the picture is
+        # prepared; the encoder needs the whole track before the first frame, and the mouth
+        # follows the voice.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kinema-sound") as pool:
+            sound = (
+                pool.submit(make_soundtrack, request.prompt, request.duration_s, request.seed)
+                if request.generate_audio
+                else None
+            )
+            return self._prepare(request, options, interpolation, resize_mode, effects, sound,
+                                 on_progress, is_cancelled)  # fmt: skip
+
+    def _prepare(
+        self,
+        request: EngineRequest,
+        options: dict[str, Any],
+        interpolation: int,
+        resize_mode: ResizeMode,
+        effects: _Effects,
+        sound: Future[Soundtrack] | None,
+        on_progress: ProgressCallback,
+        is_cancelled: CancelCheck,
+    ) -> Clip:
+        width, height, count = request.width, request.height, request.num_frames
+
+        # 1. The picture, its faces, and the framing that keeps them whole.
         move = _camera_for(request.prompt, request.seed, options.get("camera"))
         first = _first_picture(request, width, height)
+        photographed = request.image is not None or bool(request.reference_images)
+        faces = find_faces(first) if photographed and effects.needs_faces else []
+        framing = frame_picture(
+            first, faces if effects.framing else [], width, height, resize_mode
+        )
+        if not effects.framing and faces:  # still animate them, where the crop shows them
+            framing = replace(framing, faces=_placed_faces(faces, first, framing))
         times = [index / max(count - 1, 1) for index in range(count)]
-        room = cover_size(first.size, width, height)
+        room = cover_size(framing.picture.size, width, height)
         poses = [move.pose(t, width, height, room) for t in times]
+        poses = framing.place(poses, width, height, move.leaves_picture)
 
-        # 2. Canvases: the pictures at the scale the move needs, with margin where it must.
-        shots = [_Shot(Canvas.build(first, width, height, poses), poses)]
+        if is_cancelled():
+            raise JobCancelled("cancelled while framing the picture")
+
+        # 2. Layers: the subject cut out, the background filled in behind it.
+        layers = separate(framing.picture, framing.faces) if effects.parallax or (
+            effects.talking_face and framing.faces
+        ) else None
+        background = background_poses(poses) if layers is not None and effects.parallax else poses
+
+        if is_cancelled():
+            raise JobCancelled("cancelled while separating the layers")
+
+        # 3. The sound started at step 0.
+        audio = None
+        speech = np.zeros(0, np.float32)
+        if sound is not None:
+            soundtrack = sound.result()
+            audio, speech = soundtrack.audio, soundtrack.speech
+
+        if is_cancelled():
+            raise JobCancelled("cancelled while making the soundtrack")
+
+        # 4. Canvases: the pictures at the scale the moves need, with margin where they must.
+        canvas = Canvas.build(framing.picture, width, height, poses + background)
+        tracks = None
+        if layers is not None and framing.faces and effects.talking_face:
+            tracks = _face_tracks(speech, request, height)
+        layered = (
+            LayeredShot(canvas, framing.picture.size, room, layers, framing.faces, tracks)
+            if layers is not None
+            else None
+        )
+        shots = [_Shot(canvas, poses, background, layered, tracks)]
         if request.last_image is not None:
             last_poses = [pose.relative_to(poses[-1]) for pose in poses]
             shots.append(
-                _Shot(Canvas.build(request.last_image, width, height, last_poses), last_poses)
+                _Shot(
+                    Canvas.build(request.last_image, width, height, last_poses),
+                    last_poses,
+                    last_poses,
+                    None,
+                    None,
+                )
             )
 
         if is_cancelled():
             raise JobCancelled("cancelled while preparing the pictures")
 
-        # 3. Sound, made now: the encoder needs the whole track before the first frame.
-        audio = None
-        if request.generate_audio:
-            audio = build_soundtrack(request.prompt, request.duration_s, request.seed)
-
-        if is_cancelled():
-            raise JobCancelled("cancelled while making the soundtrack")
-
-        # 4. Frames, rendered as the encoder asks for them.
+        # 5. Frames, rendered as the encoder asks for them.
         frames = _MotionFrames(
             shots=shots,
             mix=[ease(t) for t in times] if len(shots) > 1 else [0.0] * count,
@@ -115,6 +202,51 @@ class MotionEngine:
             is_cancelled=is_cancelled,
         )
         return Clip(width, height, request.fps, count, frames, audio)
+
+
+@dataclass(frozen=True)
+class _Effects:
+    """Which of the engine's effects are on (all, unless options turn them off)."""
+
+    framing: bool = True
+    parallax: bool = True
+    talking_face: bool = True
+
+    @property
+    def needs_faces(self) -> bool:
+        return self.framing or self.talking_face or self.parallax
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> _Effects:
+        values = {}
+        for name in ("framing", "parallax", "talking_face"):
+            value = options.get(name, True)
+            if not isinstance(value, bool):
+                raise EngineError(f"motion engine option {name}={value!r}: use true or false")
+            values[name] = value
+        return cls(**values)
+
+
+def _face_tracks(speech: np.ndarray, request: EngineRequest, height: int) -> FaceTracks:
+    """Mouth, eyelids and sway per frame; frame 0 stays the still picture."""
+    count, fps = request.num_frames, request.fps
+    rng = np.random.default_rng(request.seed)
+    openness = speech_openness(speech, AUDIO_SAMPLE_RATE, fps, count)
+    closure = blink_track(count, fps, rng)
+    sway = head_sway(count, fps, height, rng)
+    openness[0] = closure[0] = 0.0
+    sway[0] = (0.0, 0.0, 0.0, 1.0)
+    return FaceTracks(openness, closure, sway)
+
+
+def _placed_faces(faces: list[Face], picture: Image.Image, framing: Framing) -> tuple[Face, ...]:
+    """Faces of ``picture`` in the framing's picture (the same, or its padded composite)."""
+    if framing.picture.size == picture.size and not framing.padded:
+        return tuple(faces)
+    fit = min(framing.picture.width / picture.width, framing.picture.height / picture.height)
+    offset_x = (framing.picture.width - round(picture.width * fit)) // 2
+    offset_y = (framing.picture.height - round(picture.height * fit)) // 2
+    return tuple(face.scaled(fit, fit, offset_x, offset_y) for face in faces)
 
 
 def _first_picture(request: EngineRequest, width: int, height: int) -> Image.Image:
@@ -152,6 +284,14 @@ class _Shot:
 
     canvas: Canvas
     poses: list[Pose]
+    background: list[Pose]  # the background layer's poses (the same without layers)
+    layered: LayeredShot | None  # the subject over its background, when separated
+    tracks: FaceTracks | None  # the faces' motion, when there are faces to move
+
+    def key(self, index: int) -> object:
+        """What decides frame ``index``: equal keys, equal pictures."""
+        face = self.tracks.key(index) if self.tracks is not None else None
+        return (self.poses[index], self.background[index], face)
 
 
 class _MotionFrames:
@@ -204,7 +344,7 @@ class _MotionFrames:
             if self._is_cancelled():
                 raise JobCancelled(f"cancelled at frame {index} of {count}")
             mix = self._mix[index]
-            key = (mix, *(shot.poses[index] for shot in self._shots))
+            key = (mix, *(shot.key(index) for shot in self._shots))
             if key != previous_key:  # a still camera renders once
                 rendered = self._render(planes_of, sizes, index, mix)
                 for plane in rendered:
@@ -221,10 +361,7 @@ class _MotionFrames:
         mix: float,
     ) -> tuple[np.ndarray, ...]:
         layers = [
-            tuple(
-                shot.canvas.render(plane, size, self._size, shot.poses[index], self._interpolation)
-                for plane, size in zip(planes_of(shot.canvas), sizes, strict=True)
-            )
+            self._render_shot(shot, planes_of, sizes, index)
             for shot, weight in zip(self._shots, (1.0 - mix, mix), strict=False)
             if weight > 0.0
         ]
@@ -233,4 +370,22 @@ class _MotionFrames:
         first, last = layers
         return tuple(
             cv2.addWeighted(a, 1.0 - mix, b, mix, 0.0) for a, b in zip(first, last, strict=True)
+        )
+
+    def _render_shot(
+        self,
+        shot: _Shot,
+        planes_of: Callable[[Canvas], tuple[np.ndarray, ...]],
+        sizes: tuple[tuple[int, int], ...],
+        index: int,
+    ) -> tuple[np.ndarray, ...]:
+        pose = shot.poses[index]
+        if shot.layered is not None and index > 0:  # frame 0 is the picture itself
+            yuv = len(sizes) == 3
+            return shot.layered.render(
+                yuv, sizes, self._size, pose, shot.background[index], index, self._interpolation
+            )
+        return tuple(
+            shot.canvas.render(plane, size, self._size, pose, self._interpolation)
+            for plane, size in zip(planes_of(shot.canvas), sizes, strict=True)
         )

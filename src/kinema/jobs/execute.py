@@ -264,6 +264,7 @@ class Executor:
                 image for key in request.reference_images if (image := self._image(key))
             ),
             options=dict(config.options),
+            resize_mode=request.resize_mode,
         )
 
         def is_cancelled() -> bool:

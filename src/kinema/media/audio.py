@@ -1,10 +1,10 @@
-"""Soundtracks from prompts: quoted dialogue spoken by espeak-ng over a quiet ambient bed.
+"""Soundtracks from prompts: quoted dialogue spoken over an ambient bed.
 
 Prompts in the Veo style put speech in quotes (``The woman says slowly: 'Well...'``). This
-module finds those lines, reads delivery hints from the words around them, synthesises
-them with espeak-ng (through ctypes, on the library that the ``espeakng-loader`` wheel
-ships, so no system package is needed) and lays them over a soft, seed-determined ambience
-whose character follows the scene words of the prompt.
+module finds those lines, reads delivery hints and the speaker from the words around them,
+has them spoken by the neural voice (``voice``), or by espeak-ng where that cannot load
+(through ctypes, on the library that the ``espeakng-loader`` wheel ships, so no system
+package is needed), and lays them over the scene's ambience (``ambience``).
 """
 
 from __future__ import annotations
@@ -14,18 +14,28 @@ import functools
 import hashlib
 import re
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from kinema.errors import EngineError
+from kinema.media.ambience import BED_LEVEL_DBFS, ambience
+from kinema.media.voice import NEURAL_SAMPLE_RATE, Speaker, neural_voice, speaker_for
 from kinema.types import Audio
 
-__all__ = ["Line", "build_soundtrack", "extract_dialogue", "resample", "speak"]
+__all__ = [
+    "BED_LEVEL_DBFS",
+    "Line",
+    "Soundtrack",
+    "SpokenLine",
+    "build_soundtrack",
+    "extract_dialogue",
+    "make_soundtrack",
+    "resample",
+    "speak",
+]
 
-BED_LEVEL_DBFS = -30.0  # RMS of the ambience: present, but well under speech
 _SPEECH_DBFS = -16.0  # RMS of a line spoken at volume 1.0 (while it sounds)
 _SPEECH_CEILING = 0.95  # peaks above this are rounded off
 _DUCKING_DB = -6.0  # the ambience steps back while someone speaks
@@ -96,6 +106,7 @@ class Line:
     pitch: int = 50  # espeak pitch, 0..100
     whisper: bool = False
     hints: tuple[str, ...] = ()  # the delivery words that set the fields above, e.g. ("slowly",)
+    speaker: Speaker | None = None  # who the words before the line name, if anyone
 
 
 def extract_dialogue(prompt: str) -> list[Line]:
@@ -123,7 +134,9 @@ def extract_dialogue(prompt: str) -> list[Line]:
         # describe this line only when nothing before it does ("'...,' she whispers").
         context = before if _SPEECH_CUE.search(before) else f"{before} {after}"
         if _SPEECH_CUE.search(context) or _reads_like_speech(text):
-            lines.append(_with_delivery(text, match.start(), context))
+            line = _with_delivery(text, match.start(), context)
+            speaker = speaker_for(prompt[: match.start()], prompt)
+            lines.append(replace(line, speaker=speaker))
     return lines
 
 
@@ -292,30 +305,58 @@ def resample(audio: Audio, sample_rate: int) -> Audio:
 
 # --- soundtrack -----------------------------------------------------------------------
 
+_RATE_RANGE = (0.5, 2.0)  # how far a line's pace may be pushed to fit (neural voice)
+
+
+@dataclass(frozen=True)
+class SpokenLine:
+    """Where a line landed in the track and who spoke it."""
+
+    line: Line
+    start_s: float
+    end_s: float
+    voice: str  # "neural-female", "neural-male", "espeak-female" or "espeak-male"
+
+
+@dataclass(frozen=True)
+class Soundtrack:
+    """The mixed track, and the voice alone (mono, same rate) for lip movement."""
+
+    audio: Audio
+    speech: np.ndarray
+    lines: tuple[SpokenLine, ...]
+
 
 def build_soundtrack(prompt: str, duration_s: float, seed: int, sample_rate: int = 48_000) -> Audio:
-    """A stereo track of ``duration_s``: ambience at about -30 dBFS RMS plus the dialogue.
+    """The stereo track of ``make_soundtrack``."""
+    return make_soundtrack(prompt, duration_s, seed, sample_rate).audio
+
+
+def make_soundtrack(
+    prompt: str, duration_s: float, seed: int, sample_rate: int = 48_000
+) -> Soundtrack:
+    """A stereo track of ``duration_s``: the scene's ambience plus the dialogue.
 
     The ambience depends only on the prompt's scene words and ``seed`` (same inputs, same
-    samples): surf for sea and beach prompts, wind for open landscapes, rain for storms,
-    otherwise a low room tone with a soft drone. It steps back by 6 dB while a line is
-    spoken. Speech itself can differ by a millisecond or so from one call to the next:
-    espeak-ng's voice has a slight pitch flutter whose phase runs on from call to call.
+    samples; see ``ambience``). It steps back by 6 dB while a line is spoken. The neural
+    voice is deterministic for a seed too; espeak-ng, the fallback, can differ by a
+    millisecond or so from one call to the next (its pitch flutter runs on between calls).
 
     Placement rule: a line starts where its quote sits in the prompt, in proportion,
     ``start = offset / len(prompt) * duration_s``; it is pushed back to start at least
     0.15 s after the previous line ends, then pulled forward so it ends 0.1 s before the
     clip does (never earlier than 0 s). A line longer than the clip allows is spoken
-    faster (up to espeak's fastest pace) and, if still too long, cut with a short fade.
+    faster (up to twice the pace) and, if still too long, cut with a short fade.
     """
     num_samples = round(duration_s * sample_rate)
     rng = np.random.default_rng(_seed_for(prompt, seed))
-    bed = _ambience(prompt, num_samples, sample_rate, rng)
+    bed = ambience(prompt, num_samples, sample_rate, rng)
     voice = np.zeros(num_samples, np.float32)
     speaking = np.zeros(num_samples, np.float32)
+    placed_lines: list[SpokenLine] = []
     cursor = 0.0
     for placed, line in enumerate(extract_dialogue(prompt)):
-        speech = _spoken_line(line, duration_s - 2 * _EDGE_S, sample_rate)
+        speech, voice_name = _spoken_line(line, duration_s - 2 * _EDGE_S, sample_rate, seed)
         length_s = speech.shape[-1] / sample_rate
         ideal = line.offset / max(len(prompt), 1) * duration_s
         earliest = cursor + _GAP_S if placed else 0.0
@@ -325,12 +366,14 @@ def build_soundtrack(prompt: str, duration_s: float, seed: int, sample_rate: int
         voice[start:end] += speech[: end - start]
         speaking[start:end] = 1.0
         cursor = end / sample_rate
+        placed_lines.append(SpokenLine(line, start / sample_rate, cursor, voice_name))
     # Duck the ambience under speech, easing in and out over about a tenth of a second.
     speaking = _smooth(_smooth(speaking, sample_rate // 20), sample_rate // 20)
     ducking = 1.0 - (1.0 - 10 ** (_DUCKING_DB / 20)) * speaking
     track = bed * ducking + voice
     np.clip(track, -1.0, 1.0, out=track)
-    return Audio(samples=track.astype(np.float32), sample_rate=sample_rate)
+    audio = Audio(samples=track.astype(np.float32), sample_rate=sample_rate)
+    return Soundtrack(audio, voice, tuple(placed_lines))
 
 
 def _smooth(signal: np.ndarray, width: int) -> np.ndarray:
@@ -347,116 +390,81 @@ def _seed_for(prompt: str, seed: int) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
-def _spoken_line(line: Line, room_s: float, sample_rate: int) -> np.ndarray:
+def _spoken_line(line: Line, room_s: float, sample_rate: int, seed: int) -> tuple[np.ndarray, str]:
     """The line at ``sample_rate``, levelled to its volume, fitting in ``room_s``."""
     rate = line.rate
-    speech = _say(line, rate, sample_rate)
+    speech, voice = _say(line, rate, sample_rate, seed)
     room = max(1, int(room_s * sample_rate))
     if speech.size > room:
-        rate = min(rate * speech.size / room * 1.05, _ESPEAK_WPM_RANGE[1] / _ESPEAK_WPM)
-        speech = _say(line, rate, sample_rate)
+        neural = voice.startswith("neural")
+        fastest = _RATE_RANGE[1] if neural else _ESPEAK_WPM_RANGE[1] / _ESPEAK_WPM
+        rate = min(rate * speech.size / room * 1.05, fastest)
+        speech, voice = _say(line, rate, sample_rate, seed)
+    speech = _trimmed(speech, sample_rate)
     if speech.size > room:
         speech = speech[:room].copy()
         fade = min(room, int(0.05 * sample_rate))
         speech[room - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
-    sounding = speech[np.abs(speech) > 1e-3]
-    if sounding.size:
+    level = _active_rms(speech, sample_rate)
+    if level > 0.0:
         target = 10 ** (_SPEECH_DBFS / 20) * line.volume
-        speech *= target / float(np.sqrt(np.mean(np.square(sounding))))
+        speech *= target / level
         speech = _SPEECH_CEILING * np.tanh(speech / _SPEECH_CEILING)  # a soft limiter
     ramp = min(speech.size // 2, int(_FADE_S * sample_rate))
     if ramp:
         speech[:ramp] *= np.linspace(0.0, 1.0, ramp, dtype=np.float32)
         speech[-ramp:] *= np.linspace(1.0, 0.0, ramp, dtype=np.float32)
-    return speech
+    return speech, voice
 
 
-def _say(line: Line, rate: float, sample_rate: int) -> np.ndarray:
-    spoken = speak(line.text, rate, pitch=line.pitch, whisper=line.whisper)
-    return resample(spoken, sample_rate).samples[0].copy()
+def _blocks(speech: np.ndarray, sample_rate: int) -> np.ndarray:
+    """RMS of each 20 ms block."""
+    size = max(1, sample_rate // 50)
+    count = speech.size // size
+    if count == 0:
+        return np.zeros(0, np.float64)
+    blocks = speech[: count * size].reshape(count, size).astype(np.float64)
+    return np.sqrt(np.mean(np.square(blocks), axis=1))
 
 
-_SURF = re.compile(r"\b(?:ocean|sea|seas|waves?|beach|shore|surf|coast\w*|tide)\b")
-_RAIN = re.compile(r"\b(?:rain\w*|storm\w*|drizzl\w*|downpour|thunder\w*)\b")
-_WIND = re.compile(
-    r"\b(?:wind\w*|breeze|forest|woods|field|meadow|mountains?|desert|dunes?|snow\w*|cliffs?)\b"
-)
+def _active_rms(speech: np.ndarray, sample_rate: int) -> float:
+    """RMS while the voice sounds: over the 20 ms blocks within 20 dB of the loudest."""
+    levels = _blocks(speech, sample_rate)
+    if levels.size == 0 or levels.max() <= 0.0:
+        return 0.0
+    active = levels[levels >= 0.1 * levels.max()]
+    return float(np.sqrt(np.mean(np.square(active))))
 
 
-def _ambience(
-    prompt: str, num_samples: int, sample_rate: int, rng: np.random.Generator
-) -> np.ndarray:
-    """(2, n) float32 ambience at ``BED_LEVEL_DBFS`` RMS, faded in and out."""
-    if num_samples == 0:
-        return np.zeros((2, 0), np.float32)
-    words = prompt.lower()
-    seconds = np.arange(num_samples) / sample_rate
-    if _SURF.search(words):
-        bed = _stereo_noise(rng, num_samples, sample_rate, _brownish(150.0))
-        bed *= _swell(rng, seconds, period_s=7.0, depth=0.8)
-    elif _RAIN.search(words):
-        bed = _stereo_noise(rng, num_samples, sample_rate, _pinkish(6000.0))
-    elif _WIND.search(words):
-        bed = _stereo_noise(rng, num_samples, sample_rate, _band(250.0, 1200.0))
-        bed *= _swell(rng, seconds, period_s=4.0, depth=0.7)
-    else:
-        bed = _stereo_noise(rng, num_samples, sample_rate, _brownish(80.0))
-        root = float(rng.choice([55.0, 61.7, 65.4, 73.4]))
-        phase = rng.uniform(0, 2 * np.pi)
-        drone = np.sin(2 * np.pi * root * seconds + phase) + 0.5 * np.sin(
-            2 * np.pi * root * 1.5 * seconds
+def _trimmed(speech: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Without the silence before the first and after the last sound (40 dB under the
+    loudest block), keeping 30 ms on either side."""
+    levels = _blocks(speech, sample_rate)
+    if levels.size == 0 or levels.max() <= 0.0:
+        return speech
+    loud = np.flatnonzero(levels >= 0.01 * levels.max())
+    size, keep = max(1, sample_rate // 50), int(0.03 * sample_rate)
+    start = max(0, loud[0] * size - keep)
+    end = min(speech.size, (loud[-1] + 1) * size + keep)
+    return speech[start:end].copy()
+
+
+def _say(line: Line, rate: float, sample_rate: int, seed: int) -> tuple[np.ndarray, str]:
+    """Speak with the neural voice when it loads and says something, else espeak-ng."""
+    speaker: Speaker = line.speaker or "female"
+    neural = neural_voice()
+    if neural is not None:
+        samples = neural.say(
+            line.text,
+            speed=rate,
+            speaker=speaker,
+            pitch=2 ** ((line.pitch - 50) / 100),
+            whisper=line.whisper,
+            seed=seed,
         )
-        drone *= 0.75 + 0.25 * np.sin(2 * np.pi * seconds / 5.0 + phase)
-        bed = bed + 0.6 * drone / _rms(drone)
-    bed = bed * (10 ** (BED_LEVEL_DBFS / 20) / _rms(bed))
-    fade = min(num_samples // 2, int(0.3 * sample_rate))
-    if fade:
-        ramp = np.linspace(0.0, 1.0, fade)
-        bed[:, :fade] *= ramp
-        bed[:, -fade:] *= ramp[::-1]
-    return bed.astype(np.float32)
-
-
-SpectralShape = Callable[[np.ndarray], np.ndarray]
-
-
-def _stereo_noise(
-    rng: np.random.Generator, num_samples: int, sample_rate: int, shape: SpectralShape
-) -> np.ndarray:
-    """Noise with the given spectral gain, two channels that share most of their signal."""
-    white = rng.standard_normal((2, num_samples), dtype=np.float32)
-    spectrum = np.fft.rfft(white, axis=-1)
-    spectrum *= shape(np.fft.rfftfreq(num_samples, 1.0 / sample_rate)).astype(np.float32)
-    middle, side = np.fft.irfft(spectrum, n=num_samples, axis=-1)
-    return np.stack([0.85 * middle + 0.5 * side, 0.85 * middle - 0.5 * side])
-
-
-def _brownish(corner_hz: float) -> SpectralShape:
-    return lambda freqs: 1.0 / np.sqrt(1.0 + (freqs / corner_hz) ** 2) * (freqs > 20)
-
-
-def _pinkish(cutoff_hz: float) -> SpectralShape:
-    return lambda freqs: (freqs > 30) / np.sqrt(np.maximum(freqs, 1.0)) / (1 + freqs / cutoff_hz)
-
-
-def _band(low_hz: float, high_hz: float) -> SpectralShape:
-    return lambda freqs: (
-        1.0 / ((1.0 + (low_hz / np.maximum(freqs, 1.0)) ** 2) * (1.0 + (freqs / high_hz) ** 2))
-    )
-
-
-def _swell(
-    rng: np.random.Generator, seconds: np.ndarray, period_s: float, depth: float
-) -> np.ndarray:
-    """A slow, irregular loudness contour between ``1 - depth`` and 1."""
-    step = period_s / 2
-    position = seconds / step
-    heights = rng.uniform(0.0, 1.0, int(position[-1]) + 2)
-    index = position.astype(np.int64)
-    blend = 0.5 - 0.5 * np.cos(np.pi * (position - index))  # cosine steps: no corners
-    contour = heights[index] * (1.0 - blend) + heights[index + 1] * blend
-    return (1.0 - depth) + depth * contour
-
-
-def _rms(signal: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(signal)))) or 1.0
+        if samples.size:
+            spoken = Audio(samples[np.newaxis, :], NEURAL_SAMPLE_RATE)
+            return resample(spoken, sample_rate).samples[0].copy(), f"neural-{speaker}"
+    variant = "en-us" if line.whisper else ("en-us+f3" if speaker == "female" else "en-us+m3")
+    spoken = speak(line.text, rate, pitch=line.pitch, whisper=line.whisper, voice=variant)
+    return resample(spoken, sample_rate).samples[0].copy(), f"espeak-{speaker}"

@@ -1,0 +1,283 @@
+"""The motion engine on real photographs: framing around faces, parallax, a talking face.
+
+The photographs are those scikit-image installs (``skimage.data``): an astronaut looking
+at the camera, the same photograph cropped so that she sits off centre, a rocket on its
+pad (no people) and, for a group, two photographs side by side (the astronaut and her
+mirror image). Faces in the rendered videos are found with scikit-image's LBP cascade, not
+with the engine's own detector (MTCNN), and the videos are real MP4s read back with PyAV.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from kinema.engines.camera import cover_size
+from kinema.engines.faces import find_faces
+from kinema.engines.framing import frame_picture
+from kinema.engines.motion import MotionEngine
+from kinema.media.encode import encode_mp4
+from kinema.types import EngineRequest
+
+skimage_data = pytest.importorskip("skimage.data")
+Cascade = pytest.importorskip("skimage.feature").Cascade
+
+FPS = 24
+SPEECH = (
+    "The camera holds still as the woman looks at us and says: "
+    "'Hello there, welcome to the launch pad. We fly at dawn.'"
+)
+SILENT = "The camera holds still on the woman, who looks at us."
+
+
+def astronaut() -> Image.Image:
+    return Image.fromarray(skimage_data.astronaut())
+
+
+def off_centre() -> Image.Image:
+    """A landscape crop of the astronaut photograph with her face in its left third."""
+    return astronaut().crop((100, 0, 512, 300))
+
+
+def rocket() -> Image.Image:
+    return Image.fromarray(skimage_data.rocket())
+
+
+def group() -> Image.Image:
+    left = astronaut()
+    sheet = Image.new("RGB", (1024, 512))
+    sheet.paste(left, (0, 0))
+    sheet.paste(ImageOps.mirror(left), (512, 0))
+    return sheet
+
+
+def faces_seen(frame: np.ndarray, least: int | None = None) -> list[tuple[int, int, int, int]]:
+    """Frontal faces (x, y, w, h) by scikit-image's LBP cascade, a detector the engine does
+    not use (it groups overlapping hits itself). Faces smaller than ``least`` pixels (a
+    sixth of the frame's height by default) are not looked for."""
+    cascade = Cascade(skimage_data.lbp_frontal_face_cascade_filename())
+    least = least or frame.shape[0] // 6
+    hits = cascade.detect_multi_scale(
+        img=frame,
+        scale_factor=1.2,
+        step_ratio=1,
+        min_size=(least, least),
+        max_size=(frame.shape[0], frame.shape[0]),
+    )
+    return [(hit["c"], hit["r"], hit["width"], hit["height"]) for hit in hits]
+
+
+def render_mp4(tmp_path: Path, picture: Image.Image, prompt: str, size: tuple[int, int], **opts):
+    width, height = size
+    req = EngineRequest(
+        prompt=prompt,
+        width=width,
+        height=height,
+        fps=FPS,
+        num_frames=FPS * 4,
+        generate_audio=True,
+        seed=11,
+        image=picture,
+        options=dict(opts),
+    )
+    path = tmp_path / "clip.mp4"
+    encode_mp4(MotionEngine().run(req, lambda _: None, lambda: False), path)
+    with av.open(str(path)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    with av.open(str(path)) as container:
+        chunks = [frame.to_ndarray() for frame in container.decode(audio=0)]
+    audio = np.concatenate(chunks, axis=1).mean(axis=0)  # 48 kHz, planar float
+    return frames, audio
+
+
+def assert_faces_whole(frames: list[np.ndarray], expected: int, least: int | None = None) -> None:
+    for index, frame in enumerate(frames[::12]):
+        boxes = faces_seen(frame, least)
+        assert len(boxes) >= expected, f"frame {index * 12}: {len(boxes)} faces"
+        height, width = frame.shape[:2]
+        for x, y, w, h in boxes:
+            # the face with room above for the hair and below for the chin
+            assert x > 0 and x + w < width and y - 0.25 * h > 0 and y + 1.1 * h < height
+
+
+# --- framing ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("picture", "size", "camera"),
+    [
+        (astronaut, (640, 360), "pan_right"),  # 16:9 from a square portrait
+        (astronaut, (640, 360), "tilt_down"),
+        (astronaut, (640, 360), "push_in"),
+        (off_centre, (360, 640), "pan_left"),  # 9:16 from a landscape, subject off centre
+        (off_centre, (360, 640), "orbit_right"),
+    ],
+)
+def test_every_frame_keeps_the_face_whole(tmp_path: Path, picture, size, camera):
+    frames, _ = render_mp4(tmp_path, picture(), SILENT, size, camera=camera)
+
+    assert_faces_whole(frames, expected=1)
+
+
+def test_a_centre_crop_would_have_cut_the_off_centre_face():
+    picture = off_centre()
+    cropped = ImageOps.fit(picture, (360, 640), centering=(0.5, 0.5))
+    framing = frame_picture(picture, find_faces(picture), 360, 640)
+
+    assert faces_seen(np.asarray(cropped)) == []  # cut: the cascade no longer sees it
+    assert framing.rest[0] < -20 and not framing.padded
+
+
+def test_a_group_that_no_crop_can_hold_is_padded_and_stays_whole(tmp_path: Path):
+    frames, _ = render_mp4(tmp_path, group(), SILENT, (540, 960), camera="push_in")
+
+    assert_faces_whole(frames, expected=2, least=40)
+    top = frames[0][:40].astype(np.float32)
+    assert top.mean() < 90  # the darkened fill above the fitted picture
+
+
+def test_pad_can_be_asked_for(tmp_path: Path):
+    frames, _ = render_mp4(tmp_path, astronaut(), SILENT, (640, 360), resize_mode="pad")
+
+    # the square picture fitted whole: dark, blurred fill at the sides
+    sides = np.concatenate([frames[0][:, :100], frames[0][:, -100:]], axis=1)
+    middle = frames[0][:, 220:420]
+    assert sides.mean() < middle.mean() - 20
+    assert_faces_whole(frames, expected=1)
+
+
+# --- talking face -----------------------------------------------------------------------
+
+
+def mouth_energy(frames: list[np.ndarray]) -> np.ndarray:
+    """How far the mouth region of each frame is from frame 0's (mean absolute difference),
+    less the same over the eyes and forehead (which move only with the head's sway)."""
+    x, y, w, h = max(faces_seen(frames[0]), key=lambda box: box[2])
+    mouth = (slice(y + int(0.68 * h), y + int(1.0 * h)), slice(x + w // 4, x + 3 * w // 4))
+    brow = (slice(y + int(0.05 * h), y + int(0.25 * h)), slice(x + w // 4, x + 3 * w // 4))
+    first = frames[0].astype(np.float32)
+    energy = []
+    for frame in frames:
+        now = frame.astype(np.float32)
+        moved = np.abs(now[mouth] - first[mouth]).mean()
+        still = np.abs(now[brow] - first[brow]).mean()
+        energy.append(moved - still)
+    return np.array(energy)
+
+
+def speech_envelope(audio: np.ndarray, count: int) -> np.ndarray:
+    step = len(audio) // count
+    return np.array(
+        [np.sqrt(np.mean(np.square(audio[i * step : (i + 1) * step]))) for i in range(count)]
+    )
+
+
+def test_the_mouth_moves_with_the_speech(tmp_path: Path):
+    frames, audio = render_mp4(tmp_path, astronaut(), SPEECH, (640, 360))
+
+    energy = mouth_energy(frames)
+    envelope = speech_envelope(audio, len(frames))
+    correlation = float(np.corrcoef(energy, envelope)[0, 1])
+    assert correlation >= 0.5, correlation
+
+
+def test_without_dialogue_the_mouth_stays_shut(tmp_path: Path):
+    talking, _ = render_mp4(tmp_path, astronaut(), SPEECH, (640, 360))
+    silent, _ = render_mp4(tmp_path, astronaut(), SILENT, (640, 360))
+
+    assert mouth_energy(silent).max() < 0.2 * mouth_energy(talking).max()
+
+
+def test_the_eyes_blink(tmp_path: Path):
+    frames, _ = render_mp4(tmp_path, astronaut(), SILENT, (640, 360))
+
+    x, y, w, h = max(faces_seen(frames[0]), key=lambda box: box[2])
+    eyes = (slice(y + int(0.3 * h), y + int(0.5 * h)), slice(x + w // 6, x + 5 * w // 6))
+    steps = [
+        np.abs(after[eyes].astype(np.float32) - before[eyes].astype(np.float32)).mean()
+        for before, after in itertools.pairwise(frames)
+    ]
+    # the head's sway changes the eyes slowly; a blink, within a few frames
+    assert max(steps) > 4 * np.median(steps), (max(steps), np.median(steps))
+
+
+def test_without_a_face_nothing_moves_on_a_still_camera(tmp_path: Path):
+    frames, _ = render_mp4(tmp_path, rocket(), SPEECH, (360, 640))
+
+    assert find_faces(rocket()) == []
+    first = frames[0].astype(np.float32)
+    assert max(np.abs(frame.astype(np.float32) - first).mean() for frame in frames) < 0.5
+
+
+# --- parallax ---------------------------------------------------------------------------
+
+
+def shift(first: np.ndarray, last: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    x, y, w, h = box
+    a = cv2.cvtColor(first[y : y + h, x : x + w], cv2.COLOR_RGB2GRAY).astype(np.float32)
+    b = cv2.cvtColor(last[y : y + h, x : x + w], cv2.COLOR_RGB2GRAY).astype(np.float32)
+    (dx, _), _ = cv2.phaseCorrelate(a, b)
+    return float(dx)
+
+
+def test_under_a_pan_the_subject_and_background_move_apart(tmp_path: Path):
+    def drift(parallax: bool) -> tuple[float, float]:
+        frames, _ = render_mp4(
+            tmp_path, astronaut(), SILENT, (640, 360), camera="pan_right", parallax=parallax
+        )
+        face = max(faces_seen(frames[0]), key=lambda box: box[2])
+        background = (470, 10, 150, 120)  # the wall by the shuttle, upper right
+        first, last = frames[0], frames[-1]
+        return shift(first, last, face), shift(first, last, background)
+
+    flat_subject, flat_background = drift(parallax=False)
+    subject, background = drift(parallax=True)
+
+    # Filmed flat, both regions move as one picture; in layers the background lags.
+    flat_gap = flat_subject - flat_background
+    gap = subject - background
+    assert abs(gap - flat_gap) > 2.0, (gap, flat_gap)
+    assert abs(background) < abs(flat_background) - 1.0
+
+
+def test_frame_zero_is_the_picture_cropped_around_the_face():
+    picture = off_centre()
+    framing = frame_picture(picture, find_faces(picture), 360, 640)
+    scale = cover_size(picture.size, 360, 640)[0] / picture.width
+    centre_x = picture.width / 2 + framing.rest[0] / scale
+    centre_y = picture.height / 2 + framing.rest[1] / scale
+    half_w, half_h = 180 / scale, 320 / scale
+    box = (centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h)
+    expected = np.asarray(picture.resize((360, 640), Image.Resampling.BICUBIC, box=box))
+
+    first = next(iter(engine_frames(picture, SPEECH, (360, 640))))
+
+    assert np.abs(first.astype(np.float32) - expected).mean() < 4.0
+
+
+def engine_frames(picture: Image.Image, prompt: str, size: tuple[int, int]) -> list[np.ndarray]:
+    req = EngineRequest(
+        prompt=prompt,
+        width=size[0],
+        height=size[1],
+        fps=FPS,
+        num_frames=FPS,
+        generate_audio=True,
+        seed=4,
+        image=picture,
+    )
+    return [frame.copy() for frame in MotionEngine().run(req, lambda _: None, lambda: False).frames]
+
+
+def test_the_same_seed_gives_the_same_frames_with_every_effect_on():
+    first = engine_frames(astronaut(), SPEECH, (320, 180))
+    again = engine_frames(astronaut(), SPEECH, (320, 180))
+
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not np.array_equal(first[0], first[-1])
