@@ -205,7 +205,7 @@ def test_another_keys_operation_is_not_found(server: LiveServer, png: Path):
         ({"storageUri": "gs://bucket/out/"}, "parameters.storageUri"),
         ({"storageUri": "s3://bucket/out/"}, "parameters.storageUri"),
         ({"sampleCount": 2}, "parameters.sampleCount"),
-        ({"resizeMode": "PAD"}, "parameters.resizeMode"),
+        ({"resizeMode": "STRETCH"}, "parameters.resizeMode"),
         ({"compressionQuality": "LOSSLESS"}, "parameters.compressionQuality"),
         ({"durationSeconds": 5}, "parameters.durationSeconds"),
     ],
