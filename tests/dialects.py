@@ -82,9 +82,9 @@ class WireDialect:
 def job_id_of(live: LiveServer, wire_id: str) -> str:
     """The job id behind a wire id of any dialect (Unified ids are looked up by owner)."""
     if wire_id.startswith("task-unified-"):
-        from kinema.api.unified import find_job
+        from kinema.api.unified import job_ref
 
-        return find_job(live.runtime, owner_of(live), wire_id).id
+        return live.runtime.find(owner_of(live), job_ref(wire_id)).id
     if wire_id.startswith("models/"):  # Gemini: models/<model>/operations/<id>
         return wire_id.rsplit("/", 1)[1]
     if ":" in wire_id:  # AI/ML API: <uuid>:<model>
