@@ -12,6 +12,7 @@ recovers jobs whose worker died. procrastinate is imported only in that mode.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -24,15 +25,16 @@ from kinema.db import make_engine, migrate
 from kinema.engines.registry import EngineHost
 from kinema.jobs.dispatch import ProcrastinateDispatch
 from kinema.jobs.execute import Executor
+from kinema.jobs.keys import job_prefix
 from kinema.jobs.pool import WorkerPool
 from kinema.jobs.store import JobStore
-from kinema.jobs.submit import Submitter, job_prefix
+from kinema.jobs.submit import Submitter
 from kinema.jobs.workers import WorkerRegistry
 from kinema.keys import ANONYMOUS_OWNER, KeyStore
 from kinema.media.fetch import ImageFetcher
 from kinema.settings import Settings
 from kinema.storage import LinkSigner, Storage, open_storage
-from kinema.types import Job, JobStatus
+from kinema.types import Job, JobStatus, SourceKind
 from kinema.webhooks.outbox import Outbox
 
 if TYPE_CHECKING:
@@ -131,7 +133,9 @@ class Runtime:
             storage=storage,
             signer=LinkSigner(settings.resolved_signing_secret(), settings.url_ttl_s),
             catalog=catalog,
-            submitter=Submitter(store, storage, fetcher),
+            submitter=Submitter(
+                store, storage, fetcher, max_video_bytes=settings.max_video_bytes
+            ),
             engines=engines,
             pool=pool,
             outbox=Outbox(db),
@@ -153,10 +157,15 @@ class Runtime:
         off_peak: bool = False,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        derived_from: tuple[str, SourceKind] | None = None,
     ) -> Job:
         """Accept a generation as every dialect does: check its callback URL, validate
         ``fields`` (canonical names) against the model, keep it as a queued job, and wake
-        a worker. ``wire_names`` maps canonical names back to the client's, for errors."""
+        a worker. ``wire_names`` maps canonical names back to the client's, for errors.
+
+        ``fields`` may name outputs of the owner's earlier jobs (``kinema.types.job_ref``):
+        ``video`` for an extension, ``image`` for the picture of a remix, whose source job
+        and kind ``derived_from`` records."""
         if callback_url is not None:
             self.submitter.vet_callback(callback_url, field=callback_field)
         request = self.catalog.build_request(
@@ -167,6 +176,10 @@ class Runtime:
             callback_url=callback_url,
             off_peak=off_peak,
         )
+        if derived_from is not None:
+            request = dataclasses.replace(
+                request, source_job_id=derived_from[0], source_kind=derived_from[1]
+            )
         job = self.submitter.submit(
             owner=owner,
             request=request,
@@ -174,10 +187,55 @@ class Runtime:
             wire_names=wire_names,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
+            extension=self.catalog.get(model).extension,
         )
         if self.pool is not None:
             self.pool.notify()
         return job
+
+    def remix(
+        self,
+        *,
+        owner: str,
+        source: str,
+        fields: Mapping[str, Any],
+        dialect: str,
+        wire_names: Mapping[str, str],
+        kind: SourceKind = "remix",
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> Job:
+        """A new job that re-films the picture of ``source`` (a ``job:`` reference to one of
+        ``owner``'s finished videos) with the same model and settings, changed by
+        ``fields`` (a new prompt, usually)."""
+        job, _ = self.submitter.sources.output(owner, source, wire_names.get("video", "video"))
+        earlier = job.request
+        spec = self.catalog.get(earlier.model)
+        inherited: dict[str, Any] = {
+            "duration": earlier.duration_s,
+            "aspect_ratio": earlier.aspect_ratio,
+            "resolution": earlier.resolution,
+            "generate_audio": earlier.generate_audio,
+            "size": earlier.size,
+            "negative_prompt": earlier.negative_prompt,
+        }
+        merged = {
+            name: value
+            for name, value in inherited.items()
+            if value is not None and name in spec.accepted_fields()
+        }
+        merged.update(fields)
+        merged["image"] = source
+        return self.create(
+            owner=owner,
+            model=earlier.model,
+            fields=merged,
+            dialect=dialect,
+            wire_names=wire_names,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            derived_from=(job.id, kind),
+        )
 
     def webhook_secret(self, owner: str) -> str:
         """The secret that signs ``owner``'s webhooks: its key's, or the server's own when

@@ -35,6 +35,7 @@ from kinema.engines.camera import (
     cover_size,
     ease,
 )
+from kinema.engines.continuation import continued_move
 from kinema.engines.painting import paint_first_frame
 from kinema.errors import EngineError, JobCancelled
 from kinema.media.audio import build_soundtrack, speech_sample_rate
@@ -80,7 +81,8 @@ class MotionEngine:
         interpolation = _option(options, "interpolation", _INTERPOLATION, "bilinear")
 
         # 1. The move, and the pose of the camera on each frame.
-        move = _camera_for(request.prompt, request.seed, options.get("camera"))
+        forced = options.get("camera")
+        move = continued_move(request, forced) or _camera_for(request.prompt, request.seed, forced)
         first = _first_picture(request, width, height)
         times = [index / max(count - 1, 1) for index in range(count)]
         room = cover_size(first.size, width, height)

@@ -5,10 +5,17 @@ and the procrastinate queue worker). It never raises for a job's own failure: th
 outcome is written to the store, fenced by the job's attempt number, so a worker that
 lost its lease cannot overwrite a newer attempt. A ``TransientError`` sends the attempt
 back to the queue with exponential backoff until ``max_attempts``.
+
+A job asking for several samples runs the engine once per sample, each with its own
+seed (``sample_seeds``), and stores each video with its own thumbnail. An extension
+decodes its source video, hands the engine the source's last frame (and one from a
+moment earlier, for engines that continue a motion), and stores the source followed by
+the new clip as one video.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -22,10 +29,12 @@ from kinema.catalog import Catalog
 from kinema.engines.base import Engine
 from kinema.engines.registry import EngineHost
 from kinema.errors import JobCancelled, KinemaError, LeaseLost, TransientError
+from kinema.jobs.keys import output_thumbnail_key, output_video_key
 from kinema.jobs.store import JobStore
-from kinema.jobs.submit import job_prefix
 from kinema.media.encode import encode_mp4
 from kinema.media.images import decode_image
+from kinema.media.source_video import SourceVideo, inspect_video
+from kinema.media.splice import splice
 from kinema.storage import Storage
 from kinema.types import Clip, EngineRequest, GenerationRequest, Job, VideoResult
 
@@ -35,6 +44,7 @@ log = logging.getLogger(__name__)
 # last stretch is muxing, storing and committing.
 _ENGINE_SHARE = 0.97
 _MAX_RETRY_DELAY_S = 300.0
+_LOOK_BACK_S = 0.5  # how far before a source's end the second closing picture is taken
 
 
 class RunControl:
@@ -74,7 +84,7 @@ class Executor:
     def execute(self, job: Job, control: RunControl) -> None:
         """Generate ``job`` (already claimed at ``job.attempt``) and record the outcome."""
         try:
-            result = self._generate(job, control)
+            outputs = self._generate(job, control)
         except JobCancelled:
             if control.lost.is_set():
                 log.warning("job %s attempt %d lost its lease; dropped", job.id, job.attempt)
@@ -100,13 +110,11 @@ class Executor:
             self._fail(job, "engine_error", f"{type(error).__name__}: {error}")
             return
         try:
-            self.store.succeed(job.id, job.attempt, result)
+            self.store.succeed(job.id, job.attempt, outputs)
         except LeaseLost:
             # A newer attempt owns the job now; this attempt's files must not survive.
             log.warning("job %s attempt %d finished after losing its lease", job.id, job.attempt)
-            for key in (result.video_key, result.thumbnail_key):
-                if key:
-                    self.storage.delete(key)
+            self._discard(outputs)
 
     def _retry_later(self, job: Job, error: TransientError) -> None:
         """Back to the queue with exponential backoff, until attempts run out."""
@@ -129,13 +137,32 @@ class Executor:
         except LeaseLost:
             log.warning("job %s attempt %d: outcome dropped, lease lost", job.id, job.attempt)
 
-    def _generate(self, job: Job, control: RunControl) -> VideoResult:
+    def _generate(self, job: Job, control: RunControl) -> list[VideoResult]:
         request = job.request
         spec = self.catalog.get(request.model)
         config = self.catalog.engines[spec.engine]
         engine: Engine = self.engines.get(spec.engine)
         width, height = self.catalog.frame_size(request)
-        engine_request = EngineRequest(
+        source: SourceVideo | None = None
+        scratch_copy = False
+        image = self._image(request.image)
+        previous: tuple[Image.Image, ...] = ()
+        if request.video:
+            # 1. An extension: the new clip starts on the source's last frame, at its size.
+            path = self.storage.local_path(request.video)
+            if path is None:
+                path, scratch_copy = self._scratch_copy(request.video, job), True
+            look_back = max(1, round(_LOOK_BACK_S * config.fps))
+            try:
+                facts, closing = inspect_video(path, look_back=look_back)
+            except BaseException:
+                if scratch_copy:
+                    path.unlink(missing_ok=True)
+                raise
+            source = SourceVideo(path, facts)
+            width, height = facts.width, facts.height
+            image, previous = closing[-1], tuple(closing)
+        base = EngineRequest(
             prompt=request.prompt,
             negative_prompt=request.negative_prompt,
             width=width,
@@ -144,19 +171,52 @@ class Executor:
             num_frames=request.duration_s * config.fps,
             generate_audio=request.generate_audio,
             seed=_seed_for(job.id, request),
-            image=self._image(request.image),
+            image=image,
             last_image=self._image(request.last_image),
             reference_images=tuple(
-                image for key in request.reference_images if (image := self._image(key))
+                picture for key in request.reference_images if (picture := self._image(key))
             ),
             options=dict(config.options),
+            previous_frames=previous,
         )
 
         def is_cancelled() -> bool:
             return control.should_stop()
 
-        clip = engine.run(engine_request, self._progress_writer(job, control), is_cancelled)
-        return self._store_clip(job, clip, control)
+        # 2. One engine run per sample, each from its own seed, stored as it is done.
+        count = max(1, request.sample_count)
+        report = self._progress_writer(job, control)
+        outputs: list[VideoResult] = []
+        try:
+            for index, seed in enumerate(sample_seeds(base.seed, count)):
+
+                def on_progress(fraction: float, done: int = index) -> None:
+                    report((done + fraction) / count)
+
+                engine_request = dataclasses.replace(base, seed=seed)
+                clip = engine.run(engine_request, on_progress, is_cancelled)
+                if source is not None:
+                    clip = splice(source, clip)
+                outputs.append(self._store_clip(job, index, clip, control))
+        except BaseException:
+            self._discard(outputs)
+            raise
+        finally:
+            if source is not None and scratch_copy:
+                source.path.unlink(missing_ok=True)
+        return outputs
+
+    def _scratch_copy(self, key: str, job: Job) -> Path:
+        """A local file holding ``key`` of a remote store, to decode it from."""
+        copy = self.storage.scratch_dir() / f"{job.id}-{job.attempt}-source.mp4"
+        copy.write_bytes(self.storage.get_bytes(key))
+        return copy
+
+    def _discard(self, outputs: list[VideoResult]) -> None:
+        for output in outputs:
+            for key in (output.video_key, output.thumbnail_key):
+                if key:
+                    self.storage.delete(key)
 
     def _image(self, key: str | None) -> Image.Image | None:
         return decode_image(self.storage.get_bytes(key)) if key else None
@@ -180,23 +240,22 @@ class Executor:
 
         return on_progress
 
-    def _store_clip(self, job: Job, clip: Clip, control: RunControl) -> VideoResult:
+    def _store_clip(self, job: Job, index: int, clip: Clip, control: RunControl) -> VideoResult:
         scratch = self.storage.scratch_dir()
-        video_path = scratch / f"{job.id}-{job.attempt}.mp4"
-        thumb_path = scratch / f"{job.id}-{job.attempt}.jpg"
+        video_path = scratch / f"{job.id}-{job.attempt}-{index}.mp4"
+        thumb_path = scratch / f"{job.id}-{job.attempt}-{index}.jpg"
         try:
             # The encoder writes the thumbnail from the first frame, once the video is done.
             encoded = encode_mp4(clip, video_path, thumbnail_path=thumb_path)
             if control.should_stop():
                 raise JobCancelled("job stopped while its video was being written")
-            prefix = job_prefix(job.id)
             # Keys carry the attempt so a late, fenced-out attempt never overwrites the
             # output of the attempt that committed.
-            video_key = f"{prefix}video-{job.attempt}.mp4"
+            video_key = output_video_key(job.id, job.attempt, index)
             size = self.storage.put_file(video_key, video_path)
             thumb_key = None
             if thumb_path.exists():
-                thumb_key = f"{prefix}thumbnail-{job.attempt}.jpg"
+                thumb_key = output_thumbnail_key(job.id, job.attempt, index)
                 self.storage.put_file(thumb_key, thumb_path)
         finally:
             _remove(video_path, thumb_path)
@@ -215,6 +274,13 @@ class Executor:
 def _seed_for(job_id: str, request: GenerationRequest) -> int:
     """The request's seed, or one derived from the job id so a retry renders the same."""
     return request.seed if request.seed is not None else zlib.crc32(job_id.encode())
+
+
+def sample_seeds(seed: int, count: int) -> list[int]:
+    """The seed of each of ``count`` samples: the first is ``seed`` itself (so one sample
+    renders as a request without a count does), the others follow from it, the same for
+    the same ``seed`` every time."""
+    return [seed] + [zlib.crc32(f"{seed}/{index}".encode()) for index in range(1, count)]
 
 
 def _remove(*paths: Path) -> None:

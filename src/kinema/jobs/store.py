@@ -96,6 +96,7 @@ class JobStore:
                 jobs.c.error_code,
                 jobs.c.error_message,
                 jobs.c.result,
+                jobs.c.outputs,
             ).where(owned),
         )
         self._owned_job = select(jobs).where(owned)
@@ -143,6 +144,8 @@ class JobStore:
             "cancel_requested": False,
             "created_at": now,
             "updated_at": now,
+            "source_job_id": request.source_job_id,
+            "source_kind": request.source_kind,
         }
         try:
             with begin_write(self._engine) as connection:
@@ -200,7 +203,7 @@ class JobStore:
         data = self._summary_query.one_or_none({"job_id": job_id, "owner": owner})
         if data is None:
             raise NotFound(f"job {job_id} not found")
-        result = data["result"]
+        outputs = _outputs(data["result"], data["outputs"])
         return JobSummary(
             id=data["id"],
             model=data["model"],
@@ -208,7 +211,8 @@ class JobStore:
             progress=data["progress"],
             error_code=data["error_code"],
             error_message=data["error_message"],
-            result=None if result is None else _video_result(result),
+            result=outputs[0] if outputs else None,
+            outputs=outputs,
         )
 
     def get_any(self, job_id: str) -> Job:
@@ -415,14 +419,21 @@ class JobStore:
             updated_at=self._clock(),
         )
 
-    def succeed(self, job_id: str, attempt: int, result: VideoResult) -> Job:
+    def succeed(
+        self, job_id: str, attempt: int, result: VideoResult | Sequence[VideoResult]
+    ) -> Job:
+        """Finish attempt ``attempt`` with its video, or its videos in sample order."""
+        outputs = [result] if isinstance(result, VideoResult) else builtins.list(result)
+        if not outputs:
+            raise ValueError("a succeeded job needs at least one output")
         now = self._clock()
         return self._fenced(
             job_id,
             attempt,
             status=_SUCCEEDED,
             progress=1.0,
-            result=dataclasses.asdict(result),
+            result=dataclasses.asdict(outputs[0]),
+            outputs=[dataclasses.asdict(output) for output in outputs],
             lease_until=None,
             finished_at=now,
             updated_at=now,
@@ -728,7 +739,7 @@ def _same_request(row: Row[Any], request_hash: str) -> Job:
 
 def _to_job(row: Row[Any]) -> Job:
     data = row._mapping
-    result = data["result"]
+    outputs = _outputs(data["result"], data["outputs"])
     return Job(
         id=data["id"],
         owner=data["owner"],
@@ -747,9 +758,16 @@ def _to_job(row: Row[Any]) -> Job:
         idempotency_key=data["idempotency_key"],
         error_code=data["error_code"],
         error_message=data["error_message"],
-        result=None if result is None else _video_result(result),
+        result=outputs[0] if outputs else None,
         dialect=data["dialect"],
+        outputs=outputs,
     )
+
+
+def _outputs(result: dict[str, Any] | None, outputs: Any) -> tuple[VideoResult, ...]:
+    if outputs:
+        return tuple(_video_result(output) for output in outputs)
+    return () if result is None else (_video_result(result),)
 
 
 def _video_result(data: dict[str, Any]) -> VideoResult:

@@ -93,12 +93,17 @@ jobs = Table(
     Column("finished_at", UTCDateTime()),
     Column("error_code", String(64)),
     Column("error_message", Text),
-    Column("result", JSON(none_as_null=True)),  # VideoResult fields
+    Column("result", JSON(none_as_null=True)),  # VideoResult fields of the first output
+    Column("outputs", JSON(none_as_null=True)),  # every output's VideoResult fields, in order
     Column("expires_at", UTCDateTime()),
     # The procrastinate job allowed to claim this row (scale-out dispatch only): each
     # transition into "queued" defers a new one and records its id here, so a stale
     # or duplicate procrastinate job finds a mismatch and does nothing.
     Column("dispatch_id", BigInteger),
+    # The job whose video this one extends, remixes or edits (no foreign key: the source
+    # may be deleted; the accepted job holds copies of what it needs from it).
+    Column("source_job_id", String(64)),
+    Column("source_kind", String(16)),
     CheckConstraint(f"status IN ({_STATUSES})", name="status"),
     # Lookups by (owner, id) use the primary key, then compare the owner.
     Index(
@@ -113,6 +118,7 @@ jobs = Table(
     Index("ix_jobs_queue", "status", "model", "priority", "created_at"),  # per-model claims
     Index("ix_jobs_lease", "status", "lease_until"),  # requeue_expired
     Index("ix_jobs_owner_created", "owner", "created_at", "id"),  # list pagination
+    Index("ix_jobs_source_job_id", "source_job_id"),  # the chain below a video
 )
 
 api_keys = Table(
