@@ -44,7 +44,7 @@ def estimate_move(earlier: Image.Image, later: Image.Image) -> MoveKind | None:
     """The camera move that turns ``earlier`` into ``later``, or None if it cannot tell
     (too little texture to match)."""
     a, b = _grey(earlier), _grey(later)
-    orb = cv2.ORB_create(nfeatures=800)
+    orb = cv2.ORB.create(nfeatures=800)
     keys_a, desc_a = orb.detectAndCompute(a, None)
     keys_b, desc_b = orb.detectAndCompute(b, None)
     if desc_a is None or desc_b is None:
@@ -52,8 +52,8 @@ def estimate_move(earlier: Image.Image, later: Image.Image) -> MoveKind | None:
     matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(desc_a, desc_b)
     if len(matches) < _MIN_MATCHES:
         return None
-    src = np.float32([keys_a[m.queryIdx].pt for m in matches])
-    dst = np.float32([keys_b[m.trainIdx].pt for m in matches])
+    src = np.array([keys_a[m.queryIdx].pt for m in matches], dtype=np.float32)
+    dst = np.array([keys_b[m.trainIdx].pt for m in matches], dtype=np.float32)
     matrix, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC)
     if matrix is None or inliers is None or int(inliers.sum()) < _MIN_MATCHES:
         return None
