@@ -334,3 +334,17 @@ def test_remix_of_a_text_to_video_starts_from_its_first_frame(runtime: Runtime):
     again = frames_of(video(runtime, done.outputs[0]))[0]
     assert mean_difference(first, again) < 4.0
     assert io.BytesIO(runtime.storage.get_bytes(str(done.request.image))).read(4) == b"\x89PNG"
+
+
+def test_an_uploaded_video_gives_its_first_frame_as_the_picture(runtime: Runtime, source: Job):
+    import base64
+
+    clip = video(runtime, source.outputs[0])
+    uploaded = "data:video/mp4;base64," + base64.b64encode(clip).decode()
+    create(runtime, prompt="push in", image=uploaded)
+    done = run_next(runtime)
+
+    assert done.status is JobStatus.SUCCEEDED, done.error_message
+    first = frames_of(clip)[0]
+    again = frames_of(video(runtime, done.outputs[0]))[0]
+    assert mean_difference(first, again) < 6.0

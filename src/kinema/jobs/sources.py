@@ -14,6 +14,8 @@ import binascii
 import io
 from dataclasses import dataclass
 
+from PIL import Image
+
 from kinema.catalog import ExtensionLimits
 from kinema.errors import InvalidRequest, NotFound
 from kinema.jobs.store import JobStore
@@ -100,9 +102,11 @@ class SourceResolver:
             except NotFound:
                 pass
         picture = first_frame(self.storage.get_bytes(output.video_key), field=field)
-        buffer = io.BytesIO()
-        picture.save(buffer, "PNG")
-        return buffer.getvalue(), job.id
+        return _png(picture), job.id
+
+    def inline_picture(self, source: str, field: FieldPath) -> bytes:
+        """The first frame, as PNG, of a video sent inline (an edit of an uploaded video)."""
+        return _png(first_frame(self._inline(source, field), field=field))
 
     def _inline(self, source: str, field: FieldPath) -> bytes:
         """A video sent in the request: a ``data:`` URI or raw base64."""
@@ -128,3 +132,9 @@ class SourceResolver:
             raise InvalidVideo.for_field(field, "video is empty")
         return data
 
+
+
+def _png(picture: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    return buffer.getvalue()

@@ -118,6 +118,9 @@ class Submitter:
                 data, source_job_id = self.sources.picture(owner, source, field)
                 changes.setdefault("source_job_id", source_job_id)
                 image = validate_image(data, field=field, max_bytes=len(data))
+            elif source.startswith("data:video/"):  # the picture of an uploaded video
+                data = self.sources.inline_picture(source, field)
+                image = validate_image(data, field=field, max_bytes=len(data))
             else:
                 image = read_image_source(source, self.fetcher, field=field)
             key = input_key(job_id, name, _EXTENSIONS[image.format])
