@@ -1,0 +1,242 @@
+"""Several videos per request, extensions and remixes through real HTTP and the real SDKs.
+
+One server serves every test here with the small catalog of ``outputs_support`` (its Veo
+id renders 320x180 at 12 fps where the wire can ask for that size, 1280x720 otherwise).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+from google import genai
+from google.genai import types
+from openai import OpenAI
+
+from tests.outputs_support import FPS, NO_EXTENSION, SIZE, TINY, frames_of, mean_difference, write_catalog
+from tests.support import LiveServer, encode_image, live_server, make_settings, pattern_image, probe
+
+pytestmark = pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    root = tmp_path_factory.mktemp("outputs")
+    settings = make_settings(root, catalog_path=write_catalog(root))
+    with live_server(settings, workers=2) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def gemini(server: LiveServer) -> Iterator[genai.Client]:
+    with genai.Client(api_key=server.api_key, http_options={"base_url": server.url}) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def oai(server: LiveServer) -> OpenAI:
+    return OpenAI(api_key=server.api_key, base_url=server.url + "/v1", timeout=60)
+
+
+def finish(client: genai.Client, operation: types.GenerateVideosOperation) -> list[types.GeneratedVideo]:
+    deadline = time.monotonic() + 120
+    while not operation.done:
+        assert time.monotonic() < deadline, "operation did not finish"
+        time.sleep(0.1)
+        operation = client.operations.get(operation)
+    assert operation.error is None, operation.error
+    assert operation.response is not None and operation.response.generated_videos
+    return list(operation.response.generated_videos)
+
+
+@pytest.fixture(scope="module")
+def pair(gemini: genai.Client) -> list[types.GeneratedVideo]:
+    """Two 1 s samples of one Gemini request (720p: the Gemini wire sends no size)."""
+    operation = gemini.models.generate_videos(
+        model=TINY,
+        source=types.GenerateVideosSource(
+            prompt="pan right across the harbour",
+            image=types.Image(image_bytes=encode_image(pattern_image(640, 360, seed=4)), mime_type="image/png"),
+        ),
+        config=types.GenerateVideosConfig(number_of_videos=2, duration_seconds=1),
+    )
+    return finish(gemini, operation)
+
+
+# --- several outputs ---
+
+
+def test_gemini_sdk_number_of_videos_gives_that_many_distinct_videos(
+    gemini: genai.Client, pair: list[types.GeneratedVideo]
+):
+    assert len(pair) == 2
+    uris = {generated.video.uri for generated in pair if generated.video}
+    assert len(uris) == 2
+    clips = [gemini.files.download(file=generated) for generated in pair]
+    for clip in clips:
+        facts = probe(clip)
+        assert (facts.width, facts.height, facts.frames) == (1280, 720, FPS)
+        assert facts.audio_codec == "aac"
+    assert clips[0] != clips[1]
+    assert mean_difference(frames_of(clips[0])[-1], frames_of(clips[1])[-1]) > 1.0
+
+
+def test_gemini_sample_count_over_the_models_limit_names_the_field(server: LiveServer):
+    body = {"instances": [{"prompt": "x"}], "parameters": {"sampleCount": 5}}
+    with httpx.Client(base_url=server.url, headers={"x-goog-api-key": server.api_key}) as http:
+        response = http.post(f"/v1beta/models/{TINY}:predictLongRunning", json=body)
+    assert response.status_code == 400, response.text
+    assert "parameters.sampleCount" in response.json()["error"]["message"]
+
+
+# --- extension ---
+
+
+def test_gemini_sdk_extends_a_video_it_made(gemini: genai.Client, pair: list[types.GeneratedVideo]):
+    source = gemini.files.download(file=pair[1])
+    assert pair[1].video is not None
+    operation = gemini.models.generate_videos(
+        model=TINY,
+        source=types.GenerateVideosSource(prompt="", video=types.Video(uri=pair[1].video.uri)),
+        config=types.GenerateVideosConfig(duration_seconds=2),
+    )
+    (extended,) = finish(gemini, operation)
+    data = gemini.files.download(file=extended)
+
+    facts = probe(data)
+    assert facts.frames == 3 * FPS  # the 1 s source, then 2 s more
+    assert facts.duration_s == pytest.approx(3.0, abs=0.05)
+    assert facts.audio_duration_s == pytest.approx(3.0, abs=0.05)
+    before, after = frames_of(source), frames_of(data)
+    assert mean_difference(after[len(before) - 1], before[-1]) < 3.0
+    assert mean_difference(after[len(before)], before[-1]) < 3.0  # continues from its end
+    assert mean_difference(after[-1], before[-1]) > 3.0
+
+
+def test_gemini_rest_extends_an_inline_video(server: LiveServer, gemini: genai.Client, pair):  # type: ignore[no-untyped-def]
+    clip = gemini.files.download(file=pair[0])
+    video = {"encodedVideo": base64.b64encode(clip).decode(), "encoding": "video/mp4"}
+    body = {"instances": [{"video": video}], "parameters": {"durationSeconds": 1}}
+    with httpx.Client(base_url=server.url, headers={"x-goog-api-key": server.api_key}) as http:
+        response = http.post(f"/v1beta/models/{TINY}:predictLongRunning", json=body)
+        assert response.status_code == 200, response.text
+        name = response.json()["name"]
+        deadline = time.monotonic() + 60
+        while not (operation := http.get(f"/v1beta/{name}").json()).get("done"):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        (sample,) = operation["response"]["generateVideoResponse"]["generatedSamples"]
+        data = http.get(sample["video"]["uri"]).content
+    assert probe(data).frames == 2 * FPS
+
+
+def test_gemini_another_keys_video_is_not_found(server: LiveServer, pair):  # type: ignore[no-untyped-def]
+    other = server.new_key("stranger")
+    body = {"instances": [{"video": {"uri": pair[0].video.uri}}], "parameters": {"durationSeconds": 1}}
+    with httpx.Client(base_url=server.url, headers={"x-goog-api-key": other}) as http:
+        response = http.post(f"/v1beta/models/{TINY}:predictLongRunning", json=body)
+        download = http.get(pair[0].video.uri)
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["status"] == "NOT_FOUND"
+    assert download.status_code == 404
+
+
+def test_gemini_model_without_extensions_refuses_a_video(server: LiveServer, pair):  # type: ignore[no-untyped-def]
+    body = {"instances": [{"video": {"uri": pair[0].video.uri}}]}
+    with httpx.Client(base_url=server.url, headers={"x-goog-api-key": server.api_key}) as http:
+        response = http.post(f"/v1beta/models/{NO_EXTENSION}:predictLongRunning", json=body)
+    assert response.status_code == 400, response.text
+    assert "instances[0].video" in response.json()["error"]["message"]
+
+
+# --- OpenAI: extensions, remix, edits ---
+
+
+@pytest.fixture(scope="module")
+def landscape(oai: OpenAI) -> openai.types.Video:
+    reference = ("first.png", encode_image(pattern_image(640, 360, seed=6)), "image/png")
+    return oai.videos.create_and_poll(
+        model=TINY,
+        prompt="pan left along the shore",
+        seconds="2",  # type: ignore[arg-type]
+        size=SIZE,  # type: ignore[arg-type]
+        input_reference=reference,
+        poll_interval_ms=100,
+    )
+
+
+def wait(oai: OpenAI, video: openai.types.Video) -> openai.types.Video:
+    deadline = time.monotonic() + 60
+    while video.status in ("queued", "in_progress"):
+        assert time.monotonic() < deadline, "video did not finish"
+        time.sleep(0.1)
+        video = oai.videos.retrieve(video.id)
+    return video
+
+
+def test_openai_sdk_extend_returns_the_joined_video(oai: OpenAI, landscape: openai.types.Video):
+    assert landscape.status == "completed", landscape.error
+    extended = wait(
+        oai, oai.videos.extend(prompt="keep going", seconds="1", video={"id": landscape.id})  # type: ignore[arg-type]
+    )
+    assert extended.status == "completed", extended.error
+    assert extended.seconds == "3"  # the joined length, as OpenAI reports extensions
+    source = oai.videos.download_content(landscape.id).read()
+    data = oai.videos.download_content(extended.id).read()
+    assert probe(data).frames == 3 * FPS
+    before, after = frames_of(source), frames_of(data)
+    assert mean_difference(after[len(before)], before[-1]) < 3.0
+
+
+def test_openai_sdk_remix_refilms_the_picture_with_a_new_prompt(
+    oai: OpenAI, landscape: openai.types.Video
+):
+    remix = oai.videos.remix(landscape.id, prompt="tilt up to the clouds")
+    assert remix.remixed_from_video_id == landscape.id
+    remix = wait(oai, remix)
+    assert remix.status == "completed", remix.error
+    assert remix.seconds == landscape.seconds and remix.size == landscape.size
+    before = frames_of(oai.videos.download_content(landscape.id).read())
+    after = frames_of(oai.videos.download_content(remix.id).read())
+    assert mean_difference(after[0], before[0]) < 6.0
+    assert mean_difference(after[-1], before[-1]) > 12.0
+
+
+def test_openai_sdk_edit_of_a_video_id_and_of_an_upload(
+    oai: OpenAI, landscape: openai.types.Video
+):
+    by_id = wait(oai, oai.videos.edit(prompt="push in", video={"id": landscape.id}))
+    assert by_id.status == "completed", by_id.error
+    assert by_id.remixed_from_video_id == landscape.id
+    upload = ("clip.mp4", oai.videos.download_content(landscape.id).read(), "video/mp4")
+    uploaded = wait(oai, oai.videos.edit(prompt="push in", video=upload))
+    assert uploaded.status == "completed", uploaded.error
+    assert uploaded.remixed_from_video_id is None
+
+
+def test_openai_another_keys_video_is_refused_everywhere(
+    server: LiveServer, landscape: openai.types.Video
+):
+    stranger = OpenAI(api_key=server.new_key("stranger-2"), base_url=server.url + "/v1")
+    with pytest.raises(openai.NotFoundError):
+        stranger.videos.extend(prompt="x", seconds="1", video={"id": landscape.id})  # type: ignore[arg-type]
+    with pytest.raises(openai.NotFoundError):
+        stranger.videos.remix(landscape.id, prompt="x")
+    with pytest.raises(openai.NotFoundError):
+        stranger.videos.edit(prompt="x", video={"id": landscape.id})
+
+
+def test_openai_characters_are_a_clear_400(server: LiveServer, oai: OpenAI):
+    with pytest.raises(openai.BadRequestError) as created:
+        oai.videos.create_character(name="Ada", video=("a.mp4", b"\x00" * 16, "video/mp4"))
+    assert "character" in created.value.message.lower()
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.api_key}"}) as http:
+        fetched = http.get("/v1/videos/characters/char_123")
+    assert fetched.status_code == 400, fetched.text
+    error = fetched.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error"
