@@ -348,3 +348,18 @@ def test_an_uploaded_video_gives_its_first_frame_as_the_picture(runtime: Runtime
     first = frames_of(clip)[0]
     again = frames_of(video(runtime, done.outputs[0]))[0]
     assert mean_difference(first, again) < 6.0
+
+
+def test_an_extension_of_an_extension_grows_the_chain(runtime: Runtime, source: Job):
+    create(runtime, prompt="", video=job_ref(source.id), duration=1)
+    once = run_next(runtime)
+    create(runtime, prompt="", video=job_ref(once.id), duration=1)
+    twice = run_next(runtime)
+
+    assert twice.status is JobStatus.SUCCEEDED, twice.error_message
+    assert twice.request.source_job_id == once.id
+    assert twice.request.video_duration_s == pytest.approx(3.0)
+    data = video(runtime, twice.outputs[0])
+    assert probe(data).frames == 4 * FPS
+    first = frames_of(video(runtime, source.outputs[0]))
+    assert mean_difference(frames_of(data)[0], first[0]) < 4.0  # the chain keeps its start
