@@ -28,6 +28,7 @@ from kinema.jobs.execute import Executor, RunControl
 from kinema.runtime import Runtime
 from kinema.settings import Settings
 from kinema.types import Job, job_ref
+from kinema.views import Creation
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "src" / "kinema" / "assets" / "sample.jpg"
@@ -46,9 +47,7 @@ def main() -> None:
         image = "data:image/jpeg;base64," + base64.b64encode(SAMPLE.read_bytes()).decode()
 
         def run(fields: dict[str, object]) -> tuple[float, Job]:
-            runtime.create(
-                owner="bench", model=MODEL, fields=fields, dialect="gemini", wire_names={}
-            )
+            runtime.create("bench", "gemini", Creation(model=MODEL, fields=fields))
             job = runtime.store.claim_next(worker_id="bench", lease_s=600)
             assert job is not None
             started = time.perf_counter()

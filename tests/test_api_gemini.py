@@ -13,8 +13,9 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from kinema.api.gemini import render_operation
-from kinema.types import JobStatus, JobSummary, VideoResult
+from kinema.api.gemini import Gemini
+from kinema.types import JobStatus, VideoResult
+from kinema.views import JobView
 from tests.support import LiveServer, encode_image, live_server, make_settings, pattern_image, probe
 
 FAST = "veo-3.1-fast-generate-preview"
@@ -388,11 +389,11 @@ def test_rate_limited_key_gets_resource_exhausted_with_retry_after(tmp_path):
 # --- rendering ---
 
 
-def summary(status: JobStatus, error_code: str | None = None) -> JobSummary:
+def summary(status: JobStatus, error_code: str | None = None) -> JobView:
     result = None
     if status is JobStatus.SUCCEEDED:
         result = VideoResult("jobs/x/video.mp4", None, 1280, 720, 24.0, 4.0, True, 1000)
-    return JobSummary("ab" * 16, FAST, status, 0.5, error_code, "it broke", result)
+    return JobView("ab" * 16, FAST, status, 0.5, error_code, "it broke", result, "http://h", 60)
 
 
 @pytest.mark.parametrize(
@@ -407,14 +408,14 @@ def summary(status: JobStatus, error_code: str | None = None) -> JobSummary:
 def test_ended_operations_carry_a_google_rpc_code(
     status: JobStatus, error_code: str | None, rpc_code: int
 ):
-    body = render_operation(summary(status, error_code), "http://h")
+    body = Gemini().render(summary(status, error_code))
     assert body["done"] is True
     assert body["error"]["code"] == rpc_code and body["error"]["message"]
     assert "response" not in body
 
 
 def test_unfinished_operation_is_not_done_and_reports_progress():
-    body = render_operation(summary(JobStatus.RUNNING), "http://h")
+    body = Gemini().render(summary(JobStatus.RUNNING))
     assert body == {
         "name": f"models/{FAST}/operations/{'ab' * 16}",
         "done": False,

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kinema.api.unified import find_job
+from kinema.api.unified import job_ref
 from tests.support import LiveServer, data_uri, live_server, make_settings, pattern_image, probe
 
 CREATE = "/v1/videos/generations"
@@ -138,7 +138,7 @@ def test_standard_takes_its_own_options(server: LiveServer, image_uri: str):
         seed=42,
     )
     created = create(server, body)
-    job = find_job(server.runtime, _owner(server), created["id"])
+    job = server.runtime.find(_owner(server), job_ref(created["id"]))
     assert job.request.person_generation == "allow_adult"
     assert (job.request.enhance_prompt, job.request.auto_fix) == (True, True)
     assert (job.request.safety_level, job.request.seed) == (3, 42)
@@ -225,6 +225,12 @@ def test_auto_fix_is_accepted_under_either_name_but_not_both(idle: LiveServer, i
         (STANDARD, {"safety_level": 7}, "safety_level", "7 is outside 1 .. 6"),
         (FAST, {"safety": 0}, "safety", "0 is outside 1 .. 6"),
         (STANDARD, {"person_generation": "everyone"}, "person_generation", "dont_allow"),
+        (
+            STANDARD,
+            {"person_generation": "allow_all"},
+            "person_generation",
+            "must be one of dont_allow, allow_adult",
+        ),
         (FAST, {"duration": 5}, "duration", "4, 6, 8"),
         (FAST, {"aspect_ratio": "1:1"}, "aspect_ratio", "16:9, 9:16"),
         (FAST, {"image_url": None}, "image_url", "is required"),

@@ -262,6 +262,20 @@ def test_queued_tasks_show_their_position_and_cancel_at_once(idle: LiveServer, i
         assert poll(client, second["id"])["queue_position"] == first["queue_position"]
 
 
+@pytest.mark.parametrize("seconds", [4, "6"])
+def test_veo_3_1_with_an_image_is_fixed_to_8_seconds_and_says_so(
+    idle: LiveServer, image_uri: str, seconds: int | str
+):
+    body = {"model": VEO31, "prompt": "x", "images": [image_uri], "seconds": seconds}
+    created = create(idle, body)
+    assert created["seconds"] == "8"
+    [adjusted] = created["adjustments"]
+    assert (adjusted["field"], adjusted["requested"], adjusted["used"]) == ("seconds", seconds, 8)
+    assert "8-second" in adjusted["reason"]
+    with idle.client() as client:
+        assert poll(client, created["id"])["adjustments"] == [adjusted]
+
+
 def test_text_only_requests_need_no_image(idle: LiveServer):
     created = create(idle, {"model": VEO31_FAST, "prompt": "a sunset", "seconds": 4})
     assert (created["seconds"], created["status"]) == ("4", "queued")
@@ -273,8 +287,6 @@ def test_text_only_requests_need_no_image(idle: LiveServer):
 @pytest.mark.parametrize(
     ("fields", "param", "says"),
     [
-        ({"seconds": 4}, "seconds", "8-second videos only"),
-        ({"duration": "6"}, "duration", "8-second videos only"),
         ({"size": "1024x1024"}, "size", "1280x720"),
         ({"size": "480p"}, "size", "720p, 1080p, 4k"),
         ({"size": "1280x720", "aspect_ratio": "9:16"}, "aspect_ratio", "contradicts size"),

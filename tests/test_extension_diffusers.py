@@ -15,6 +15,7 @@ import pytest
 from kinema.engines.diffusion.engine import DiffusionEngine, Plan
 from kinema.runtime import Runtime
 from kinema.types import EngineRequest, JobStatus, job_ref
+from kinema.views import Creation
 from tests.outputs_support import frames_of, run_next
 from tests.support import data_uri, make_settings, pattern_image, probe
 from tests.tiny_pipelines import BUILDERS
@@ -58,7 +59,7 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
 
 
 def create(runtime: Runtime, **fields: Any) -> None:
-    runtime.create(owner="o", model="tiny-wan", fields=fields, dialect="openai", wire_names={})
+    runtime.create("o", "openai", Creation(model="tiny-wan", fields=fields))
 
 
 def test_extension_conditions_the_pipeline_on_the_sources_last_frame(runtime: Runtime):

@@ -20,6 +20,7 @@ from kinema.jobs.keys import job_prefix
 from kinema.jobs.store import JobStore
 from kinema.runtime import Runtime
 from kinema.types import GenerationRequest, Job, JobStatus, VideoResult, job_ref
+from kinema.views import Creation
 from tests.outputs_support import (
     FPS,
     NO_EXTENSION,
@@ -48,9 +49,12 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
 
 def create(runtime: Runtime, owner: str = OWNER, **fields: Any) -> Job:
     fields.setdefault("size", SIZE)
-    return runtime.create(
-        owner=owner, model=fields.pop("model", TINY), fields=fields, dialect="gemini", wire_names={}
-    )
+    return runtime.create(owner, "gemini", Creation(model=fields.pop("model", TINY), fields=fields))
+
+
+def remix_of(runtime: Runtime, owner: str, job_id: str, prompt: str) -> Job:
+    creation = Creation(model="", fields={"prompt": prompt})
+    return runtime.remix(owner, "openai", job_ref(job_id), creation)
 
 
 def video(runtime: Runtime, output: VideoResult) -> bytes:
@@ -116,11 +120,13 @@ def test_the_first_sample_renders_as_a_single_video_with_the_same_seed(runtime: 
 def test_more_samples_than_the_model_makes_is_refused_naming_the_field(runtime: Runtime):
     with pytest.raises(InvalidRequest) as caught:
         runtime.create(
-            owner=OWNER,
-            model=TINY,
-            fields={"prompt": "p", "size": SIZE, "sample_count": 5},
-            dialect="gemini",
-            wire_names={"sample_count": "parameters.sampleCount"},
+            OWNER,
+            "gemini",
+            Creation(
+                model=TINY,
+                fields={"prompt": "p", "size": SIZE, "sample_count": 5},
+                wire_names={"sample_count": "parameters.sampleCount"},
+            ),
         )
     assert caught.value.problems[0].path == ("parameters.sampleCount",)
     assert "1 .. 4" in caught.value.problems[0].message
@@ -194,13 +200,7 @@ def test_another_owners_video_is_not_found(runtime: Runtime, source: Job):
     with pytest.raises(NotFound):
         create(runtime, owner="owner-b", prompt="", video=job_ref(source.id), duration=1)
     with pytest.raises(NotFound):
-        runtime.remix(
-            owner="owner-b",
-            source=job_ref(source.id),
-            fields={"prompt": "x"},
-            dialect="openai",
-            wire_names={},
-        )
+        remix_of(runtime, "owner-b", source.id, "x")
 
 
 def test_extension_past_the_models_limits_is_refused(runtime: Runtime, source: Job):
@@ -295,13 +295,7 @@ def test_cancelled_extension_leaves_its_source_whole_and_extendable(
 
 
 def test_remix_refilms_the_source_picture_with_a_new_prompt(runtime: Runtime, source: Job):
-    remix = runtime.remix(
-        owner=OWNER,
-        source=job_ref(source.id),
-        fields={"prompt": "tilt up to the sky"},
-        dialect="openai",
-        wire_names={},
-    )
+    remix = remix_of(runtime, OWNER, source.id, "tilt up to the sky")
     assert remix.request.source_job_id == source.id
     assert remix.request.source_kind == "remix"
     assert remix.request.duration_s == source.request.duration_s
@@ -320,13 +314,7 @@ def test_remix_refilms_the_source_picture_with_a_new_prompt(runtime: Runtime, so
 def test_remix_of_a_text_to_video_starts_from_its_first_frame(runtime: Runtime):
     create(runtime, prompt="a lighthouse at night")
     painted = run_next(runtime)
-    runtime.remix(
-        owner=OWNER,
-        source=job_ref(painted.id),
-        fields={"prompt": "push in on the lighthouse"},
-        dialect="openai",
-        wire_names={},
-    )
+    remix_of(runtime, OWNER, painted.id, "push in on the lighthouse")
     done = run_next(runtime)
 
     assert done.status is JobStatus.SUCCEEDED, done.error_message

@@ -7,6 +7,9 @@ local file sent as base64, which the API accepts) and a shorter sleep between po
 from __future__ import annotations
 
 import base64
+import json
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support import LiveServer, live_server, make_settings, probe
+from tests.support import LiveServer, live_server, make_settings, poll_until_done, probe
 
 SAMPLE = Path(__file__).parents[1] / "src" / "kinema" / "assets" / "sample.jpg"
 
@@ -95,3 +98,49 @@ def test_seed_polling_loop_gets_a_completed_video(server: LiveServer, monkeypatc
     assert facts.frames == 8 * 24
     assert facts.duration_s == pytest.approx(8.0, abs=1 / 24)
     assert facts.audio_codec == "aac"
+
+
+SEED_002_NODE = Path(__file__).parent / "seeds" / "seed002_example.js"
+
+
+def test_seed_002_node_example_completes_with_its_string_duration(server: LiveServer, tmp_path: Path):
+    """Seed 002's Node.js client sends ``duration: "5"`` to a model that makes 4, 6 or 8
+    second videos; it is made as 6 s (the next longer one) and the create response says so.
+
+    The script runs unchanged but for the base URL, the key, the image (a local file as a
+    data URI, which the API accepts) and ``https`` -> ``http`` (loopback has no TLS)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the seed's Node.js example needs it")
+    image = "data:image/jpeg;base64," + base64.b64encode(SAMPLE.read_bytes()).decode()
+    source = SEED_002_NODE.read_text()
+    for seed_text, ours in [
+        ('require("https")', 'require("http")'),
+        ('"https://api.aimlapi.com/v2"', json.dumps(server.url + "/v2")),
+        ('"<YOUR_AIMLAPI_KEY>"', json.dumps(server.api_key)),
+        ('"https://s2-111386.kwimgs.com/bs2/mmu-aiplatform-temp/kling/20240620/1.jpeg"', json.dumps(image)),
+    ]:
+        assert seed_text in source
+        source = source.replace(seed_text, ours)
+    script = tmp_path / "example.js"
+    script.write_text(source)
+    done = subprocess.run([node, str(script)], capture_output=True, text=True, timeout=180)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "Failed to start generation" not in output
+    assert "Status: completed" in output and "Processing complete" in output, output
+
+    [job] = server.runtime.store.list(server.runtime.keys.verify(server.api_key).id)  # type: ignore[union-attr]
+    assert job.request.duration_s == 6
+    [adjusted] = job.request.adjustments
+    assert (adjusted["field"], adjusted["requested"], adjusted["used"]) == ("duration", "5", 6)
+    with server.client() as client:
+        created = client.post(
+            "/v2/generate/video/google/generation",
+            json={"model": "google/veo-3.0-i2v-fast", "prompt": "x", "image_url": image, "duration": "5"},
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["meta"]["adjustments"] == [adjusted]
+        done_body = poll_until_done(client, created.json()["id"])
+    assert done_body["video"]["duration"] == pytest.approx(6.0, abs=1 / 24)
+    assert done_body["meta"]["usage"] == {"seconds": done_body["video"]["duration"], "tokens_used": 90000}

@@ -16,7 +16,7 @@ model; ``video`` (the video an extension continues) by models with ``extension``
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -101,6 +101,10 @@ class ModelSpec:
     sizes: tuple[str, ...] = ()  # explicit "WxH" frame sizes, for dialects that send them
     max_samples: int = 1  # videos one request may ask for
     extension: ExtensionLimits | None = None  # None: the model does not extend videos
+    # A duration between two allowed ones is made at the next longer allowed one (and
+    # reported as an adjustment) instead of refused: for documented clients that send one.
+    fit_duration: bool = False
+    person_generation: tuple[str, ...] = PERSON_GENERATION  # the values it takes
 
     @property
     def dialect(self) -> str:
@@ -207,6 +211,7 @@ class Catalog:
         callback_url: str | None = None,
         priority: int = 0,
         off_peak: bool = False,
+        adjustments: Sequence[dict[str, Any]] = (),
     ) -> GenerationRequest:
         """Validate canonical ``fields`` against the model and fill in its defaults.
 
@@ -267,16 +272,20 @@ class Catalog:
             "aspect_ratio",
             problems,
         )
+        adjusted = list(adjustments)
         durations = spec.durations_at.get(str(resolution), spec.durations)
         duration = _duration(fields.get("duration"), durations, spec, problems, resolution)
+        if duration is None and spec.fit_duration and fields.get("duration") is not None:
+            duration = _fitted_duration(fields["duration"], durations, spec, problems, adjusted)
         audio = _flag(fields.get("generate_audio"), spec.default_audio, "generate_audio", problems)
         if audio and not spec.audio:
             problems.add("generate_audio", f"model {spec.id} does not generate audio")
         seed = _integer(fields.get("seed"), 0, SEED_MAX, "seed", problems)
         safety = _integer(fields.get("safety_level"), 1, 6, "safety_level", problems)
         person = fields.get("person_generation")
-        if person is not None and person not in PERSON_GENERATION:
-            problems.add("person_generation", f"must be one of {', '.join(PERSON_GENERATION)}")
+        if person is not None and person not in spec.person_generation:
+            allowed = ", ".join(spec.person_generation)
+            problems.add("person_generation", f"must be one of {allowed}")
         samples = _integer(
             fields.get("sample_count"), 1, spec.max_samples, "sample_count", problems
         )
@@ -315,6 +324,7 @@ class Catalog:
             off_peak=off_peak,
             sample_count=samples or 1,
             video=video,
+            adjustments=tuple(adjusted),
         )
 
 
@@ -345,6 +355,8 @@ def _model_from_toml(model_id: str, cfg: dict[str, Any]) -> ModelSpec:
         sizes=tuple(str(size) for size in cfg.get("sizes", ())),
         max_samples=int(cfg.get("samples", 1)),
         extension=_extension(cfg.get("extension")),
+        fit_duration=bool(cfg.get("fit_duration", False)),
+        person_generation=tuple(cfg.get("person_generation", PERSON_GENERATION)),
     )
 
 
@@ -430,6 +442,37 @@ def _duration(
         problems.add("duration", f"{value!r} is not an allowed duration{where}: {options} seconds")
         return None
     return seconds
+
+
+def _fitted_duration(
+    value: Any,
+    allowed: tuple[int, ...],
+    spec: ModelSpec,
+    problems: _Problems,
+    adjusted: list[dict[str, Any]],
+) -> int | None:
+    """The next longer allowed duration for a whole number of seconds between two allowed
+    ones (so a video is never shorter than asked), recorded in ``adjusted``; the problem
+    ``_duration`` recorded is withdrawn. Anything else stays refused."""
+    text = str(value).strip().removesuffix("s")
+    if isinstance(value, bool) or not text.isdigit():
+        return None
+    seconds = int(text)
+    longer = [d for d in allowed if d >= seconds]
+    if seconds < min(allowed) or not longer:
+        return None
+    used = longer[0]
+    problems.items.pop()
+    adjusted.append(
+        {
+            "field": _wire(problems.names, "duration"),
+            "requested": value,
+            "used": used,
+            "reason": f"model {spec.id} makes {', '.join(map(str, allowed))} second videos; "
+            f"{seconds} s is made as the next longer one",
+        }
+    )
+    return used
 
 
 def _flag(value: Any, default: bool | None, name: str, problems: _Problems) -> bool | None:

@@ -77,6 +77,18 @@ class IdempotencyConflict(KinemaError):
     code = "idempotency_conflict"
 
 
+class MethodNotAllowed(KinemaError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class JobStillRunning(KinemaError):
+    """A job asked to stop has not stopped yet; the client should retry shortly."""
+
+    status = 409
+    code = "job_still_running"
+
+
 class Forbidden(KinemaError):
     status = 403
     code = "forbidden"

@@ -14,33 +14,40 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Collection, Mapping
+import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from kinema.artifacts import Artifact, ArtifactKind, job_artifact, signed_file
 from kinema.catalog import Catalog
 from kinema.db import make_engine, migrate
 from kinema.engines.registry import EngineHost
+from kinema.errors import InvalidRequest, JobStillRunning, NotFound
 from kinema.jobs.dispatch import ProcrastinateDispatch
 from kinema.jobs.execute import Executor
 from kinema.jobs.keys import job_prefix
 from kinema.jobs.pool import WorkerPool
 from kinema.jobs.store import JobStore
-from kinema.jobs.submit import Submitter
+from kinema.jobs.submit import Submitter, request_fingerprint
 from kinema.jobs.workers import WorkerRegistry
 from kinema.keys import ANONYMOUS_OWNER, KeyStore
 from kinema.media.fetch import ImageFetcher
 from kinema.settings import Settings
 from kinema.storage import LinkSigner, Storage, open_storage
-from kinema.types import Job, JobStatus, SourceKind
+from kinema.types import Job, JobStatus, JobSummary, SourceKind
+from kinema.views import Creation, JobRef, JobView
 from kinema.webhooks.outbox import Outbox
 
 if TYPE_CHECKING:
     from kinema.jobs.queue_worker import QueueWorker
 
 log = logging.getLogger(__name__)
+
+CANCEL_WAIT_MIN_S = 2.0  # a worker in this process stops within a frame or two
+CANCEL_WAIT_MAX_S = 30.0
 
 
 @dataclass
@@ -144,50 +151,46 @@ class Runtime:
             models=chosen,
         )
 
-    def create(
-        self,
-        *,
-        owner: str,
-        model: str,
-        fields: Mapping[str, Any],
-        dialect: str,
-        wire_names: Mapping[str, str],
-        callback_url: str | None = None,
-        callback_field: str = "callback_url",
-        off_peak: bool = False,
-        idempotency_key: str | None = None,
-        request_hash: str | None = None,
-        derived_from: tuple[str, SourceKind] | None = None,
-    ) -> Job:
-        """Accept a generation as every dialect does: check its callback URL, validate
-        ``fields`` (canonical names) against the model, keep it as a queued job, and wake
-        a worker. ``wire_names`` maps canonical names back to the client's, for errors.
+    def create(self, owner: str, dialect: str, creation: Creation) -> Job:
+        """Accept a generation as every dialect does: check its callback URL, validate its
+        canonical fields against the model, keep it as a queued job, and wake a worker.
 
-        ``fields`` may name outputs of the owner's earlier jobs (``kinema.types.job_ref``):
-        ``video`` for an extension, ``image`` for the picture of a remix, whose source job
-        and kind ``derived_from`` records."""
-        if callback_url is not None:
-            self.submitter.vet_callback(callback_url, field=callback_field)
+        The request's fingerprint is computed here, once, from the canonical request; the
+        store decides what an ``Idempotency-Key`` retry gets with it.
+        """
+        if creation.callback_url is not None:
+            self.submitter.vet_callback(creation.callback_url, field=creation.callback_field)
         request = self.catalog.build_request(
-            model,
-            fields,
+            creation.model,
+            creation.fields,
             dialect=dialect,
-            wire_names=wire_names,
-            callback_url=callback_url,
-            off_peak=off_peak,
+            wire_names=creation.wire_names,
+            callback_url=creation.callback_url,
+            off_peak=creation.off_peak,
+            adjustments=creation.adjustments,
         )
-        if derived_from is not None:
-            request = dataclasses.replace(
-                request, source_job_id=derived_from[0], source_kind=derived_from[1]
-            )
+        if creation.storage_uri is not None:
+            request = dataclasses.replace(request, storage_uri=creation.storage_uri)
+        fingerprint = request_fingerprint(
+            {
+                "model": creation.model,
+                "fields": dict(creation.fields),
+                "callback_url": creation.callback_url,
+                "off_peak": creation.off_peak,
+                "storage_uri": creation.storage_uri,
+            }
+        )
+        if creation.derived_from is not None:
+            source_job_id, kind = creation.derived_from
+            request = dataclasses.replace(request, source_job_id=source_job_id, source_kind=kind)
         job = self.submitter.submit(
             owner=owner,
             request=request,
             dialect=dialect,
-            wire_names=wire_names,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-            extension=self.catalog.get(model).extension,
+            wire_names=creation.wire_names,
+            idempotency_key=creation.idempotency_key,
+            request_hash=fingerprint,
+            extension=self.catalog.get(creation.model).extension,
         )
         if self.pool is not None:
             self.pool.notify()
@@ -195,20 +198,18 @@ class Runtime:
 
     def remix(
         self,
-        *,
         owner: str,
-        source: str,
-        fields: Mapping[str, Any],
         dialect: str,
-        wire_names: Mapping[str, str],
+        source: str,
+        creation: Creation,
+        *,
         kind: SourceKind = "remix",
-        idempotency_key: str | None = None,
-        request_hash: str | None = None,
     ) -> Job:
         """A new job that re-films the picture of ``source`` (a ``job:`` reference to one of
-        ``owner``'s finished videos) with the same model and settings, changed by
-        ``fields`` (a new prompt, usually)."""
-        job, _ = self.submitter.sources.output(owner, source, wire_names.get("video", "video"))
+        ``owner``'s finished videos) with its model and settings, changed by
+        ``creation.fields`` (a new prompt, usually); ``creation.model`` is not used."""
+        field = creation.wire_names.get("video", "video")
+        job, _ = self.submitter.sources.output(owner, source, field)
         earlier = job.request
         spec = self.catalog.get(earlier.model)
         inherited: dict[str, Any] = {
@@ -219,23 +220,130 @@ class Runtime:
             "size": earlier.size,
             "negative_prompt": earlier.negative_prompt,
         }
-        merged = {
+        fields = {
             name: value
             for name, value in inherited.items()
             if value is not None and name in spec.accepted_fields()
         }
-        merged.update(fields)
-        merged["image"] = source
-        return self.create(
-            owner=owner,
-            model=earlier.model,
-            fields=merged,
-            dialect=dialect,
-            wire_names=wire_names,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-            derived_from=(job.id, kind),
+        fields.update(creation.fields)
+        fields["image"] = source
+        derived = dataclasses.replace(
+            creation, model=earlier.model, fields=fields, derived_from=(job.id, kind)
         )
+        return self.create(owner, dialect, derived)
+
+    # --- reading ---
+
+    def find(self, owner: str, ref: JobRef) -> Job:
+        """``owner``'s job named by ``ref``; NotFound for anyone else's."""
+        if ref.id is not None:
+            job = self.store.get(owner, ref.id)
+        else:
+            job = self._find_by_prefix(owner, ref)
+        if ref.model is not None and job.model != ref.model:
+            raise NotFound(f"job {job.id} not found")
+        return job
+
+    def _find_by_prefix(self, owner: str, ref: JobRef) -> Job:
+        for job in self.store.find_by_id_prefix(owner, ref.id_prefix or ""):
+            if ref.created_s is None or int(job.created_at.timestamp()) == ref.created_s:
+                return job
+        raise NotFound(f"job {ref.id_prefix} not found")
+
+    def status(
+        self,
+        owner: str,
+        ref: JobRef,
+        *,
+        base_url: str,
+        full: bool = True,
+        inline_video: bool = False,
+    ) -> JobView:
+        """What a poll renders. ``full=False`` reads only the status columns (the cheapest
+        read there is) when the dialect renders nothing of the request or its times;
+        ``inline_video`` carries a succeeded job's MP4 in the view."""
+        if full or ref.id is None:
+            return self.view(self.find(owner, ref), base_url, inline_video=inline_video)
+        summary = self.store.summary(owner, ref.id)
+        if ref.model is not None and summary.model != ref.model:
+            raise NotFound(f"job {ref.id} not found")
+        return self.view(summary, base_url, inline_video=inline_video)
+
+    def view(
+        self, job: Job | JobSummary, base_url: str, *, inline_video: bool = False
+    ) -> JobView:
+        """``job`` with its signed links, frame size and queue facts worked out."""
+        result = job.result
+        video_url = thumbnail_url = None
+        expires_at = None
+        video_bytes = object_uri = None
+        if job.status is JobStatus.SUCCEEDED and result is not None:
+            video_url = base_url + self.signer.path_for(result.video_key)
+            if result.thumbnail_key is not None:
+                thumbnail_url = base_url + self.signer.path_for(result.thumbnail_key)
+            expires_at = self.signer.expires_at()
+            if isinstance(job, Job) and job.request.storage_uri is not None:
+                object_uri = self.storage.object_uri(result.video_key)
+            elif inline_video:
+                video_bytes = self.storage.get_bytes(result.video_key)
+        common: dict[str, Any] = {
+            "id": job.id,
+            "model": job.model,
+            "status": job.status,
+            "progress": job.progress,
+            "error_code": job.error_code,
+            "error_message": job.error_message,
+            "result": result,
+            "base_url": base_url,
+            "url_ttl_s": self.settings.url_ttl_s,
+            "video_url": video_url,
+            "thumbnail_url": thumbnail_url,
+            "link_expires_at": expires_at,
+            "video_bytes": video_bytes,
+            "video_object_uri": object_uri,
+        }
+        if isinstance(job, JobSummary):
+            return JobView(**common)
+        queued = job.status is JobStatus.QUEUED
+        return JobView(
+            **common,
+            request=job.request,
+            created_at=job.created_at,
+            finished_at=job.finished_at,
+            cancel_requested=job.cancel_requested,
+            frame=self.catalog.frame_size(job.request),
+            queue_position=self.store.queue_position(job) if queued else None,
+            workers_online=self.workers_online(job.model) if queued else None,
+        )
+
+    def check_storage_uri(self, uri: str) -> None:
+        """Refuse (``InvalidRequest``) an output URI that is not in kinema's own bucket:
+        kinema writes only to the storage it is configured with."""
+        base = self.storage.object_uri("")
+        if not uri.startswith("s3://"):
+            where = base or "its local directory"
+            raise InvalidRequest(f"only s3:// URIs are supported; this server stores in {where}")
+        if base is None or not (uri.rstrip("/") + "/").startswith(base):
+            where = base or "a local directory, not a bucket"
+            raise InvalidRequest(f"{uri} is not storage this server writes to ({where})")
+
+    def artifact(self, owner: str, job_id: str, kind: ArtifactKind) -> Artifact:
+        """A file of ``owner``'s succeeded job: its video, thumbnail or spritesheet."""
+        job = self.store.get(owner, job_id)
+
+        def still_exists() -> bool:
+            try:
+                self.store.get(owner, job_id)
+            except NotFound:
+                return False
+            return True
+
+        return job_artifact(self.storage, job, kind, still_exists)
+
+    def signed_file(self, key: str, expires: str | None, signature: str | None) -> Artifact:
+        """The file a signed link names: 403 for a wrong signature, 410 once expired."""
+        self.signer.verify(key, expires, signature)
+        return signed_file(self.storage, key)
 
     def webhook_secret(self, owner: str) -> str:
         """The secret that signs ``owner``'s webhooks: its key's, or the server's own when
@@ -256,10 +364,29 @@ class Runtime:
             self.pool.interrupt(job.id)
         return job
 
-    def delete(self, owner: str, job_id: str) -> Job:
-        """Remove ``owner``'s finished job and every file it left in storage."""
+    def delete(self, owner: str, job_id: str, *, wait: bool = False) -> Job:
+        """Remove ``owner``'s finished job and every file it left in storage.
+
+        With ``wait``, a queued or running job is cancelled first and awaited briefly
+        (about a heartbeat); one still running after that is ``JobStillRunning``. Without
+        it, deleting an unfinished job is an ``InvalidRequest``.
+        """
+        if wait:
+            job = self.store.get(owner, job_id)
+            if not job.status.terminal:
+                job = self._wait_until_terminal(owner, self.cancel(owner, job_id))
+                if not job.status.terminal:
+                    raise JobStillRunning("the job is being cancelled; retry in a moment")
         job = self.store.delete(owner, job_id)
         self.storage.delete_prefix(job_prefix(job.id))
+        return job
+
+    def _wait_until_terminal(self, owner: str, job: Job) -> Job:
+        timeout_s = min(CANCEL_WAIT_MAX_S, max(CANCEL_WAIT_MIN_S, self.settings.heartbeat_s + 2))
+        deadline = time.monotonic() + timeout_s
+        while not job.status.terminal and time.monotonic() < deadline:
+            time.sleep(0.02)
+            job = self.store.get(owner, job.id)
         return job
 
     def workers_online(self, model: str) -> int | None:

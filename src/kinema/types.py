@@ -92,16 +92,22 @@ class GenerationRequest:
     # The job this one was derived from (extended, remixed or edited), and how.
     source_job_id: str | None = None
     source_kind: SourceKind | None = None
+    # What was changed to serve the request as sent, each {"field", "requested", "used",
+    # "reason"} with the field named as the client spelled it; dialects report them.
+    adjustments: tuple[dict[str, Any], ...] = ()
+    storage_uri: str | None = None  # the caller asked for the video's object URI (s3://)
 
     def to_json(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
         data["reference_images"] = list(self.reference_images)
+        data["adjustments"] = [dict(a) for a in self.adjustments]
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GenerationRequest:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["reference_images"] = tuple(known.get("reference_images") or ())
+        known["adjustments"] = tuple(dict(a) for a in known.get("adjustments") or ())
         return cls(**known)
 
 

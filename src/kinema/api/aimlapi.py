@@ -5,45 +5,34 @@ Wire facts (PROTOCOLS.md section 1): create and poll share one response shape
 ids look like ``<uuid>:<model>`` (so they contain ``:`` and ``/``); HTTP errors use the
 envelope ``{message, path, requestId, statusCode, timestamp}``.
 
-Extensions, which strict clients ignore: ``progress`` (0..100) on every response and
-``details`` (one entry per problem) on 400 responses.
+``meta.usage`` carries ``seconds`` (the video's length) and the seed's ``tokens_used``,
+counted as 15000 per second of video (the seed's example: 8 s, 120000 tokens).
+
+Extensions, which strict clients ignore: ``progress`` (0..100) on every response,
+``details`` (one entry per problem) on 400 responses, and ``meta.adjustments`` listing what
+was changed to serve a request as sent: seed 002's own example asks ``duration: "5"`` of
+a model that makes 4, 6 and 8 second videos; such a duration is made as the next longer
+one (6) and reported there, rather than refused.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from kinema.api.deps import (
-    BearerOwner,
-    IdempotencyKey,
-    RuntimeDep,
-    bearer_token,
-    get_authenticator,
-    public_base_url,
-)
-from kinema.api.errors import dialect_route, error_headers
-from kinema.api.events import job_event_stream
+from kinema.api.deps import BearerOwner, IdempotencyKey
+from kinema.api.dialect import Dialect, Poll
 from kinema.errors import InvalidRequest, KinemaError, NotFound
-from kinema.jobs.submit import request_fingerprint
-from kinema.runtime import Runtime
-from kinema.types import Job, JobStatus, JobSummary
+from kinema.types import JobStatus
+from kinema.views import Creation, JobRef, JobView
 
-DIALECT = "aimlapi"
-
-STATUS = {
-    JobStatus.QUEUED: "queued",
-    JobStatus.RUNNING: "generating",
-    JobStatus.SUCCEEDED: "completed",
-    JobStatus.FAILED: "error",
-    JobStatus.CANCELLED: "error",
-    JobStatus.EXPIRED: "error",
-}
+TOKENS_PER_SECOND = 15_000
 
 # wire field -> canonical field
 WIRE_FIELDS = {
@@ -63,37 +52,7 @@ WIRE_FIELDS = {
 }
 _DEFAULT_WIRE = {canonical: wire for wire, canonical in WIRE_FIELDS.items()}
 _DEFAULT_WIRE["last_image"] = "last_image_url"
-
-
-def render_error(request: Request, error: KinemaError) -> JSONResponse:
-    body: dict[str, Any] = {
-        "message": error.message,
-        "path": request.url.path,
-        "requestId": str(uuid.uuid4()),
-        "statusCode": error.status,
-        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-    }
-    if isinstance(error, InvalidRequest):
-        body["message"] = "Body validation error!"
-        body["details"] = [{"path": list(p.path), "message": p.message} for p in error.problems]
-        if not error.problems:
-            body["details"] = [{"path": [], "message": error.message}]
-    return JSONResponse(body, status_code=error.status, headers=error_headers(error))
-
-
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["message", "path", "requestId", "statusCode", "timestamp"],
-    "properties": {
-        "message": {"type": "string"},
-        "path": {"type": "string"},
-        "requestId": {"type": "string"},
-        "statusCode": {"type": "integer"},
-        "timestamp": {"type": "string"},
-        "details": {"type": "array", "items": {"type": "object"}},
-    },
-}
-router = APIRouter(route_class=dialect_route(render_error), tags=["AI/ML API"])
+POLL_PATHS = ("/v2/video/generations", "/v2/generate/video/google/generation")
 
 
 class CreateGeneration(BaseModel):
@@ -146,169 +105,166 @@ class Generation(BaseModel):
     progress: int = Field(0, description="kinema extension: percent done, 0..100")
 
 
-def wire_id(job: Job | JobSummary) -> str:
-    return f"{uuid.UUID(hex=job.id)}:{job.model}"
-
-
-def job_id_from_wire(generation_id: str) -> str:
-    head = generation_id.split(":", 1)[0].strip()
-    try:
-        return uuid.UUID(head).hex
-    except ValueError:
-        raise NotFound(f"generation {generation_id!r} not found") from None
-
-
-def render_job(job: Job | JobSummary, runtime: Runtime, base_url: str) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": wire_id(job),
-        "status": STATUS[job.status],
-        "video": None,
-        "error": None,
-        "meta": None,
-        "progress": round(job.progress * 100),
+class AimlApi(Dialect):
+    name = "aimlapi"
+    title = "AI/ML API"
+    prefixes = ("/v2/",)
+    full_view = False
+    status_words = {
+        JobStatus.QUEUED: "queued",
+        JobStatus.RUNNING: "generating",
+        JobStatus.SUCCEEDED: "completed",
+        JobStatus.FAILED: "error",
+        JobStatus.CANCELLED: "error",
+        JobStatus.EXPIRED: "error",
     }
-    if job.status is JobStatus.SUCCEEDED and job.result is not None:
-        duration = round(job.result.duration_s, 3)
-        url = base_url + runtime.signer.path_for(job.result.video_key)
-        body["video"] = {"url": url, "duration": duration}
-        body["duration"] = duration
-        body["meta"] = {"usage": {"seconds": duration}}
-    elif job.status is JobStatus.CANCELLED:
-        body["error"] = {"name": "Cancelled", "message": "the generation was cancelled"}
-    elif job.status is JobStatus.EXPIRED:
-        body["error"] = {"name": "Expired", "message": "the video was removed after retention"}
-    elif job.status is JobStatus.FAILED:
-        body["error"] = {
-            "name": job.error_code or "error",
-            "message": job.error_message or "generation failed",
+    error_schema = {
+        "type": "object",
+        "required": ["message", "path", "requestId", "statusCode", "timestamp"],
+        "properties": {
+            "message": {"type": "string"},
+            "path": {"type": "string"},
+            "requestId": {"type": "string"},
+            "statusCode": {"type": "integer"},
+            "timestamp": {"type": "string"},
+            "details": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+
+    # --- ids ---
+
+    @staticmethod
+    def wire_id(job_id: str, model: str) -> str:
+        return f"{uuid.UUID(hex=job_id)}:{model}"
+
+    @staticmethod
+    def job_ref(generation_id: str) -> JobRef:
+        head = generation_id.split(":", 1)[0].strip()
+        try:
+            return JobRef(id=uuid.UUID(head).hex)
+        except ValueError:
+            raise NotFound(f"generation {generation_id!r} not found") from None
+
+    # --- rendering ---
+
+    def render(self, view: JobView) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.wire_id(view.id, view.model),
+            "status": self.status_words[view.status],
+            "video": None,
+            "error": None,
+            "meta": None,
+            "progress": view.percent,
         }
-    return body
+        if view.video_url is not None and view.result is not None:
+            duration = round(view.result.duration_s, 3)
+            body["video"] = {"url": view.video_url, "duration": duration}
+            body["duration"] = duration
+            usage = {"seconds": duration, "tokens_used": round(duration * TOKENS_PER_SECOND)}
+            body["meta"] = {"usage": usage}
+        elif view.status is JobStatus.CANCELLED:
+            body["error"] = {"name": "Cancelled", "message": "the generation was cancelled"}
+        elif view.status is JobStatus.EXPIRED:
+            body["error"] = {"name": "Expired", "message": "the video was removed after retention"}
+        elif view.status is JobStatus.FAILED:
+            body["error"] = {
+                "name": view.error_code or "error",
+                "message": view.error_message or "generation failed",
+            }
+        if view.adjustments:
+            body["meta"] = {**(body["meta"] or {}), "adjustments": view.adjustments}
+        return body
 
+    def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "message": error.message,
+            "path": request.url.path,
+            "requestId": str(uuid.uuid4()),
+            "statusCode": error.status,
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+        if isinstance(error, InvalidRequest):
+            body["message"] = "Body validation error!"
+            body["details"] = [
+                {"path": list(p.path), "message": p.message} for p in error.problems
+            ] or [{"path": [], "message": error.message}]
+        return body
 
-def _create(
-    request: Request,
-    body: CreateGeneration,
-    owner: str,
-    runtime: Runtime,
-    idempotency_key: str | None,
-    status_code: int,
-) -> JSONResponse:
-    sent = body.model_dump(exclude_unset=True)
-    model = sent.pop("model")
-    callback_url = sent.pop("callback_url", None)
-    fields: dict[str, Any] = {}
-    wire_names = dict(_DEFAULT_WIRE)
-    for wire, value in sent.items():
-        canonical = WIRE_FIELDS.get(wire, wire)
-        fields[canonical] = value
-        wire_names[canonical] = wire
-    job = runtime.create(
-        owner=owner,
-        model=model,
-        fields=fields,
-        dialect=DIALECT,
-        wire_names=wire_names,
-        callback_url=callback_url,
-        idempotency_key=idempotency_key,
-        request_hash=request_fingerprint(body.model_dump(exclude_unset=True)),
-    )
-    return JSONResponse(
-        render_job(job, runtime, public_base_url(request, runtime)), status_code=status_code
-    )
+    # --- translating a create ---
 
+    @staticmethod
+    def parse_create(body: CreateGeneration, idempotency_key: str | None) -> Creation:
+        sent = body.model_dump(exclude_unset=True)
+        model = sent.pop("model")
+        callback_url = sent.pop("callback_url", None)
+        fields: dict[str, Any] = {}
+        wire_names = dict(_DEFAULT_WIRE)
+        for wire, value in sent.items():
+            canonical = WIRE_FIELDS.get(wire, wire)
+            fields[canonical] = value
+            wire_names[canonical] = wire
+        return Creation(
+            model=model,
+            fields=fields,
+            wire_names=wire_names,
+            callback_url=callback_url,
+            idempotency_key=idempotency_key,
+        )
 
-async def fetch_generation(request: Request) -> Response:
-    """GET ``?generation_id=``: the task's status, with a signed ``video.url`` once done.
+    # --- routes ---
 
-    Polling is the hottest path of the service (every client, every few seconds), so it
-    is a plain Starlette endpoint: no dependency injection, no thread hop. Its reads are
-    one cached-key check and one indexed row. Documented in OpenAPI by ``POLL_OPERATION``.
-    """
-    try:
-        runtime: Runtime = request.app.state.runtime
-        owner = get_authenticator(request).owner(bearer_token(request))
-        generation_id = request.query_params.get("generation_id")
-        if not generation_id:
-            raise InvalidRequest.for_field("generation_id", "is required")
-        job = runtime.store.summary(owner, job_id_from_wire(generation_id))
-        return JSONResponse(render_job(job, runtime, public_base_url(request, runtime)))
-    except KinemaError as error:
-        return render_error(request, error)
+    def polls(self) -> list[Poll]:
+        def locate(request: Request, params: Mapping[str, str], body: Any) -> JobRef:
+            generation_id = request.query_params.get("generation_id")
+            if not generation_id:
+                raise InvalidRequest.for_field("generation_id", "is required")
+            return self.job_ref(generation_id)
 
-
-@router.get("/v2/video/generations/events", response_class=StreamingResponse)
-def generation_events(
-    request: Request,
-    generation_id: Annotated[str, Query(min_length=1)],
-    owner: BearerOwner,
-    runtime: RuntimeDep,
-) -> StreamingResponse:
-    """kinema extension: server-sent events for one generation (progress, then done).
-
-    Each event's data is the same object the poll returns; reconnect with
-    ``Last-Event-ID`` to resume.
-    """
-    base_url = public_base_url(request, runtime)
-    job_id = job_id_from_wire(generation_id)
-    return job_event_stream(
-        request,
-        lambda: runtime.store.summary(owner, job_id),
-        lambda job: render_job(job, runtime, base_url),
-    )
-
-
-POLL_OPERATION: dict[str, Any] = {
-    "tags": ["AI/ML API"],
-    "summary": "Fetch a video generation",
-    "description": "The task's status; once `completed`, `video.url` is a signed link.",
-    "parameters": [
-        {
+        parameter = {
             "name": "generation_id",
             "in": "query",
             "required": True,
             "schema": {"type": "string", "minLength": 1},
             "description": "The id returned on create (contains ':' and '/').",
         }
-    ],
-    "responses": {
-        "200": {
-            "description": "The generation",
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/Generation"}}
-            },
-        },
-        "400": {"description": "Missing generation_id"},
-        "401": {"description": "Missing or invalid API key"},
-        "404": {"description": "No such generation for this key"},
-    },
-    "security": [{"bearer": []}],
-}
-POLL_PATHS = ("/v2/video/generations", "/v2/generate/video/google/generation")
+        return [
+            Poll(
+                path,
+                locate,
+                events=path + "/events" if path == POLL_PATHS[0] else None,
+                summary="Fetch a video generation: once `completed`, `video.url` is a signed link",
+                parameters=(parameter,),
+                response_model=Generation,
+            )
+            for path in POLL_PATHS
+        ]
 
+    def add_routes(self, router: APIRouter) -> None:
 
-@router.post("/v2/video/generations", response_model=Generation)
-def create_generation(
-    request: Request,
-    body: CreateGeneration,
-    owner: BearerOwner,
-    runtime: RuntimeDep,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    """Create a video generation task; poll it with GET and ``generation_id``."""
-    return _create(request, body, owner, runtime, idempotency_key, 200)
+        @router.post("/v2/video/generations", response_model=Generation)
+        def create_generation(
+            request: Request,
+            body: CreateGeneration,
+            owner: BearerOwner,
+            idempotency_key: IdempotencyKey = None,
+        ) -> JSONResponse:
+            """Create a video generation task; poll it with GET and ``generation_id``."""
+            job = request.app.state.runtime.create(
+                owner, self.name, self.parse_create(body, idempotency_key)
+            )
+            return self.respond(request, job)
 
-
-@router.post("/v2/generate/video/google/generation", response_model=Generation, status_code=201)
-def create_generation_legacy(
-    request: Request,
-    body: CreateGeneration,
-    owner: BearerOwner,
-    runtime: RuntimeDep,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    """Legacy path of the same create call (documented upstream as 201)."""
-    return _create(request, body, owner, runtime, idempotency_key, 201)
-
-
-for _path in POLL_PATHS:
-    router.add_route(_path, fetch_generation, methods=["GET"], include_in_schema=False)
+        @router.post(
+            "/v2/generate/video/google/generation", response_model=Generation, status_code=201
+        )
+        def create_generation_legacy(
+            request: Request,
+            body: CreateGeneration,
+            owner: BearerOwner,
+            idempotency_key: IdempotencyKey = None,
+        ) -> JSONResponse:
+            """Legacy path of the same create call (documented upstream as 201)."""
+            job = request.app.state.runtime.create(
+                owner, self.name, self.parse_create(body, idempotency_key)
+            )
+            return self.respond(request, job, status_code=201)

@@ -9,17 +9,39 @@ from typing import Any
 from fastapi import FastAPI
 
 from kinema import __version__
-from kinema.api import aimlapi, files, gemini, openai_videos, unified, v1_generations
+from kinema.api.aimlapi import AimlApi
 from kinema.api.deps import Authenticator
-from kinema.api.openapi import build_openapi
+from kinema.api.dialect import Dialect
+from kinema.api.files import Files
+from kinema.api.gemini import Gemini
+from kinema.api.mount import build_openapi, mount, webhook_renderers
+from kinema.api.openai_videos import OpenAIVideos
+from kinema.api.unified import UnifiedTasks
+from kinema.api.v1_generations import VideoGenerations
+from kinema.api.vertex import Vertex
 from kinema.media.fetch import ImageFetcher
 from kinema.ratelimit import RateLimiter
 from kinema.runtime import Runtime
 from kinema.settings import Settings
-from kinema.webhooks.deliver import Renderer, WebhookDeliverer
+from kinema.webhooks.deliver import WebhookDeliverer
 
 
-def _webhook_deliverer(app: FastAPI, runtime: Runtime) -> WebhookDeliverer:
+def dialects() -> list[Dialect]:
+    """Every wire API the server speaks; a new one is a module and an entry here."""
+    return [
+        AimlApi(),
+        Gemini(),
+        Vertex(),
+        OpenAIVideos(),
+        UnifiedTasks(),
+        VideoGenerations(),
+        Files(),
+    ]
+
+
+def _webhook_deliverer(
+    app: FastAPI, runtime: Runtime, served: list[Dialect]
+) -> WebhookDeliverer:
     """The outbox deliverer, rendering each event in the dialect its job came in."""
     settings = runtime.settings
 
@@ -27,20 +49,11 @@ def _webhook_deliverer(app: FastAPI, runtime: Runtime) -> WebhookDeliverer:
         configured = settings.public_base_url or app.state.seen_base_url
         return (configured or f"http://{settings.host}:{settings.port}").rstrip("/")
 
-    renderers: dict[str, Renderer] = {
-        aimlapi.DIALECT: lambda job: aimlapi.render_job(job, runtime, base_url()),
-        gemini.DIALECT: lambda job: gemini.render_operation(job, base_url()),
-        openai_videos.DIALECT: lambda job: openai_videos.render_video(job, runtime),
-        unified.DIALECT: lambda job: unified.render_task(job, runtime, base_url()),
-        v1_generations.DIALECT: lambda job: v1_generations.render_generation(
-            job, runtime, base_url()
-        ),
-    }
     return WebhookDeliverer(
         runtime.outbox,
         runtime.store,
         ImageFetcher.from_settings(settings),
-        renderers,
+        webhook_renderers(served, runtime, base_url),
         runtime.webhook_secret,
         retry_base_s=settings.webhook_retry_base_s,
         max_age_s=settings.webhook_max_age_s,
@@ -73,23 +86,19 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     app.state.runtime = runtime
     app.state.seen_base_url = None
-    deliverer = _webhook_deliverer(app, runtime)
+    served = dialects()
+    deliverer = _webhook_deliverer(app, runtime, served)
     app.state.authenticator = Authenticator(
         runtime.keys,
         ttl_s=runtime.settings.key_cache_s,
         disabled=runtime.settings.auth_disabled,
         limiter=RateLimiter(runtime.settings.rate_limit_per_minute),
     )
-    app.include_router(aimlapi.router)
-    app.include_router(gemini.router)
-    app.include_router(openai_videos.router)
-    app.include_router(unified.router)
-    app.include_router(v1_generations.router)
-    app.include_router(files.router)
+    mount(app, served)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = build_openapi(app)
+            app.openapi_schema = build_openapi(app, served)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from kinema.errors import NotFound
-from kinema.types import Job, JobStatus, JobSummary
+from kinema.types import JobStatus
+from kinema.views import JobView
 
 _RANK = {
     JobStatus.QUEUED: 0,
@@ -29,10 +30,7 @@ _RANK = {
     JobStatus.EXPIRED: 3,
 }
 
-JobView = TypeVar("JobView", Job, JobSummary)
-
-
-def event_id(job: Job | JobSummary) -> tuple[int, int]:
+def event_id(job: JobView) -> tuple[int, int]:
     return _RANK[job.status], round(job.progress * 100)
 
 
@@ -46,6 +44,7 @@ def _parse_last_event_id(value: str | None) -> tuple[int, int]:
 
 def job_event_stream(
     request: Request,
+    first: JobView,
     read: Callable[[], JobView],
     render: Callable[[JobView], dict[str, Any]],
     *,
@@ -54,11 +53,10 @@ def job_event_stream(
 ) -> StreamingResponse:
     """A ``text/event-stream`` response following a job until it ends.
 
-    ``read`` fetches the caller's job (raising ``NotFound``); ``render`` shapes it as the
-    dialect's status object. The first read happens before the response starts, so a
-    missing job is a normal error response in the caller's dialect.
+    ``first`` is the job as read before the response started (so a missing job was a
+    normal error response in the caller's dialect); ``read`` fetches it again (raising
+    ``NotFound``); ``render`` shapes it as the dialect's status object.
     """
-    first = read()
     seen = _parse_last_event_id(request.headers.get("last-event-id"))
 
     async def events() -> AsyncIterator[bytes]:

@@ -1,43 +1,25 @@
-"""Signed, expiring downloads of stored files, with HTTP range requests.
+"""Signed, expiring downloads of stored files (``/files/{key}``), with HTTP range requests,
+and the one way every route turns an ``Artifact`` into a response.
 
-A local store's files are served from disk. A remote store's (S3) are not proxied: the
-signed link answers 307 with a short-lived presigned URL of the object, which serves the
-bytes, ranges included, straight from the bucket.
+A local store's files are served from disk (ranges included). A remote store's (S3) are
+not proxied by signed links: they answer 307 with a short-lived presigned URL of the
+object, which serves the bytes, ranges included, straight from the bucket.
 """
 
 from __future__ import annotations
 
-import mimetypes
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from kinema.api.deps import RuntimeDep
-from kinema.api.errors import dialect_route
-from kinema.errors import KinemaError, NotFound
+from kinema.api.dialect import Dialect
+from kinema.artifacts import Artifact
+from kinema.errors import KinemaError
+from kinema.runtime import Runtime
 
-
-def render_error(request: Request, error: KinemaError) -> JSONResponse:
-    return JSONResponse(
-        {"message": error.message, "path": request.url.path, "statusCode": error.status},
-        status_code=error.status,
-    )
-
-
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["message", "path", "statusCode"],
-    "properties": {
-        "message": {"type": "string"},
-        "path": {"type": "string"},
-        "statusCode": {"type": "integer"},
-    },
-}
-router = APIRouter(route_class=dialect_route(render_error), tags=["files"])
-
-PRESIGNED_TTL_S = 900  # a redirect is followed at once; the signed link carries the real TTL
-
+Expires = Annotated[str | None, Query()]
+Signature = Annotated[str | None, Query()]
 
 _FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -52,31 +34,51 @@ _FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.head("/files/{key:path}", response_class=FileResponse, responses=_FILE_RESPONSES)
-def download_head(
-    key: str,
-    runtime: RuntimeDep,
-    expires: Annotated[str | None, Query()] = None,
-    signature: Annotated[str | None, Query()] = None,
-) -> Response:
-    """Headers of a signed file (size, type), without its body."""
-    return download(key, runtime, expires, signature)
+def artifact_response(artifact: Artifact) -> Response:
+    if artifact.path is not None:
+        return FileResponse(
+            artifact.path, media_type=artifact.media_type, filename=artifact.filename
+        )
+    if artifact.redirect is not None:
+        return RedirectResponse(
+            artifact.redirect, status_code=307, headers={"Cache-Control": "no-store"}
+        )
+    return Response(artifact.data, media_type=artifact.media_type)
 
 
-@router.get("/files/{key:path}", response_class=FileResponse, responses=_FILE_RESPONSES)
-def download(
-    key: str,
-    runtime: RuntimeDep,
-    expires: Annotated[str | None, Query()] = None,
-    signature: Annotated[str | None, Query()] = None,
-) -> Response:
-    """A file named by a signed link: 403 when the signature is wrong, 410 once expired."""
-    runtime.signer.verify(key, expires, signature)
-    path = runtime.storage.local_path(key)
-    if path is None:
-        remote = runtime.storage.download_url(key, ttl_s=PRESIGNED_TTL_S)
-        if remote is None:
-            raise NotFound("this file no longer exists")
-        return RedirectResponse(remote, status_code=307, headers={"Cache-Control": "no-store"})
-    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media_type, filename=path.name)
+class Files(Dialect):
+    """Not a generation API: the signed links every dialect hands out."""
+
+    name = "files"
+    title = "files"
+    prefixes = ("/files/",)
+    status_words = {}
+    error_schema = {
+        "type": "object",
+        "required": ["message", "path", "statusCode"],
+        "properties": {
+            "message": {"type": "string"},
+            "path": {"type": "string"},
+            "statusCode": {"type": "integer"},
+        },
+    }
+
+    def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
+        return {"message": error.message, "path": request.url.path, "statusCode": error.status}
+
+    def add_routes(self, router: APIRouter) -> None:
+        @router.get("/files/{key:path}", response_class=FileResponse, responses=_FILE_RESPONSES)
+        def download(
+            request: Request, key: str, expires: Expires = None, signature: Signature = None
+        ) -> Response:
+            """A file named by a signed link: 403 when the signature is wrong, 410 once
+            expired."""
+            runtime: Runtime = request.app.state.runtime
+            return artifact_response(runtime.signed_file(key, expires, signature))
+
+        @router.head("/files/{key:path}", response_class=FileResponse, responses=_FILE_RESPONSES)
+        def download_head(
+            request: Request, key: str, expires: Expires = None, signature: Signature = None
+        ) -> Response:
+            """Headers of a signed file (size, type), without its body."""
+            return download(request, key, expires, signature)

@@ -3,6 +3,8 @@
 Wire facts (PROTOCOLS.md section 4), checked against the ``google-genai`` SDK (2.x, the
 last line whose ``generate_videos`` speaks the Gemini API; 3.x sends it to Vertex only):
 
+Every route answers under ``/v1beta/`` (2.x's default) and ``/v1/`` (3.x's default).
+
 - ``POST /v1beta/models/{model}:predictLongRunning`` with one instance and ``parameters``
   returns ``{"name": "models/{model}/operations/{id}"}``; the SDK polls ``GET /v1beta/{name}``.
 - A done operation carries ``response.generateVideoResponse.generatedSamples[].video.uri``
@@ -29,196 +31,31 @@ in Gemini mode), ``metadata {state, progressPercent}`` on operations, and
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import (
-    FileResponse,
-    JSONResponse,
-    RedirectResponse,
-    Response,
-    StreamingResponse,
-)
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
 
-from kinema.api.deps import RuntimeDep, bearer_token, get_authenticator, public_base_url
-from kinema.api.errors import dialect_route, error_headers
-from kinema.api.events import job_event_stream
-from kinema.errors import (
-    FieldProblem,
-    InvalidRequest,
-    KinemaError,
-    NotFound,
-    Unauthenticated,
-    UnknownModel,
-)
-from kinema.jobs.submit import request_fingerprint
+from kinema.api import google
+from kinema.api.deps import IdempotencyKey, public_base_url
+from kinema.api.dialect import Dialect, Poll
+from kinema.api.files import artifact_response
+from kinema.api.google import GoogleOwner, Instance, Wire
+from kinema.errors import InvalidRequest, KinemaError, NotFound, UnknownModel
 from kinema.runtime import Runtime
-from kinema.types import Job, JobStatus, JobSummary, VideoResult
+from kinema.types import JobStatus
+from kinema.views import Creation, JobRef, JobView
 
-DIALECT = "gemini"
-API_VERSION = "v1beta"
+API_VERSIONS = ("v1beta", "v1")
+FILES_VERSION = "v1beta"  # video uris name this version; the file routes answer under both
 RESPONSE_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse"
-BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
-
-# HTTP status of an error response -> its google.rpc status name
-RPC_STATUS = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ALREADY_EXISTS",
-    410: "NOT_FOUND",
-    422: "FAILED_PRECONDITION",
-    429: "RESOURCE_EXHAUSTED",
-    500: "INTERNAL",
-    501: "UNIMPLEMENTED",
-    503: "UNAVAILABLE",
-}
-
-# google.rpc.Code numbers used in a failed operation's ``error.code``
-CANCELLED, INVALID_ARGUMENT, NOT_FOUND, INTERNAL, UNAVAILABLE = 1, 3, 5, 13, 14
-_FAILURE_CODES = {
-    "invalid_request": INVALID_ARGUMENT,
-    "invalid_image": INVALID_ARGUMENT,
-    "worker_lost": UNAVAILABLE,
-}
-
-# canonical field -> wire path, as messages and ``fieldViolations`` name it
-WIRE_NAMES = {
-    "prompt": "instances[0].prompt",
-    "image": "instances[0].image",
-    "last_image": "instances[0].lastFrame",
-    "reference_images": "instances[0].referenceImages",
-    "duration": "parameters.durationSeconds",
-    "aspect_ratio": "parameters.aspectRatio",
-    "resolution": "parameters.resolution",
-    "person_generation": "parameters.personGeneration",
-    "negative_prompt": "parameters.negativePrompt",
-    "enhance_prompt": "parameters.enhancePrompt",
-    "seed": "parameters.seed",
-    "generate_audio": "parameters.generateAudio",
-}
-# parameters field -> canonical field
-PARAMETER_FIELDS = {
-    "durationSeconds": "duration",
-    "aspectRatio": "aspect_ratio",
-    "resolution": "resolution",
-    "personGeneration": "person_generation",
-    "negativePrompt": "negative_prompt",
-    "enhancePrompt": "enhance_prompt",
-    "seed": "seed",
-    "generateAudio": "generate_audio",
-}
-
-_JOB_ID = re.compile(r"[0-9a-f]{32}")
+_HEX32 = frozenset("0123456789abcdef")
 
 
-def field_name(path: tuple[str | int, ...]) -> str:
-    """``("instances", 0, "image")`` -> ``instances[0].image``."""
-    name = ""
-    for part in path:
-        if isinstance(part, int):
-            name += f"[{part}]"
-        else:
-            name += f".{part}" if name else part
-    return name
-
-
-def render_error(request: Request, error: KinemaError) -> JSONResponse:
-    body: dict[str, Any] = {
-        "code": error.status,
-        "message": error.message,
-        "status": RPC_STATUS.get(error.status, "UNKNOWN"),
-    }
-    if isinstance(error, InvalidRequest) and error.problems:
-        violations = [
-            {"field": field_name(p.path), "description": p.message} for p in error.problems
-        ]
-        body["message"] = "; ".join(f"{v['field']}: {v['description']}" for v in violations)
-        body["details"] = [{"@type": BAD_REQUEST_TYPE, "fieldViolations": violations}]
-    return JSONResponse({"error": body}, status_code=error.status, headers=error_headers(error))
-
-
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message", "status"],
-            "properties": {
-                "code": {"type": "integer"},
-                "message": {"type": "string"},
-                "status": {"type": "string"},
-                "details": {"type": "array", "items": {"type": "object"}},
-            },
-        }
-    },
-}
-router = APIRouter(route_class=dialect_route(render_error), tags=["Gemini API"])
-
-
-# --- auth ---
-
-
-def api_key(request: Request) -> str | None:
-    """The caller's key: ``x-goog-api-key``, then ``?key=``, then a bearer token."""
-    key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
-    if key and key.strip():
-        return key.strip()
-    return bearer_token(request)
-
-
-def request_owner(request: Request) -> str:
-    key = api_key(request)
-    try:
-        return get_authenticator(request).owner(key)
-    except Unauthenticated:
-        if key is None:
-            raise Unauthenticated(
-                "missing API key: send the header 'x-goog-api-key: <key>' "
-                "or the query parameter 'key'"
-            ) from None
-        raise
-
-
-GeminiOwner = Annotated[str, Depends(request_owner)]
-
-
-# --- request bodies ---
-
-
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
-
-
-class ImageInput(_Wire):
-    bytes_base64_encoded: str | None = Field(default=None, description="The image, base64-encoded")
-    mime_type: str | None = Field(default=None, examples=["image/png", "image/jpeg", "image/webp"])
-    gcs_uri: str | None = Field(default=None, description="Not supported: send bytesBase64Encoded")
-
-
-class ReferenceImage(_Wire):
-    image: ImageInput
-    reference_type: str | None = Field(default=None, examples=["ASSET"])
-
-
-class Instance(_Wire):
-    prompt: str | None = None
-    image: ImageInput | None = None
-    last_frame: ImageInput | None = None
-    reference_images: list[ReferenceImage] | None = None
-    video: dict[str, Any] | None = Field(
-        default=None, description="Not supported (video extension)"
-    )
-    mask: dict[str, Any] | None = Field(default=None, description="Not supported")
-
-
-class Parameters(_Wire):
+class Parameters(Wire):
     sample_count: int | None = Field(
         default=None, description="Videos per request; only 1 is served"
     )
@@ -247,13 +84,10 @@ class WebhookConfig(BaseModel):
     userMetadata: dict[str, Any] | None = None
 
 
-class PredictLongRunningRequest(_Wire):
+class PredictLongRunningRequest(Wire):
     instances: list[Instance]
     parameters: Parameters | None = None
     webhook_config: WebhookConfig | None = None
-
-
-# --- responses ---
 
 
 class Operation(BaseModel):
@@ -264,263 +98,209 @@ class Operation(BaseModel):
     error: dict[str, Any] | None = None
 
 
-def operation_name(job: Job | JobSummary) -> str:
-    return f"models/{job.model}/operations/{job.id}"
+def _operation_id(value: str) -> str:
+    if len(value) != 32 or not _HEX32.issuperset(value):
+        raise NotFound(f"operation {value!r} is not found")
+    return value
 
 
 def video_uri(job_id: str, base_url: str) -> str:
-    return f"{base_url}/{API_VERSION}/files/{job_id}:download?alt=media"
+    return f"{base_url}/{FILES_VERSION}/files/{job_id}:download?alt=media"
 
 
-def render_operation(job: Job | JobSummary, base_url: str) -> dict[str, Any]:
-    body: dict[str, Any] = {"name": operation_name(job), "done": job.status.terminal}
-    state = "PENDING" if job.status is JobStatus.QUEUED else job.status.name
-    body["metadata"] = {"state": state, "progressPercent": round(job.progress * 100)}
-    if job.status is JobStatus.SUCCEEDED:
-        sample = {"video": {"uri": video_uri(job.id, base_url)}}
-        body["response"] = {
-            "@type": RESPONSE_TYPE,
-            "generateVideoResponse": {"generatedSamples": [sample]},
-        }
-    elif job.status is JobStatus.CANCELLED:
-        message = job.error_message or "the operation was cancelled"
-        body["error"] = {"code": CANCELLED, "message": message}
-    elif job.status is JobStatus.EXPIRED:
-        body["error"] = {"code": NOT_FOUND, "message": "the video was removed after retention"}
-    elif job.status is JobStatus.FAILED:
-        body["error"] = {
-            "code": _FAILURE_CODES.get(job.error_code or "", INTERNAL),
-            "message": job.error_message or "generation failed",
-        }
-    return body
-
-
-# --- translating a request ---
-
-
-def _image_source(image: ImageInput, field: str) -> str:
-    """An inline image as a data URI, which the shared intake decodes and validates."""
-    if image.gcs_uri is not None:
-        raise InvalidRequest.for_field(
-            f"{field}.gcsUri", "Cloud Storage images are not supported: send bytesBase64Encoded"
-        )
-    if not image.bytes_base64_encoded:
-        raise InvalidRequest.for_field(f"{field}.bytesBase64Encoded", "is required")
-    mime = image.mime_type or "application/octet-stream"
-    return f"data:{mime};base64,{image.bytes_base64_encoded}"
-
-
-def _instance_fields(instance: Instance) -> dict[str, Any]:
-    if instance.video is not None:
-        raise InvalidRequest.for_field("instances[0].video", "video extension is not supported")
-    if instance.mask is not None:
-        raise InvalidRequest.for_field("instances[0].mask", "masks are not supported")
-    fields: dict[str, Any] = {}
-    if instance.prompt is not None:
-        fields["prompt"] = instance.prompt
-    if instance.image is not None:
-        fields["image"] = _image_source(instance.image, WIRE_NAMES["image"])
-    if instance.last_frame is not None:
-        fields["last_image"] = _image_source(instance.last_frame, WIRE_NAMES["last_image"])
-    if instance.reference_images is not None:
-        sources = []
-        for i, reference in enumerate(instance.reference_images):
-            field = f"{WIRE_NAMES['reference_images']}[{i}]"
-            if (reference.reference_type or "ASSET").upper() != "ASSET":
-                raise InvalidRequest.for_field(
-                    f"{field}.referenceType", "only ASSET reference images are supported"
-                )
-            sources.append(_image_source(reference.image, f"{field}.image"))
-        fields["reference_images"] = sources
-    return fields
-
-
-def _parameter_fields(parameters: Parameters) -> dict[str, Any]:
-    sent = parameters.model_dump(by_alias=True, exclude_unset=True, exclude_none=True)
-    count = sent.pop("sampleCount", 1)
-    if count != 1:
-        raise InvalidRequest.for_field(
-            "parameters.sampleCount", f"{count} videos per request asked; only 1 is supported"
-        )
-    sent.pop("callbackUrl", None)
-    return {PARAMETER_FIELDS[wire]: value for wire, value in sent.items()}
-
-
-def _callback_url(body: PredictLongRunningRequest) -> tuple[str | None, str]:
-    """The webhook URL and the wire field it came in."""
-    parameters = body.parameters or Parameters()
-    if parameters.callback_url is not None:
-        return parameters.callback_url, "parameters.callbackUrl"
-    config = body.webhook_config
-    if config is None:
-        return None, ""
-    if config.user_metadata is not None or config.userMetadata is not None:
-        raise InvalidRequest.for_field(
-            "webhookConfig.user_metadata", "webhook user metadata is not supported"
-        )
-    if not config.uris:
-        return None, ""
-    if len(config.uris) != 1:
-        raise InvalidRequest.for_field("webhookConfig.uris", "takes exactly one URI")
-    return config.uris[0], "webhookConfig.uris[0]"
-
-
-def _split_action(segment: str, expected: str) -> str:
-    """``"veo-3:predictLongRunning"`` -> ``"veo-3"``, or 404 for another method."""
-    head, colon, action = segment.rpartition(":")
-    if not colon or action != expected:
-        raise NotFound(f"method {segment!r} is not found for API version {API_VERSION}")
-    return head
-
-
-def _job_id(operation_id: str) -> str:
-    if _JOB_ID.fullmatch(operation_id) is None:
-        raise NotFound(f"operation {operation_id!r} is not found")
-    return operation_id
-
-
-def _owned_summary(runtime: Runtime, owner: str, model: str, operation_id: str) -> JobSummary:
-    job = runtime.store.summary(owner, _job_id(operation_id))
-    if job.model != model:
-        raise NotFound(f"operation models/{model}/operations/{operation_id} is not found")
-    return job
-
-
-def predict_model(model_action: str, runtime: RuntimeDep) -> str:
+def predict_model(request: Request, model_action: str) -> str:
     """The model of ``{model}:predictLongRunning``; 404 before the body is even read."""
-    model = _split_action(model_action, "predictLongRunning").removeprefix("models/")
+    runtime: Runtime = request.app.state.runtime
+    version = request.url.path.split("/")[1]
+    model = google.split_action(model_action, "predictLongRunning", version)
+    model = model.removeprefix("models/")
     try:
-        return runtime.catalog.get(model, dialect=DIALECT).id
+        return runtime.catalog.get(model, dialect=Gemini.name).id
     except UnknownModel as error:
-        served = ", ".join(runtime.catalog.model_ids(DIALECT))
+        served = ", ".join(runtime.catalog.model_ids(Gemini.name))
         raise NotFound(
-            f"models/{model} is not found for API version {API_VERSION}, or is not supported "
-            f"for predictLongRunning; this server serves: {served}"
+            f"models/{model} is not found for API version {version}, or is not "
+            f"supported for predictLongRunning; this server serves: {served}"
         ) from error
 
 
 PredictModel = Annotated[str, Depends(predict_model)]
 
 
-# --- routes ---
+def _timestamp(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
-@router.post("/v1beta/models/{model_action}", response_model=Operation)
-def predict_long_running(
-    owner: GeminiOwner,
-    model: PredictModel,
-    body: PredictLongRunningRequest,
-    runtime: RuntimeDep,
-) -> JSONResponse:
-    """Start generating a video (``{model}:predictLongRunning``); returns an operation."""
-    if len(body.instances) != 1:
-        raise InvalidRequest(
-            f"instances: exactly one instance is supported, not {len(body.instances)}",
-            [FieldProblem(("instances",), "exactly one instance is supported")],
-        )
-    fields = _instance_fields(body.instances[0])
-    fields |= _parameter_fields(body.parameters or Parameters())
-    callback_url, callback_field = _callback_url(body)
-    job = runtime.create(
-        owner=owner,
-        model=model,
-        fields=fields,
-        dialect=DIALECT,
-        wire_names=WIRE_NAMES,
-        callback_url=callback_url,
-        callback_field=callback_field,
-        request_hash=request_fingerprint(body.model_dump(exclude_unset=True)),
-    )
-    return JSONResponse({"name": operation_name(job)})
+class Gemini(Dialect):
+    name = "gemini"
+    title = "Gemini API"
+    prefixes = ("/v1beta/", "/v1/models/", "/v1/files/")
+    full_view = False
+    status_words = {status: status.name for status in JobStatus}
+    error_schema = google.ERROR_SCHEMA
 
+    def owner(self, request: Request) -> str:
+        return google.google_owner(request)
 
-@router.get("/v1beta/models/{model}/operations/{operation_id}", response_model=Operation)
-async def get_operation(request: Request, model: str, operation_id: str) -> JSONResponse:
-    """The operation's state; once done, its video uri or its error.
+    # --- rendering ---
 
-    Polling is the hottest path, so this reads the key cache and one indexed row on
-    the event loop, like the AI/ML API poll, without a thread hop.
-    """
-    runtime: Runtime = request.app.state.runtime
-    owner = request_owner(request)
-    job = _owned_summary(runtime, owner, model, operation_id)
-    return JSONResponse(render_operation(job, public_base_url(request, runtime)))
-
-
-@router.get(
-    "/v1beta/models/{model}/operations/{operation_id}/events", response_class=StreamingResponse
-)
-def operation_events(
-    request: Request, model: str, operation_id: str, owner: GeminiOwner, runtime: RuntimeDep
-) -> StreamingResponse:
-    """kinema extension: server-sent events for one operation (the operation on every
-    change, then a final ``done`` event); resumable with ``Last-Event-ID``."""
-    _owned_summary(runtime, owner, model, operation_id)
-    base_url = public_base_url(request, runtime)
-    return job_event_stream(
-        request,
-        lambda: runtime.store.summary(owner, operation_id),
-        lambda job: render_operation(job, base_url),
-    )
-
-
-@router.post("/v1beta/models/{model}/operations/{operation_id}")
-def cancel_operation(
-    model: str, operation_id: str, owner: GeminiOwner, runtime: RuntimeDep
-) -> dict[str, Any]:
-    """Cancel (``{name}:cancel``, so ``operation_id`` ends in ``:cancel``): a queued video
-    ends now, a running one within moments."""
-    operation_id = _split_action(operation_id, "cancel")
-    _owned_summary(runtime, owner, model, operation_id)
-    runtime.cancel(owner, operation_id)
-    return {}
-
-
-@router.delete("/v1beta/models/{model}/operations/{operation_id}")
-def delete_operation(
-    model: str, operation_id: str, owner: GeminiOwner, runtime: RuntimeDep
-) -> dict[str, Any]:
-    """Remove a finished operation and its video (kinema extension); 400 while running."""
-    _owned_summary(runtime, owner, model, operation_id)
-    runtime.delete(owner, operation_id)
-    return {}
-
-
-def _file_video(runtime: Runtime, owner: str, name: str) -> tuple[Job, VideoResult]:
-    job = runtime.store.get(owner, _job_id(name))
-    if job.status is not JobStatus.SUCCEEDED or job.result is None:
-        raise NotFound(f"files/{name} is not found: its operation has no video")
-    return job, job.result
-
-
-@router.get("/v1beta/files/{file_path:path}", response_model=None)
-def get_file(request: Request, file_path: str, owner: GeminiOwner, runtime: RuntimeDep) -> Response:
-    """``files/{name}:download`` serves the video; ``files/{name}`` describes it."""
-    name, colon, action = file_path.rpartition("files/")[2].partition(":")
-    if colon and action != "download":
-        raise NotFound(f"method {action!r} is not found for files")
-    job, video = _file_video(runtime, owner, name)
-    base = public_base_url(request, runtime)
-    if colon:
-        path = runtime.storage.local_path(video.video_key)
-        if path is None:
-            return RedirectResponse(base + runtime.signer.path_for(video.video_key))
-        return FileResponse(path, media_type="video/mp4", filename=f"{name}.mp4")
-    return JSONResponse(
-        {
-            "name": f"files/{name}",
-            "mimeType": "video/mp4",
-            "sizeBytes": str(video.size_bytes),
-            "createTime": _timestamp(job.finished_at or job.updated_at),
-            "updateTime": _timestamp(job.updated_at),
-            "uri": video_uri(name, base),
-            "downloadUri": video_uri(name, base),
-            "state": "ACTIVE",
-            "source": "GENERATED",
-            "videoMetadata": {"videoDuration": f"{video.duration_s:g}s"},
+    def render(self, view: JobView) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": f"models/{view.model}/operations/{view.id}",
+            "done": view.status.terminal,
+            "metadata": google.operation_metadata(view),
         }
-    )
+        if view.status is JobStatus.SUCCEEDED:
+            sample = {"video": {"uri": video_uri(view.id, view.base_url)}}
+            body["response"] = {
+                "@type": RESPONSE_TYPE,
+                "generateVideoResponse": {"generatedSamples": [sample]},
+            }
+        error = google.operation_error(view)
+        if error is not None:
+            body["error"] = error
+        return body
+
+    def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
+        return google.error_body(error)
+
+    # --- translating a create ---
+
+    def parse_create(
+        self, body: PredictLongRunningRequest, model: str, idempotency_key: str | None
+    ) -> Creation:
+        fields = google.instance_fields(body.instances)
+        parameters = body.parameters or Parameters()
+        sent = parameters.model_dump(by_alias=True, exclude_unset=True, exclude_none=True)
+        sent.pop("callbackUrl", None)
+        fields |= google.parameter_fields(sent)
+        callback_url, callback_field = self._callback_url(body)
+        return Creation(
+            model=model,
+            fields=fields,
+            wire_names=google.WIRE_NAMES,
+            callback_url=callback_url,
+            callback_field=callback_field,
+            idempotency_key=idempotency_key,
+        )
+
+    @staticmethod
+    def _callback_url(body: PredictLongRunningRequest) -> tuple[str | None, str]:
+        """The webhook URL and the wire field it came in."""
+        parameters = body.parameters or Parameters()
+        if parameters.callback_url is not None:
+            return parameters.callback_url, "parameters.callbackUrl"
+        config = body.webhook_config
+        if config is None:
+            return None, ""
+        if config.user_metadata is not None or config.userMetadata is not None:
+            raise InvalidRequest.for_field(
+                "webhookConfig.user_metadata", "webhook user metadata is not supported"
+            )
+        if not config.uris:
+            return None, ""
+        if len(config.uris) != 1:
+            raise InvalidRequest.for_field("webhookConfig.uris", "takes exactly one URI")
+        return config.uris[0], "webhookConfig.uris[0]"
+
+    # --- routes ---
+
+    def polls(self) -> list[Poll]:
+        def locate(request: Request, params: Mapping[str, str], body: Any) -> JobRef:
+            return JobRef(id=_operation_id(params["operation_id"]), model=params["model"])
+
+        return [
+            Poll(
+                f"/{version}/models/{{model}}/operations/{{operation_id}}",
+                locate,
+                events=f"/{version}/models/{{model}}/operations/{{operation_id}}/events",
+                summary="The operation's state; once done, its video uri or its error",
+                parameters=(_path_param("model"), _path_param("operation_id")),
+                response_model=Operation,
+            )
+            for version in API_VERSIONS
+        ]
+
+    def add_routes(self, router: APIRouter) -> None:
+        for version in API_VERSIONS:
+            self._add_version(router, version)
+
+    def _add_version(self, router: APIRouter, version: str) -> None:
+
+        @router.post(f"/{version}/models/{{model_action}}", response_model=Operation)
+        def predict_long_running(
+            request: Request,
+            owner: GoogleOwner,
+            model: PredictModel,
+            body: PredictLongRunningRequest,
+            idempotency_key: IdempotencyKey = None,
+        ) -> JSONResponse:
+            """Start generating a video (``{model}:predictLongRunning``); returns an operation."""
+            runtime: Runtime = request.app.state.runtime
+            job = runtime.create(owner, self.name, self.parse_create(body, model, idempotency_key))
+            return JSONResponse({"name": f"models/{job.model}/operations/{job.id}"})
+
+        @router.post(f"/{version}/models/{{model}}/operations/{{operation_id}}")
+        def cancel_operation(
+            request: Request, model: str, operation_id: str, owner: GoogleOwner
+        ) -> dict[str, Any]:
+            """Cancel (``{name}:cancel``): a queued video ends now, a running one within
+            moments."""
+            job_id = _operation_id(google.split_action(operation_id, "cancel", version))
+            runtime: Runtime = request.app.state.runtime
+            runtime.find(owner, JobRef(id=job_id, model=model))
+            runtime.cancel(owner, job_id)
+            return {}
+
+        @router.delete(f"/{version}/models/{{model}}/operations/{{operation_id}}")
+        def delete_operation(
+            request: Request, model: str, operation_id: str, owner: GoogleOwner
+        ) -> dict[str, Any]:
+            """Remove a finished operation and its video (kinema extension); 400 while
+            running."""
+            runtime: Runtime = request.app.state.runtime
+            job = runtime.find(owner, JobRef(id=_operation_id(operation_id), model=model))
+            runtime.delete(owner, job.id)
+            return {}
+
+        @router.get(f"/{version}/files/{{file_path:path}}", response_model=None)
+        def get_file(request: Request, file_path: str, owner: GoogleOwner) -> Response:
+            """``files/{name}:download`` serves the video; ``files/{name}`` describes it.
+
+            The SDK leaves an ``http://`` uri whole, so the path may read
+            ``files/http://host/v1beta/files/{name}:download``: the name is what follows
+            the last ``files/``.
+            """
+            name, colon, action = file_path.rpartition("files/")[2].partition(":")
+            if colon and action != "download":
+                raise NotFound(f"method {action!r} is not found for files")
+            runtime: Runtime = request.app.state.runtime
+            try:
+                job_id = _operation_id(name)
+                if colon:
+                    return artifact_response(runtime.artifact(owner, job_id, "video"))
+                job = runtime.find(owner, JobRef(id=job_id))
+            except NotFound:
+                raise NotFound(f"files/{name} is not found: its operation has no video") from None
+            video = job.result
+            if job.status is not JobStatus.SUCCEEDED or video is None:
+                raise NotFound(f"files/{name} is not found: its operation has no video")
+            uri = video_uri(name, public_base_url(request, runtime))
+            return JSONResponse(
+                {
+                    "name": f"files/{name}",
+                    "mimeType": "video/mp4",
+                    "sizeBytes": str(video.size_bytes),
+                    "createTime": _timestamp(job.finished_at or job.updated_at),
+                    "updateTime": _timestamp(job.updated_at),
+                    "uri": uri,
+                    "downloadUri": uri,
+                    "state": "ACTIVE",
+                    "source": "GENERATED",
+                    "videoMetadata": {"videoDuration": f"{video.duration_s:g}s"},
+                }
+            )
 
 
-def _timestamp(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}

@@ -40,55 +40,41 @@ Create honours an ``Idempotency-Key`` header like kinema's other dialects.
 from __future__ import annotations
 
 import base64
-import hashlib
-import io
 import math
 import re
-import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from kinema.api.deps import BearerOwner, IdempotencyKey, RuntimeDep, bearer_token, get_authenticator
-from kinema.api.errors import dialect_route, error_headers
-from kinema.api.events import job_event_stream
+from kinema.api.deps import BearerOwner, IdempotencyKey, public_base_url
+from kinema.api.dialect import Dialect, Poll
+from kinema.api.files import artifact_response
 from kinema.catalog import FRAME_SIZES, ModelSpec
 from kinema.errors import (
     FieldProblem,
     InvalidImage,
     InvalidRequest,
+    JobStillRunning,
     KinemaError,
     NotFound,
     UnknownModel,
 )
-from kinema.jobs.submit import job_prefix, request_fingerprint
 from kinema.media.fetch import format_size
-from kinema.media.spritesheet import build_spritesheet
 from kinema.runtime import Runtime
-from kinema.types import Job, JobStatus
+from kinema.types import JobStatus
+from kinema.views import Creation, JobRef, JobView
 
-DIALECT = "openai"
 DEFAULT_MODEL = "sora-2"  # what OpenAI uses when ``model`` is omitted
 DEFAULT_SIZE = "720x1280"  # OpenAI's default, for models that list it among their sizes
 ID_PREFIX = "video_"
 POLL_AFTER_MS = 1000  # a clip takes seconds to make; polling faster only adds load
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
-CANCEL_WAIT_MIN_S = 2.0  # a worker in this process stops within a frame or two
-CANCEL_WAIT_MAX_S = 30.0
-
-STATUS = {
-    JobStatus.QUEUED: "queued",
-    JobStatus.RUNNING: "in_progress",
-    JobStatus.SUCCEEDED: "completed",
-    JobStatus.FAILED: "failed",
-    JobStatus.CANCELLED: "failed",
-    JobStatus.EXPIRED: "failed",
-}
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -113,53 +99,9 @@ _IMAGE_URL = "input_reference[image_url]"
 _FILE_ID = "input_reference[file_id]"
 
 
-class VideoStillRunning(KinemaError):
-    """A deleted video's worker has not stopped yet; the client should retry shortly."""
-
-    status = 409
-    code = "video_still_running"
-
-
-def render_error(request: Request, error: KinemaError) -> JSONResponse:
-    param = None
-    if isinstance(error, InvalidRequest) and error.problems:
-        param = _param_name(error.problems[0].path)
-    status = error.status
-    body = {
-        "error": {
-            "message": error.message,
-            "type": _ERROR_TYPES.get(
-                status, "server_error" if status >= 500 else "invalid_request_error"
-            ),
-            "param": param,
-            "code": _ERROR_CODES.get(error.code, error.code),
-        }
-    }
-    return JSONResponse(body, status_code=status, headers=error_headers(error))
-
-
 def _param_name(path: tuple[str | int, ...]) -> str:
     head, *rest = path
     return str(head) + "".join(f"[{part}]" for part in rest)
-
-
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["message", "type"],
-            "properties": {
-                "message": {"type": "string"},
-                "type": {"type": "string"},
-                "param": {"type": ["string", "null"]},
-                "code": {"type": ["string", "null"]},
-            },
-        }
-    },
-}
-router = APIRouter(route_class=dialect_route(render_error), tags=["OpenAI Videos"])
 
 
 # --- schemas, for the OpenAPI document ---
@@ -240,74 +182,22 @@ CREATE_BODY: dict[str, Any] = {
 }
 
 
-# --- ids and rendering ---
+# --- ids ---
 
 
 def wire_id(job_id: str) -> str:
     return ID_PREFIX + job_id
 
 
-def job_id_from_wire(video_id: str) -> str:
+def job_ref(video_id: str) -> JobRef:
     hex_id = video_id.removeprefix(ID_PREFIX)
     if not video_id.startswith(ID_PREFIX) or not re.fullmatch(r"[0-9a-f]{32}", hex_id):
         raise NotFound(f"No video found with id '{video_id}'.")
-    return hex_id
-
-
-def get_video(runtime: Runtime, owner: str, video_id: str) -> Job:
-    """``owner``'s video, or NotFound in OpenAI's words (another key's video included)."""
-    try:
-        return runtime.store.get(owner, job_id_from_wire(video_id))
-    except NotFound:
-        raise NotFound(f"No video found with id '{video_id}'.") from None
+    return JobRef(id=hex_id)
 
 
 def _unix(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp())
-
-
-def _error(job: Job) -> dict[str, str] | None:
-    if job.status is JobStatus.CANCELLED:
-        return {"code": "cancelled", "message": "The video was cancelled."}
-    if job.status is JobStatus.EXPIRED:
-        return {"code": "expired", "message": "The video's files were removed after retention."}
-    if job.status is JobStatus.FAILED:
-        return {
-            "code": job.error_code or "generation_failed",
-            "message": job.error_message or "Video generation failed.",
-        }
-    return None
-
-
-def render_video(job: Job, runtime: Runtime) -> dict[str, Any]:
-    if job.result is not None:
-        width, height = job.result.width, job.result.height
-    else:
-        width, height = runtime.catalog.frame_size(job.request)
-    completed_at = _unix(job.finished_at) if job.status.terminal else None
-    expires_at = None
-    if job.status is JobStatus.SUCCEEDED and completed_at is not None:
-        expires_at = completed_at + runtime.settings.url_ttl_s
-    return {
-        "id": wire_id(job.id),
-        "object": "video",
-        "model": job.model,
-        "status": STATUS[job.status],
-        "progress": round(job.progress * 100),
-        "created_at": _unix(job.created_at),
-        "completed_at": completed_at,
-        "expires_at": expires_at,
-        "prompt": job.request.prompt,
-        "size": f"{width}x{height}",
-        "seconds": str(job.request.duration_s),
-        "remixed_from_video_id": None,
-        "error": _error(job),
-    }
-
-
-def video_response(job: Job, runtime: Runtime) -> JSONResponse:
-    headers = {} if job.status.terminal else {"openai-poll-after-ms": str(POLL_AFTER_MS)}
-    return JSONResponse(render_video(job, runtime), headers=headers)
 
 
 # --- reading a create body ---
@@ -320,11 +210,6 @@ class CreateBody:
         self.fields = fields
         self.image = image
         self.image_param = image_param
-
-    def fingerprint(self) -> str:
-        """What an Idempotency-Key retry must repeat (the image by digest, not by value)."""
-        digest = None if self.image is None else hashlib.sha256(self.image.encode()).hexdigest()
-        return request_fingerprint({**self.fields, "input_reference": digest})
 
 
 async def read_create_body(request: Request) -> CreateBody:
@@ -466,7 +351,7 @@ def _model_spec(runtime: Runtime, model: Any) -> ModelSpec:
     if not isinstance(model, str) or not model:
         raise InvalidRequest.for_field("model", "must be a model id string")
     try:
-        return runtime.catalog.get(model, dialect=DIALECT)
+        return runtime.catalog.get(model, dialect=OpenAIVideos.name)
     except UnknownModel as error:
         raise UnknownModel(error.message, [FieldProblem(("model",), error.message)]) from None
 
@@ -479,196 +364,254 @@ def _callback_url(value: Any) -> str | None:
     return value
 
 
-def create_job(runtime: Runtime, owner: str, body: CreateBody, idempotency_key: str | None) -> Job:
-    sent = dict(body.fields)
-    spec = _model_spec(runtime, sent.pop("model", DEFAULT_MODEL))
-    callback_url = _callback_url(sent.pop("callback_url", None))
-    fields: dict[str, Any] = {k: sent[k] for k in ("prompt", *_EXTENSIONS) if k in sent}
-    if "seconds" in sent:
-        fields["duration"] = sent["seconds"]
-    if "size" not in sent and DEFAULT_SIZE in spec.sizes:
-        sent["size"] = DEFAULT_SIZE
-    if "size" in sent:
-        fields.update(_size_fields(spec, sent["size"]))
-    if body.image is not None:
-        fields["image"] = body.image
-    wire_names = {
-        "image": body.image_param,
-        "duration": "seconds",
-        "size": "size",
-        "resolution": "size",
-        "aspect_ratio": "size",
-    }
-    return runtime.create(
-        owner=owner,
-        model=spec.id,
-        fields=fields,
-        dialect=DIALECT,
-        wire_names=wire_names,
-        callback_url=callback_url,
-        idempotency_key=idempotency_key,
-        request_hash=body.fingerprint(),
-    )
-
-
+Variant = Literal["video", "thumbnail", "spritesheet"]
 CreateBodyDep = Annotated[CreateBody, Depends(read_create_body)]
 
 
-@router.post("/v1/videos", response_model=Video, openapi_extra={"requestBody": CREATE_BODY})
-def create_video(
-    owner: BearerOwner,
-    body: CreateBodyDep,
-    runtime: RuntimeDep,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    """Create a video from a prompt and an optional first-frame image."""
-    return video_response(create_job(runtime, owner, body, idempotency_key), runtime)
-
-
-# --- read ---
-
-
-@router.get("/v1/videos/{video_id}", response_model=Video)
-async def retrieve_video(request: Request, video_id: str) -> JSONResponse:
-    """A video's status and metadata."""
-    # Polling clients call this every second, so it runs on the event loop: one cached
-    # key check and one indexed row, no dependency injection or thread hop.
-    runtime: Runtime = request.app.state.runtime
-    owner = get_authenticator(request).owner(bearer_token(request))
-    return video_response(get_video(runtime, owner, video_id), runtime)
-
-
-@router.get("/v1/videos/{video_id}/events", response_class=StreamingResponse)
-def video_events(
-    request: Request, video_id: str, owner: BearerOwner, runtime: RuntimeDep
-) -> StreamingResponse:
-    """kinema extension: server-sent events for one video (the video object on every
-    change, then a final ``done`` event); resumable with ``Last-Event-ID``."""
-    job_id = get_video(runtime, owner, video_id).id
-    return job_event_stream(
-        request,
-        lambda: runtime.store.get(owner, job_id),
-        lambda job: render_video(job, runtime),
-    )
-
-
-@router.get("/v1/videos", response_model=VideoList)
-def list_videos(
-    owner: BearerOwner,
-    runtime: RuntimeDep,
-    after: Annotated[
-        str | None, Query(min_length=1, description="id of the last video seen")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
-    order: Annotated[Literal["asc", "desc"], Query()] = "desc",
-) -> dict[str, Any]:
-    """The key's videos by creation time, newest first unless ``order=asc``."""
-    cursor = None
-    if after is not None:
-        try:
-            cursor = job_id_from_wire(after)
-        except NotFound:
-            raise InvalidRequest.for_field("after", f"no video {after!r}") from None
-    try:
-        jobs = runtime.store.list(owner, limit=limit + 1, after=cursor, order=order)
-    except InvalidRequest:
-        raise InvalidRequest.for_field("after", f"no video {after!r}") from None
-    page = jobs[:limit]
-    data = [render_video(job, runtime) for job in page]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": len(jobs) > limit,
+class OpenAIVideos(Dialect):
+    name = "openai"
+    title = "OpenAI Videos"
+    prefixes = ("/v1/videos",)
+    status_words = {
+        JobStatus.QUEUED: "queued",
+        JobStatus.RUNNING: "in_progress",
+        JobStatus.SUCCEEDED: "completed",
+        JobStatus.FAILED: "failed",
+        JobStatus.CANCELLED: "failed",
+        JobStatus.EXPIRED: "failed",
+    }
+    error_schema = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": ["string", "null"]},
+                },
+            }
+        },
     }
 
+    # --- rendering ---
 
-# --- delete ---
-
-
-def _wait_until_terminal(runtime: Runtime, owner: str, job: Job) -> Job:
-    timeout_s = min(CANCEL_WAIT_MAX_S, max(CANCEL_WAIT_MIN_S, runtime.settings.heartbeat_s + 2))
-    deadline = time.monotonic() + timeout_s
-    while not job.status.terminal and time.monotonic() < deadline:
-        time.sleep(0.02)
-        job = runtime.store.get(owner, job.id)
-    return job
-
-
-@router.delete("/v1/videos/{video_id}", response_model=VideoDeleted)
-def delete_video(video_id: str, owner: BearerOwner, runtime: RuntimeDep) -> dict[str, Any]:
-    """Delete a video and its files; a queued or running one is cancelled first."""
-    job = get_video(runtime, owner, video_id)
-    if not job.status.terminal:
-        job = _wait_until_terminal(runtime, owner, runtime.cancel(owner, job.id))
-        if not job.status.terminal:
-            raise VideoStillRunning(
-                f"Video '{video_id}' is being cancelled; retry the delete in a moment."
-            )
-    runtime.delete(owner, job.id)
-    return {"id": wire_id(job.id), "object": "video.deleted", "deleted": True}
-
-
-# --- content ---
-
-Variant = Literal["video", "thumbnail", "spritesheet"]
-
-
-@router.get(
-    "/v1/videos/{video_id}/content",
-    response_class=Response,
-    responses={
-        200: {
-            "content": {"video/mp4": {}, "image/jpeg": {}},
-            "description": "The MP4, or a JPEG for the thumbnail and spritesheet variants",
+    def render(self, view: JobView) -> dict[str, Any]:
+        if view.result is not None:
+            width, height = view.result.width, view.result.height
+        else:
+            width, height = view.frame or (0, 0)
+        completed_at = _unix(view.finished_at) if view.status.terminal else None
+        expires_at = None
+        if view.status is JobStatus.SUCCEEDED and completed_at is not None:
+            expires_at = completed_at + view.url_ttl_s
+        request = view.request
+        return {
+            "id": wire_id(view.id),
+            "object": "video",
+            "model": view.model,
+            "status": self.status_words[view.status],
+            "progress": view.percent,
+            "created_at": _unix(view.created_at),
+            "completed_at": completed_at,
+            "expires_at": expires_at,
+            "prompt": None if request is None else request.prompt,
+            "size": f"{width}x{height}",
+            "seconds": "" if request is None else str(request.duration_s),
+            "remixed_from_video_id": None,
+            "error": self._error(view),
         }
-    },
-)
-def download_content(
-    video_id: str,
-    owner: BearerOwner,
-    runtime: RuntimeDep,
-    variant: Annotated[Variant, Query()] = "video",
-) -> Response:
-    """The video (with HTTP range support), its thumbnail or a spritesheet of its frames."""
-    job = get_video(runtime, owner, video_id)
-    if job.status is not JobStatus.SUCCEEDED or job.result is None:
-        raise NotFound(f"Video '{video_id}' has no content: it is {STATUS[job.status]}.")
-    if variant == "video":
-        return _stored_file(runtime, job.result.video_key, "video/mp4", f"{video_id}.mp4")
-    if variant == "thumbnail":
-        if job.result.thumbnail_key is None:
-            raise NotFound(f"Video '{video_id}' has no thumbnail.")
-        return _stored_file(runtime, job.result.thumbnail_key, "image/jpeg", f"{video_id}.jpg")
-    key = f"{job_prefix(job.id)}spritesheet.jpg"
-    filename = f"{video_id}-spritesheet.jpg"
-    if runtime.storage.local_path(key) is None:
-        try:
-            sheet = runtime.storage.get_bytes(key)
-        except NotFound:
-            sheet = _make_spritesheet(runtime, owner, job, key)
-        return Response(sheet, media_type="image/jpeg")
-    return _stored_file(runtime, key, "image/jpeg", filename)
 
+    @staticmethod
+    def _error(view: JobView) -> dict[str, str] | None:
+        if view.status is JobStatus.CANCELLED:
+            return {"code": "cancelled", "message": "The video was cancelled."}
+        if view.status is JobStatus.EXPIRED:
+            return {"code": "expired", "message": "The video's files were removed after retention."}
+        if view.status is JobStatus.FAILED:
+            return {
+                "code": view.error_code or "generation_failed",
+                "message": view.error_message or "Video generation failed.",
+            }
+        return None
 
-def _stored_file(runtime: Runtime, key: str, media_type: str, filename: str) -> Response:
-    path = runtime.storage.local_path(key)
-    if path is not None:
-        return FileResponse(path, media_type=media_type, filename=filename)
-    return Response(runtime.storage.get_bytes(key), media_type=media_type)
+    @staticmethod
+    def poll_headers(view: JobView) -> dict[str, str]:
+        return {} if view.status.terminal else {"openai-poll-after-ms": str(POLL_AFTER_MS)}
 
+    def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
+        param = None
+        if isinstance(error, InvalidRequest) and error.problems:
+            param = _param_name(error.problems[0].path)
+        status = error.status
+        return {
+            "error": {
+                "message": error.message,
+                "type": _ERROR_TYPES.get(
+                    status, "server_error" if status >= 500 else "invalid_request_error"
+                ),
+                "param": param,
+                "code": _ERROR_CODES.get(error.code, error.code),
+            }
+        }
 
-def _make_spritesheet(runtime: Runtime, owner: str, job: Job, key: str) -> bytes:
-    """Build the spritesheet of a completed video and keep it with the job's files."""
-    assert job.result is not None
-    path = runtime.storage.local_path(job.result.video_key)
-    source = path or io.BytesIO(runtime.storage.get_bytes(job.result.video_key))
-    sheet = build_spritesheet(source, round(job.result.duration_s * job.result.fps))
-    runtime.storage.put_bytes(key, sheet)
-    try:  # a delete that ran meanwhile must not leave this file behind
-        runtime.store.get(owner, job.id)
-    except NotFound:
-        runtime.storage.delete_prefix(job_prefix(job.id))
-        raise NotFound("the video was deleted") from None
-    return sheet
+    # --- translating a create ---
+
+    def parse_create(
+        self, runtime: Runtime, body: CreateBody, idempotency_key: str | None
+    ) -> Creation:
+        sent = dict(body.fields)
+        spec = _model_spec(runtime, sent.pop("model", DEFAULT_MODEL))
+        callback_url = _callback_url(sent.pop("callback_url", None))
+        fields: dict[str, Any] = {k: sent[k] for k in ("prompt", *_EXTENSIONS) if k in sent}
+        if "seconds" in sent:
+            fields["duration"] = sent["seconds"]
+        if "size" not in sent and DEFAULT_SIZE in spec.sizes:
+            sent["size"] = DEFAULT_SIZE
+        if "size" in sent:
+            fields.update(_size_fields(spec, sent["size"]))
+        if body.image is not None:
+            fields["image"] = body.image
+        wire_names = {
+            "image": body.image_param,
+            "duration": "seconds",
+            "size": "size",
+            "resolution": "size",
+            "aspect_ratio": "size",
+        }
+        return Creation(
+            model=spec.id,
+            fields=fields,
+            wire_names=wire_names,
+            callback_url=callback_url,
+            idempotency_key=idempotency_key,
+        )
+
+    # --- routes ---
+
+    def polls(self) -> list[Poll]:
+        def locate(request: Request, params: Mapping[str, str], body: Any) -> JobRef:
+            return job_ref(params["video_id"])
+
+        return [
+            Poll(
+                "/v1/videos/{video_id}",
+                locate,
+                events="/v1/videos/{video_id}/events",
+                summary="A video's status and metadata",
+                parameters=(
+                    {
+                        "name": "video_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                ),
+                response_model=Video,
+                headers=self.poll_headers,
+            )
+        ]
+
+    def render_error(self, request: Request, error: KinemaError) -> Response:
+        if isinstance(error, NotFound) and "video_id" in request.path_params:
+            video_id = request.path_params["video_id"]
+            if not error.message.startswith(("No video", "Video")):
+                error = NotFound(f"No video found with id '{video_id}'.")
+        return super().render_error(request, error)
+
+    def add_routes(self, router: APIRouter) -> None:
+
+        @router.post(
+            "/v1/videos", response_model=Video, openapi_extra={"requestBody": CREATE_BODY}
+        )
+        def create_video(
+            request: Request,
+            owner: BearerOwner,
+            body: CreateBodyDep,
+            idempotency_key: IdempotencyKey = None,
+        ) -> JSONResponse:
+            """Create a video from a prompt and an optional first-frame image."""
+            runtime: Runtime = request.app.state.runtime
+            creation = self.parse_create(runtime, body, idempotency_key)
+            job = runtime.create(owner, self.name, creation)
+            view = runtime.view(job, public_base_url(request, runtime))
+            return JSONResponse(self.render(view), headers=self.poll_headers(view))
+
+        @router.get("/v1/videos", response_model=VideoList)
+        def list_videos(
+            request: Request,
+            owner: BearerOwner,
+            after: Annotated[
+                str | None, Query(min_length=1, description="id of the last video seen")
+            ] = None,
+            limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+            order: Annotated[Literal["asc", "desc"], Query()] = "desc",
+        ) -> dict[str, Any]:
+            """The key's videos by creation time, newest first unless ``order=asc``."""
+            runtime: Runtime = request.app.state.runtime
+            cursor = None
+            if after is not None:
+                try:
+                    cursor = job_ref(after).id
+                except NotFound:
+                    raise InvalidRequest.for_field("after", f"no video {after!r}") from None
+            try:
+                jobs = runtime.store.list(owner, limit=limit + 1, after=cursor, order=order)
+            except InvalidRequest:
+                raise InvalidRequest.for_field("after", f"no video {after!r}") from None
+            base_url = public_base_url(request, runtime)
+            data = [self.render(runtime.view(job, base_url)) for job in jobs[:limit]]
+            return {
+                "object": "list",
+                "data": data,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+                "has_more": len(jobs) > limit,
+            }
+
+        @router.delete("/v1/videos/{video_id}", response_model=VideoDeleted)
+        def delete_video(request: Request, video_id: str, owner: BearerOwner) -> dict[str, Any]:
+            """Delete a video and its files; a queued or running one is cancelled first.
+
+            A video still running after a short wait (its worker on another machine has
+            not seen the cancel yet) is a 409, which the SDK retries."""
+            runtime: Runtime = request.app.state.runtime
+            try:
+                job = runtime.delete(owner, job_ref(video_id).id or "", wait=True)
+            except JobStillRunning:
+                raise JobStillRunning(
+                    f"Video '{video_id}' is being cancelled; retry the delete in a moment."
+                ) from None
+            return {"id": wire_id(job.id), "object": "video.deleted", "deleted": True}
+
+        @router.get(
+            "/v1/videos/{video_id}/content",
+            response_class=Response,
+            responses={
+                200: {
+                    "content": {"video/mp4": {}, "image/jpeg": {}},
+                    "description": "The MP4, or a JPEG for the thumbnail and spritesheet variants",
+                }
+            },
+        )
+        def download_content(
+            request: Request,
+            video_id: str,
+            owner: BearerOwner,
+            variant: Annotated[Variant, Query()] = "video",
+        ) -> Response:
+            """The video (with HTTP range support), its thumbnail or a spritesheet of its
+            frames (built on first request and kept with the video's files)."""
+            runtime: Runtime = request.app.state.runtime
+            job_id = job_ref(video_id).id or ""
+            try:
+                artifact = runtime.artifact(owner, job_id, variant)
+            except NotFound as error:
+                if error.message.startswith("job "):  # no such video for this key
+                    raise
+                detail = error.message.removeprefix("the video ")
+                raise NotFound(f"Video '{video_id}' {detail}.") from None
+            return artifact_response(artifact)

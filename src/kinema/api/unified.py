@@ -41,32 +41,24 @@ enhance_prompt, person_generation, negative_prompt, seed, and the kinema extensi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from kinema.api.deps import BearerOwner, IdempotencyKey, RuntimeDep, public_base_url
-from kinema.api.errors import dialect_route, error_headers
-from kinema.api.events import job_event_stream
+from kinema.api.deps import BearerOwner, IdempotencyKey
+from kinema.api.dialect import Dialect, Poll
 from kinema.errors import FieldProblem, InvalidRequest, KinemaError, NotFound
-from kinema.jobs.submit import request_fingerprint
 from kinema.runtime import Runtime
-from kinema.types import Job, JobStatus
+from kinema.types import JobStatus
+from kinema.views import Creation, JobRef, JobView
 
-DIALECT = "unified"
 ID_PREFIX = "task-unified-"
 _ID_HEX = 10  # job id hex digits carried by the 8 base32 characters (40 bits)
-
-STATUS = {
-    JobStatus.QUEUED: "pending",
-    JobStatus.RUNNING: "processing",
-    JobStatus.SUCCEEDED: "completed",
-    JobStatus.FAILED: "failed",
-    JobStatus.CANCELLED: "failed",
-    JobStatus.EXPIRED: "failed",
-}
+_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
 
 # wire field -> canonical field
 WIRE_FIELDS = {
@@ -114,43 +106,6 @@ _ERROR_TYPES = {
 }
 
 
-def render_error(request: Request, error: KinemaError) -> JSONResponse:
-    body: dict[str, Any] = {
-        "code": error.status,
-        "message": error.message,
-        "type": _ERROR_TYPES.get(error.status, "internal_server_error"),
-        "param": None,
-    }
-    if isinstance(error, InvalidRequest) and error.problems:
-        body["param"] = _param(error.problems[0])
-        body["details"] = [{"param": _param(p), "message": p.message} for p in error.problems]
-    return JSONResponse({"error": body}, status_code=error.status, headers=error_headers(error))
-
-
-def _param(problem: FieldProblem) -> str:
-    return ".".join(map(str, problem.path))
-
-
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message", "type"],
-            "properties": {
-                "code": {"type": "integer"},
-                "message": {"type": "string"},
-                "type": {"type": "string"},
-                "param": {"type": ["string", "null"]},
-                "details": {"type": "array", "items": {"type": "object"}},
-            },
-        }
-    },
-}
-router = APIRouter(route_class=dialect_route(render_error), tags=["Unified tasks"])
-
-
 class CreateTask(BaseModel):
     """A create request; which optional fields apply depends on ``model`` (see the catalog)."""
 
@@ -195,19 +150,27 @@ class Task(BaseModel):
     error: TaskError | None = None
 
 
+
+
+def _param(problem: FieldProblem) -> str:
+    return ".".join(map(str, problem.path))
+
+
+def _created(moment: datetime | None) -> int:
+    return 0 if moment is None else int(moment.timestamp())
+
+
 # --- ids ---
 
-_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
 
-
-def wire_id(job: Job) -> str:
-    bits = int(job.id[:_ID_HEX], 16)
+def wire_id(job_id: str, created_at: datetime | None) -> str:
+    bits = int(job_id[:_ID_HEX], 16)
     chars = "".join(_BASE32[(bits >> shift) & 31] for shift in range(35, -1, -5))
-    return f"{ID_PREFIX}{_created(job)}-{chars}"
+    return f"{ID_PREFIX}{_created(created_at)}-{chars}"
 
 
-def find_job(runtime: Runtime, owner: str, task_id: str) -> Job:
-    """The job behind ``task_id``, or ``NotFound`` (also for someone else's task)."""
+def job_ref(task_id: str) -> JobRef:
+    """The job a task id names: the head of its id and its creation second."""
     head, _, chars = task_id.removeprefix(ID_PREFIX).partition("-")
     missing = NotFound(f"task {task_id!r} not found")
     if not task_id.startswith(ID_PREFIX) or not head.isdigit() or len(chars) != 8:
@@ -218,135 +181,162 @@ def find_job(runtime: Runtime, owner: str, task_id: str) -> Job:
         if index < 0:
             raise missing
         bits = bits << 5 | index
-    prefix = f"{bits:0{_ID_HEX}x}"
-    for job in runtime.store.find_by_id_prefix(owner, prefix):
-        if _created(job) == int(head):
-            return job
-    raise missing
-
-
-def _created(job: Job) -> int:
-    return int(job.created_at.timestamp())
-
-
-# --- rendering ---
-
-
-def render_task(job: Job, runtime: Runtime, base_url: str) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "can_cancel": not job.status.terminal and not job.cancel_requested,
-        "video_duration": job.request.duration_s,
-    }
-    if job.status is JobStatus.QUEUED:
-        info["queue_position"] = runtime.store.queue_position(job)
-        online = runtime.workers_online(job.model)
-        if online is not None:  # scale-out: 0 says no worker serves this model
-            info["workers_online"] = online
-    body: dict[str, Any] = {
-        "created": _created(job),
-        "id": wire_id(job),
-        "model": job.model,
-        "object": "video.generation.task",
-        "progress": round(job.progress * 100),
-        "status": STATUS[job.status],
-        "task_info": info,
-        "type": "video",
-    }
-    if job.status is JobStatus.SUCCEEDED and job.result is not None:
-        body["results"] = [base_url + runtime.signer.path_for(job.result.video_key)]
-    elif job.status is JobStatus.CANCELLED:
-        message = job.error_message or "the task was cancelled"
-        body["error"] = {"code": "request_cancelled", "message": message}
-    elif job.status is JobStatus.EXPIRED:
-        message = "the video was removed after retention; submit the task again"
-        body["error"] = {"code": "result_expired", "message": message}
-    elif job.status is JobStatus.FAILED:
-        body["error"] = {
-            "code": job.error_code or "generation_failed",
-            "message": job.error_message or "generation failed",
-        }
-    return body
-
-
-# --- routes ---
-
-
-def _canonical_fields(body: CreateTask) -> tuple[dict[str, Any], dict[str, str]]:
-    sent = body.model_dump(exclude_unset=True, exclude={"model", "callback_url"})
-    fields: dict[str, Any] = {}
-    wire_names = dict(_DEFAULT_WIRE)
-    for wire, value in sent.items():
-        canonical = WIRE_FIELDS.get(wire, wire)
-        if canonical in fields:
-            taken = wire_names[canonical]
-            raise InvalidRequest.for_field(wire, f"is the same field as {taken}; send one")
-        if wire == "image_urls":
-            if not isinstance(value, list) or len(value) != 1:
-                raise InvalidRequest.for_field(wire, "takes exactly one image (the first frame)")
-            value = value[0]
-        fields[canonical] = value
-        wire_names[canonical] = wire
-    return fields, wire_names
+    return JobRef(id_prefix=f"{bits:0{_ID_HEX}x}", created_s=int(head))
 
 
 TaskId = Annotated[str, Path(examples=["task-unified-1757165031-uyujaw3d"])]
 
 
-@router.post("/v1/videos/generations", response_model=Task)
-def create_task(
-    request: Request,
-    body: CreateTask,
-    owner: BearerOwner,
-    runtime: RuntimeDep,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    """Create an image-to-video task; poll it at ``GET /v1/tasks/{id}``."""
-    fields, wire_names = _canonical_fields(body)
-    job = runtime.create(
-        owner=owner,
-        model=body.model,
-        fields=fields,
-        dialect=DIALECT,
-        wire_names=wire_names,
-        callback_url=body.callback_url,
-        idempotency_key=idempotency_key,
-        request_hash=request_fingerprint(body.model_dump(exclude_unset=True)),
-    )
-    return JSONResponse(render_task(job, runtime, public_base_url(request, runtime)))
+class UnifiedTasks(Dialect):
+    name = "unified"
+    title = "Unified tasks"
+    prefixes = ("/v1/tasks/", "/v1/videos/generations")
+    status_words = {
+        JobStatus.QUEUED: "pending",
+        JobStatus.RUNNING: "processing",
+        JobStatus.SUCCEEDED: "completed",
+        JobStatus.FAILED: "failed",
+        JobStatus.CANCELLED: "failed",
+        JobStatus.EXPIRED: "failed",
+    }
+    error_schema = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "type"],
+                "properties": {
+                    "code": {"type": "integer"},
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "details": {"type": "array", "items": {"type": "object"}},
+                },
+            }
+        },
+    }
 
+    # --- rendering ---
 
-@router.get("/v1/tasks/{task_id}", response_model=Task)
-def get_task(
-    request: Request, task_id: TaskId, owner: BearerOwner, runtime: RuntimeDep
-) -> JSONResponse:
-    """The task's status; once ``completed``, ``results`` holds the signed video URL."""
-    job = find_job(runtime, owner, task_id)
-    return JSONResponse(render_task(job, runtime, public_base_url(request, runtime)))
+    def render(self, view: JobView) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "can_cancel": not view.status.terminal and not view.cancel_requested,
+            "video_duration": None if view.request is None else view.request.duration_s,
+        }
+        if view.queue_position is not None:
+            info["queue_position"] = view.queue_position
+        if view.workers_online is not None:  # scale-out: 0 says no worker serves this model
+            info["workers_online"] = view.workers_online
+        body: dict[str, Any] = {
+            "created": _created(view.created_at),
+            "id": wire_id(view.id, view.created_at),
+            "model": view.model,
+            "object": "video.generation.task",
+            "progress": view.percent,
+            "status": self.status_words[view.status],
+            "task_info": info,
+            "type": "video",
+        }
+        if view.video_url is not None:
+            body["results"] = [view.video_url]
+        elif view.status is JobStatus.CANCELLED:
+            message = view.error_message or "the task was cancelled"
+            body["error"] = {"code": "request_cancelled", "message": message}
+        elif view.status is JobStatus.EXPIRED:
+            message = "the video was removed after retention; submit the task again"
+            body["error"] = {"code": "result_expired", "message": message}
+        elif view.status is JobStatus.FAILED:
+            body["error"] = {
+                "code": view.error_code or "generation_failed",
+                "message": view.error_message or "generation failed",
+            }
+        return body
 
+    def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "code": error.status,
+            "message": error.message,
+            "type": _ERROR_TYPES.get(error.status, "internal_server_error"),
+            "param": None,
+        }
+        if isinstance(error, InvalidRequest) and error.problems:
+            body["param"] = _param(error.problems[0])
+            body["details"] = [{"param": _param(p), "message": p.message} for p in error.problems]
+        return {"error": body}
 
-@router.get("/v1/tasks/{task_id}/events", response_class=StreamingResponse)
-def task_events(
-    request: Request, task_id: TaskId, owner: BearerOwner, runtime: RuntimeDep
-) -> StreamingResponse:
-    """kinema extension: server-sent events for one task (the task object on every change,
-    then a final ``done`` event); resumable with ``Last-Event-ID``."""
-    job_id = find_job(runtime, owner, task_id).id
-    base_url = public_base_url(request, runtime)
-    return job_event_stream(
-        request,
-        lambda: runtime.store.get(owner, job_id),
-        lambda job: render_task(job, runtime, base_url),
-    )
+    # --- translating a create ---
 
+    @staticmethod
+    def parse_create(body: CreateTask, idempotency_key: str | None) -> Creation:
+        sent = body.model_dump(exclude_unset=True, exclude={"model", "callback_url"})
+        fields: dict[str, Any] = {}
+        wire_names = dict(_DEFAULT_WIRE)
+        for wire, value in sent.items():
+            canonical = WIRE_FIELDS.get(wire, wire)
+            if canonical in fields:
+                taken = wire_names[canonical]
+                raise InvalidRequest.for_field(wire, f"is the same field as {taken}; send one")
+            if wire == "image_urls":
+                if not isinstance(value, list) or len(value) != 1:
+                    raise InvalidRequest.for_field(
+                        wire, "takes exactly one image (the first frame)"
+                    )
+                value = value[0]
+            fields[canonical] = value
+            wire_names[canonical] = wire
+        return Creation(
+            model=body.model,
+            fields=fields,
+            wire_names=wire_names,
+            callback_url=body.callback_url,
+            idempotency_key=idempotency_key,
+        )
 
-@router.post("/v1/tasks/{task_id}/cancel", response_model=Task)
-def cancel_task(
-    request: Request, task_id: TaskId, owner: BearerOwner, runtime: RuntimeDep
-) -> JSONResponse:
-    """Cancel a task: a pending one ends now, a processing one within moments.
+    # --- routes ---
 
-    The task ends ``failed`` with error code ``request_cancelled``; cancelling a finished
-    task changes nothing and returns it as it is.
-    """
-    job = runtime.cancel(owner, find_job(runtime, owner, task_id).id)
-    return JSONResponse(render_task(job, runtime, public_base_url(request, runtime)))
+    def polls(self) -> list[Poll]:
+        def locate(request: Request, params: Mapping[str, str], body: Any) -> JobRef:
+            return job_ref(params["task_id"])
+
+        parameter = {
+            "name": "task_id",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+        return [
+            Poll(
+                "/v1/tasks/{task_id}",
+                locate,
+                events="/v1/tasks/{task_id}/events",
+                summary="The task's status; once completed, results holds the signed video URL",
+                parameters=(parameter,),
+                response_model=Task,
+            )
+        ]
+
+    def add_routes(self, router: APIRouter) -> None:
+
+        @router.post("/v1/videos/generations", response_model=Task)
+        def create_task(
+            request: Request,
+            body: CreateTask,
+            owner: BearerOwner,
+            idempotency_key: IdempotencyKey = None,
+        ) -> JSONResponse:
+            """Create an image-to-video task; poll it at ``GET /v1/tasks/{id}``."""
+            runtime: Runtime = request.app.state.runtime
+            job = runtime.create(owner, self.name, self.parse_create(body, idempotency_key))
+            return self.respond(request, job)
+
+        @router.post("/v1/tasks/{task_id}/cancel", response_model=Task)
+        def cancel_task(request: Request, task_id: TaskId, owner: BearerOwner) -> JSONResponse:
+            """Cancel a task: a pending one ends now, a processing one within moments.
+
+            The task ends ``failed`` with error code ``request_cancelled``; cancelling a
+            finished task changes nothing and returns it as it is.
+            """
+            runtime: Runtime = request.app.state.runtime
+            job = runtime.cancel(owner, runtime.find(owner, job_ref(task_id)).id)
+            return self.respond(request, job)

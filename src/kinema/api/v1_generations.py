@@ -14,8 +14,9 @@ optionally a last frame; each an http(s) URL, raw base64 or a ``data:`` URI; ``i
 ``3840x2160``, ``2160x3840``, which also sets the aspect ratio; any other pixel size is a
 400), and the model's optional fields (generate_audio, negative_prompt, seed,
 enhance_prompt, person_generation). Images are optional: without one the model works from
-the prompt alone. Veo 3.1 with a first frame makes 8-second videos only (as upstream);
-another ``seconds`` is a 400. Kinema extensions: ``callback_url`` and ``off_peak``
+the prompt alone. Veo 3.1 with a first frame makes 8-second videos only: as the seed
+says, ``seconds`` "is fixed to 8" then, so another value is made as 8, reported in
+``seconds`` and listed in ``adjustments``. Kinema extensions: ``callback_url`` and ``off_peak``
 (lowest priority; cancelled automatically when unfinished 48 h after creation).
 
 Response (create, poll and cancel)::
@@ -27,6 +28,7 @@ Response (create, poll and cancel)::
      "queue_position": <int> (only while queued),
      "workers_online": <int> (queued, scale-out dispatch: 0 = no worker serves the model),
      "error": {"code", "message"} | null,
+     "adjustments": [{"field", "requested", "used", "reason"}] (only when a field was changed),
      "url", "video_url", "expires_at", "format": "mp4", "metadata": {...} (when succeeded)}
 
 ``url`` and ``video_url`` are the same signed link, valid for 24 hours. A cancelled task
@@ -41,32 +43,22 @@ HTTP errors (OpenAI's envelope): ``{"error": {"message", "type", "param", "code"
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from kinema.api.deps import BearerOwner, IdempotencyKey, RuntimeDep, public_base_url
-from kinema.api.errors import dialect_route, error_headers
-from kinema.api.events import job_event_stream
+from kinema.api.deps import BearerOwner, IdempotencyKey
+from kinema.api.dialect import Dialect, Poll
 from kinema.catalog import FRAME_SIZES
 from kinema.errors import FieldProblem, InvalidRequest, KinemaError, NotFound
-from kinema.jobs.submit import request_fingerprint
 from kinema.runtime import Runtime
-from kinema.types import Job, JobStatus
+from kinema.types import JobStatus
+from kinema.views import Creation, JobRef, JobView
 
-DIALECT = "v1"
 ID_PREFIX = "task_"
-
-STATUS = {
-    JobStatus.QUEUED: "queued",
-    JobStatus.RUNNING: "in_progress",
-    JobStatus.SUCCEEDED: "succeeded",
-    JobStatus.FAILED: "failed",
-    JobStatus.CANCELLED: "cancelled",
-    JobStatus.EXPIRED: "failed",
-}
 
 # Models whose first-frame videos are always 8 seconds long upstream.
 EIGHT_SECONDS_WITH_IMAGE = frozenset({"veo-3.1-generate-preview", "veo-3.1-fast-generate-preview"})
@@ -105,44 +97,6 @@ _ERROR_TYPES = {
     404: "not_found_error",
     429: "rate_limit_error",
 }
-
-
-def render_error(request: Request, error: KinemaError) -> JSONResponse:
-    fallback = "invalid_request_error" if error.status < 500 else "server_error"
-    body: dict[str, Any] = {
-        "message": error.message,
-        "type": _ERROR_TYPES.get(error.status, fallback),
-        "param": None,
-        "code": error.code,
-    }
-    if isinstance(error, InvalidRequest) and error.problems:
-        body["param"] = _param(error.problems[0])
-        body["details"] = [{"param": _param(p), "message": p.message} for p in error.problems]
-    return JSONResponse({"error": body}, status_code=error.status, headers=error_headers(error))
-
-
-def _param(problem: FieldProblem) -> str:
-    return ".".join(map(str, problem.path))
-
-
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["message", "type", "code"],
-            "properties": {
-                "message": {"type": "string"},
-                "type": {"type": "string"},
-                "param": {"type": ["string", "null"]},
-                "code": {"type": "string"},
-                "details": {"type": "array", "items": {"type": "object"}},
-            },
-        }
-    },
-}
-router = APIRouter(route_class=dialect_route(render_error), tags=["/v1/video/generations"])
 
 
 class CreateVideoGeneration(BaseModel):
@@ -201,109 +155,14 @@ class VideoGeneration(BaseModel):
         "dispatch only); 0: no worker serves it, so the task waits until one starts",
     )
     error: GenerationError | None = None
+    adjustments: list[dict[str, Any]] | None = Field(
+        None, description="what was changed to serve the request (e.g. seconds fixed to 8)"
+    )
     url: str | None = Field(None, description="signed video link (succeeded), valid 24 h")
     video_url: str | None = Field(None, description="the same link as url")
     expires_at: int | None = Field(None, description="when the link stops working")
     format: str | None = None
     metadata: dict[str, Any] | None = None
-
-
-# --- ids ---
-
-
-def wire_id(job: Job) -> str:
-    return ID_PREFIX + job.id
-
-
-def job_id_from_wire(task_id: str) -> str:
-    job_id = task_id.strip().removeprefix(ID_PREFIX)
-    if len(job_id) != 32 or job_id.strip("0123456789abcdef"):
-        raise NotFound(f"task {task_id!r} not found")
-    return job_id
-
-
-# --- rendering ---
-
-
-def render_generation(job: Job, runtime: Runtime, base_url: str) -> dict[str, Any]:
-    width, height = runtime.catalog.frame_size(job.request)
-    body: dict[str, Any] = {
-        "id": wire_id(job),
-        "task_id": wire_id(job),
-        "object": "video",
-        "model": job.model,
-        "status": STATUS[job.status],
-        "progress": round(job.progress * 100),
-        "created_at": int(job.created_at.timestamp()),
-        "completed_at": int(job.finished_at.timestamp()) if job.finished_at else None,
-        "seconds": str(job.request.duration_s),
-        "size": f"{width}x{height}",
-        "off_peak": job.request.off_peak,
-        "error": None,
-    }
-    if job.status is JobStatus.QUEUED:
-        body["queue_position"] = runtime.store.queue_position(job)
-        online = runtime.workers_online(job.model)
-        if online is not None:
-            body["workers_online"] = online
-    if job.status is JobStatus.SUCCEEDED and job.result is not None:
-        result = job.result
-        url = base_url + runtime.signer.path_for(result.video_key)
-        body |= {
-            "url": url,
-            "video_url": url,
-            "expires_at": runtime.signer.expires_at(),
-            "format": "mp4",
-            "metadata": {
-                "duration": round(result.duration_s, 3),
-                "fps": result.fps,
-                "width": result.width,
-                "height": result.height,
-                "has_audio": result.has_audio,
-            },
-        }
-    elif job.status is JobStatus.CANCELLED:
-        body["error"] = {
-            "code": job.error_code or "cancelled",
-            "message": job.error_message or "the generation was cancelled",
-        }
-    elif job.status is JobStatus.EXPIRED:
-        body["error"] = {
-            "code": "expired",
-            "message": "the video was removed after retention; submit the task again",
-        }
-    elif job.status is JobStatus.FAILED:
-        body["error"] = {
-            "code": job.error_code or "generation_failed",
-            "message": job.error_message or "generation failed",
-        }
-    return body
-
-
-# --- translating a request ---
-
-
-def _canonical_fields(body: CreateVideoGeneration) -> tuple[dict[str, Any], dict[str, str]]:
-    sent = body.model_dump(exclude_unset=True)
-    fields: dict[str, Any] = {}
-    wire_names = {canonical: wire for wire, canonical in WIRE_FIELDS.items()}
-    wire_names |= {"image": "images", "last_image": "images", "duration": "seconds"}
-    wire_names["resolution"] = "size"
-    for wire, value in sent.items():
-        if wire not in _SPECIAL:
-            fields[WIRE_FIELDS.get(wire, wire)] = value
-    _images(sent, fields, wire_names)
-    _seconds(sent, fields, wire_names)
-    _size(sent, fields, wire_names)
-    if body.model in EIGHT_SECONDS_WITH_IMAGE and "image" in fields and "duration" in fields:
-        seconds = str(fields["duration"]).strip().removesuffix("s")
-        if seconds != "8":
-            raise InvalidRequest.for_field(
-                wire_names["duration"],
-                "Veo 3.1 with a first frame image makes 8-second videos only "
-                f"(got {fields['duration']!r}); send 8 or leave it out",
-            )
-    return fields, wire_names
 
 
 def _images(sent: dict[str, Any], fields: dict[str, Any], wire_names: dict[str, str]) -> None:
@@ -363,63 +222,208 @@ def _size(sent: dict[str, Any], fields: dict[str, Any], wire_names: dict[str, st
     fields["resolution"] = chosen
 
 
-# --- routes ---
+def _param(problem: FieldProblem) -> str:
+    return ".".join(map(str, problem.path))
+
+
+def wire_id(job_id: str) -> str:
+    return ID_PREFIX + job_id
+
+
+def job_id_from_wire(task_id: str) -> str:
+    job_id = task_id.strip().removeprefix(ID_PREFIX)
+    if len(job_id) != 32 or job_id.strip("0123456789abcdef"):
+        raise NotFound(f"task {task_id!r} not found")
+    return job_id
+
+
+def _fixed_seconds(
+    model: str, fields: dict[str, Any], wire_names: dict[str, str]
+) -> tuple[dict[str, Any], ...]:
+    """Veo 3.1 with a first frame: ``seconds`` "is fixed to 8" (seed 004)."""
+    if model not in EIGHT_SECONDS_WITH_IMAGE or "image" not in fields:
+        return ()
+    requested = fields.get("duration")
+    fields["duration"] = 8
+    if requested is None or str(requested).strip().removesuffix("s") == "8":
+        return ()
+    reason = "Veo 3.1 with a first frame image makes 8-second videos only"
+    field = wire_names["duration"]
+    return ({"field": field, "requested": requested, "used": 8, "reason": reason},)
+
 
 TaskId = Annotated[str, Path(examples=["task_5f0c3e6a9b2d4c1e8f7a6b5c4d3e2f10"])]
 
 
-@router.post("/v1/video/generations", response_model=VideoGeneration)
-def create_generation(
-    request: Request,
-    body: CreateVideoGeneration,
-    owner: BearerOwner,
-    runtime: RuntimeDep,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    """Submit a video task; poll ``GET /v1/video/generations/{task_id}`` until ``succeeded``."""
-    fields, wire_names = _canonical_fields(body)
-    job = runtime.create(
-        owner=owner,
-        model=body.model,
-        fields=fields,
-        dialect=DIALECT,
-        wire_names=wire_names,
-        callback_url=body.callback_url,
-        off_peak=body.off_peak,
-        idempotency_key=idempotency_key,
-        request_hash=request_fingerprint(body.model_dump(exclude_unset=True)),
-    )
-    return JSONResponse(render_generation(job, runtime, public_base_url(request, runtime)))
+class VideoGenerations(Dialect):
+    name = "v1"
+    title = "/v1/video/generations"
+    prefixes = ("/v1/video/",)
+    status_words = {
+        JobStatus.QUEUED: "queued",
+        JobStatus.RUNNING: "in_progress",
+        JobStatus.SUCCEEDED: "succeeded",
+        JobStatus.FAILED: "failed",
+        JobStatus.CANCELLED: "cancelled",
+        JobStatus.EXPIRED: "failed",
+    }
+    error_schema = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "code"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": "string"},
+                    "details": {"type": "array", "items": {"type": "object"}},
+                },
+            }
+        },
+    }
 
+    # --- rendering ---
 
-@router.get("/v1/video/generations/{task_id}", response_model=VideoGeneration)
-def get_generation(
-    request: Request, task_id: TaskId, owner: BearerOwner, runtime: RuntimeDep
-) -> JSONResponse:
-    """The task's status; once ``succeeded``, ``url`` is a signed link to the MP4."""
-    job = runtime.store.get(owner, job_id_from_wire(task_id))
-    return JSONResponse(render_generation(job, runtime, public_base_url(request, runtime)))
+    def render(self, view: JobView) -> dict[str, Any]:
+        width, height = view.frame or (0, 0)
+        request = view.request
+        body: dict[str, Any] = {
+            "id": wire_id(view.id),
+            "task_id": wire_id(view.id),
+            "object": "video",
+            "model": view.model,
+            "status": self.status_words[view.status],
+            "progress": view.percent,
+            "created_at": 0 if view.created_at is None else int(view.created_at.timestamp()),
+            "completed_at": int(view.finished_at.timestamp()) if view.finished_at else None,
+            "seconds": "" if request is None else str(request.duration_s),
+            "size": f"{width}x{height}",
+            "off_peak": False if request is None else request.off_peak,
+            "error": None,
+        }
+        if view.queue_position is not None:
+            body["queue_position"] = view.queue_position
+        if view.workers_online is not None:
+            body["workers_online"] = view.workers_online
+        if view.adjustments:
+            body["adjustments"] = view.adjustments
+        result = view.result
+        if view.video_url is not None and result is not None:
+            body |= {
+                "url": view.video_url,
+                "video_url": view.video_url,
+                "expires_at": view.link_expires_at,
+                "format": "mp4",
+                "metadata": {
+                    "duration": round(result.duration_s, 3),
+                    "fps": result.fps,
+                    "width": result.width,
+                    "height": result.height,
+                    "has_audio": result.has_audio,
+                },
+            }
+        elif view.status is JobStatus.CANCELLED:
+            body["error"] = {
+                "code": view.error_code or "cancelled",
+                "message": view.error_message or "the generation was cancelled",
+            }
+        elif view.status is JobStatus.EXPIRED:
+            body["error"] = {
+                "code": "expired",
+                "message": "the video was removed after retention; submit the task again",
+            }
+        elif view.status is JobStatus.FAILED:
+            body["error"] = {
+                "code": view.error_code or "generation_failed",
+                "message": view.error_message or "generation failed",
+            }
+        return body
 
+    def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
+        fallback = "invalid_request_error" if error.status < 500 else "server_error"
+        body: dict[str, Any] = {
+            "message": error.message,
+            "type": _ERROR_TYPES.get(error.status, fallback),
+            "param": None,
+            "code": error.code,
+        }
+        if isinstance(error, InvalidRequest) and error.problems:
+            body["param"] = _param(error.problems[0])
+            body["details"] = [{"param": _param(p), "message": p.message} for p in error.problems]
+        return {"error": body}
 
-@router.get("/v1/video/generations/{task_id}/events", response_class=StreamingResponse)
-def generation_events(
-    request: Request, task_id: TaskId, owner: BearerOwner, runtime: RuntimeDep
-) -> StreamingResponse:
-    """kinema extension: server-sent events for one task (the task object on every change,
-    then a final ``done`` event); resumable with ``Last-Event-ID``."""
-    job_id = job_id_from_wire(task_id)
-    base_url = public_base_url(request, runtime)
-    return job_event_stream(
-        request,
-        lambda: runtime.store.get(owner, job_id),
-        lambda job: render_generation(job, runtime, base_url),
-    )
+    # --- translating a create ---
 
+    @staticmethod
+    def parse_create(body: CreateVideoGeneration, idempotency_key: str | None) -> Creation:
+        sent = body.model_dump(exclude_unset=True)
+        fields: dict[str, Any] = {}
+        wire_names = {canonical: wire for wire, canonical in WIRE_FIELDS.items()}
+        wire_names |= {"image": "images", "last_image": "images", "duration": "seconds"}
+        wire_names["resolution"] = "size"
+        for wire, value in sent.items():
+            if wire not in _SPECIAL:
+                fields[WIRE_FIELDS.get(wire, wire)] = value
+        _images(sent, fields, wire_names)
+        _seconds(sent, fields, wire_names)
+        _size(sent, fields, wire_names)
+        adjustments = _fixed_seconds(body.model, fields, wire_names)
+        return Creation(
+            model=body.model,
+            fields=fields,
+            wire_names=wire_names,
+            callback_url=body.callback_url,
+            off_peak=body.off_peak,
+            idempotency_key=idempotency_key,
+            adjustments=adjustments,
+        )
 
-@router.post("/v1/video/generations/{task_id}/cancel", response_model=VideoGeneration)
-def cancel_generation(
-    request: Request, task_id: TaskId, owner: BearerOwner, runtime: RuntimeDep
-) -> JSONResponse:
-    """Cancel a task: a queued one ends now, a running one within moments."""
-    job = runtime.cancel(owner, job_id_from_wire(task_id))
-    return JSONResponse(render_generation(job, runtime, public_base_url(request, runtime)))
+    # --- routes ---
+
+    def polls(self) -> list[Poll]:
+        def locate(request: Request, params: Mapping[str, str], body: Any) -> JobRef:
+            return JobRef(id=job_id_from_wire(params["task_id"]))
+
+        parameter = {
+            "name": "task_id",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+        return [
+            Poll(
+                "/v1/video/generations/{task_id}",
+                locate,
+                events="/v1/video/generations/{task_id}/events",
+                summary="The task's status; once succeeded, url is a signed link to the MP4",
+                parameters=(parameter,),
+                response_model=VideoGeneration,
+            )
+        ]
+
+    def add_routes(self, router: APIRouter) -> None:
+
+        @router.post("/v1/video/generations", response_model=VideoGeneration)
+        def create_generation(
+            request: Request,
+            body: CreateVideoGeneration,
+            owner: BearerOwner,
+            idempotency_key: IdempotencyKey = None,
+        ) -> JSONResponse:
+            """Submit a video task; poll ``GET /v1/video/generations/{task_id}`` until
+            ``succeeded``."""
+            runtime: Runtime = request.app.state.runtime
+            job = runtime.create(owner, self.name, self.parse_create(body, idempotency_key))
+            return self.respond(request, job)
+
+        @router.post("/v1/video/generations/{task_id}/cancel", response_model=VideoGeneration)
+        def cancel_generation(
+            request: Request, task_id: TaskId, owner: BearerOwner
+        ) -> JSONResponse:
+            """Cancel a task: a queued one ends now, a running one within moments."""
+            runtime: Runtime = request.app.state.runtime
+            job = runtime.cancel(owner, job_id_from_wire(task_id))
+            return self.respond(request, job)

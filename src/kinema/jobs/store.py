@@ -170,13 +170,19 @@ class JobStore:
         assert row is not None
         return _to_job(row), True
 
-    def find_idempotent(self, owner: str, idempotency_key: str) -> Job | None:
+    def find_idempotent(
+        self, owner: str, idempotency_key: str, *, request_hash: str | None = None
+    ) -> Job | None:
         """The job ``owner`` submitted with ``idempotency_key``, if any.
 
         Lets the API answer a retry before doing the slow part of accepting it again.
+        With ``request_hash``, the same decision ``submit`` makes: the earlier job if the
+        hashes match, else ``IdempotencyConflict``.
         """
         row = self._find_by_key(owner, idempotency_key)
-        return None if row is None else _to_job(row)
+        if row is None:
+            return None
+        return _to_job(row) if request_hash is None else _same_request(row, request_hash)
 
     def request_hash(self, job_id: str) -> str:
         """The ``request_hash`` stored with a job (what idempotent retries compare)."""

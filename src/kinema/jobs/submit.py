@@ -16,10 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from kinema.catalog import ExtensionLimits
-from kinema.errors import IdempotencyConflict
 from kinema.jobs.keys import input_key, job_prefix
 from kinema.jobs.sources import SourceResolver
-from kinema.jobs.store import JobStore
+from kinema.jobs.store import JobStore, hash_request
 from kinema.media.fetch import ImageFetcher
 from kinema.media.images import read_image_source, validate_image
 from kinema.storage import Storage
@@ -67,10 +66,12 @@ class Submitter:
         errors point at the right field. ``extension`` bounds a source video (the model's
         limits; a request with a video needs them).
         """
-        if idempotency_key:
-            earlier = self.store.find_idempotent(owner, idempotency_key)
+        if idempotency_key:  # a retry is answered before its images are fetched again
+            earlier = self.store.find_idempotent(
+                owner, idempotency_key, request_hash=request_hash or hash_request(request)
+            )
             if earlier is not None:
-                return self._same_or_conflict(earlier, request_hash)
+                return earlier
 
         job_id = uuid.uuid4().hex
         try:
@@ -94,14 +95,6 @@ class Submitter:
     def vet_callback(self, url: str, *, field: str) -> None:
         """Refuse a callback URL now (400) if it is not http(s) or points inside."""
         self.fetcher.vet(url, field=field)
-
-    def _same_or_conflict(self, job: Job, request_hash: str | None) -> Job:
-        stored_hash = self.store.request_hash(job.id)
-        if stored_hash != request_hash:
-            raise IdempotencyConflict(
-                "this Idempotency-Key was already used with a different request body"
-            )
-        return job
 
     def _store_inputs(
         self,

@@ -26,6 +26,10 @@ class Storage(Protocol):
         store's presigned link), or None: served from ``local_path`` or gone."""
         ...
 
+    def object_uri(self, key: str) -> str | None:
+        """The object's URI in its bucket (``s3://bucket/key``), or None for a local store."""
+        ...
+
     def delete_prefix(self, prefix: str) -> int:
         """Remove every object whose key starts with ``prefix``; return how many."""
         ...

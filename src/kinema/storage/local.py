@@ -61,6 +61,9 @@ class LocalStorage:
     def download_url(self, key: str, *, ttl_s: int) -> str | None:
         return None  # served by kinema itself, from local_path
 
+    def object_uri(self, key: str) -> str | None:
+        return None
+
     def delete_prefix(self, prefix: str) -> int:
         """Remove the directory ``prefix`` (a key ending in ``/``) and all it holds."""
         base = self._path(prefix.rstrip("/"))

@@ -121,6 +121,9 @@ class S3Storage:
         )
         return url
 
+    def object_uri(self, key: str) -> str | None:
+        return f"s3://{self.location.bucket}/{self.location.prefix}{key}"
+
     def delete_prefix(self, prefix: str) -> int:
         full = self._key(prefix.rstrip("/")) + "/"
         count = 0

@@ -1,0 +1,119 @@
+"""The one shape of a wire API: what differs between dialects, and nothing else.
+
+A ``Dialect`` translates. It names its jobs (``wire_id`` / ``job_ref``), maps kinema's
+status enum to its own words, parses a create body into a ``Creation`` (the canonical
+request), renders a ``JobView`` and a ``KinemaError`` in its own shapes, declares its
+error schema, and lists its routes: ``polls`` (served by the one fast poll helper, each
+with a server-sent events twin) and ``add_routes`` for the rest (create, cancel, ...).
+
+``kinema.api.mount`` builds every dialect's routes, its webhook renderer and its OpenAPI
+entries from a list of dialects, so a new dialect is one module and one list entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from kinema.api.deps import bearer_token, get_authenticator, public_base_url
+from kinema.api.errors import error_headers
+from kinema.errors import KinemaError
+from kinema.runtime import Runtime
+from kinema.types import Job, JobStatus
+from kinema.views import JobRef, JobView
+
+# (request, path parameters, parsed JSON body or None) -> the job the poll names
+Locate = Callable[[Request, Mapping[str, str], Any], JobRef]
+
+
+@dataclass(frozen=True)
+class Poll:
+    """One status read of a dialect, served on the event loop by ``kinema.api.poll``.
+
+    ``path`` is a route path (``/v1/tasks/{task_id}``; ``{name:path}`` spans slashes).
+    ``events`` is the path of its server-sent events twin, or None for none.
+    ``parameters`` and ``request_body`` document it in OpenAPI; ``response_model`` is
+    the pydantic model its body conforms to (checked by the tests).
+    """
+
+    path: str
+    locate: Locate
+    method: str = "GET"
+    events: str | None = None
+    summary: str = ""
+    parameters: tuple[dict[str, Any], ...] = ()
+    request_body: dict[str, Any] | None = None
+    response_model: type[Any] | None = None
+    headers: Callable[[JobView], dict[str, str]] = field(default=lambda _view: {})
+
+
+class Dialect:
+    """Base of every wire API. Subclasses set the class attributes and override methods."""
+
+    name: ClassVar[str]  # stored with each job; the catalog lists models per dialect
+    title: ClassVar[str]  # its OpenAPI tag
+    prefixes: ClassVar[tuple[str, ...]]  # paths whose errors (404/405 too) it renders
+    status_words: ClassVar[Mapping[JobStatus, str]]
+    error_schema: ClassVar[dict[str, Any]]
+    full_view: ClassVar[bool] = True  # False: render needs only the poll's short read
+    inline_video: ClassVar[bool] = False  # True: render puts the MP4 itself in the body
+
+    # --- identity ---
+
+    def owner(self, request: Request) -> str:
+        """The caller's owner id (a FastAPI dependency too): a bearer key by default."""
+        return get_authenticator(request).owner(bearer_token(request))
+
+    # --- translation ---
+
+    def render(self, view: JobView) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def render_error(self, request: Request, error: KinemaError) -> Response:
+        return JSONResponse(
+            self.error_body(request, error),
+            status_code=error.status,
+            headers=error_headers(error),
+        )
+
+    def respond(
+        self,
+        request: Request,
+        job: Job,
+        *,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+    ) -> JSONResponse:
+        """``job`` rendered for the caller (create, cancel and other non-poll routes)."""
+        runtime: Runtime = request.app.state.runtime
+        view = runtime.view(job, public_base_url(request, runtime))
+        return JSONResponse(self.render(view), status_code=status_code, headers=headers)
+
+    # --- routes ---
+
+    def polls(self) -> list[Poll]:
+        return []
+
+    def add_routes(self, router: APIRouter) -> None:
+        """Add create, cancel, delete, ... (every route but the polls)."""
+
+    def openapi(self, schema: dict[str, Any]) -> None:
+        """Complete the OpenAPI document where FastAPI cannot (rarely needed)."""
+
+
+def field_name(path: tuple[str | int, ...]) -> str:
+    """``("instances", 0, "image")`` -> ``instances[0].image``."""
+    name = ""
+    for part in path:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += f".{part}" if name else part
+    return name

@@ -1,0 +1,240 @@
+"""What Google's two Veo APIs share: the error envelope, auth, and the predict body.
+
+The Gemini API (``kinema.api.gemini``) and Vertex AI (``kinema.api.vertex``) take the same
+``{"instances": [...], "parameters": {...}}`` body to ``{model}:predictLongRunning`` and
+answer errors as ``{"error": {"code": <http status>, "message", "status": <google.rpc
+name>}}`` (400s add a ``google.rpc.BadRequest`` detail listing each bad field).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from kinema.api.deps import bearer_token, get_authenticator
+from kinema.api.dialect import field_name
+from kinema.errors import InvalidRequest, KinemaError, NotFound, Unauthenticated
+from kinema.types import JobStatus
+from kinema.views import JobView
+
+BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
+
+# HTTP status of an error response -> its google.rpc status name
+RPC_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    409: "ABORTED",
+    410: "NOT_FOUND",
+    413: "INVALID_ARGUMENT",
+    422: "FAILED_PRECONDITION",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+}
+
+# google.rpc.Code numbers used in a failed operation's ``error.code``
+CANCELLED, INVALID_ARGUMENT, NOT_FOUND, INTERNAL, UNAVAILABLE = 1, 3, 5, 13, 14
+_FAILURE_CODES = {
+    "invalid_request": INVALID_ARGUMENT,
+    "invalid_image": INVALID_ARGUMENT,
+    "worker_lost": UNAVAILABLE,
+}
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "status"],
+            "properties": {
+                "code": {"type": "integer"},
+                "message": {"type": "string"},
+                "status": {"type": "string"},
+                "details": {"type": "array", "items": {"type": "object"}},
+            },
+        }
+    },
+}
+
+# canonical field -> wire path, as messages and ``fieldViolations`` name it
+WIRE_NAMES = {
+    "prompt": "instances[0].prompt",
+    "image": "instances[0].image",
+    "last_image": "instances[0].lastFrame",
+    "reference_images": "instances[0].referenceImages",
+    "duration": "parameters.durationSeconds",
+    "aspect_ratio": "parameters.aspectRatio",
+    "resolution": "parameters.resolution",
+    "person_generation": "parameters.personGeneration",
+    "negative_prompt": "parameters.negativePrompt",
+    "enhance_prompt": "parameters.enhancePrompt",
+    "seed": "parameters.seed",
+    "generate_audio": "parameters.generateAudio",
+}
+# parameters field -> canonical field
+PARAMETER_FIELDS = {
+    "durationSeconds": "duration",
+    "aspectRatio": "aspect_ratio",
+    "resolution": "resolution",
+    "personGeneration": "person_generation",
+    "negativePrompt": "negative_prompt",
+    "enhancePrompt": "enhance_prompt",
+    "seed": "seed",
+    "generateAudio": "generate_audio",
+}
+
+
+def error_body(error: KinemaError) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "code": error.status,
+        "message": error.message,
+        "status": RPC_STATUS.get(error.status, "UNKNOWN"),
+    }
+    if isinstance(error, InvalidRequest) and error.problems:
+        violations = [
+            {"field": field_name(p.path), "description": p.message} for p in error.problems
+        ]
+        body["message"] = "; ".join(f"{v['field']}: {v['description']}" for v in violations)
+        body["details"] = [{"@type": BAD_REQUEST_TYPE, "fieldViolations": violations}]
+    return {"error": body}
+
+
+def api_key(request: Request) -> str | None:
+    """The caller's key: ``x-goog-api-key``, then ``?key=``, then a bearer token."""
+    key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
+    if key and key.strip():
+        return key.strip()
+    return bearer_token(request)
+
+
+def google_owner(request: Request) -> str:
+    key = api_key(request)
+    try:
+        return get_authenticator(request).owner(key)
+    except Unauthenticated:
+        if key is None:
+            raise Unauthenticated(
+                "missing API key: send the header 'x-goog-api-key: <key>' "
+                "(or 'Authorization: Bearer <key>')"
+            ) from None
+        raise
+
+
+GoogleOwner = Annotated[str, Depends(google_owner)]
+
+
+def split_action(segment: str, expected: str, api_version: str) -> str:
+    """``"veo-3:predictLongRunning"`` -> ``"veo-3"``, or 404 for another method."""
+    head, colon, action = segment.rpartition(":")
+    if not colon or action != expected:
+        raise NotFound(f"method {segment!r} is not found for API version {api_version}")
+    return head
+
+
+def operation_error(view: JobView) -> dict[str, Any] | None:
+    """A finished operation's ``error`` (google.rpc code and message), or None."""
+    if view.status is JobStatus.CANCELLED:
+        return {"code": CANCELLED, "message": view.error_message or "the operation was cancelled"}
+    if view.status is JobStatus.EXPIRED:
+        return {"code": NOT_FOUND, "message": "the video was removed after retention"}
+    if view.status is JobStatus.FAILED:
+        return {
+            "code": _FAILURE_CODES.get(view.error_code or "", INTERNAL),
+            "message": view.error_message or "generation failed",
+        }
+    return None
+
+
+def operation_metadata(view: JobView) -> dict[str, Any]:
+    state = "PENDING" if view.status is JobStatus.QUEUED else view.status.name
+    return {"state": state, "progressPercent": view.percent}
+
+
+# --- the predict body ---
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+class ImageInput(Wire):
+    bytes_base64_encoded: str | None = Field(default=None, description="The image, base64-encoded")
+    mime_type: str | None = Field(default=None, examples=["image/png", "image/jpeg", "image/webp"])
+    gcs_uri: str | None = Field(default=None, description="Not supported: send bytesBase64Encoded")
+
+
+class ReferenceImage(Wire):
+    image: ImageInput
+    reference_type: str | None = Field(default=None, examples=["ASSET"])
+
+
+class Instance(Wire):
+    prompt: str | None = None
+    image: ImageInput | None = None
+    last_frame: ImageInput | None = None
+    reference_images: list[ReferenceImage] | None = None
+    video: dict[str, Any] | None = Field(
+        default=None, description="Not supported (video extension)"
+    )
+    mask: dict[str, Any] | None = Field(default=None, description="Not supported")
+
+
+def image_source(image: ImageInput, field: str) -> str:
+    """An inline image as a data URI, which the shared intake decodes and validates."""
+    if image.gcs_uri is not None:
+        raise InvalidRequest.for_field(
+            f"{field}.gcsUri", "Cloud Storage images are not supported: send bytesBase64Encoded"
+        )
+    if not image.bytes_base64_encoded:
+        raise InvalidRequest.for_field(f"{field}.bytesBase64Encoded", "is required")
+    mime = image.mime_type or "application/octet-stream"
+    return f"data:{mime};base64,{image.bytes_base64_encoded}"
+
+
+def instance_fields(instances: list[Instance]) -> dict[str, Any]:
+    """Canonical fields of the one instance a request may carry."""
+    if len(instances) != 1:
+        raise InvalidRequest.for_field(
+            "instances", f"exactly one instance is supported, not {len(instances)}"
+        )
+    instance = instances[0]
+    if instance.video is not None:
+        raise InvalidRequest.for_field("instances[0].video", "video extension is not supported")
+    if instance.mask is not None:
+        raise InvalidRequest.for_field("instances[0].mask", "masks are not supported")
+    fields: dict[str, Any] = {}
+    if instance.prompt is not None:
+        fields["prompt"] = instance.prompt
+    if instance.image is not None:
+        fields["image"] = image_source(instance.image, WIRE_NAMES["image"])
+    if instance.last_frame is not None:
+        fields["last_image"] = image_source(instance.last_frame, WIRE_NAMES["last_image"])
+    if instance.reference_images is not None:
+        sources = []
+        for i, reference in enumerate(instance.reference_images):
+            field = f"{WIRE_NAMES['reference_images']}[{i}]"
+            if (reference.reference_type or "ASSET").upper() != "ASSET":
+                raise InvalidRequest.for_field(
+                    f"{field}.referenceType", "only ASSET reference images are supported"
+                )
+            sources.append(image_source(reference.image, f"{field}.image"))
+        fields["reference_images"] = sources
+    return fields
+
+
+def parameter_fields(sent: dict[str, Any]) -> dict[str, Any]:
+    """Canonical fields of ``parameters`` (wire names, unset and None left out)."""
+    count = sent.pop("sampleCount", 1)
+    if count != 1:
+        raise InvalidRequest.for_field(
+            "parameters.sampleCount", f"{count} videos per request asked; only 1 is supported"
+        )
+    return {PARAMETER_FIELDS[wire]: value for wire, value in sent.items()}

@@ -1,0 +1,166 @@
+"""One mount step: every dialect's routes, error envelope, webhook renderer and OpenAPI.
+
+``mount(app, dialects)`` gives each dialect a router whose route class renders errors in
+the dialect's envelope, registers its polls (served by ``PollLane``) with their events
+twins, adds its other routes, and answers route-level 404/405 under its path prefixes
+in its envelope. ``webhook_renderers`` and ``build_openapi`` read the same list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from kinema.api.dialect import Dialect, Poll
+from kinema.api.errors import dialect_route
+from kinema.api.poll import PollLane, serve_events, serve_poll
+from kinema.errors import KinemaError, MethodNotAllowed, NotFound
+from kinema.runtime import Runtime
+from kinema.types import Job
+
+Renderer = Callable[[Job], dict[str, Any]]
+
+_EVENT_STREAM = {
+    "description": "Server-sent events: `progress` on every change, then one `done`; each "
+    "event's `data` is the API's own status object as JSON",
+    "content": {
+        "text/event-stream": {
+            "schema": {
+                "type": "object",
+                "required": ["id", "event", "data"],
+                "properties": {
+                    "id": {"type": "string", "pattern": "^[0-9]+\\.[0-9]+$"},
+                    "event": {"type": "string", "enum": ["progress", "done"]},
+                    "data": {"type": "string"},
+                },
+            }
+        }
+    },
+}
+
+
+def mount(app: FastAPI, dialects: Sequence[Dialect]) -> None:
+    """Serve ``dialects`` on ``app`` (polls first, so they win over the other routes)."""
+    lane: list[tuple[Dialect, Poll]] = []
+    for dialect in dialects:
+        router = APIRouter(route_class=dialect_route(dialect.render_error), tags=[dialect.title])
+        for poll in dialect.polls():
+            _add_poll(router, dialect, poll)
+            lane.append((dialect, poll))
+        dialect.add_routes(router)
+        app.include_router(router)
+    app.add_middleware(PollLane, polls=lane)
+    app.state.dialects = tuple(dialects)
+
+    async def route_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        dialect = dialect_for(dialects, request.url.path)
+        if dialect is None or error.status_code not in (404, 405):
+            return await http_exception_handler(request, error)
+        problem: KinemaError
+        if error.status_code == 404:
+            problem = NotFound(f"{request.method} {request.url.path} is not a route of this API")
+        else:
+            problem = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+        response = dialect.render_error(request, problem)
+        for name, value in (error.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    app.add_exception_handler(HTTPException, route_error)
+
+
+def dialect_for(dialects: Sequence[Dialect], path: str) -> Dialect | None:
+    """The dialect whose longest prefix ``path`` starts with."""
+    best: tuple[int, Dialect | None] = (0, None)
+    for dialect in dialects:
+        for prefix in dialect.prefixes:
+            if path.startswith(prefix) and len(prefix) > best[0]:
+                best = (len(prefix), dialect)
+    return best[1]
+
+
+def _add_poll(router: APIRouter, dialect: Dialect, poll: Poll) -> None:
+    extra: dict[str, Any] = {}
+    if poll.parameters:
+        extra["parameters"] = list(poll.parameters)
+    if poll.request_body is not None:
+        extra["requestBody"] = poll.request_body
+
+    async def poll_route(request: Request) -> Response:
+        return await serve_poll(dialect, poll, request, request.path_params)
+
+    router.add_api_route(
+        poll.path,
+        poll_route,
+        methods=[poll.method],
+        response_model=poll.response_model,
+        summary=poll.summary or None,
+        openapi_extra=extra or None,
+        name=f"{dialect.name}:{poll.path}",
+    )
+    if poll.events is None:
+        return
+
+    async def events_route(request: Request) -> Response:
+        return await serve_events(dialect, poll, request, request.path_params)
+
+    router.add_api_route(
+        poll.events,
+        events_route,
+        methods=["GET"],
+        response_class=Response,
+        summary="kinema extension: server-sent events (the status object on every change, "
+        "then a final `done` event); resumable with Last-Event-ID",
+        openapi_extra=extra or None,
+        name=f"{dialect.name}:{poll.events}",
+    )
+
+
+def webhook_renderers(
+    dialects: Sequence[Dialect], runtime: Runtime, base_url: Callable[[], str]
+) -> dict[str, Renderer]:
+    """Each dialect's webhook body: the job as that dialect's status object."""
+
+    def renderer(dialect: Dialect) -> Renderer:
+        return lambda job: dialect.render(
+            runtime.view(job, base_url(), inline_video=dialect.inline_video)
+        )
+
+    return {dialect.name: renderer(dialect) for dialect in dialects if dialect.status_words}
+
+
+def build_openapi(app: FastAPI, dialects: Sequence[Dialect]) -> dict[str, Any]:
+    """FastAPI's document, with each dialect's error envelope as every operation's
+    ``default`` response, event streams as ``text/event-stream``, and FastAPI's generic
+    422 (never sent: dialects answer validation errors with 400) removed."""
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {})
+    components.setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
+    envelopes: Mapping[str, dict[str, Any]] = {d.title: d.error_schema for d in dialects}
+    for path, operations in schema["paths"].items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if "HTTPValidationError" in str(responses.get("422", "")):
+                del responses["422"]
+            if path.endswith("/events"):
+                responses["200"] = _EVENT_STREAM
+            tag = (operation.get("tags") or [None])[0]
+            if tag in envelopes:
+                responses["default"] = {
+                    "description": "An error, in this API's own error envelope",
+                    "content": {"application/json": {"schema": envelopes[tag]}},
+                }
+    for dialect in dialects:
+        dialect.openapi(schema)
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.get("schemas", {}).pop(unused, None)
+    return schema

@@ -1,0 +1,272 @@
+"""Vertex AI (Gemini Enterprise Agent Platform) for Veo, as ``google-genai`` 3.x sends it.
+
+Since google-genai 3.0.0 (Python) and @google/genai 3.x (JS), ``generate_videos`` goes to
+Vertex AI only, so this is the API today's Google SDKs speak. Wire facts (PROTOCOLS.md
+section 4b), checked against the 3.x SDK sources; every path answers under ``v1beta1``
+(the SDK's default here) and ``v1``:
+
+- Express mode (``vertexai=True, api_key=...``, header ``x-goog-api-key``):
+  ``POST /{v}/publishers/google/models/{model}:predictLongRunning``.
+- Project mode (``project=, location=, credentials=``, header ``Authorization: Bearer``):
+  ``POST /{v}/projects/{p}/locations/{l}/publishers/google/models/{model}:predictLongRunning``.
+  The bearer token is a kinema API key: give the SDK a credential whose token is one.
+- Body ``{"instances": [{prompt, image, lastFrame, referenceImages, video, mask}],
+  "parameters": {sampleCount, storageUri, fps, durationSeconds, seed, aspectRatio,
+  resolution, personGeneration, negativePrompt, enhancePrompt, generateAudio,
+  compressionQuality, resizeMode, pubsubTopic}, "labels"}``; answered 200 with
+  ``{"name": "projects/{p}/locations/{l}/publishers/google/models/{m}/operations/{id}"}``.
+  Express mode has no project, so its names use ``projects/kinema/locations/global``;
+  the SDK polls whatever name it was given, so that form works in both modes.
+- Poll: ``POST {resource}:fetchPredictOperation`` with ``{"operationName": name}``, where
+  resource is the name before ``/operations/``. Running: ``{"name", "done": false}``;
+  done: ``{"name", "done": true, "response": {"videos": [{"bytesBase64Encoded",
+  "mimeType": "video/mp4"}], "raiMediaFilteredCount": 0}}``, or ``error {code, message}``
+  with a google.rpc code. The video comes back inline: Python 3.x's ``files.download``
+  refuses Vertex mode, so the bytes are what the SDK's ``video.save()`` writes.
+- ``storageUri``: kinema writes videos only to the storage it is configured with. An
+  ``s3://`` URI in that bucket (and under its prefix) is accepted, and the done operation
+  lists the video's own ``s3://`` object URI as ``gcsUri`` instead of inline bytes (the
+  object is the job's file in that bucket, at kinema's key, not under the given prefix).
+  Any other URI (``gs://`` included) is a 400 that says where this server stores.
+- Errors: ``{"error": {"code", "message", "status"}}`` with the matching HTTP status, for
+  every path under ``/v1beta1/``, ``/v1/projects/`` and ``/v1/publishers/``, unknown ones
+  included (the SDK shows anything else as "404 None").
+
+Served: one sample per request, inline images (``bytesBase64Encoded``), ASSET reference
+images. Refused with a 400 that says so: ``gcsUri`` images, ``video`` extension, masks,
+``fps`` other than the model's, ``compressionQuality`` other than ``OPTIMIZED``,
+``resizeMode``, ``pubsubTopic``. ``labels`` are accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from kinema.api import google
+from kinema.api.deps import IdempotencyKey
+from kinema.api.dialect import Dialect, Poll
+from kinema.api.google import GoogleOwner, Instance, Wire
+from kinema.errors import InvalidRequest, KinemaError, NotFound, UnknownModel
+from kinema.runtime import Runtime
+from kinema.types import JobStatus
+from kinema.views import Creation, JobRef, JobView
+
+API_VERSIONS = ("v1beta1", "v1")
+EXPRESS_SCOPE = "projects/kinema/locations/global"
+MODELS = "publishers/google/models"
+PROJECT_MODELS = f"projects/{{project}}/locations/{{location}}/{MODELS}"
+RESPONSE_TYPE = "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse"
+_HEX32 = frozenset("0123456789abcdef")
+
+
+class Parameters(Wire):
+    sample_count: int | None = Field(default=None, description="Only 1 is served")
+    storage_uri: str | None = Field(
+        default=None, description="An s3:// URI in the bucket this server stores to"
+    )
+    fps: int | None = None
+    duration_seconds: int | None = Field(default=None, examples=[4, 6, 8])
+    seed: int | None = None
+    aspect_ratio: str | None = Field(default=None, examples=["16:9", "9:16"])
+    resolution: str | None = Field(default=None, examples=["720p", "1080p"])
+    person_generation: str | None = Field(default=None, examples=["allow_adult", "dont_allow"])
+    pubsub_topic: str | None = Field(default=None, description="Not supported")
+    negative_prompt: str | None = None
+    enhance_prompt: bool | None = None
+    generate_audio: bool | None = None
+    compression_quality: Literal["OPTIMIZED", "LOSSLESS"] | None = None
+    resize_mode: Literal["CROP", "PAD"] | None = Field(default=None, description="Not supported")
+
+
+class PredictLongRunningRequest(Wire):
+    instances: list[Instance]
+    parameters: Parameters | None = None
+    labels: dict[str, str] | None = None
+
+
+class FetchPredictOperationRequest(BaseModel):
+    operationName: str = Field(
+        examples=[f"{EXPRESS_SCOPE}/{MODELS}/veo-3.1-generate-001/operations/0f1e..."]
+    )
+
+
+class PredictOperation(BaseModel):
+    name: str
+    done: bool = False
+    metadata: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+def _operation_id(name: str) -> str:
+    """The job id at the end of an operation name (``.../operations/{id}``)."""
+    job_id = name.rpartition("/operations/")[2]
+    if len(job_id) != 32 or not _HEX32.issuperset(job_id):
+        raise NotFound(f"operation {name!r} is not found")
+    return job_id
+
+
+def _unsupported(sent: dict[str, Any], model_fps: int) -> None:
+    if "fps" in sent and sent.pop("fps") != model_fps:
+        raise InvalidRequest.for_field("parameters.fps", f"this model makes {model_fps} fps")
+    if sent.pop("compressionQuality", "OPTIMIZED") != "OPTIMIZED":
+        raise InvalidRequest.for_field("parameters.compressionQuality", "only OPTIMIZED")
+    for name in ("resizeMode", "pubsubTopic"):
+        if name in sent:
+            raise InvalidRequest.for_field(f"parameters.{name}", "is not supported")
+
+
+def predict_model(request: Request, model_action: str) -> str:
+    """The model of ``{model}:predictLongRunning``; 404 before the body is even read."""
+    runtime: Runtime = request.app.state.runtime
+    version = request.url.path.split("/")[1]
+    model = google.split_action(model_action, "predictLongRunning", version)
+    try:
+        return runtime.catalog.get(model, dialect=Vertex.name).id
+    except UnknownModel as error:
+        served = ", ".join(runtime.catalog.model_ids(Vertex.name))
+        raise NotFound(
+            f"Publisher Model `{MODELS}/{model}` is not found; this server serves: {served}"
+        ) from error
+
+
+PredictModel = Annotated[str, Depends(predict_model)]
+
+
+class Vertex(Dialect):
+    name = "vertex"
+    title = "Vertex AI"
+    prefixes = ("/v1beta1/", "/v1/projects/", "/v1/publishers/")
+    inline_video = True
+    status_words = {status: status.name for status in JobStatus}
+    error_schema = google.ERROR_SCHEMA
+
+    def owner(self, request: Request) -> str:
+        return google.google_owner(request)
+
+    # --- rendering ---
+
+    def render(self, view: JobView) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": f"{EXPRESS_SCOPE}/{MODELS}/{view.model}/operations/{view.id}",
+            "done": view.status.terminal,
+            "metadata": google.operation_metadata(view),
+        }
+        if view.status is JobStatus.SUCCEEDED:
+            video: dict[str, Any] = {"mimeType": "video/mp4"}
+            if view.video_object_uri is not None:
+                video["gcsUri"] = view.video_object_uri
+            elif view.video_bytes is not None:
+                video["bytesBase64Encoded"] = base64.b64encode(view.video_bytes).decode()
+            body["response"] = {
+                "@type": RESPONSE_TYPE,
+                "videos": [video],
+                "raiMediaFilteredCount": 0,
+            }
+        error = google.operation_error(view)
+        if error is not None:
+            body["error"] = error
+        return body
+
+    def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
+        return google.error_body(error)
+
+    # --- translating a create ---
+
+    def parse_create(
+        self,
+        runtime: Runtime,
+        body: PredictLongRunningRequest,
+        model: str,
+        idempotency_key: str | None,
+    ) -> Creation:
+        fields = google.instance_fields(body.instances)
+        parameters = body.parameters or Parameters()
+        sent = parameters.model_dump(by_alias=True, exclude_unset=True, exclude_none=True)
+        storage_uri = sent.pop("storageUri", None)
+        if storage_uri is not None:
+            try:
+                runtime.check_storage_uri(storage_uri)
+            except InvalidRequest as error:
+                raise InvalidRequest.for_field("parameters.storageUri", error.message) from None
+        engine = runtime.catalog.engines[runtime.catalog.get(model).engine]
+        _unsupported(sent, engine.fps)
+        fields |= google.parameter_fields(sent)
+        return Creation(
+            model=model,
+            fields=fields,
+            wire_names=google.WIRE_NAMES,
+            idempotency_key=idempotency_key,
+            storage_uri=storage_uri,
+        )
+
+    # --- routes ---
+
+    def polls(self) -> list[Poll]:
+        def locate(request: Request, params: Mapping[str, str], body: Any) -> JobRef:
+            name = body.get("operationName") if isinstance(body, dict) else None
+            if not isinstance(name, str) or not name:
+                raise InvalidRequest.for_field("operationName", "is required")
+            return JobRef(id=_operation_id(name), model=params["model"])
+
+        request_body = {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["operationName"],
+                        "properties": {"operationName": {"type": "string"}},
+                    }
+                }
+            },
+        }
+        polls = []
+        for version in API_VERSIONS:
+            for scope in (PROJECT_MODELS, MODELS):
+                params = [
+                    {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                    for n in ("project", "location", "model")
+                    if "{" + n + "}" in scope + "/{model}"
+                ]
+                polls.append(
+                    Poll(
+                        f"/{version}/{scope}/{{model}}:fetchPredictOperation",
+                        locate,
+                        method="POST",
+                        summary="The operation's state; once done, the video inline",
+                        parameters=tuple(params),
+                        request_body=request_body,
+                        response_model=PredictOperation,
+                    )
+                )
+        return polls
+
+    def add_routes(self, router: APIRouter) -> None:
+        for version in API_VERSIONS:
+            for scope in (PROJECT_MODELS, MODELS):
+                self._add_create(router, f"/{version}/{scope}/{{model_action}}")
+
+    def _add_create(self, router: APIRouter, path: str) -> None:
+
+        @router.post(path, response_model=PredictOperation)
+        def predict_long_running(
+            request: Request,
+            owner: GoogleOwner,
+            model: PredictModel,
+            body: PredictLongRunningRequest,
+            idempotency_key: IdempotencyKey = None,
+        ) -> JSONResponse:
+            """Start generating a video (``{model}:predictLongRunning``); returns an
+            operation whose name the SDK polls with ``:fetchPredictOperation``."""
+            runtime: Runtime = request.app.state.runtime
+            creation = self.parse_create(runtime, body, model, idempotency_key)
+            job = runtime.create(owner, self.name, creation)
+            name = f"{EXPRESS_SCOPE}/{MODELS}/{job.model}/operations/{job.id}"
+            return JSONResponse({"name": name})

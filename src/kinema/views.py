@@ -1,0 +1,92 @@
+"""What the API layer reads of a job: a ``JobView``, and how a wire id names one (``JobRef``).
+
+A dialect renders a ``JobView`` and nothing else: links are already signed and absolute,
+the frame size is already worked out, and the queue position is already counted, so a
+renderer is a pure function from the view to the dialect's JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from kinema.types import GenerationRequest, JobStatus, SourceKind, VideoResult
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """A job as a wire id names it.
+
+    Most ids carry the whole job id. Some carry only its head plus the creation second
+    (the unified dialect's ``task-unified-<unix>-<8 chars>``); ``model`` is set when the
+    wire name also names the model (a Google operation name), which must then match.
+    """
+
+    id: str | None = None
+    id_prefix: str | None = None
+    created_s: int | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class JobView:
+    """One job as every dialect renders it.
+
+    ``request``, ``created_at`` and ``finished_at`` are None when the view was built from
+    the poll's short read (``Runtime.status(..., full=False)``).
+    """
+
+    id: str
+    model: str
+    status: JobStatus
+    progress: float
+    error_code: str | None
+    error_message: str | None
+    result: VideoResult | None
+    base_url: str
+    url_ttl_s: int
+    video_url: str | None = None  # signed, absolute; set once the job succeeded
+    thumbnail_url: str | None = None
+    link_expires_at: int | None = None  # unix time the signed links stop working
+    request: GenerationRequest | None = None
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+    cancel_requested: bool = False
+    frame: tuple[int, int] | None = None  # (width, height) asked for
+    queue_position: int | None = None  # jobs ahead of a queued one
+    workers_online: int | None = None  # scale-out: live job slots serving its model
+    video_bytes: bytes | None = None  # the MP4 itself, for dialects that answer inline
+    video_object_uri: str | None = None  # s3:// URI of the video, when the caller asked
+
+    @property
+    def percent(self) -> int:
+        return round(self.progress * 100)
+
+    @property
+    def adjustments(self) -> list[dict[str, Any]]:
+        """What kinema changed in the request to serve it (see ``GenerationRequest``)."""
+        return [] if self.request is None else [dict(a) for a in self.request.adjustments]
+
+
+@dataclass(frozen=True)
+class Creation:
+    """A create call as a dialect parsed it: the canonical request, before validation.
+
+    ``fields`` uses canonical names (``image``, ``duration``, ...); ``wire_names`` maps
+    them back to the client's names so that errors point at what the client sent.
+    """
+
+    model: str
+    fields: Mapping[str, Any]
+    wire_names: Mapping[str, str] = field(default_factory=dict)
+    callback_url: str | None = None
+    callback_field: str = "callback_url"
+    off_peak: bool = False
+    idempotency_key: str | None = None
+    adjustments: tuple[dict[str, Any], ...] = ()
+    storage_uri: str | None = None  # checked against the storage kinema writes to
+    # The job this one is derived from and how (a remix or an edit names its source; an
+    # extension's source is found from its ``video`` field when it is accepted).
+    derived_from: tuple[str, SourceKind] | None = None

@@ -1,0 +1,258 @@
+"""The Vertex AI dialect: Google's own SDKs (3.x, Python and JS) end to end, then raw REST.
+
+google-genai 3.x sends ``generate_videos`` only to Vertex AI. The test extra pins 2.x (for
+the Gemini-mode tests), so 3.x runs in its own virtualenv, ``.venv-genai3`` at the
+repository root, made from the package registry on first use and kept between runs; the
+JS SDK is installed with npm into ``.node-genai3``. The SDK scripts in ``tests/sdk/`` are
+unchanged clients but for base URL and key.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.scale_support import S3Server, moto_server
+from tests.support import LiveServer, encode_image, live_server, make_settings, pattern_image, probe
+
+ROOT = Path(__file__).resolve().parents[1]
+SDK_DIR = Path(__file__).parent / "sdk"
+GENAI3_VENV = ROOT / ".venv-genai3"
+GENAI3 = "google-genai==3.6.1"
+NODE_DIR = ROOT / ".node-genai3"
+GENAI3_JS = "@google/genai@3.3.0"
+MODEL = "veo-3.1-fast-generate-001"
+EXPRESS = "projects/kinema/locations/global/publishers/google/models"
+PROJECT = "projects/my-project/locations/us-central1/publishers/google/models"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with live_server(make_settings(tmp_path_factory.mktemp("vertex")), workers=2) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def png(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("img") / "frame.png"
+    path.write_bytes(encode_image(pattern_image(640, 360)))
+    return path
+
+
+@pytest.fixture(scope="session")
+def genai3_python() -> Path:
+    """The Python of a virtualenv holding google-genai 3.x (made once, then reused)."""
+    python = GENAI3_VENV / "bin" / "python"
+    if not (GENAI3_VENV / ".ready").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(GENAI3_VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", GENAI3],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        (GENAI3_VENV / ".ready").write_text(GENAI3)
+    return python
+
+
+@pytest.fixture(scope="session")
+def genai3_js() -> dict[str, str]:
+    """Environment for node with @google/genai 3.x (installed once with npm)."""
+    npm, node = shutil.which("npm"), shutil.which("node")
+    if npm is None or node is None:
+        pytest.skip("npm/node not installed: the @google/genai JS SDK test needs them")
+    if not (NODE_DIR / ".ready").exists():
+        NODE_DIR.mkdir(exist_ok=True)
+        subprocess.run(
+            [npm, "install", "--prefix", str(NODE_DIR), "--no-save", GENAI3_JS],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        (NODE_DIR / ".ready").write_text(GENAI3_JS)
+    return {**os.environ, "NODE_PATH": str(NODE_DIR / "node_modules")}
+
+
+def run_sdk(command: list[str], env: dict[str, str] | None = None) -> dict:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def assert_four_second_mp4(path: Path) -> None:
+    facts = probe(path.read_bytes())
+    assert (facts.width, facts.height, facts.frames) == (1280, 720, 4 * 24)
+    assert facts.video_codec == "h264"
+
+
+@pytest.mark.parametrize("mode", ["express", "project"])
+def test_python_sdk_3_makes_a_video_in_vertex_mode(
+    server: LiveServer, genai3_python: Path, png: Path, tmp_path: Path, mode: str
+):
+    out = tmp_path / "video.mp4"
+    script = str(SDK_DIR / "genai3_vertex.py")
+    args = [mode, server.url, server.api_key, MODEL, str(png), str(out)]
+    result = run_sdk([str(genai3_python), script, *args])
+    assert result["sdk"].startswith("3.")
+    assert result["name"].startswith(f"{EXPRESS}/{MODEL}/operations/")
+    assert result["mime_type"] == "video/mp4" and result["bytes"] > 1000
+    assert_four_second_mp4(out)
+
+
+@pytest.mark.parametrize("mode", ["express", "project"])
+def test_js_sdk_3_makes_a_video_in_vertex_mode(
+    server: LiveServer, genai3_js: dict[str, str], png: Path, tmp_path: Path, mode: str
+):
+    out = tmp_path / "video.mp4"
+    script = str(SDK_DIR / "genai3_vertex.cjs")
+    args = [mode, server.url, server.api_key, MODEL, str(png), str(out)]
+    result = run_sdk(["node", script, *args], env=genai3_js)
+    assert result["name"].startswith(f"{EXPRESS}/{MODEL}/operations/")
+    assert_four_second_mp4(out)
+
+
+# --- raw REST ---
+
+
+def rest(server: LiveServer, *, bearer: bool = False) -> httpx.Client:
+    auth = {"Authorization": f"Bearer {server.api_key}"}
+    headers = auth if bearer else {"x-goog-api-key": server.api_key}
+    return httpx.Client(base_url=server.url, headers=headers, timeout=60)
+
+
+def body(png: Path, **parameters: object) -> dict:
+    image = {"bytesBase64Encoded": base64.b64encode(png.read_bytes()).decode(), "mimeType": "image/png"}
+    return {
+        "instances": [{"prompt": "a pan", "image": image}],
+        "parameters": {"durationSeconds": 4, "resolution": "720p", **parameters},
+    }
+
+
+def assert_rpc_error(response: httpx.Response, code: int, status: str) -> dict:
+    assert response.status_code == code, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["status"]) == (code, status), error
+    assert error["message"]
+    return error
+
+
+def fetch(client: httpx.Client, name: str, version: str = "v1beta1") -> httpx.Response:
+    resource = name.rpartition("/operations/")[0]
+    return client.post(f"/{version}/{resource}:fetchPredictOperation", json={"operationName": name})
+
+
+def test_project_mode_rest_runs_to_an_inline_video_under_v1(server: LiveServer, png: Path):
+    with rest(server, bearer=True) as client:
+        created = client.post(f"/v1/{PROJECT}/{MODEL}:predictLongRunning", json=body(png))
+        assert created.status_code == 200, created.text
+        name = created.json()["name"]
+        assert name.startswith(f"{EXPRESS}/{MODEL}/operations/")
+        running = fetch(client, name, "v1").json()
+        assert running["name"] == name and running["done"] is False
+        deadline = time.monotonic() + 120
+        while not (operation := fetch(client, name, "v1").json())["done"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    assert "error" not in operation, operation
+    response = operation["response"]
+    assert response["raiMediaFilteredCount"] == 0
+    [video] = response["videos"]
+    assert video["mimeType"] == "video/mp4"
+    assert probe(base64.b64decode(video["bytesBase64Encoded"])).frames == 4 * 24
+
+
+def test_every_path_under_the_prefix_answers_in_the_vertex_envelope(server: LiveServer):
+    with rest(server) as client:
+        assert_rpc_error(client.get("/v1beta1/no/such/thing"), 404, "NOT_FOUND")
+        assert_rpc_error(client.get(f"/v1/{PROJECT}/{MODEL}:predictLongRunning"), 405, "UNIMPLEMENTED")
+        unknown = client.post(f"/v1beta1/{PROJECT}/veo-9:predictLongRunning", json={})
+        assert "veo-9" in assert_rpc_error(unknown, 404, "NOT_FOUND")["message"]
+        other = client.post(f"/v1beta1/publishers/google/models/{MODEL}:generateContent", json={})
+        assert_rpc_error(other, 404, "NOT_FOUND")
+        missing = fetch(client, f"{EXPRESS}/{MODEL}/operations/{'0' * 32}")
+        assert_rpc_error(missing, 404, "NOT_FOUND")
+        no_name = client.post(f"/v1beta1/{EXPRESS}/{MODEL}:fetchPredictOperation", json={})
+        assert_rpc_error(no_name, 400, "INVALID_ARGUMENT")
+    with httpx.Client(base_url=server.url) as anonymous:
+        response = anonymous.post(f"/v1beta1/publishers/google/models/{MODEL}:predictLongRunning")
+        assert_rpc_error(response, 401, "UNAUTHENTICATED")
+
+
+def test_another_keys_operation_is_not_found(server: LiveServer, png: Path):
+    with rest(server) as client:
+        name = client.post(f"/v1beta1/{PROJECT}/{MODEL}:predictLongRunning", json=body(png)).json()["name"]
+    other = server.new_key("vertex-other")
+    with httpx.Client(base_url=server.url, headers={"x-goog-api-key": other}) as client:
+        assert_rpc_error(fetch(client, name), 404, "NOT_FOUND")
+
+
+@pytest.mark.parametrize(
+    ("parameters", "field"),
+    [
+        ({"storageUri": "gs://bucket/out/"}, "parameters.storageUri"),
+        ({"storageUri": "s3://bucket/out/"}, "parameters.storageUri"),
+        ({"sampleCount": 2}, "parameters.sampleCount"),
+        ({"resizeMode": "PAD"}, "parameters.resizeMode"),
+        ({"compressionQuality": "LOSSLESS"}, "parameters.compressionQuality"),
+        ({"durationSeconds": 5}, "parameters.durationSeconds"),
+    ],
+)
+def test_unserved_parameters_are_400s_naming_the_field(
+    server: LiveServer, png: Path, parameters: dict, field: str
+):
+    with rest(server) as client:
+        response = client.post(
+            f"/v1beta1/publishers/google/models/{MODEL}:predictLongRunning",
+            json=body(png, **parameters),
+        )
+    error = assert_rpc_error(response, 400, "INVALID_ARGUMENT")
+    fields = [v["field"] for v in error["details"][0]["fieldViolations"]]
+    assert fields == [field], error
+
+
+# --- storageUri with S3 storage ---
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    with moto_server() as server:
+        server.create_bucket("videos")
+        yield server
+
+
+def test_storage_uri_in_the_servers_bucket_returns_the_object_uri(
+    s3: S3Server, png: Path, tmp_path: Path
+):
+    settings = make_settings(tmp_path, storage_url=s3.url("videos", "kinema"))
+    with live_server(settings) as live, rest(live) as client:
+        uri = "s3://videos/kinema/"
+        created = client.post(
+            f"/v1beta1/{PROJECT}/{MODEL}:predictLongRunning", json=body(png, storageUri=uri)
+        )
+        assert created.status_code == 200, created.text
+        name = created.json()["name"]
+        deadline = time.monotonic() + 120
+        while not (operation := fetch(client, name).json())["done"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        elsewhere = client.post(
+            f"/v1beta1/{PROJECT}/{MODEL}:predictLongRunning",
+            json=body(png, storageUri="s3://other-bucket/x/"),
+        )
+    [video] = operation["response"]["videos"]
+    assert "bytesBase64Encoded" not in video
+    key = video["gcsUri"].removeprefix("s3://videos/")
+    assert video["gcsUri"].startswith(uri)
+    data = s3.client().get_object(Bucket="videos", Key=key)["Body"].read()
+    assert probe(data).frames == 4 * 24
+    assert_rpc_error(elsewhere, 400, "INVALID_ARGUMENT")
