@@ -37,8 +37,8 @@ from kinema.keys import ANONYMOUS_OWNER, KeyStore
 from kinema.media.fetch import ImageFetcher
 from kinema.settings import Settings
 from kinema.storage import LinkSigner, Storage, open_storage
-from kinema.types import Job, JobStatus, JobSummary, SourceKind
-from kinema.views import Creation, JobRef, JobView
+from kinema.types import Job, JobStatus, JobSummary, SourceKind, VideoResult
+from kinema.views import Creation, JobRef, JobView, OutputView
 from kinema.webhooks.outbox import Outbox
 
 if TYPE_CHECKING:
@@ -274,18 +274,16 @@ class Runtime:
     ) -> JobView:
         """``job`` with its signed links, frame size and queue facts worked out."""
         result = job.result
-        video_url = thumbnail_url = None
+        outputs: tuple[OutputView, ...] = ()
         expires_at = None
-        video_bytes = object_uri = None
-        if job.status is JobStatus.SUCCEEDED and result is not None:
-            video_url = base_url + self.signer.path_for(result.video_key)
-            if result.thumbnail_key is not None:
-                thumbnail_url = base_url + self.signer.path_for(result.thumbnail_key)
+        if job.status is JobStatus.SUCCEEDED and job.outputs:
             expires_at = self.signer.expires_at()
-            if isinstance(job, Job) and job.request.storage_uri is not None:
-                object_uri = self.storage.object_uri(result.video_key)
-            elif inline_video:
-                video_bytes = self.storage.get_bytes(result.video_key)
+            wants_uri = isinstance(job, Job) and job.request.storage_uri is not None
+            outputs = tuple(
+                self._output_view(index, output, base_url, wants_uri, inline_video)
+                for index, output in enumerate(job.outputs)
+            )
+        first = outputs[0] if outputs else None
         common: dict[str, Any] = {
             "id": job.id,
             "model": job.model,
@@ -296,11 +294,12 @@ class Runtime:
             "result": result,
             "base_url": base_url,
             "url_ttl_s": self.settings.url_ttl_s,
-            "video_url": video_url,
-            "thumbnail_url": thumbnail_url,
+            "video_url": first and first.video_url,
+            "thumbnail_url": first and first.thumbnail_url,
             "link_expires_at": expires_at,
-            "video_bytes": video_bytes,
-            "video_object_uri": object_uri,
+            "video_bytes": first and first.video_bytes,
+            "video_object_uri": first and first.video_object_uri,
+            "outputs": outputs,
         }
         if isinstance(job, JobSummary):
             return JobView(**common)
@@ -316,6 +315,21 @@ class Runtime:
             workers_online=self.workers_online(job.model) if queued else None,
         )
 
+    def _output_view(
+        self, index: int, output: VideoResult, base_url: str, wants_uri: bool, inline: bool
+    ) -> OutputView:
+        thumbnail = output.thumbnail_key
+        return OutputView(
+            index=index,
+            result=output,
+            video_url=base_url + self.signer.path_for(output.video_key),
+            thumbnail_url=None if thumbnail is None else base_url + self.signer.path_for(thumbnail),
+            video_object_uri=self.storage.object_uri(output.video_key) if wants_uri else None,
+            video_bytes=(
+                self.storage.get_bytes(output.video_key) if inline and not wants_uri else None
+            ),
+        )
+
     def check_storage_uri(self, uri: str) -> None:
         """Refuse (``InvalidRequest``) an output URI that is not in kinema's own bucket:
         kinema writes only to the storage it is configured with."""
@@ -327,8 +341,11 @@ class Runtime:
             where = base or "a local directory, not a bucket"
             raise InvalidRequest(f"{uri} is not storage this server writes to ({where})")
 
-    def artifact(self, owner: str, job_id: str, kind: ArtifactKind) -> Artifact:
-        """A file of ``owner``'s succeeded job: its video, thumbnail or spritesheet."""
+    def artifact(
+        self, owner: str, job_id: str, kind: ArtifactKind, index: int = 0
+    ) -> Artifact:
+        """A file of ``owner``'s succeeded job: the video, thumbnail or spritesheet of its
+        output ``index``."""
         job = self.store.get(owner, job_id)
 
         def still_exists() -> bool:
@@ -338,7 +355,7 @@ class Runtime:
                 return False
             return True
 
-        return job_artifact(self.storage, job, kind, still_exists)
+        return job_artifact(self.storage, job, kind, still_exists, index)
 
     def signed_file(self, key: str, expires: str | None, signature: str | None) -> Artifact:
         """The file a signed link names: 403 for a wrong signature, 410 once expired."""

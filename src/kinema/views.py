@@ -31,6 +31,18 @@ class JobRef:
 
 
 @dataclass(frozen=True)
+class OutputView:
+    """One video of a succeeded job, with its links worked out (``JobView.outputs``)."""
+
+    index: int
+    result: VideoResult
+    video_url: str  # signed, absolute
+    thumbnail_url: str | None = None
+    video_bytes: bytes | None = None  # for dialects that answer inline
+    video_object_uri: str | None = None  # s3:// URI, when the caller asked
+
+
+@dataclass(frozen=True)
 class JobView:
     """One job as every dialect renders it.
 
@@ -59,6 +71,8 @@ class JobView:
     workers_online: int | None = None  # scale-out: live job slots serving its model
     video_bytes: bytes | None = None  # the MP4 itself, for dialects that answer inline
     video_object_uri: str | None = None  # s3:// URI of the video, when the caller asked
+    # Every video of a succeeded job, the first being the one the fields above describe.
+    outputs: tuple[OutputView, ...] = ()
 
     @property
     def percent(self) -> int:
