@@ -17,7 +17,15 @@ from google import genai
 from google.genai import types
 from openai import OpenAI
 
-from tests.outputs_support import FPS, NO_EXTENSION, SIZE, TINY, frames_of, mean_difference, write_catalog
+from tests.outputs_support import (
+    FPS,
+    NO_EXTENSION,
+    SIZE,
+    TINY,
+    frames_of,
+    mean_difference,
+    write_catalog,
+)
 from tests.support import LiveServer, encode_image, live_server, make_settings, pattern_image, probe
 
 pytestmark = pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")
@@ -42,7 +50,9 @@ def oai(server: LiveServer) -> OpenAI:
     return OpenAI(api_key=server.api_key, base_url=server.url + "/v1", timeout=60)
 
 
-def finish(client: genai.Client, operation: types.GenerateVideosOperation) -> list[types.GeneratedVideo]:
+def finish(
+    client: genai.Client, operation: types.GenerateVideosOperation
+) -> list[types.GeneratedVideo]:
     deadline = time.monotonic() + 120
     while not operation.done:
         assert time.monotonic() < deadline, "operation did not finish"
@@ -56,11 +66,12 @@ def finish(client: genai.Client, operation: types.GenerateVideosOperation) -> li
 @pytest.fixture(scope="module")
 def pair(gemini: genai.Client) -> list[types.GeneratedVideo]:
     """Two 1 s samples of one Gemini request (720p: the Gemini wire sends no size)."""
+    picture = encode_image(pattern_image(640, 360, seed=4))
     operation = gemini.models.generate_videos(
         model=TINY,
         source=types.GenerateVideosSource(
             prompt="pan right across the harbour",
-            image=types.Image(image_bytes=encode_image(pattern_image(640, 360, seed=4)), mime_type="image/png"),
+            image=types.Image(image_bytes=picture, mime_type="image/png"),
         ),
         config=types.GenerateVideosConfig(number_of_videos=2, duration_seconds=1),
     )
@@ -96,7 +107,9 @@ def test_gemini_sample_count_over_the_models_limit_names_the_field(server: LiveS
 # --- extension ---
 
 
-def test_gemini_sdk_extends_a_video_it_made(gemini: genai.Client, pair: list[types.GeneratedVideo]):
+def test_gemini_sdk_extends_a_video_it_made(
+    gemini: genai.Client, pair: list[types.GeneratedVideo]
+):
     source = gemini.files.download(file=pair[1])
     assert pair[1].video is not None
     operation = gemini.models.generate_videos(
@@ -117,7 +130,9 @@ def test_gemini_sdk_extends_a_video_it_made(gemini: genai.Client, pair: list[typ
     assert mean_difference(after[-1], before[-1]) > 3.0
 
 
-def test_gemini_rest_extends_an_inline_video(server: LiveServer, gemini: genai.Client, pair):  # type: ignore[no-untyped-def]
+def test_gemini_rest_extends_an_inline_video(
+    server: LiveServer, gemini: genai.Client, pair: list[types.GeneratedVideo]
+):
     clip = gemini.files.download(file=pair[0])
     video = {"encodedVideo": base64.b64encode(clip).decode(), "encoding": "video/mp4"}
     body = {"instances": [{"video": video}], "parameters": {"durationSeconds": 1}}
@@ -134,9 +149,12 @@ def test_gemini_rest_extends_an_inline_video(server: LiveServer, gemini: genai.C
     assert probe(data).frames == 2 * FPS
 
 
-def test_gemini_another_keys_video_is_not_found(server: LiveServer, pair):  # type: ignore[no-untyped-def]
+def test_gemini_another_keys_video_is_not_found(
+    server: LiveServer, pair: list[types.GeneratedVideo]
+):
     other = server.new_key("stranger")
-    body = {"instances": [{"video": {"uri": pair[0].video.uri}}], "parameters": {"durationSeconds": 1}}
+    assert pair[0].video is not None and pair[0].video.uri is not None
+    body = {"instances": [{"video": {"uri": pair[0].video.uri}}]}
     with httpx.Client(base_url=server.url, headers={"x-goog-api-key": other}) as http:
         response = http.post(f"/v1beta/models/{TINY}:predictLongRunning", json=body)
         download = http.get(pair[0].video.uri)
@@ -145,7 +163,10 @@ def test_gemini_another_keys_video_is_not_found(server: LiveServer, pair):  # ty
     assert download.status_code == 404
 
 
-def test_gemini_model_without_extensions_refuses_a_video(server: LiveServer, pair):  # type: ignore[no-untyped-def]
+def test_gemini_model_without_extensions_refuses_a_video(
+    server: LiveServer, pair: list[types.GeneratedVideo]
+):
+    assert pair[0].video is not None
     body = {"instances": [{"video": {"uri": pair[0].video.uri}}]}
     with httpx.Client(base_url=server.url, headers={"x-goog-api-key": server.api_key}) as http:
         response = http.post(f"/v1beta/models/{NO_EXTENSION}:predictLongRunning", json=body)
@@ -180,9 +201,12 @@ def wait(oai: OpenAI, video: openai.types.Video) -> openai.types.Video:
 
 def test_openai_sdk_extend_returns_the_joined_video(oai: OpenAI, landscape: openai.types.Video):
     assert landscape.status == "completed", landscape.error
-    extended = wait(
-        oai, oai.videos.extend(prompt="keep going", seconds="1", video={"id": landscape.id})  # type: ignore[arg-type]
+    started = oai.videos.extend(
+        prompt="keep going",
+        seconds="1",  # type: ignore[arg-type]
+        video={"id": landscape.id},
     )
+    extended = wait(oai, started)
     assert extended.status == "completed", extended.error
     assert extended.seconds == "3"  # the joined length, as OpenAI reports extensions
     source = oai.videos.download_content(landscape.id).read()
@@ -223,7 +247,11 @@ def test_openai_another_keys_video_is_refused_everywhere(
 ):
     stranger = OpenAI(api_key=server.new_key("stranger-2"), base_url=server.url + "/v1")
     with pytest.raises(openai.NotFoundError):
-        stranger.videos.extend(prompt="x", seconds="1", video={"id": landscape.id})  # type: ignore[arg-type]
+        stranger.videos.extend(
+            prompt="x",
+            seconds="1",  # type: ignore[arg-type]
+            video={"id": landscape.id},
+        )
     with pytest.raises(openai.NotFoundError):
         stranger.videos.remix(landscape.id, prompt="x")
     with pytest.raises(openai.NotFoundError):
@@ -234,7 +262,7 @@ def test_openai_characters_are_a_clear_400(server: LiveServer, oai: OpenAI):
     with pytest.raises(openai.BadRequestError) as created:
         oai.videos.create_character(name="Ada", video=("a.mp4", b"\x00" * 16, "video/mp4"))
     assert "character" in created.value.message.lower()
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.api_key}"}) as http:
+    with server.client() as http:
         fetched = http.get("/v1/videos/characters/char_123")
     assert fetched.status_code == 400, fetched.text
     error = fetched.json()["error"]

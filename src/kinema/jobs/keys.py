@@ -8,13 +8,18 @@ names a one-video job always had, so older rows and links stay valid.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "input_key",
     "job_prefix",
+    "output_of_video_key",
     "output_thumbnail_key",
     "output_video_key",
     "spritesheet_key",
 ]
+
+_OUTPUT_VIDEO = re.compile(r"jobs/(?P<job>[0-9a-f]{32})/video-\d+(?:-(?P<index>[1-9]\d*))?\.mp4")
 
 
 def job_prefix(job_id: str) -> str:
@@ -42,3 +47,11 @@ def output_thumbnail_key(job_id: str, attempt: int, index: int = 0) -> str:
 def spritesheet_key(job_id: str, index: int = 0) -> str:
     """The spritesheet of output ``index``, built from its video on first request."""
     return f"{job_prefix(job_id)}{_indexed('spritesheet', index)}.jpg"
+
+
+def output_of_video_key(key: str) -> tuple[str, int] | None:
+    """``(job id, output index)`` of an output video's key, or None for any other key."""
+    match = _OUTPUT_VIDEO.fullmatch(key)
+    if match is None:
+        return None
+    return match["job"], int(match["index"] or 0)
