@@ -268,3 +268,45 @@ def test_openai_characters_are_a_clear_400(server: LiveServer, oai: OpenAI):
     error = fetched.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
     assert error["type"] == "invalid_request_error"
+
+
+# --- Vertex AI: samples inline, extension of a video the SDK holds ---
+
+
+@pytest.fixture(scope="module")
+def vertex(server: LiveServer) -> Iterator[genai.Client]:
+    options = types.HttpOptions(base_url=server.url)
+    with genai.Client(vertexai=True, api_key=server.api_key, http_options=options) as client:
+        yield client
+
+
+def test_vertex_sdk_number_of_videos_and_video_extension(vertex: genai.Client):
+    picture = encode_image(pattern_image(640, 360, seed=8))
+    operation = vertex.models.generate_videos(
+        model=TINY,
+        source=types.GenerateVideosSource(
+            prompt="tilt up over the rooftops",
+            image=types.Image(image_bytes=picture, mime_type="image/png"),
+        ),
+        config=types.GenerateVideosConfig(number_of_videos=3, duration_seconds=1),
+    )
+    samples = finish(vertex, operation)
+    clips = [generated.video.video_bytes for generated in samples if generated.video]
+    assert len(clips) == 3 and all(clips)
+    assert len(set(clips)) == 3
+    for clip in clips:
+        assert clip is not None and probe(clip).frames == FPS
+
+    source = samples[2].video
+    assert source is not None
+    extension = vertex.models.generate_videos(
+        model=TINY,
+        source=types.GenerateVideosSource(video=source),
+        config=types.GenerateVideosConfig(duration_seconds=2),
+    )
+    (extended,) = finish(vertex, extension)
+    assert extended.video is not None and extended.video.video_bytes is not None
+    data = extended.video.video_bytes
+    assert probe(data).frames == 3 * FPS
+    before, after = frames_of(clips[2] or b""), frames_of(data)
+    assert mean_difference(after[FPS], before[-1]) < 3.0
