@@ -15,7 +15,7 @@ import openai
 import pytest
 from google import genai
 from google.genai import types
-from openai import OpenAI
+from openai import OpenAI, omit
 
 from tests.outputs_support import (
     FPS,
@@ -201,10 +201,13 @@ def wait(oai: OpenAI, video: openai.types.Video) -> openai.types.Video:
 
 def test_openai_sdk_extend_returns_the_joined_video(oai: OpenAI, landscape: openai.types.Video):
     assert landscape.status == "completed", landscape.error
+    # The SDK refuses a {"id"} dict for ``video`` client-side (it expects a file there),
+    # so a video id goes as the form field ``video[id]`` through ``extra_body``.
     started = oai.videos.extend(
         prompt="keep going",
         seconds="1",  # type: ignore[arg-type]
-        video={"id": landscape.id},
+        video=omit,
+        extra_body={"video[id]": landscape.id},
     )
     extended = wait(oai, started)
     assert extended.status == "completed", extended.error
@@ -233,11 +236,13 @@ def test_openai_sdk_remix_refilms_the_picture_with_a_new_prompt(
 def test_openai_sdk_edit_of_a_video_id_and_of_an_upload(
     oai: OpenAI, landscape: openai.types.Video
 ):
-    by_id = wait(oai, oai.videos.edit(prompt="push in", video={"id": landscape.id}))
-    assert by_id.status == "completed", by_id.error
+    by_id = oai.videos.edit(prompt="push in", video=omit, extra_body={"video[id]": landscape.id})
     assert by_id.remixed_from_video_id == landscape.id
+    by_id = wait(oai, by_id)
+    assert by_id.status == "completed", by_id.error
     upload = ("clip.mp4", oai.videos.download_content(landscape.id).read(), "video/mp4")
-    uploaded = wait(oai, oai.videos.edit(prompt="push in", video=upload))
+    edit = oai.videos.edit(prompt="push in", video=upload, extra_body={"model": TINY})
+    uploaded = wait(oai, edit)
     assert uploaded.status == "completed", uploaded.error
     assert uploaded.remixed_from_video_id is None
 
@@ -246,16 +251,13 @@ def test_openai_another_keys_video_is_refused_everywhere(
     server: LiveServer, landscape: openai.types.Video
 ):
     stranger = OpenAI(api_key=server.new_key("stranger-2"), base_url=server.url + "/v1")
+    by_id = {"video[id]": landscape.id}
     with pytest.raises(openai.NotFoundError):
-        stranger.videos.extend(
-            prompt="x",
-            seconds="1",  # type: ignore[arg-type]
-            video={"id": landscape.id},
-        )
+        stranger.videos.extend(prompt="x", seconds="1", video=omit, extra_body=by_id)  # type: ignore[arg-type]
     with pytest.raises(openai.NotFoundError):
         stranger.videos.remix(landscape.id, prompt="x")
     with pytest.raises(openai.NotFoundError):
-        stranger.videos.edit(prompt="x", video={"id": landscape.id})
+        stranger.videos.edit(prompt="x", video=omit, extra_body=by_id)
 
 
 def test_openai_characters_are_a_clear_400(server: LiveServer, oai: OpenAI):
@@ -310,3 +312,26 @@ def test_vertex_sdk_number_of_videos_and_video_extension(vertex: genai.Client):
     assert probe(data).frames == 3 * FPS
     before, after = frames_of(clips[2] or b""), frames_of(data)
     assert mean_difference(after[FPS], before[-1]) < 3.0
+
+
+def test_openai_extend_takes_an_upload_and_a_json_body(
+    server: LiveServer, oai: OpenAI, landscape: openai.types.Video
+):
+    clip = oai.videos.download_content(landscape.id).read()
+    uploaded = oai.videos.extend(
+        prompt="",
+        seconds="1",  # type: ignore[arg-type]
+        video=("clip.mp4", clip, "video/mp4"),
+        extra_body={"model": TINY},
+    )
+    assert wait(oai, uploaded).status == "completed"
+    assert probe(oai.videos.download_content(uploaded.id).read()).frames == 3 * FPS
+
+    with server.client() as http:
+        body = {"prompt": "", "seconds": "1", "video": {"id": landscape.id}}
+        created = http.post("/v1/videos/extensions", json=body)
+        assert created.status_code == 200, created.text
+        assert created.json()["seconds"] == "3"
+        missing = http.post("/v1/videos/extensions", json={"prompt": "", "seconds": "1"})
+    assert missing.status_code == 400
+    assert missing.json()["error"]["param"] == "video"
