@@ -27,7 +27,7 @@ kind = "motion"
 fps = {FPS}
 
 [models."{TINY}"]
-dialects = ["gemini", "vertex", "openai", "v1"]
+dialects = ["gemini", "vertex", "openai", "v1", "aimlapi", "unified"]
 engine = "motion"
 inputs = "any"
 durations = [1, 2, 4]

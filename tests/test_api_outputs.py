@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import time
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -335,3 +336,87 @@ def test_openai_extend_takes_an_upload_and_a_json_body(
         missing = http.post("/v1/videos/extensions", json={"prompt": "", "seconds": "1"})
     assert missing.status_code == 400
     assert missing.json()["error"]["param"] == "video"
+
+
+# --- the other dialects: extend_from, and every sample listed ---
+
+
+def poll(http: httpx.Client, path: str, params: dict[str, str] | None = None) -> dict:
+    deadline = time.monotonic() + 60
+    while True:
+        body = http.get(path, params=params).json()
+        if body["status"] not in ("queued", "generating", "pending", "processing", "in_progress"):
+            return body
+        assert time.monotonic() < deadline, body
+        time.sleep(0.1)
+
+
+def test_aimlapi_extend_from_and_the_list_of_videos(
+    server: LiveServer, pair: list[types.GeneratedVideo]
+):
+    picture = "data:image/png;base64," + base64.b64encode(
+        encode_image(pattern_image(320, 180, seed=9))
+    ).decode()
+    with server.client() as http:
+        body = {"model": TINY, "prompt": "pan left", "image_url": picture, "duration": 1}
+        source = http.post("/v2/video/generations", json=body).json()
+        source = poll(http, "/v2/video/generations", {"generation_id": source["id"]})
+        assert source["status"] == "completed", source
+        assert [v["url"] for v in source["videos"]] == [source["video"]["url"]]
+        body = {"model": TINY, "prompt": "", "extend_from": source["id"], "duration": 1}
+        created = http.post("/v2/video/generations", json=body)
+        assert created.status_code == 200, created.text
+        extended = poll(http, "/v2/video/generations", {"generation_id": created.json()["id"]})
+        assert extended["status"] == "completed", extended
+        assert extended["video"]["duration"] == pytest.approx(2.0)
+        assert probe(http.get(extended["video"]["url"]).content).frames == 2 * FPS
+
+        # A two-sample job made through the Gemini API, read through this one.
+        assert pair[0].video is not None and pair[0].video.uri is not None
+        job_id = pair[0].video.uri.rpartition("files/")[2].partition(":")[0]
+        generation_id = str(uuid.UUID(hex=job_id))
+        both = http.get("/v2/video/generations", params={"generation_id": generation_id})
+        assert len(both.json()["videos"]) == 2
+    stranger = server.client(server.new_key("stranger-3"))
+    with stranger:
+        refused = stranger.post("/v2/video/generations", json=body)
+    assert refused.status_code == 404, refused.text
+    assert refused.json()["statusCode"] == 404
+
+
+def test_v1_and_unified_extend_from(server: LiveServer):
+    with server.client() as http:
+        body = {"model": TINY, "prompt": "tilt down", "seconds": 1}
+        task = http.post("/v1/video/generations", json=body).json()
+        task = poll(http, f"/v1/video/generations/{task['id']}")
+        assert task["status"] == "succeeded", task
+        assert [v["url"] for v in task["videos"]] == [task["url"]]
+        created = http.post(
+            "/v1/video/generations",
+            json={"model": TINY, "prompt": "", "seconds": 1, "extend_from": task["id"]},
+        )
+        assert created.status_code == 200, created.text
+        extended = poll(http, f"/v1/video/generations/{created.json()['id']}")
+        assert extended["status"] == "succeeded", extended
+        assert extended["metadata"]["duration"] == pytest.approx(2.0)
+
+        unified = http.post(
+            "/v1/videos/generations",
+            json={"model": TINY, "prompt": "pan", "image_url": body_image(), "duration": 1},
+        ).json()
+        unified = poll(http, f"/v1/tasks/{unified['id']}")
+        assert unified["status"] == "completed", unified
+        again = http.post(
+            "/v1/videos/generations",
+            json={"model": TINY, "prompt": "", "duration": 1, "extend_from": unified["id"]},
+        )
+        assert again.status_code == 200, again.text
+        done = poll(http, f"/v1/tasks/{again.json()['id']}")
+        assert done["status"] == "completed", done
+        (url,) = done["results"]
+        assert probe(http.get(url).content).frames == 2 * FPS
+
+
+def body_image() -> str:
+    png = encode_image(pattern_image(320, 180, seed=10))
+    return "data:image/png;base64," + base64.b64encode(png).decode()
