@@ -29,7 +29,11 @@ Choices where OpenAI's behaviour is not kinema's:
   built on first request from the MP4 (a grid of evenly spaced frames in one JPEG, see
   ``kinema.media.spritesheet``) and kept in storage with the job's other files.
 * The list and retrieve calls show every video of the API key, whichever dialect created
-  it: there is one job table, and a job made through another API is still a video.
+  it: there is one job table, and a job made through another API is still a video (of a
+  job that made several, the first).
+* Extensions, remixes and edits (``kinema.api.openai_derived``) are new videos:
+  ``remixed_from_video_id`` names the source of a remix or an edit of a video id, and an
+  extension's ``seconds`` is its joined length (the source plus what was added).
 
 Extensions, which OpenAI clients never send: ``callback_url`` (a per-request webhook; OpenAI
 configures webhooks per project), and ``seed``, ``generate_audio`` and ``negative_prompt``
