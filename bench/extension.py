@@ -27,7 +27,7 @@ from pathlib import Path
 from kinema.jobs.execute import Executor, RunControl
 from kinema.runtime import Runtime
 from kinema.settings import Settings
-from kinema.types import Job, job_ref
+from kinema.types import Job, output_ref
 from kinema.views import Creation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +63,7 @@ def main() -> None:
             "plain 8 s": lambda: run(plain_fields),
             "4 samples of 8 s": lambda: run({**plain_fields, "sample_count": 4}),
             "8 s source + 8 s extension": lambda: run(
-                {"prompt": "", "video": job_ref(source.id), "duration": 8}
+                {"prompt": "", "video": output_ref(source.id), "duration": 8}
             ),
         }
         times: dict[str, list[float]] = {name: [] for name in cases}

@@ -14,7 +14,7 @@ import pytest
 
 from kinema.engines.diffusion.engine import DiffusionEngine, Plan
 from kinema.runtime import Runtime
-from kinema.types import EngineRequest, JobStatus, job_ref
+from kinema.types import EngineRequest, JobStatus, output_ref
 from kinema.views import Creation
 from tests.outputs_support import frames_of, run_next
 from tests.support import data_uri, make_settings, pattern_image, probe
@@ -79,7 +79,7 @@ def test_extension_conditions_the_pipeline_on_the_sources_last_frame(runtime: Ru
 
     engine.plan = recording_plan  # type: ignore[method-assign]
     try:
-        create(runtime, prompt="the cat sits", video=job_ref(source.id))
+        create(runtime, prompt="the cat sits", video=output_ref(source.id))
         extended = run_next(runtime)
     finally:
         del engine.plan

@@ -19,7 +19,7 @@ from kinema.jobs.execute import RunControl, sample_seeds
 from kinema.jobs.keys import job_prefix
 from kinema.jobs.store import JobStore
 from kinema.runtime import Runtime
-from kinema.types import GenerationRequest, Job, JobStatus, VideoResult, job_ref
+from kinema.types import GenerationRequest, Job, JobStatus, VideoResult, output_ref
 from kinema.views import Creation
 from tests.outputs_support import (
     FPS,
@@ -54,7 +54,7 @@ def create(runtime: Runtime, owner: str = OWNER, **fields: Any) -> Job:
 
 def remix_of(runtime: Runtime, owner: str, job_id: str, prompt: str) -> Job:
     creation = Creation(model="", fields={"prompt": prompt})
-    return runtime.remix(owner, "openai", job_ref(job_id), creation)
+    return runtime.remix(owner, "openai", output_ref(job_id), creation)
 
 
 def video(runtime: Runtime, output: VideoResult) -> bytes:
@@ -156,7 +156,7 @@ def test_store_keeps_every_output_in_order(engine):  # type: ignore[no-untyped-d
 def test_extension_is_the_source_then_the_new_seconds_starting_on_its_last_frame(
     runtime: Runtime, source: Job
 ):
-    create(runtime, prompt="", video=job_ref(source.id), duration=1, seed=2)
+    create(runtime, prompt="", video=output_ref(source.id), duration=1, seed=2)
     extended = run_next(runtime)
 
     assert extended.status is JobStatus.SUCCEEDED, extended.error_message
@@ -179,7 +179,7 @@ def test_extension_is_the_source_then_the_new_seconds_starting_on_its_last_frame
 
 
 def test_extension_sound_runs_on_across_the_seam(runtime: Runtime, source: Job):
-    create(runtime, prompt="", video=job_ref(source.id), duration=1, seed=2)
+    create(runtime, prompt="", video=output_ref(source.id), duration=1, seed=2)
     extended = run_next(runtime)
     samples = audio_of(video(runtime, extended.outputs[0]))
     rate = len(samples) / 3.0
@@ -198,29 +198,29 @@ def test_extension_sound_runs_on_across_the_seam(runtime: Runtime, source: Job):
 
 def test_another_owners_video_is_not_found(runtime: Runtime, source: Job):
     with pytest.raises(NotFound):
-        create(runtime, owner="owner-b", prompt="", video=job_ref(source.id), duration=1)
+        create(runtime, owner="owner-b", prompt="", video=output_ref(source.id), duration=1)
     with pytest.raises(NotFound):
         remix_of(runtime, "owner-b", source.id, "x")
 
 
 def test_extension_past_the_models_limits_is_refused(runtime: Runtime, source: Job):
     # The test model extends videos of up to 4 s, into videos of up to 6 s.
-    create(runtime, prompt="", video=job_ref(source.id), duration=4)
+    create(runtime, prompt="", video=output_ref(source.id), duration=4)
     six = run_next(runtime)
-    create(runtime, prompt="", video=job_ref(source.id), duration=2)
+    create(runtime, prompt="", video=output_ref(source.id), duration=2)
     four = run_next(runtime)
     assert probe(video(runtime, six.outputs[0])).frames == 6 * FPS
 
     with pytest.raises(InvalidRequest, match="at most 4 s"):
-        create(runtime, prompt="", video=job_ref(six.id), duration=1)
+        create(runtime, prompt="", video=output_ref(six.id), duration=1)
     with pytest.raises(InvalidRequest, match="6 s limit"):
-        create(runtime, prompt="", video=job_ref(four.id), duration=4)
-    create(runtime, prompt="", video=job_ref(four.id), duration=2)  # exactly 6 s is fine
+        create(runtime, prompt="", video=output_ref(four.id), duration=4)
+    create(runtime, prompt="", video=output_ref(four.id), duration=2)  # exactly 6 s is fine
 
 
 def test_a_model_without_extensions_refuses_a_video(runtime: Runtime, source: Job):
     with pytest.raises(InvalidRequest, match="does not extend videos"):
-        create(runtime, model=NO_EXTENSION, prompt="", video=job_ref(source.id), duration=1)
+        create(runtime, model=NO_EXTENSION, prompt="", video=output_ref(source.id), duration=1)
 
 
 def test_an_inline_video_is_extended_like_a_stored_one(runtime: Runtime, source: Job):
@@ -243,14 +243,14 @@ def test_an_inline_file_that_is_not_a_video_is_refused(runtime: Runtime):
 def test_an_unfinished_video_cannot_be_extended(runtime: Runtime):
     queued = create(runtime, prompt="a harbour")
     with pytest.raises(InvalidRequest, match="queued"):
-        create(runtime, prompt="", video=job_ref(queued.id), duration=1)
+        create(runtime, prompt="", video=output_ref(queued.id), duration=1)
 
 
 # --- chains ---
 
 
 def test_extension_accepted_before_its_source_expired_still_runs(runtime: Runtime, source: Job):
-    pending = create(runtime, prompt="", video=job_ref(source.id), duration=1)
+    pending = create(runtime, prompt="", video=output_ref(source.id), duration=1)
     from datetime import UTC, datetime, timedelta
 
     assert source.id in runtime.store.expire_finished(datetime.now(UTC) + timedelta(days=1))
@@ -261,11 +261,11 @@ def test_extension_accepted_before_its_source_expired_still_runs(runtime: Runtim
     assert extended.status is JobStatus.SUCCEEDED, extended.error_message
     assert probe(video(runtime, extended.outputs[0])).frames == 3 * FPS
     with pytest.raises(InvalidRequest, match="retention"):
-        create(runtime, prompt="", video=job_ref(source.id), duration=1)
+        create(runtime, prompt="", video=output_ref(source.id), duration=1)
 
 
 def test_extension_survives_its_source_being_deleted(runtime: Runtime, source: Job):
-    create(runtime, prompt="", video=job_ref(source.id), duration=1)
+    create(runtime, prompt="", video=output_ref(source.id), duration=1)
     runtime.delete(OWNER, source.id)
 
     extended = run_next(runtime)
@@ -275,7 +275,7 @@ def test_extension_survives_its_source_being_deleted(runtime: Runtime, source: J
 def test_cancelled_extension_leaves_its_source_whole_and_extendable(
     runtime: Runtime, source: Job
 ):
-    create(runtime, prompt="", video=job_ref(source.id), duration=1)
+    create(runtime, prompt="", video=output_ref(source.id), duration=1)
     control = RunControl()
     control.cancelled.set()
     cancelled = run_next(runtime, control)
@@ -287,7 +287,7 @@ def test_cancelled_extension_leaves_its_source_whole_and_extendable(
     )
 
     assert probe(video(runtime, source.outputs[0])).frames == 2 * FPS
-    create(runtime, prompt="", video=job_ref(source.id), duration=1)
+    create(runtime, prompt="", video=output_ref(source.id), duration=1)
     assert run_next(runtime).status is JobStatus.SUCCEEDED
 
 
@@ -339,9 +339,9 @@ def test_an_uploaded_video_gives_its_first_frame_as_the_picture(runtime: Runtime
 
 
 def test_an_extension_of_an_extension_grows_the_chain(runtime: Runtime, source: Job):
-    create(runtime, prompt="", video=job_ref(source.id), duration=1)
+    create(runtime, prompt="", video=output_ref(source.id), duration=1)
     once = run_next(runtime)
-    create(runtime, prompt="", video=job_ref(once.id), duration=1)
+    create(runtime, prompt="", video=output_ref(once.id), duration=1)
     twice = run_next(runtime)
 
     assert twice.status is JobStatus.SUCCEEDED, twice.error_message

@@ -41,19 +41,19 @@ SourceKind = Literal["extend", "remix", "edit"]
 # A reference to an output of an earlier job, as a wire source: ``job:<job id>#<index>``.
 # It stands where an image or video source may (the picture or the video of that output)
 # and is resolved, for the requesting owner only, when the job is accepted.
-JOB_REF_PREFIX = "job:"
+OUTPUT_REF_PREFIX = "job:"
 
 
-def job_ref(job_id: str, index: int = 0) -> str:
+def output_ref(job_id: str, index: int = 0) -> str:
     """The source string that names output ``index`` of job ``job_id``."""
-    return f"{JOB_REF_PREFIX}{job_id}#{index}"
+    return f"{OUTPUT_REF_PREFIX}{job_id}#{index}"
 
 
-def parse_job_ref(source: str) -> tuple[str, int] | None:
+def parse_output_ref(source: str) -> tuple[str, int] | None:
     """``(job id, output index)`` of a ``job:`` source, or None for any other source."""
-    if not source.startswith(JOB_REF_PREFIX):
+    if not source.startswith(OUTPUT_REF_PREFIX):
         return None
-    job_id, _, index = source.removeprefix(JOB_REF_PREFIX).partition("#")
+    job_id, _, index = source.removeprefix(OUTPUT_REF_PREFIX).partition("#")
     return job_id, int(index) if index.isdigit() else 0
 
 

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kinema.api.deps import BearerOwner, IdempotencyKey
 from kinema.api.dialect import Dialect, Poll
 from kinema.errors import InvalidRequest, KinemaError, NotFound
-from kinema.types import JobStatus, job_ref
+from kinema.types import JobStatus, output_ref
 from kinema.views import Creation, JobRef, JobView
 
 TOKENS_PER_SECOND = 15_000
@@ -219,7 +219,7 @@ class AimlApi(Dialect):
         wire_names = dict(_DEFAULT_WIRE)
         extend_from = sent.pop("extend_from", None)
         if extend_from is not None:
-            fields["video"] = job_ref(AimlApi.job_ref(extend_from).id or "")
+            fields["video"] = output_ref(AimlApi.job_ref(extend_from).id or "")
             wire_names["video"] = "extend_from"
         for wire, value in sent.items():
             canonical = WIRE_FIELDS.get(wire, wire)

@@ -55,7 +55,7 @@ from kinema.api.files import artifact_response
 from kinema.api.google import GoogleOwner, Instance, Wire
 from kinema.errors import InvalidRequest, KinemaError, NotFound, UnknownModel
 from kinema.runtime import Runtime
-from kinema.types import JobStatus, job_ref
+from kinema.types import JobStatus, output_ref
 from kinema.views import Creation, JobRef, JobView
 
 API_VERSIONS = ("v1beta", "v1")
@@ -144,7 +144,7 @@ def video_source(video: dict[str, Any]) -> str:
             job_id, index = parse_file_name(name)
         except NotFound:
             raise NotFound(f"video {uri!r} is not found") from None
-        return job_ref(job_id, index)
+        return output_ref(job_id, index)
     return google.inline_video(
         video.get("encodedVideo"), video.get("encoding"), "instances[0].video.encodedVideo"
     )

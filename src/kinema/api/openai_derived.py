@@ -40,7 +40,7 @@ from kinema.api.deps import BearerOwner, IdempotencyKey, public_base_url
 from kinema.errors import FieldProblem, InvalidRequest, NotFound
 from kinema.media.fetch import format_size
 from kinema.runtime import Runtime
-from kinema.types import job_ref
+from kinema.types import output_ref
 from kinema.views import Creation, JobRef
 
 if TYPE_CHECKING:
@@ -238,7 +238,7 @@ def add_derived_routes(dialect: OpenAIVideos, router: APIRouter) -> None:
         if source_id is not None:
             source = owned(runtime, owner, source_id, str(body.video_id))
             model = source.model
-            fields["video"] = job_ref(source_id)
+            fields["video"] = output_ref(source_id)
         else:
             model = dialect.model_spec(runtime, body.fields.get("model", "sora-2")).id
             fields["video"] = body.upload
@@ -292,7 +292,7 @@ def add_derived_routes(dialect: OpenAIVideos, router: APIRouter) -> None:
 
         def remix() -> JSONResponse:
             owned(runtime, owner, job_id, video_id)
-            job = runtime.remix(owner, dialect.name, job_ref(job_id), creation)
+            job = runtime.remix(owner, dialect.name, output_ref(job_id), creation)
             return respond(request, runtime, job)
 
         return await _in_thread(remix)
@@ -318,7 +318,7 @@ def add_derived_routes(dialect: OpenAIVideos, router: APIRouter) -> None:
                     callback_url=callback,
                     idempotency_key=idempotency_key,
                 )
-                source = job_ref(source_id)
+                source = output_ref(source_id)
                 job = runtime.remix(owner, dialect.name, source, creation, kind="edit")
             else:
                 spec = dialect.model_spec(runtime, body.fields.get("model", "sora-2"))

@@ -57,8 +57,7 @@ from kinema.api.deps import BearerOwner, IdempotencyKey
 from kinema.api.dialect import Dialect, Poll
 from kinema.errors import FieldProblem, InvalidRequest, KinemaError, NotFound
 from kinema.runtime import Runtime
-from kinema.types import JobStatus
-from kinema.types import job_ref as video_ref
+from kinema.types import JobStatus, output_ref
 from kinema.views import Creation, JobRef, JobView
 
 ID_PREFIX = "task-unified-"
@@ -344,7 +343,7 @@ class UnifiedTasks(Dialect):
                 source = runtime.find(owner, job_ref(body.extend_from))
                 creation = dataclasses.replace(
                     creation,
-                    fields={**creation.fields, "video": video_ref(source.id)},
+                    fields={**creation.fields, "video": output_ref(source.id)},
                     wire_names={**creation.wire_names, "video": "extend_from"},
                 )
             job = runtime.create(owner, self.name, creation)

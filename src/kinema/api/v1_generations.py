@@ -59,7 +59,7 @@ from kinema.api.dialect import Dialect, Poll
 from kinema.catalog import FRAME_SIZES
 from kinema.errors import FieldProblem, InvalidRequest, KinemaError, NotFound
 from kinema.runtime import Runtime
-from kinema.types import JobStatus, job_ref
+from kinema.types import JobStatus, output_ref
 from kinema.views import Creation, JobRef, JobView
 
 ID_PREFIX = "task_"
@@ -387,7 +387,7 @@ class VideoGenerations(Dialect):
         _images(sent, fields, wire_names)
         _seconds(sent, fields, wire_names)
         if body.extend_from is not None:
-            fields["video"] = job_ref(job_id_from_wire(body.extend_from))
+            fields["video"] = output_ref(job_id_from_wire(body.extend_from))
             wire_names["video"] = "extend_from"
         _size(sent, fields, wire_names)
         adjustments = _fixed_seconds(body.model, fields, wire_names)

@@ -60,7 +60,7 @@ from kinema.api.google import GoogleOwner, Instance, Wire
 from kinema.errors import InvalidRequest, KinemaError, NotFound, UnknownModel
 from kinema.jobs.keys import output_of_video_key
 from kinema.runtime import Runtime
-from kinema.types import JobStatus, job_ref
+from kinema.types import JobStatus, output_ref
 from kinema.views import Creation, JobRef, JobView
 
 API_VERSIONS = ("v1beta1", "v1")
@@ -240,7 +240,7 @@ class Vertex(Dialect):
                 "instances[0].video.gcsUri",
                 "only a video this server wrote can be named by URI; send bytesBase64Encoded",
             )
-        return job_ref(*output)
+        return output_ref(*output)
 
     # --- routes ---
 

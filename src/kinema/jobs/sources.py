@@ -2,7 +2,7 @@
 re-films. Resolved while the client waits, for the requesting owner only.
 
 A reference names an output of one of the owner's jobs (``job:<id>#<index>``, see
-``kinema.types.job_ref``); another owner's job is as not-found as a missing one. What is
+``kinema.types.output_ref``); another owner's job is as not-found as a missing one. What is
 taken is copied into the new job's own directory, so the new job no longer depends on
 its source: the source may expire or be deleted while the new job waits or runs.
 """
@@ -27,7 +27,7 @@ from kinema.media.source_video import (
     video_duration_problem,
 )
 from kinema.storage import Storage
-from kinema.types import Job, JobStatus, VideoResult, parse_job_ref
+from kinema.types import Job, JobStatus, VideoResult, parse_output_ref
 
 __all__ = ["AcceptedVideo", "SourceResolver"]
 
@@ -52,7 +52,7 @@ class SourceResolver:
 
     def output(self, owner: str, source: str, field: FieldPath) -> tuple[Job, VideoResult]:
         """The finished output a ``job:`` reference names, or NotFound / InvalidRequest."""
-        parsed = parse_job_ref(source)
+        parsed = parse_output_ref(source)
         if parsed is None:
             raise InvalidRequest.for_field(field, "is not a reference to a video")
         job_id, index = parsed
@@ -75,7 +75,7 @@ class SourceResolver:
     ) -> AcceptedVideo:
         """The video an extension continues: checked, measured and read into memory."""
         source_job_id = None
-        if parse_job_ref(source) is not None:
+        if parse_output_ref(source) is not None:
             job, output = self.output(owner, source, field)
             data = self.storage.get_bytes(output.video_key)
             source_job_id = job.id

@@ -22,7 +22,7 @@ from kinema.jobs.store import JobStore, hash_request
 from kinema.media.fetch import ImageFetcher
 from kinema.media.images import read_image_source, validate_image
 from kinema.storage import Storage
-from kinema.types import GenerationRequest, Job, parse_job_ref
+from kinema.types import GenerationRequest, Job, parse_output_ref
 
 __all__ = ["Submitter", "job_prefix", "request_fingerprint"]
 
@@ -107,7 +107,7 @@ class Submitter:
         changes: dict[str, Any] = {}
 
         def keep(source: str, name: str, field: str | tuple[str | int, ...]) -> str:
-            if parse_job_ref(source) is not None:  # the picture of an earlier video
+            if parse_output_ref(source) is not None:  # the picture of an earlier video
                 data, source_job_id = self.sources.picture(owner, source, field)
                 changes.setdefault("source_job_id", source_job_id)
                 image = validate_image(data, field=field, max_bytes=len(data))
