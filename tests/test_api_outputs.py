@@ -377,6 +377,17 @@ def test_aimlapi_extend_from_and_the_list_of_videos(
         generation_id = str(uuid.UUID(hex=job_id))
         both = http.get("/v2/video/generations", params={"generation_id": generation_id})
         assert len(both.json()["videos"]) == 2
+        # ... and each has its own spritesheet (OpenAI content, kinema's ``index``).
+        sheets = [
+            http.get(
+                f"/v1/videos/video_{job_id}/content",
+                params={"variant": "spritesheet", "index": index},
+            )
+            for index in (0, 1, 2)
+        ]
+        assert [sheet.status_code for sheet in sheets] == [200, 200, 404]
+        assert sheets[0].content[:2] == sheets[1].content[:2] == b"\xff\xd8"
+        assert sheets[0].content != sheets[1].content
     stranger = server.client(server.new_key("stranger-3"))
     with stranger:
         refused = stranger.post("/v2/video/generations", json=body)

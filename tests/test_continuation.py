@@ -11,7 +11,7 @@ from kinema.engines.motion import MotionEngine
 from kinema.types import EngineRequest
 from tests.support import pattern_image
 
-HALF_SECOND = 6  # frames at 12 fps, as the executor looks back
+LOOK_BACK = 5  # a fifth of the 24-frame clip, as the executor looks back
 
 
 def render(prompt: str, seed: int = 11, **extra: object) -> list[np.ndarray]:
@@ -31,7 +31,7 @@ def render(prompt: str, seed: int = 11, **extra: object) -> list[np.ndarray]:
 
 
 def closing(frames: list[np.ndarray]) -> tuple[Image.Image, ...]:
-    return Image.fromarray(frames[-HALF_SECOND - 1]), Image.fromarray(frames[-1])
+    return Image.fromarray(frames[-LOOK_BACK - 1]), Image.fromarray(frames[-1])
 
 
 def extension(previous: tuple[Image.Image, ...], prompt: str = "") -> EngineRequest:

@@ -73,7 +73,7 @@ def job_artifact(
     if job.status is not JobStatus.SUCCEEDED or not job.outputs:
         raise NotFound(f"the video has no content: it is {job.status.value}")
     if not 0 <= index < len(job.outputs):
-        raise NotFound(f"the job made {len(job.outputs)} videos; there is no video {index}")
+        raise NotFound(f"the video has no output {index}: its job made {len(job.outputs)}")
     result = job.outputs[index]
     stem = job.id if index == 0 else f"{job.id}-{index}"
     if kind == "video":

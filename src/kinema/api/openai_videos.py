@@ -389,6 +389,7 @@ def _remixed_from(view: JobView) -> str | None:
 
 
 Variant = Literal["video", "thumbnail", "spritesheet"]
+INDEX_HELP = "kinema extension: which video of a job that made several (default 0, the first)"
 CreateBodyDep = Annotated[CreateBody, Depends(read_create_body)]
 
 
@@ -636,13 +637,14 @@ class OpenAIVideos(Dialect):
             video_id: str,
             owner: BearerOwner,
             variant: Annotated[Variant, Query()] = "video",
+            index: Annotated[int, Query(ge=0, le=99, description=INDEX_HELP)] = 0,
         ) -> Response:
             """The video (with HTTP range support), its thumbnail or a spritesheet of its
             frames (built on first request and kept with the video's files)."""
             runtime: Runtime = request.app.state.runtime
             job_id = job_ref(video_id).id or ""
             try:
-                artifact = runtime.artifact(owner, job_id, variant)
+                artifact = runtime.artifact(owner, job_id, variant, index)
             except NotFound as error:
                 if error.message.startswith("job "):  # no such video for this key
                     raise

@@ -1,7 +1,8 @@
 """Continuing a camera move: the motion engine's entry point for extensions.
 
 An extension starts on the last frame of the video it continues (``EngineRequest.image``)
-and the executor passes a frame from half a second earlier too (``previous_frames``). If
+and the executor passes an earlier frame too (``previous_frames``; a fifth of the source's
+length before its end, where an eased move still shows). If
 the new prompt names a move, the camera makes that one; otherwise it keeps doing what it
 was doing: the move is read from how the picture changed between those two frames
 (magnified: a push-in; slid sideways: a pan; slid vertically: a tilt; unchanged: a still
@@ -44,21 +45,28 @@ def estimate_move(earlier: Image.Image, later: Image.Image) -> MoveKind | None:
     """The camera move that turns ``earlier`` into ``later``, or None if it cannot tell
     (a picture without texture to follow).
 
-    A dense similarity fit (OpenCV's ECC, started from no motion, which suits frames a
-    moment apart) gives the magnification and how far the picture's centre slid.
+    A dense affine fit (OpenCV's ECC, on a small copy first, then refined on a larger one)
+    gives the magnification and how far the picture's centre slid.
     """
-    a, b = _grey(earlier), _grey(later)
+    a, b = _grey(earlier, _WORK_WIDTH), _grey(later, _WORK_WIDTH)
     if float(a.std()) < 2.0:
         return None
-    start = np.eye(2, 3, dtype=np.float32)
+    # Coarse to fine: a small copy finds a large motion, the larger one refines it.
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
+    matrix = np.eye(2, 3, dtype=np.float32)
+    coarse = _WORK_WIDTH // 4
     try:
-        _, matrix = cv2.findTransformECC(a, b, start, cv2.MOTION_AFFINE, criteria)
+        small_a, small_b = _grey(earlier, coarse), _grey(later, coarse)
+        _, found = cv2.findTransformECC(small_a, small_b, matrix, cv2.MOTION_AFFINE, criteria)
+        matrix = np.asarray(found, dtype=np.float32)
+        matrix[:, 2] *= a.shape[1] / small_a.shape[1]
+        _, found = cv2.findTransformECC(a, b, matrix, cv2.MOTION_AFFINE, criteria)
     except cv2.error:
         return None
+    matrix = np.asarray(found, dtype=np.float32)
     height, width = a.shape
     # ``matrix`` takes a point of ``earlier`` to where it shows in ``later``.
-    forward = np.asarray(matrix, dtype=np.float64)
+    forward = matrix.astype(np.float64)
     scale = math.sqrt(abs(float(np.linalg.det(forward[:, :2]))))
     centre = np.array([width / 2, height / 2, 1.0])
     shift_x, shift_y = forward @ centre - centre[:2]
@@ -75,10 +83,10 @@ def estimate_move(earlier: Image.Image, later: Image.Image) -> MoveKind | None:
     return "push_in" if scale > 1 else "pull_out"
 
 
-def _grey(picture: Image.Image) -> np.ndarray:
+def _grey(picture: Image.Image, work_width: int) -> np.ndarray:
     grey: np.ndarray = np.asarray(picture.convert("L"), dtype=np.float32)
     height, width = grey.shape
-    if width > _WORK_WIDTH:
-        size = (_WORK_WIDTH, max(2, round(height * _WORK_WIDTH / width)))
+    if width > work_width:
+        size = (work_width, max(2, round(height * work_width / width)))
         grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
     return cv2.GaussianBlur(grey, (5, 5), 0)

@@ -9,7 +9,7 @@ back to the queue with exponential backoff until ``max_attempts``.
 A job asking for several samples runs the engine once per sample, each with its own
 seed (``sample_seeds``), and stores each video with its own thumbnail. An extension
 decodes its source video, hands the engine the source's last frame (and one from a
-moment earlier, for engines that continue a motion), and stores the source followed by
+little earlier, for engines that continue a motion), and stores the source followed by
 the new clip as one video.
 """
 
@@ -44,7 +44,9 @@ log = logging.getLogger(__name__)
 # last stretch is muxing, storing and committing.
 _ENGINE_SHARE = 0.97
 _MAX_RETRY_DELAY_S = 300.0
-_LOOK_BACK_S = 0.5  # how far before a source's end the second closing picture is taken
+# Where, before a source's end, the earlier of its two closing pictures is taken: a share
+# of its length, so an eased move shows a clear but small change (about a tenth of it).
+_LOOK_BACK = 0.2
 
 
 class RunControl:
@@ -152,9 +154,8 @@ class Executor:
             path = self.storage.local_path(request.video)
             if path is None:
                 path, scratch_copy = self._scratch_copy(request.video, job), True
-            look_back = max(1, round(_LOOK_BACK_S * config.fps))
             try:
-                facts, closing = inspect_video(path, look_back=look_back)
+                facts, closing = inspect_video(path, look_back=_LOOK_BACK)
             except BaseException:
                 if scratch_copy:
                     path.unlink(missing_ok=True)

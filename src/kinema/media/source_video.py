@@ -72,11 +72,11 @@ def video_duration_problem(facts: VideoFacts, max_input_s: float) -> str | None:
 
 
 def inspect_video(
-    source: Path | bytes, *, field: FieldPath = "video", look_back: int = 0
+    source: Path | bytes, *, field: FieldPath = "video", look_back: float = 0.0
 ) -> tuple[VideoFacts, list[Image.Image]]:
     """Decode ``source`` once: its facts and its closing pictures (RGB, oldest first): the
-    frame ``look_back`` frames before the last one (when ``look_back`` > 0 and the video
-    is that long), then the last frame.
+    frame ``look_back`` of its length before the last one (a share, 0..1; none for 0),
+    then the last frame.
 
     Raises ``InvalidVideo`` (naming ``field``) for anything that is not a decodable video
     with at least one frame and sides of at most ``MAX_SIDE``.
@@ -96,7 +96,9 @@ def inspect_video(
             fps = float(rate) if rate else 0.0
             if not 1.0 <= fps <= 240.0:
                 raise InvalidVideo.for_field(field, "has no usable frame rate")
-            last: collections.deque[av.VideoFrame] = collections.deque(maxlen=look_back + 1)
+            expected = stream.frames or 0  # MP4 states it; when not, look back one frame
+            back = max(1, round(look_back * expected)) if look_back > 0 else 0
+            last: collections.deque[av.VideoFrame] = collections.deque(maxlen=back + 1)
             count = 0
             for frame in container.decode(stream):
                 last.append(frame)
