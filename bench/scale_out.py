@@ -138,7 +138,7 @@ def api_key(setup: Setup) -> str:
 
 def times(db: Engine, ids: list[str]) -> dict[str, tuple[str, datetime, datetime, datetime]]:
     """id -> (status, created_at, started_at, finished_at) of finished jobs among ``ids``."""
-    from kinema.jobs.tables import jobs
+    from kinema.schema import jobs
 
     query = (
         jobs.select()

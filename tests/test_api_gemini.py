@@ -223,6 +223,25 @@ def test_query_key_creates_and_polls_an_operation(server: LiveServer, png: bytes
         assert client.post(f"/v1beta/{name}:cancel").status_code == 200
 
 
+def test_every_route_also_answers_under_v1(server: LiveServer, png: bytes):
+    """google-genai 3.x defaults to api_version v1 in Gemini mode."""
+    body = {"instances": [instance(png)], "parameters": SHORT}
+    with rest(server) as client:
+        created = client.post(f"/v1/models/{FAST}:predictLongRunning", json=body)
+        assert created.status_code == 200, created.text
+        name = created.json()["name"]
+        deadline = time.monotonic() + 120
+        while not (operation := client.get(f"/v1/{name}").json())["done"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        uri = operation["response"]["generateVideoResponse"]["generatedSamples"][0]["video"]["uri"]
+        job_id = name.rpartition("/")[2]
+        video = client.get(f"/v1/files/{job_id}:download", params={"alt": "media"})
+        assert probe(video.content).frames == 4 * 24
+        assert client.get(uri.replace("/v1beta/", "/v1/")).status_code == 200
+        assert_rpc_error(client.get("/v1/models/no/such/route"), 404, "NOT_FOUND")
+
+
 def test_done_operation_links_a_video_that_the_key_downloads(server: LiveServer, finished: dict):
     assert "error" not in finished, finished
     assert finished["response"]["@type"] == (

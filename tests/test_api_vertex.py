@@ -131,7 +131,8 @@ def rest(server: LiveServer, *, bearer: bool = False) -> httpx.Client:
 
 
 def body(png: Path, **parameters: object) -> dict:
-    image = {"bytesBase64Encoded": base64.b64encode(png.read_bytes()).decode(), "mimeType": "image/png"}
+    data = base64.b64encode(png.read_bytes()).decode()
+    image = {"bytesBase64Encoded": data, "mimeType": "image/png"}
     return {
         "instances": [{"prompt": "a pan", "image": image}],
         "parameters": {"durationSeconds": 4, "resolution": "720p", **parameters},
@@ -174,7 +175,8 @@ def test_project_mode_rest_runs_to_an_inline_video_under_v1(server: LiveServer, 
 def test_every_path_under_the_prefix_answers_in_the_vertex_envelope(server: LiveServer):
     with rest(server) as client:
         assert_rpc_error(client.get("/v1beta1/no/such/thing"), 404, "NOT_FOUND")
-        assert_rpc_error(client.get(f"/v1/{PROJECT}/{MODEL}:predictLongRunning"), 405, "UNIMPLEMENTED")
+        wrong_method = client.get(f"/v1/{PROJECT}/{MODEL}:predictLongRunning")
+        assert_rpc_error(wrong_method, 405, "NOT_FOUND")
         unknown = client.post(f"/v1beta1/{PROJECT}/veo-9:predictLongRunning", json={})
         assert "veo-9" in assert_rpc_error(unknown, 404, "NOT_FOUND")["message"]
         other = client.post(f"/v1beta1/publishers/google/models/{MODEL}:generateContent", json={})
@@ -190,7 +192,8 @@ def test_every_path_under_the_prefix_answers_in_the_vertex_envelope(server: Live
 
 def test_another_keys_operation_is_not_found(server: LiveServer, png: Path):
     with rest(server) as client:
-        name = client.post(f"/v1beta1/{PROJECT}/{MODEL}:predictLongRunning", json=body(png)).json()["name"]
+        created = client.post(f"/v1beta1/{PROJECT}/{MODEL}:predictLongRunning", json=body(png))
+        name = created.json()["name"]
     other = server.new_key("vertex-other")
     with httpx.Client(base_url=server.url, headers={"x-goog-api-key": other}) as client:
         assert_rpc_error(fetch(client, name), 404, "NOT_FOUND")

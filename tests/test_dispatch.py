@@ -15,7 +15,14 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from kinema.db import make_engine, migrate
-from kinema.jobs.dispatch import QUEUE_NAME_MAX, TASK_NAME, ProcrastinateDispatch, queue_name
+from kinema.jobs.dispatch import (
+    QUEUE_NAME_MAX,
+    TASK_NAME,
+    ProcrastinateDispatch,
+    dispatch_priority,
+    install_procrastinate_schema,
+    queue_name,
+)
 from kinema.jobs.store import JobStore
 from kinema.runtime import Runtime
 from kinema.types import GenerationRequest, Job, JobStatus
@@ -50,7 +57,7 @@ def pg(postgres_url: str) -> Iterator[Engine]:
     """An empty PostgreSQL database with kinema's and procrastinate's schemas."""
     reset_postgres(postgres_url)
     built = make_engine(postgres_url)
-    migrate(built, procrastinate=True)
+    migrate(built, extra_step=install_procrastinate_schema)
     try:
         yield built
     finally:
@@ -93,7 +100,7 @@ def test_submit_writes_the_row_and_its_queue_entry_together(store: JobStore, pg:
     [entry] = entries(pg, job.id)
     assert entry["queue_name"] == "slow"
     assert entry["task_name"] == TASK_NAME
-    assert entry["priority"] == 5
+    assert entry["priority"] == dispatch_priority(5, turn=1)
     assert entry["status"] == "todo"
     assert dispatch_id(pg, job.id) == entry["id"]
 
@@ -110,7 +117,7 @@ def test_off_peak_jobs_queue_below_everything(store: JobStore, pg: Engine):
     job, _ = store.submit(
         owner="o", request=request(off_peak=True, priority=-100), dialect="aimlapi"
     )
-    assert entries(pg, job.id)[0]["priority"] == -100
+    assert entries(pg, job.id)[0]["priority"] == dispatch_priority(-100, turn=1)
 
 
 def test_only_the_recorded_queue_entry_can_claim(store: JobStore, pg: Engine):

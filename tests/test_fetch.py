@@ -363,7 +363,7 @@ def test_redirect_without_location(port: int) -> None:
 def test_http_error_status(port: int) -> None:
     with pytest.raises(InvalidImage) as caught:
         _local().fetch(f"http://127.0.0.1:{port}/missing.png", field="image_url")
-    assert caught.value.message == "image_url: HTTP 404 from the image URL"
+    assert caught.value.message == "image_url: HTTP 404 from the URL"
     assert not isinstance(caught.value, UnsafeURL)
 
 
@@ -423,8 +423,9 @@ def test_built_from_settings() -> None:
     )
     fetcher = ImageFetcher.from_settings(settings)
 
-    assert fetcher.allow_hosts == frozenset({"localhost", "10.0.0.5"})
-    assert (fetcher.timeout_s, fetcher.max_redirects, fetcher.max_bytes) == (3.0, 2, 1234)
+    http = fetcher.http
+    assert http.allow_hosts == frozenset({"localhost", "10.0.0.5"})
+    assert (http.timeout_s, http.max_redirects, http.max_bytes) == (3.0, 2, 1234)
     assert fetcher.is_allowed("LOCALHOST")
     assert fetcher.is_allowed("10.0.0.5")
     assert not fetcher.is_allowed("10.0.0.6")

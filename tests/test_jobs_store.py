@@ -13,7 +13,7 @@ from sqlalchemy import Engine, update
 
 from kinema.errors import IdempotencyConflict, InvalidRequest, LeaseLost, NotFound
 from kinema.jobs.store import JobStore
-from kinema.jobs.tables import jobs
+from kinema.schema import jobs
 from kinema.types import GenerationRequest, Job, JobStatus, VideoResult
 
 if TYPE_CHECKING:

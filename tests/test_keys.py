@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Engine, select, update
 
 from kinema.errors import InvalidRequest, NotFound
-from kinema.jobs.tables import api_keys
 from kinema.keys import KeyStore
+from kinema.schema import api_keys
 
 if TYPE_CHECKING:
     from tests.conftest import FakeClock

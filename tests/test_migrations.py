@@ -16,7 +16,7 @@ from sqlalchemy import Engine, inspect
 
 from kinema.db import MIGRATIONS_DIR, alembic_config, begin_write, make_engine, migrate
 from kinema.jobs.store import JobStore
-from kinema.jobs.tables import metadata
+from kinema.schema import metadata
 from kinema.types import GenerationRequest
 
 
@@ -175,10 +175,13 @@ def test_upgrade_gives_each_finished_job_its_video_as_its_one_output(bare_engine
 
     from sqlalchemy import insert
 
-    from kinema.jobs.tables import jobs
+    from kinema.schema import jobs
     from kinema.types import VideoResult
 
-    migrate(bare_engine, "0003")  # the schema before several outputs existed
+    scripts = ScriptDirectory.from_config(alembic_config())
+    before = scripts.get_revision("outputs").down_revision
+    assert isinstance(before, str)
+    migrate(bare_engine, before)  # the schema before several outputs existed
     result = VideoResult("jobs/j/video-1.mp4", "jobs/j/thumb.jpg", 1280, 720, 24.0, 4.0, True, 9)
     now = datetime.now(UTC)
     older = {c.name for c in jobs.c} - {"outputs", "source_job_id", "source_kind"}
@@ -202,7 +205,7 @@ def test_upgrade_gives_each_finished_job_its_video_as_its_one_output(bare_engine
     with begin_write(bare_engine) as connection:
         for values in (finished, queued):
             connection.execute(
-                insert(jobs).values({name: values.get(name) for name in older})
+                insert(jobs).values({k: v for k, v in values.items() if k in older})
             )
 
     migrate(bare_engine)

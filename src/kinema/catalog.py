@@ -15,6 +15,7 @@ model; ``video`` (the video an extension continues) by models with ``extension``
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ MAX_REFERENCE_IMAGES = 3
 SEED_MAX = 2**32 - 1
 OFF_PEAK_PRIORITY = -100  # below every ordinary job: off-peak work runs when nothing else waits
 PERSON_GENERATION = ("dont_allow", "allow_adult", "allow_all")
+# Whole numbers as strings: ASCII digits only (``str.isdigit`` also takes "²" and a fullwidth "4",
+# which ``int`` refuses or reads differently), and few enough to mean anything.
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,18}")
 
 # Frame sizes for each (resolution, aspect ratio); engines with native sizes map on top.
 FRAME_SIZES: dict[tuple[str, str], tuple[int, int]] = {
@@ -141,8 +145,12 @@ class _Problems:
     def __init__(self, names: Mapping[str, str]) -> None:
         self.names = names
         self.items: list[FieldProblem] = []
+        self.seen: set[str] = set()
 
     def add(self, canonical: str, message: str) -> None:
+        if canonical in self.seen:  # one problem per field: the first says what is wrong
+            return
+        self.seen.add(canonical)
         self.items.append(FieldProblem((_wire(self.names, canonical),), message))
 
 
@@ -221,6 +229,9 @@ class Catalog:
         spec = self.get(model_id, dialect=dialect)
         names = wire_names or {}
         problems = _Problems(names)
+        for name, value in fields.items():
+            if _has_surrogate(value):
+                problems.add(name, _SURROGATE)
         accepted = spec.accepted_fields()
         for name in fields:
             if name == "video" and name not in accepted:
@@ -242,10 +253,12 @@ class Catalog:
         references: tuple[str, ...] = ()
         if "image" in accepted:
             required = spec.image_required and not extending
-            image = _text(fields.get("image"), "image", problems, required=required)
+            image = _text(fields.get("image"), "image", problems, required=required, empty=False)
         if "last_image" in accepted:
             required = spec.inputs == "first_last"
-            last_image = _text(fields.get("last_image"), "last_image", problems, required=required)
+            last_image = _text(
+                fields.get("last_image"), "last_image", problems, required=required, empty=False
+            )
         if "reference_images" in accepted:
             given = fields.get("reference_images")
             if spec.inputs == "reference" or given is not None:
@@ -327,6 +340,12 @@ class Catalog:
             adjustments=tuple(adjusted),
         )
 
+    @staticmethod
+    def check_text(value: str, field: str) -> None:
+        """Refuse a string that is not valid Unicode (a lone surrogate) before it is used."""
+        if _has_surrogate(value):
+            raise InvalidRequest.for_field(field, _SURROGATE)
+
 
 def _model_from_toml(model_id: str, cfg: dict[str, Any]) -> ModelSpec:
     options = frozenset(cfg.get("options", ()))
@@ -371,7 +390,32 @@ def _extension(cfg: dict[str, Any] | None) -> ExtensionLimits | None:
 # --- value parsers: each returns the parsed value or records a problem and returns None ---
 
 
-def _text(value: Any, name: str, problems: _Problems, *, required: bool = False) -> str | None:
+_SURROGATE = "is not valid Unicode (it holds an unpaired surrogate escape such as \\ud800)"
+
+
+def _has_surrogate(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` holds a string with a lone surrogate, which cannot be stored or
+    sent back as UTF-8 (JSON lets a client write one as ``"\\ud800"``)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if depth > 8:
+        return False
+    if isinstance(value, list | tuple):
+        return any(_has_surrogate(item, depth + 1) for item in value)
+    if isinstance(value, dict):
+        return any(_has_surrogate(item, depth + 1) for pair in value.items() for item in pair)
+    return False
+
+
+def _text(
+    value: Any, name: str, problems: _Problems, *, required: bool = False, empty: bool = True
+) -> str | None:
+    """A string field; ``empty=False`` refuses a blank string even when the field is
+    optional (an image given as "" is a mistake, not a request without an image)."""
     if value is None:
         if required:
             problems.add(name, "is required")
@@ -379,7 +423,7 @@ def _text(value: Any, name: str, problems: _Problems, *, required: bool = False)
     if not isinstance(value, str):
         problems.add(name, f"must be a string, not {type(value).__name__}")
         return None
-    if required and not value.strip():
+    if (required or not empty) and not value.strip():
         problems.add(name, "must not be empty")
         return None
     return value
@@ -434,7 +478,7 @@ def _duration(
         seconds = value
     elif isinstance(value, float) and value.is_integer():
         seconds = int(value)
-    elif isinstance(value, str) and value.strip().removesuffix("s").isdigit():
+    elif isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value.strip().removesuffix("s")):
         seconds = int(value.strip().removesuffix("s"))
     options = ", ".join(map(str, allowed))
     if seconds is None or seconds not in allowed:
@@ -489,12 +533,11 @@ def _flag(value: Any, default: bool | None, name: str, problems: _Problems) -> b
 def _integer(value: Any, low: int, high: int, name: str, problems: _Problems) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        problems.add(name, f"must be an integer from {low} to {high}")
-        return None
-    try:
+    if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value.strip()):
         number = int(value)
-    except ValueError:
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
         problems.add(name, f"must be an integer from {low} to {high}")
         return None
     if not low <= number <= high:

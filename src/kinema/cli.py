@@ -32,6 +32,14 @@ console = Console()
 errors = Console(stderr=True)
 
 
+def _configure_logging(log_level: str) -> None:
+    """Log lines to stderr, with secrets redacted (``kinema.logsafe``)."""
+    from kinema.logsafe import protect
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    protect(logging.getLogger().handlers)
+
+
 def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
@@ -51,7 +59,7 @@ def serve(
     """Serve the HTTP API, with a worker in the same process unless --no-worker."""
     from kinema.server import serve as run
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    _configure_logging(log_level)
     run(_settings(host=host, port=port, workers=0 if no_worker else workers), log_level=log_level)
 
 
@@ -70,10 +78,11 @@ def worker(
     on the shared PostgreSQL and can run on any machine that reaches it and the storage;
     otherwise it claims from the jobs table like the embedded pool.
     """
+    from kinema.api.webhooks import build_deliverer
     from kinema.errors import KinemaError
     from kinema.runtime import Runtime
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    _configure_logging(log_level)
     chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
     try:
         runtime = Runtime.build(_settings(), workers=max(concurrency, 1), models=chosen)
@@ -83,13 +92,18 @@ def worker(
     stop = threading.Event()
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: stop.set())
+    # Webhooks are delivered by whichever processes run: a deployment of workers and
+    # API-only servers still delivers when no API process is up.
+    deliverer = build_deliverer(runtime)
     try:
         runtime.start()
+        deliverer.start()
         while not stop.wait(1.0):
             if runtime.queue_worker is not None and not runtime.queue_worker.alive:
                 errors.print("[red]error:[/red] the queue worker stopped; see the log")
                 raise typer.Exit(1)
     finally:
+        deliverer.stop()
         runtime.close()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -166,25 +166,25 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-def migrate(engine: Engine, revision: str = "head", *, procrastinate: bool = False) -> None:
+def migrate(
+    engine: Engine,
+    revision: str = "head",
+    *,
+    extra_step: Callable[[Connection], object] | None = None,
+) -> None:
     """Bring the schema to ``revision``; a no-op when it is there already.
 
     Safe to call on every start, also from several processes at once: PostgreSQL takes
     a transaction-scoped advisory lock, SQLite the database write lock, so the second
-    starter waits, then finds the schema current. With ``procrastinate`` (scale-out
-    dispatch, PostgreSQL only) procrastinate's own schema is installed too, under the
-    same lock.
+    starter waits, then finds the schema current. ``extra_step`` runs after the
+    migrations under the same lock and transaction: scale-out dispatch passes the step
+    that installs procrastinate's own schema (PostgreSQL only).
     """
     with begin_write(engine) as connection:
-        postgres = connection.dialect.name == "postgresql"
-        if procrastinate and not postgres:
-            raise ValueError("procrastinate dispatch needs a postgresql:// database URL")
-        if postgres:
+        if connection.dialect.name == "postgresql":
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
             )
         command.upgrade(alembic_config(connection), revision)
-        if procrastinate:
-            from kinema.jobs.dispatch import install_procrastinate_schema
-
-            install_procrastinate_schema(connection)
+        if extra_step is not None:
+            extra_step(connection)

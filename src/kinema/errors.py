@@ -8,6 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MAX_MESSAGE_CHARS = 1000  # error messages echo client input; never more than this of it
+
+
+def safe_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` fit to be sent back: at most ``limit`` characters, and encodable as UTF-8
+    (a lone surrogate from a JSON ``\\ud800`` escape is written as that escape)."""
+    if len(text) > limit:
+        text = text[: limit - 1] + "\u2026"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
 
 class KinemaError(Exception):
     """Base of every error kinema raises on purpose."""
@@ -16,6 +30,7 @@ class KinemaError(Exception):
     code: str = "internal_error"
 
     def __init__(self, message: str) -> None:
+        message = safe_text(message)
         super().__init__(message)
         self.message = message
 
@@ -26,6 +41,11 @@ class FieldProblem:
 
     path: tuple[str | int, ...]
     message: str
+
+    def __post_init__(self) -> None:
+        path = tuple(p if isinstance(p, int) else safe_text(str(p), 200) for p in self.path)
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "message", safe_text(self.message))
 
 
 class InvalidRequest(KinemaError):
@@ -50,10 +70,17 @@ class InvalidImage(InvalidRequest):
     code = "invalid_image"
 
 
-class UnsafeURL(InvalidImage):
+class UnsafeURL(InvalidRequest):
     """A URL points somewhere kinema refuses to connect to (SSRF protection)."""
 
     code = "unsafe_url"
+
+
+class RemoteFailure(InvalidRequest):
+    """A URL could not be reached or answered badly: timeout, refused connection, HTTP
+    error, a body over the limit. Image intake reports it as an ``InvalidImage``."""
+
+    code = "remote_failure"
 
 
 class UnknownModel(InvalidRequest):
@@ -78,8 +105,21 @@ class IdempotencyConflict(KinemaError):
 
 
 class MethodNotAllowed(KinemaError):
+    """The path exists but not for this HTTP method."""
+
     status = 405
     code = "method_not_allowed"
+
+    def __init__(self, message: str, allow: str = "") -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
+class PayloadTooLarge(KinemaError):
+    """The request body is larger than the server accepts (``KINEMA_MAX_BODY_BYTES``)."""
+
+    status = 413
+    code = "payload_too_large"
 
 
 class JobStillRunning(KinemaError):

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, Row, or_, select, update
 
 from kinema.db import begin_write
 from kinema.errors import InvalidRequest, NotFound
-from kinema.jobs.tables import api_keys
+from kinema.schema import api_keys
 from kinema.webhooks.signing import new_secret
 
 KEY_PREFIX = "kin_"

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
@@ -26,20 +26,22 @@ from kinema.catalog import Catalog
 from kinema.db import make_engine, migrate
 from kinema.engines.registry import EngineHost
 from kinema.errors import InvalidRequest, JobStillRunning, NotFound
-from kinema.jobs.dispatch import ProcrastinateDispatch
+from kinema.jobs.dispatch import ProcrastinateDispatch, install_procrastinate_schema
 from kinema.jobs.execute import Executor
 from kinema.jobs.keys import job_prefix
+from kinema.jobs.outbox import Outbox
 from kinema.jobs.pool import WorkerPool
 from kinema.jobs.store import JobStore
 from kinema.jobs.submit import Submitter, request_fingerprint
 from kinema.jobs.workers import WorkerRegistry
 from kinema.keys import ANONYMOUS_OWNER, KeyStore
 from kinema.media.fetch import ImageFetcher
+from kinema.media.http import SafeHttpClient
 from kinema.settings import Settings
 from kinema.storage import LinkSigner, Storage, open_storage
+from kinema.storage.scratch import remove_stale_parts
 from kinema.types import Job, JobStatus, JobSummary, SourceKind, VideoResult
 from kinema.views import Creation, JobRef, JobView, OutputView
-from kinema.webhooks.outbox import Outbox
 
 if TYPE_CHECKING:
     from kinema.jobs.queue_worker import QueueWorker
@@ -64,6 +66,7 @@ class Runtime:
     pool: WorkerPool | None
     outbox: Outbox
     registry: WorkerRegistry
+    http: SafeHttpClient  # webhooks and callback checks; image intake has its own
     queue_worker: QueueWorker | None = None
     models: tuple[str, ...] | None = None  # what this process's workers take; None: all
 
@@ -80,7 +83,7 @@ class Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         scale_out = settings.dispatch == "procrastinate"
         db = make_engine(settings.resolved_database_url)
-        migrate(db, procrastinate=scale_out)
+        migrate(db, extra_step=install_procrastinate_schema if scale_out else None)
         store = JobStore(db, dispatch=ProcrastinateDispatch() if scale_out else None)
         storage = open_storage(
             settings.storage_url, settings.resolved_storage_dir, settings.data_dir / "scratch"
@@ -147,6 +150,7 @@ class Runtime:
             pool=pool,
             outbox=Outbox(db),
             registry=registry,
+            http=SafeHttpClient.from_settings(settings),
             queue_worker=queue_worker,
             models=chosen,
         )
@@ -158,8 +162,9 @@ class Runtime:
         The request's fingerprint is computed here, once, from the canonical request; the
         store decides what an ``Idempotency-Key`` retry gets with it.
         """
-        if creation.callback_url is not None:
-            self.submitter.vet_callback(creation.callback_url, field=creation.callback_field)
+        if creation.callback_url is not None:  # refused now (400) if it points inside
+            self.catalog.check_text(creation.callback_url, creation.callback_field)
+            self.http.vet(creation.callback_url, field=creation.callback_field)
         request = self.catalog.build_request(
             creation.model,
             creation.fields,
@@ -191,6 +196,7 @@ class Runtime:
             idempotency_key=creation.idempotency_key,
             request_hash=fingerprint,
             extension=self.catalog.get(creation.model).extension,
+            base_url=creation.base_url,
         )
         if self.pool is not None:
             self.pool.notify()
@@ -250,29 +256,36 @@ class Runtime:
                 return job
         raise NotFound(f"job {ref.id_prefix} not found")
 
+    def jobs(
+        self, owner: str, *, limit: int, after: str | None, order: Literal["asc", "desc"]
+    ) -> list[Job]:
+        """A page of ``owner``'s jobs by creation time (``after``: the last id seen)."""
+        return self.store.list(owner, limit=limit, after=after, order=order)
+
+    def link_base(self, job: Job | JobSummary) -> str:
+        """The base URL of links to ``job``'s files: the configured public base URL, or
+        the one of the request that created the job. Never another request's: whatever
+        Host a poll names, the links of everyone's jobs stay as they were made."""
+        base = self.settings.public_base_url or job.base_url
+        return (base or f"http://{self.settings.host}:{self.settings.port}").rstrip("/")
+
     def status(
-        self,
-        owner: str,
-        ref: JobRef,
-        *,
-        base_url: str,
-        full: bool = True,
-        inline_video: bool = False,
+        self, owner: str, ref: JobRef, *, full: bool = True, inline_video: bool = False
     ) -> JobView:
         """What a poll renders. ``full=False`` reads only the status columns (the cheapest
         read there is) when the dialect renders nothing of the request or its times;
         ``inline_video`` carries a succeeded job's MP4 in the view."""
         if full or ref.id is None:
-            return self.view(self.find(owner, ref), base_url, inline_video=inline_video)
+            return self.view(self.find(owner, ref), inline_video=inline_video)
         summary = self.store.summary(owner, ref.id)
         if ref.model is not None and summary.model != ref.model:
             raise NotFound(f"job {ref.id} not found")
-        return self.view(summary, base_url, inline_video=inline_video)
+        return self.view(summary, inline_video=inline_video)
 
-    def view(
-        self, job: Job | JobSummary, base_url: str, *, inline_video: bool = False
-    ) -> JobView:
-        """``job`` with its signed links, frame size and queue facts worked out."""
+    def view(self, job: Job | JobSummary, *, inline_video: bool = False) -> JobView:
+        """``job`` with its signed links (starting with ``link_base``), frame size and
+        queue facts worked out."""
+        base_url = self.link_base(job)
         result = job.result
         outputs: tuple[OutputView, ...] = ()
         expires_at = None
@@ -295,7 +308,6 @@ class Runtime:
             "base_url": base_url,
             "url_ttl_s": self.settings.url_ttl_s,
             "video_url": first and first.video_url,
-            "thumbnail_url": first and first.thumbnail_url,
             "link_expires_at": expires_at,
             "video_bytes": first and first.video_bytes,
             "video_object_uri": first and first.video_object_uri,
@@ -419,6 +431,7 @@ class Runtime:
                 "AUTHENTICATION IS DISABLED (KINEMA_AUTH_DISABLED): anyone who can reach "
                 "this server can generate and read every video. Development only."
             )
+        remove_stale_parts(self.storage.scratch_dir(), older_than_s=self.settings.lease_s)
         for model in self.models or ():  # load a worker's engines before it takes jobs
             self.engines.get(self.catalog.get(model).engine)
         if self.store.dispatch_waiting():

@@ -37,7 +37,18 @@ class Settings(BaseSettings):
     # --- HTTP ---
     host: str = "127.0.0.1"
     port: int = 8000
-    public_base_url: str | None = None  # default: the base URL each request came in on
+    # Links handed to clients start with this; default: the base URL of the request that
+    # created the job (kept with the job, so no other request can change its links).
+    public_base_url: str | None = None
+    # Host names this server answers for ("api.example.com", "*.example.com"); a request
+    # naming another Host gets 400. Empty: any host.
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Addresses (or networks, "10.0.0.0/8") of reverse proxies whose X-Forwarded-Proto,
+    # -Host, -For and -Prefix headers are honoured; from anyone else they are ignored.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_body_bytes: int = 20 * 1024 * 1024  # larger request bodies are answered 413
+    header_timeout_s: float = 10.0  # a connection must finish its request headers in this
+    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
     auth_disabled: bool = False  # development only: every request is the "anonymous" owner
     key_cache_s: float = 2.0  # how long a verified API key is trusted without a re-check
     rate_limit_per_minute: int = 0  # requests per key per minute, per API process; 0 = no limit
@@ -67,6 +78,9 @@ class Settings(BaseSettings):
     webhook_retry_base_s: float = 5.0  # first retry delay; doubles per attempt, capped at 1 h
     webhook_max_age_s: float = 24 * 3600  # retries stop this long after the event
     webhook_poll_s: float = 1.0  # how often the deliverer looks for due events
+    webhook_timeout_s: float = 5.0  # one delivery attempt; a slower receiver is retried later
+    webhook_concurrency: int = 8  # deliveries in flight at once, per process
+    webhook_per_endpoint: int = 2  # of those, at most this many to one receiver (host:port)
 
     # --- image intake ---
     fetch_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -75,7 +89,7 @@ class Settings(BaseSettings):
     max_image_bytes: int = 50 * 1024 * 1024
     max_video_bytes: int = 200 * 1024 * 1024  # a source video sent inline for an extension
 
-    @field_validator("fetch_allow_hosts", mode="before")
+    @field_validator("fetch_allow_hosts", "trusted_hosts", "trusted_proxies", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):

@@ -149,6 +149,8 @@ class Job:
     result: VideoResult | None = None  # the first output
     dialect: str = "aimlapi"
     outputs: tuple[VideoResult, ...] = ()  # every output, ``result`` first; () until done
+    base_url: str | None = None  # of the request that created the job: its links start so
+    queue_turn: int = 1  # the owner's nth waiting job when queued (fair order across owners)
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,7 @@ class JobSummary:
     error_message: str | None
     result: VideoResult | None
     outputs: tuple[VideoResult, ...] = ()
+    base_url: str | None = None
 
 
 # --- engine-facing types: engines see pixels and numbers, never storage or HTTP ---

@@ -60,7 +60,6 @@ class JobView:
     base_url: str
     url_ttl_s: int
     video_url: str | None = None  # signed, absolute; set once the job succeeded
-    thumbnail_url: str | None = None
     link_expires_at: int | None = None  # unix time the signed links stop working
     request: GenerationRequest | None = None
     created_at: datetime | None = None
@@ -104,3 +103,4 @@ class Creation:
     # The job this one is derived from and how (a remix or an edit names its source; an
     # extension's source is found from its ``video`` field when it is accepted).
     derived_from: tuple[str, SourceKind] | None = None
+    base_url: str | None = None  # of the creating request: the job's links start with it

@@ -1,6 +1,6 @@
 """The AI/ML API dialect: ``/v2/video/generations`` and its legacy Google path.
 
-Wire facts (PROTOCOLS.md section 1): create and poll share one response shape
+Wire facts (the gateway's own API documents): create and poll share one response shape
 ``{id, status, video, error, meta}`` with statuses queued / generating / completed / error;
 ids look like ``<uuid>:<model>`` (so they contain ``:`` and ``/``); HTTP errors use the
 envelope ``{message, path, requestId, statusCode, timestamp}``.
@@ -30,10 +30,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kinema.api.deps import BearerOwner, IdempotencyKey
-from kinema.api.dialect import Dialect, Poll
+from kinema.api.dialect import Dialect, Poll, query_value
 from kinema.errors import InvalidRequest, KinemaError, NotFound
 from kinema.types import JobStatus, output_ref
 from kinema.views import Creation, JobRef, JobView
@@ -80,7 +80,7 @@ class CreateGeneration(BaseModel):
     aspect_ratio: str | None = None
     resolution: str | None = None
     generate_audio: bool | str | None = None
-    seed: int | None = None
+    seed: StrictInt | None = None
     negative_prompt: str | None = None
     enhance_prompt: bool | None = None
     auto_fix: bool | None = None
@@ -122,7 +122,7 @@ class Generation(BaseModel):
 class AimlApi(Dialect):
     name = "aimlapi"
     title = "AI/ML API"
-    prefixes = ("/v2/",)
+    prefixes = ("/v2",)
     full_view = False
     status_words = {
         JobStatus.QUEUED: "queued",
@@ -237,7 +237,7 @@ class AimlApi(Dialect):
 
     def polls(self) -> list[Poll]:
         def locate(request: Request, params: Mapping[str, str], body: Any) -> JobRef:
-            generation_id = request.query_params.get("generation_id")
+            generation_id = query_value(request, "generation_id")
             if not generation_id:
                 raise InvalidRequest.for_field("generation_id", "is required")
             return self.job_ref(generation_id)
@@ -271,9 +271,7 @@ class AimlApi(Dialect):
             idempotency_key: IdempotencyKey = None,
         ) -> JSONResponse:
             """Create a video generation task; poll it with GET and ``generation_id``."""
-            job = request.app.state.runtime.create(
-                owner, self.name, self.parse_create(body, idempotency_key)
-            )
+            job = self.create(request, owner, self.parse_create(body, idempotency_key))
             return self.respond(request, job)
 
         @router.post(
@@ -286,7 +284,5 @@ class AimlApi(Dialect):
             idempotency_key: IdempotencyKey = None,
         ) -> JSONResponse:
             """Legacy path of the same create call (documented upstream as 201)."""
-            job = request.app.state.runtime.create(
-                owner, self.name, self.parse_create(body, idempotency_key)
-            )
+            job = self.create(request, owner, self.parse_create(body, idempotency_key))
             return self.respond(request, job, status_code=201)

@@ -100,18 +100,16 @@ BearerOwner = Annotated[str, Depends(bearer_owner)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
-def public_base_url(request: Request, runtime: Runtime) -> str:
-    """The absolute base for links handed to clients (configurable behind a proxy)."""
-    configured = runtime.settings.public_base_url
-    if configured:
-        return configured.rstrip("/")
-    # What ``request.base_url`` gives, without building two URL objects per poll.
+def request_base_url(request: Request) -> str:
+    """The base URL this request came in on: kept with the job a create makes, so that
+    job's links start with it (``Runtime.link_base``); no other request's Host counts.
+
+    The Host header was checked against the trusted hosts, and the scheme and host come
+    from X-Forwarded-* only when a trusted proxy sent them (``api.middleware``).
+    """
     scope = request.scope
     host = request.headers.get("host")
     if host is None:
         server = scope.get("server") or ("localhost", 80)
         host = f"{server[0]}:{server[1]}"
-    base = f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}".rstrip("/")
-    # Remembered for links rendered outside a request (webhook bodies).
-    request.app.state.seen_base_url = base
-    return base
+    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}".rstrip("/")

@@ -12,19 +12,21 @@ entries from a list of dialects, so a new dialect is one module and one list ent
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from kinema.api.deps import bearer_token, get_authenticator, public_base_url
+from kinema.api.deps import bearer_token, get_authenticator, request_base_url
 from kinema.api.errors import error_headers
 from kinema.errors import KinemaError
 from kinema.runtime import Runtime
 from kinema.types import Job, JobStatus
-from kinema.views import JobRef, JobView
+from kinema.views import Creation, JobRef, JobView
 
 # (request, path parameters, parsed JSON body or None) -> the job the poll names
 Locate = Callable[[Request, Mapping[str, str], Any], JobRef]
@@ -56,7 +58,9 @@ class Dialect:
 
     name: ClassVar[str]  # stored with each job; the catalog lists models per dialect
     title: ClassVar[str]  # its OpenAPI tag
-    prefixes: ClassVar[tuple[str, ...]]  # paths whose errors (404/405 too) it renders
+    # Paths whose errors it renders, also those raised before a route is found (404, 405,
+    # 413, a bad Host): a path is under a prefix when equal to it or followed by "/".
+    prefixes: ClassVar[tuple[str, ...]]
     status_words: ClassVar[Mapping[JobStatus, str]]
     error_schema: ClassVar[dict[str, Any]]
     full_view: ClassVar[bool] = True  # False: render needs only the poll's short read
@@ -83,6 +87,13 @@ class Dialect:
             headers=error_headers(error),
         )
 
+    def create(self, request: Request, owner: str, creation: Creation) -> Job:
+        """Accept ``creation`` for ``owner``; the job's links start with the base URL this
+        request came in on (checked by ``RequestGuard``), never another request's."""
+        runtime: Runtime = request.app.state.runtime
+        creation = dataclasses.replace(creation, base_url=request_base_url(request))
+        return runtime.create(owner, self.name, creation)
+
     def respond(
         self,
         request: Request,
@@ -93,7 +104,7 @@ class Dialect:
     ) -> JSONResponse:
         """``job`` rendered for the caller (create, cancel and other non-poll routes)."""
         runtime: Runtime = request.app.state.runtime
-        view = runtime.view(job, public_base_url(request, runtime))
+        view = runtime.view(job, inline_video=self.inline_video)
         return JSONResponse(self.render(view), status_code=status_code, headers=headers)
 
     # --- routes ---
@@ -117,3 +128,13 @@ def field_name(path: tuple[str | int, ...]) -> str:
         else:
             name += f".{part}" if name else part
     return name
+
+
+def query_value(request: Request, name: str) -> str | None:
+    """The first value of query parameter ``name``; what ``request.query_params`` gives,
+    without parsing the whole query into a multi-dict (polls call this every time)."""
+    wanted = name.encode() + b"="
+    for part in request.scope.get("query_string", b"").split(b"&"):
+        if part.startswith(wanted):
+            return unquote_plus(part[len(wanted) :].decode("latin-1"))
+    return None

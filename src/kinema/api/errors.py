@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
-from kinema.errors import FieldProblem, InvalidRequest, KinemaError, RateLimited
+from kinema.errors import FieldProblem, InvalidRequest, KinemaError, MethodNotAllowed, RateLimited
 
 ErrorRenderer = Callable[[Request, KinemaError], Response]
 
@@ -25,6 +25,8 @@ def error_headers(error: KinemaError) -> dict[str, str]:
     """Headers every dialect adds to an error response (``Retry-After`` on 429)."""
     if isinstance(error, RateLimited):
         return {"Retry-After": str(max(1, math.ceil(error.retry_after_s)))}
+    if isinstance(error, MethodNotAllowed) and error.allow:
+        return {"Allow": error.allow}
     return {}
 
 

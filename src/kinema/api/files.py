@@ -51,7 +51,7 @@ class Files(Dialect):
 
     name = "files"
     title = "files"
-    prefixes = ("/files/",)
+    prefixes = ("/files",)
     status_words = {}
     error_schema = {
         "type": "object",

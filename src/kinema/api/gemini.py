@@ -1,6 +1,6 @@
 """Google's Gemini API for Veo: ``predictLongRunning``, its operations and file downloads.
 
-Wire facts (PROTOCOLS.md section 4), checked against the ``google-genai`` SDK (2.x, the
+Wire facts, checked against the ``google-genai`` SDK (2.x, the
 last line whose ``generate_videos`` speaks the Gemini API; 3.x sends it to Vertex only):
 
 Every route answers under ``/v1beta/`` (2.x's default) and ``/v1/`` (3.x's default).
@@ -46,10 +46,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kinema.api import google
-from kinema.api.deps import IdempotencyKey, public_base_url
+from kinema.api.deps import IdempotencyKey
 from kinema.api.dialect import Dialect, Poll
 from kinema.api.files import artifact_response
 from kinema.api.google import GoogleOwner, Instance, Wire
@@ -74,7 +74,9 @@ class Parameters(Wire):
     person_generation: str | None = Field(default=None, examples=["allow_all", "allow_adult"])
     negative_prompt: str | None = None
     enhance_prompt: bool | None = None
-    seed: int | None = Field(default=None, description="Raw REST only: the SDK does not send it")
+    seed: StrictInt | None = Field(
+        default=None, description="Raw REST only: the SDK does not send it"
+    )
     generate_audio: bool | None = Field(default=None, description="Raw REST only (Veo 3)")
     callback_url: str | None = Field(
         default=None,
@@ -176,7 +178,7 @@ def _timestamp(moment: datetime | None) -> str | None:
 class Gemini(Dialect):
     name = "gemini"
     title = "Gemini API"
-    prefixes = ("/v1beta/", "/v1/models/", "/v1/files/")
+    prefixes = ("/v1beta", "/v1/models", "/v1/files")
     full_view = False
     status_words = {status: status.name for status in JobStatus}
     error_schema = google.ERROR_SCHEMA
@@ -281,8 +283,7 @@ class Gemini(Dialect):
             idempotency_key: IdempotencyKey = None,
         ) -> JSONResponse:
             """Start generating a video (``{model}:predictLongRunning``); returns an operation."""
-            runtime: Runtime = request.app.state.runtime
-            job = runtime.create(owner, self.name, self.parse_create(body, model, idempotency_key))
+            job = self.create(request, owner, self.parse_create(body, model, idempotency_key))
             return JSONResponse({"name": f"models/{job.model}/operations/{job.id}"})
 
         @router.post(f"/{version}/models/{{model}}/operations/{{operation_id}}")
@@ -330,7 +331,7 @@ class Gemini(Dialect):
             if job.status is not JobStatus.SUCCEEDED or index >= len(job.outputs):
                 raise NotFound(f"files/{name} is not found: its operation has no video")
             video = job.outputs[index]
-            uri = video_uri(name, public_base_url(request, runtime))
+            uri = video_uri(name, runtime.link_base(job))
             return JSONResponse(
                 {
                     "name": f"files/{name}",

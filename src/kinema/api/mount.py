@@ -12,15 +12,22 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kinema.api.dialect import Dialect, Poll
-from kinema.api.errors import dialect_route
+from kinema.api.errors import dialect_route, error_headers
 from kinema.api.poll import PollLane, serve_events, serve_poll
-from kinema.errors import KinemaError, MethodNotAllowed, NotFound
+from kinema.errors import (
+    InvalidRequest,
+    KinemaError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    safe_text,
+)
 from kinema.runtime import Runtime
 from kinema.types import Job
 
@@ -45,7 +52,30 @@ _EVENT_STREAM = {
 }
 
 
-def mount(app: FastAPI, dialects: Sequence[Dialect]) -> None:
+class KinemaApp(FastAPI):
+    """FastAPI, with every dialect's polls served ahead of its middleware and router.
+
+    ``front`` (the request guard) sees every HTTP request first and passes it to
+    ``route``: a poll is served there at once, anything else goes through FastAPI.
+    """
+
+    poll_lane: PollLane | None = None
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.front is not None and scope["type"] == "http":
+            await self.front(scope, receive, send)
+        else:
+            await self.route(scope, receive, send)
+
+    async def route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lane = self.poll_lane
+        if lane is not None and await lane.serve(self, scope, receive, send):
+            return
+        await super().__call__(scope, receive, send)
+
+
+def mount(app: KinemaApp, dialects: Sequence[Dialect]) -> None:
     """Serve ``dialects`` on ``app`` (polls first, so they win over the other routes)."""
     lane: list[tuple[Dialect, Poll]] = []
     for dialect in dialects:
@@ -55,33 +85,58 @@ def mount(app: FastAPI, dialects: Sequence[Dialect]) -> None:
             lane.append((dialect, poll))
         dialect.add_routes(router)
         app.include_router(router)
-    app.add_middleware(PollLane, polls=lane)
+    app.poll_lane = PollLane(lane)
     app.state.dialects = tuple(dialects)
+
+    render = path_renderer(dialects)
 
     async def route_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
-        dialect = dialect_for(dialects, request.url.path)
-        if dialect is None or error.status_code not in (404, 405):
-            return await http_exception_handler(request, error)
-        problem: KinemaError
-        if error.status_code == 404:
-            problem = NotFound(f"{request.method} {request.url.path} is not a route of this API")
-        else:
-            problem = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
-        response = dialect.render_error(request, problem)
-        for name, value in (error.headers or {}).items():
-            response.headers[name] = value
-        return response
+        return render(request, _route_error(request, error))
 
     app.add_exception_handler(HTTPException, route_error)
 
 
+def path_renderer(dialects: Sequence[Dialect]) -> Callable[[Request, KinemaError], Response]:
+    """Renders an error in the envelope of the dialect whose prefix the path is under;
+    outside every dialect, FastAPI's plain ``{"detail"}``."""
+
+    def render(request: Request, error: KinemaError) -> Response:
+        dialect = dialect_for(dialects, request.url.path)
+        if dialect is None:
+            return JSONResponse(
+                {"detail": error.message}, status_code=error.status, headers=error_headers(error)
+            )
+        return dialect.render_error(request, error)
+
+    return render
+
+
+def _route_error(request: Request, error: HTTPException) -> KinemaError:
+    """Starlette's routing and body errors as kinema's, for the path's envelope."""
+    path = safe_text(request.url.path, 200)
+    if error.status_code == 404:
+        return NotFound(f"no such resource: {request.method} {path}")
+    if error.status_code == 405:
+        allow = (error.headers or {}).get("Allow", "")
+        message = f"method {request.method} is not allowed on {path}"
+        return MethodNotAllowed(message + (f"; allowed: {allow}" if allow else ""), allow)
+    if error.status_code == 413:
+        return PayloadTooLarge(str(error.detail))
+    if 400 <= error.status_code < 500:
+        wrapped = InvalidRequest(str(error.detail))
+        wrapped.status = error.status_code
+        return wrapped
+    raise error
+
+
 def dialect_for(dialects: Sequence[Dialect], path: str) -> Dialect | None:
-    """The dialect whose longest prefix ``path`` starts with."""
+    """The dialect with the longest prefix ``path`` is under (equal, or then a "/")."""
     best: tuple[int, Dialect | None] = (0, None)
     for dialect in dialects:
         for prefix in dialect.prefixes:
-            if path.startswith(prefix) and len(prefix) > best[0]:
+            under = path == prefix or path.startswith(prefix + "/")
+            if under and len(prefix) > best[0]:
                 best = (len(prefix), dialect)
     return best[1]
 
@@ -123,15 +178,12 @@ def _add_poll(router: APIRouter, dialect: Dialect, poll: Poll) -> None:
     )
 
 
-def webhook_renderers(
-    dialects: Sequence[Dialect], runtime: Runtime, base_url: Callable[[], str]
-) -> dict[str, Renderer]:
-    """Each dialect's webhook body: the job as that dialect's status object."""
+def webhook_renderers(dialects: Sequence[Dialect], runtime: Runtime) -> dict[str, Renderer]:
+    """Each dialect's webhook body: the job as that dialect's status object (its links
+    start with the job's own base URL)."""
 
     def renderer(dialect: Dialect) -> Renderer:
-        return lambda job: dialect.render(
-            runtime.view(job, base_url(), inline_video=dialect.inline_video)
-        )
+        return lambda job: dialect.render(runtime.view(job, inline_video=dialect.inline_video))
 
     return {dialect.name: renderer(dialect) for dialect in dialects if dialect.status_words}
 

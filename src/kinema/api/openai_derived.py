@@ -36,7 +36,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from kinema.api.deps import BearerOwner, IdempotencyKey, public_base_url
+from kinema.api.deps import BearerOwner, IdempotencyKey, request_base_url
 from kinema.errors import FieldProblem, InvalidRequest, NotFound
 from kinema.media.fetch import format_size
 from kinema.runtime import Runtime
@@ -219,7 +219,7 @@ def add_derived_routes(dialect: OpenAIVideos, router: APIRouter) -> None:
     """Add extensions, remix, edits and the refused character routes to ``router``."""
 
     def respond(request: Request, runtime: Runtime, job: Any) -> JSONResponse:
-        view = runtime.view(job, public_base_url(request, runtime))
+        view = runtime.view(job)
         return JSONResponse(dialect.render(view), headers=dialect.poll_headers(view))
 
     def owned(runtime: Runtime, owner: str, job_id: str, wire: str) -> Any:
@@ -229,7 +229,11 @@ def add_derived_routes(dialect: OpenAIVideos, router: APIRouter) -> None:
             raise NotFound(f"No video found with id '{wire}'.") from None
 
     def _extend(
-        runtime: Runtime, owner: str, body: DerivedBody, idempotency_key: str | None
+        runtime: Runtime,
+        owner: str,
+        body: DerivedBody,
+        idempotency_key: str | None,
+        base_url: str,
     ) -> Any:
         source_id = _source_id(dialect, body)
         fields, callback = _scalars(body)
@@ -248,6 +252,7 @@ def add_derived_routes(dialect: OpenAIVideos, router: APIRouter) -> None:
             wire_names={"video": "video", "duration": "seconds"},
             callback_url=callback,
             idempotency_key=idempotency_key,
+            base_url=base_url,
         )
         return runtime.create(owner, dialect.name, creation)
 
@@ -261,7 +266,11 @@ def add_derived_routes(dialect: OpenAIVideos, router: APIRouter) -> None:
         runtime: Runtime = request.app.state.runtime
         body = await read_derived_body(request, runtime.settings.max_video_bytes)
         return await _in_thread(
-            lambda: respond(request, runtime, _extend(runtime, owner, body, idempotency_key))
+            lambda: respond(
+                request,
+                runtime,
+                _extend(runtime, owner, body, idempotency_key, request_base_url(request)),
+            )
         )
 
     @router.post(
@@ -287,6 +296,7 @@ def add_derived_routes(dialect: OpenAIVideos, router: APIRouter) -> None:
             wire_names={"video": "video_id", "image": "video_id"},
             callback_url=callback,
             idempotency_key=idempotency_key,
+            base_url=request_base_url(request),
         )
         job_id = dialect.job_id(video_id)
 
@@ -317,6 +327,7 @@ def add_derived_routes(dialect: OpenAIVideos, router: APIRouter) -> None:
                     wire_names={"video": "video", "image": "video"},
                     callback_url=callback,
                     idempotency_key=idempotency_key,
+                    base_url=request_base_url(request),
                 )
                 source = output_ref(source_id)
                 job = runtime.remix(owner, dialect.name, source, creation, kind="edit")
@@ -328,6 +339,7 @@ def add_derived_routes(dialect: OpenAIVideos, router: APIRouter) -> None:
                     wire_names={"image": "video"},
                     callback_url=callback,
                     idempotency_key=idempotency_key,
+                    base_url=request_base_url(request),
                 )
                 job = runtime.create(owner, dialect.name, creation)
             return respond(request, runtime, job)

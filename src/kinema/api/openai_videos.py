@@ -1,7 +1,7 @@
 """OpenAI's Videos API (``/v1/videos``), as the official ``openai`` SDK's ``client.videos``
 speaks it: point the SDK's ``base_url`` at ``<kinema>/v1`` and nothing else changes.
 
-Wire facts (PROTOCOLS.md section 5, checked against the SDK's source):
+Wire facts (checked against the SDK's source):
 
 * Create is ``multipart/form-data`` from the SDK: ``prompt``, ``model``, ``seconds`` as a
   string ("4"), ``size`` as "WxH", and ``input_reference`` as a file part, or as the
@@ -55,7 +55,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from kinema.api.deps import BearerOwner, IdempotencyKey, public_base_url
+from kinema.api.deps import BearerOwner, IdempotencyKey
 from kinema.api.dialect import Dialect, Poll
 from kinema.api.files import artifact_response
 from kinema.api.openai_derived import add_derived_routes
@@ -225,7 +225,7 @@ async def read_create_body(request: Request) -> CreateBody:
     if media_type in ("application/json", ""):
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to read
             raise InvalidRequest("The request body is not valid JSON.") from None
         return _read_json(body)
     raise InvalidRequest(
@@ -571,8 +571,8 @@ class OpenAIVideos(Dialect):
             """Create a video from a prompt and an optional first-frame image."""
             runtime: Runtime = request.app.state.runtime
             creation = self.parse_create(runtime, body, idempotency_key)
-            job = runtime.create(owner, self.name, creation)
-            view = runtime.view(job, public_base_url(request, runtime))
+            job = self.create(request, owner, creation)
+            view = runtime.view(job)
             return JSONResponse(self.render(view), headers=self.poll_headers(view))
 
         @router.get("/v1/videos", response_model=VideoList)
@@ -594,11 +594,10 @@ class OpenAIVideos(Dialect):
                 except NotFound:
                     raise InvalidRequest.for_field("after", f"no video {after!r}") from None
             try:
-                jobs = runtime.store.list(owner, limit=limit + 1, after=cursor, order=order)
+                jobs = runtime.jobs(owner, limit=limit + 1, after=cursor, order=order)
             except InvalidRequest:
                 raise InvalidRequest.for_field("after", f"no video {after!r}") from None
-            base_url = public_base_url(request, runtime)
-            data = [self.render(runtime.view(job, base_url)) for job in jobs[:limit]]
+            data = [self.render(runtime.view(job)) for job in jobs[:limit]]
             return {
                 "object": "list",
                 "data": data,

@@ -3,8 +3,9 @@
 Polling is the hottest path of the service (every client, every few seconds). A poll
 here is one cached key check, one indexed row read, the dialect's render and one JSON
 write, on the event loop: no dependency injection, no thread hop, and no walk through
-the router's route list. ``PollLane`` is an ASGI middleware that matches the polls of
-every dialect by path and method and serves them; anything else goes on to FastAPI.
+the middleware stack or the router's route list. ``KinemaApp`` (the FastAPI app) asks
+``PollLane`` first, which matches the polls of every dialect by method and path and
+serves them; anything else goes on to FastAPI.
 Each poll is also a normal FastAPI route (same code, ``serve_poll``), so the OpenAPI
 document and the router's 405s know it.
 """
@@ -12,48 +13,53 @@ document and the router's 405s know it.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from kinema.api.deps import public_base_url
 from kinema.api.dialect import Dialect, Poll
 from kinema.api.events import job_event_stream
-from kinema.errors import InvalidRequest, KinemaError
+from kinema.errors import InvalidRequest, KinemaError, PayloadTooLarge
 from kinema.runtime import Runtime
 from kinema.views import JobView
 
+log = logging.getLogger(__name__)
+
 
 async def _json_body(request: Request) -> Any:
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except HTTPException as error:  # the request guard's body limit
+        if error.status_code != 413:
+            raise
+        raise PayloadTooLarge(str(error.detail)) from None
     if not raw:
         return None
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise InvalidRequest("the request body is not valid JSON") from None
 
 
 def _read(
     dialect: Dialect, poll: Poll, request: Request, params: Mapping[str, str], body: Any
-) -> tuple[JobView, Runtime, str, str]:
+) -> tuple[JobView, Runtime, str]:
     runtime: Runtime = request.app.state.runtime
     owner = dialect.owner(request)
     ref = poll.locate(request, params, body)
-    base_url = public_base_url(request, runtime)
-    view = runtime.status(
-        owner, ref, base_url=base_url, full=dialect.full_view, inline_video=dialect.inline_video
-    )
-    return view, runtime, owner, base_url
+    view = runtime.status(owner, ref, full=dialect.full_view, inline_video=dialect.inline_video)
+    return view, runtime, owner
 
 
 def _json(status: int, body: Any, headers: Mapping[str, str]) -> Response:
-    content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    content = json.dumps(body, separators=(",", ":")).encode()
     return Response(content, status_code=status, headers=headers, media_type="application/json")
 
 
@@ -74,18 +80,14 @@ async def serve_events(
 ) -> Response:
     """The poll's server-sent events twin: the same object on every change, then done."""
     try:
-        view, runtime, owner, base_url = _read(dialect, poll, request, params, None)
+        view, runtime, owner = _read(dialect, poll, request, params, None)
     except KinemaError as error:
         return dialect.render_error(request, error)
     ref = poll.locate(request, params, None)
 
     def read() -> JobView:
         return runtime.status(
-            owner,
-            ref,
-            base_url=base_url,
-            full=dialect.full_view,
-            inline_video=dialect.inline_video,
+            owner, ref, full=dialect.full_view, inline_video=dialect.inline_video
         )
 
     stream: StreamingResponse = job_event_stream(request, view, read, dialect.render)
@@ -100,25 +102,33 @@ class _Compiled:
 
 
 class PollLane:
-    """ASGI middleware serving ``polls`` ahead of the app they wrap."""
+    """Serves ``polls`` ahead of the application (``KinemaApp`` asks it first)."""
 
-    def __init__(self, app: ASGIApp, polls: Sequence[tuple[Dialect, Poll]]) -> None:
-        self.app = app
+    def __init__(self, polls: Sequence[tuple[Dialect, Poll]]) -> None:
         self._by_method: dict[str, list[_Compiled]] = {}
         for dialect, poll in polls:
             self._by_method.setdefault(poll.method, []).append(_Compiled(dialect, poll))
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path = scope["path"]
-            for compiled in self._by_method.get(scope["method"], ()):
-                match = compiled.regex.match(path)
-                if match is not None:
-                    scope["path_params"] = match.groupdict()
-                    request = Request(scope, receive)
-                    response = await serve_poll(
-                        compiled.dialect, compiled.poll, request, match.groupdict()
-                    )
-                    await response(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+    async def serve(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Serve the request if it is a poll (True); False to let ``app`` route it."""
+        if scope["type"] != "http":
+            return False
+        path = scope["path"]
+        for compiled in self._by_method.get(scope["method"], ()):
+            match = compiled.regex.match(path)
+            if match is None:
+                continue
+            params = match.groupdict()
+            scope["app"] = app
+            scope["path_params"] = params
+            request = Request(scope, receive)
+            try:
+                response = await serve_poll(compiled.dialect, compiled.poll, request, params)
+            except Exception:  # what the app's error middleware would do: log, answer 500
+                log.exception("poll %s failed", path)
+                response = compiled.dialect.render_error(
+                    request, KinemaError("internal error while reading the job")
+                )
+            await response(scope, receive, send)
+            return True
+        return False

@@ -45,13 +45,14 @@ is the catalog's business. ``results`` lists every video a task made.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kinema.api.deps import BearerOwner, IdempotencyKey
 from kinema.api.dialect import Dialect, Poll
@@ -63,6 +64,7 @@ from kinema.views import Creation, JobRef, JobView
 ID_PREFIX = "task-unified-"
 _ID_HEX = 10  # job id hex digits carried by the 8 base32 characters (40 bits)
 _BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+_ID_TIME = re.compile(r"[0-9]{1,12}")  # ASCII digits: ``str.isdigit`` also takes "²"
 
 # wire field -> canonical field
 WIRE_FIELDS = {
@@ -125,12 +127,12 @@ class CreateTask(BaseModel):
     generate_audio: bool | str | None = Field(None, description="default false")
     auto_fix_prompt: bool | str | None = None
     auto_fix: bool | str | None = Field(None, description="alias of auto_fix_prompt")
-    safety_level: int | str | None = Field(None, description="1 (strictest) .. 6")
-    safety: int | str | None = Field(None, description="alias of safety_level")
+    safety_level: StrictInt | str | None = Field(None, description="1 (strictest) .. 6")
+    safety: StrictInt | str | None = Field(None, description="alias of safety_level")
     enhance_prompt: bool | str | None = None
     person_generation: str | None = Field(None, examples=["dont_allow", "allow_adult"])
     negative_prompt: str | None = None
-    seed: int | str | None = None
+    seed: StrictInt | str | None = None
     callback_url: str | None = Field(
         None, description="kinema extension: receives a signed webhook when the task ends"
     )
@@ -182,7 +184,7 @@ def job_ref(task_id: str) -> JobRef:
     """The job a task id names: the head of its id and its creation second."""
     head, _, chars = task_id.removeprefix(ID_PREFIX).partition("-")
     missing = NotFound(f"task {task_id!r} not found")
-    if not task_id.startswith(ID_PREFIX) or not head.isdigit() or len(chars) != 8:
+    if not task_id.startswith(ID_PREFIX) or not _ID_TIME.fullmatch(head) or len(chars) != 8:
         raise missing
     bits = 0
     for char in chars.lower():
@@ -199,7 +201,7 @@ TaskId = Annotated[str, Path(examples=["task-unified-1757165031-uyujaw3d"])]
 class UnifiedTasks(Dialect):
     name = "unified"
     title = "Unified tasks"
-    prefixes = ("/v1/tasks/", "/v1/videos/generations")
+    prefixes = ("/v1/tasks", "/v1/videos/generations")
     status_words = {
         JobStatus.QUEUED: "pending",
         JobStatus.RUNNING: "processing",
@@ -346,7 +348,7 @@ class UnifiedTasks(Dialect):
                     fields={**creation.fields, "video": output_ref(source.id)},
                     wire_names={**creation.wire_names, "video": "extend_from"},
                 )
-            job = runtime.create(owner, self.name, creation)
+            job = self.create(request, owner, creation)
             return self.respond(request, job)
 
         @router.post("/v1/tasks/{task_id}/cancel", response_model=Task)

@@ -52,7 +52,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kinema.api.deps import BearerOwner, IdempotencyKey
 from kinema.api.dialect import Dialect, Poll
@@ -123,7 +123,7 @@ class CreateVideoGeneration(BaseModel):
     resolution: str | None = Field(None, description="alternative to size: 720p/1080p/4k")
     generate_audio: bool | str | None = None
     negative_prompt: str | None = None
-    seed: int | str | None = None
+    seed: StrictInt | str | None = None
     enhance_prompt: bool | str | None = None
     person_generation: str | None = None
     callback_url: str | None = Field(
@@ -271,7 +271,7 @@ TaskId = Annotated[str, Path(examples=["task_5f0c3e6a9b2d4c1e8f7a6b5c4d3e2f10"])
 class VideoGenerations(Dialect):
     name = "v1"
     title = "/v1/video/generations"
-    prefixes = ("/v1/video/",)
+    prefixes = ("/v1/video/generations",)
     status_words = {
         JobStatus.QUEUED: "queued",
         JobStatus.RUNNING: "in_progress",
@@ -435,8 +435,7 @@ class VideoGenerations(Dialect):
         ) -> JSONResponse:
             """Submit a video task; poll ``GET /v1/video/generations/{task_id}`` until
             ``succeeded``."""
-            runtime: Runtime = request.app.state.runtime
-            job = runtime.create(owner, self.name, self.parse_create(body, idempotency_key))
+            job = self.create(request, owner, self.parse_create(body, idempotency_key))
             return self.respond(request, job)
 
         @router.post("/v1/video/generations/{task_id}/cancel", response_model=VideoGeneration)

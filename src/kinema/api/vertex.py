@@ -1,8 +1,8 @@
 """Vertex AI (Gemini Enterprise Agent Platform) for Veo, as ``google-genai`` 3.x sends it.
 
 Since google-genai 3.0.0 (Python) and @google/genai 3.x (JS), ``generate_videos`` goes to
-Vertex AI only, so this is the API today's Google SDKs speak. Wire facts (PROTOCOLS.md
-section 4b), checked against the 3.x SDK sources; every path answers under ``v1beta1``
+Vertex AI only, so this is the API today's Google SDKs speak. Wire facts, checked
+against the 3.x SDK sources; every path answers under ``v1beta1``
 (the SDK's default here) and ``v1``:
 
 - Express mode (``vertexai=True, api_key=...``, header ``x-goog-api-key``):
@@ -51,7 +51,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from kinema.api import google
 from kinema.api.deps import IdempotencyKey
@@ -80,7 +80,7 @@ class Parameters(Wire):
     )
     fps: int | None = None
     duration_seconds: int | None = Field(default=None, examples=[4, 6, 8])
-    seed: int | None = None
+    seed: StrictInt | None = None
     aspect_ratio: str | None = Field(default=None, examples=["16:9", "9:16"])
     resolution: str | None = Field(default=None, examples=["720p", "1080p"])
     person_generation: str | None = Field(default=None, examples=["allow_adult", "dont_allow"])
@@ -150,7 +150,7 @@ PredictModel = Annotated[str, Depends(predict_model)]
 class Vertex(Dialect):
     name = "vertex"
     title = "Vertex AI"
-    prefixes = ("/v1beta1/", "/v1/projects/", "/v1/publishers/")
+    prefixes = ("/v1beta1", "/v1/projects", "/v1/publishers")
     inline_video = True
     status_words = {status: status.name for status in JobStatus}
     error_schema = google.ERROR_SCHEMA
@@ -290,8 +290,19 @@ class Vertex(Dialect):
                 self._add_create(router, f"/{version}/{scope}/{{model_action}}")
 
     def _add_create(self, router: APIRouter, path: str) -> None:
+        # The project and location only route the call (names use one scope for both
+        # modes); they are documented here since the handler does not take them.
+        scope = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in ("project", "location")
+            if "{" + name + "}" in path
+        ]
 
-        @router.post(path, response_model=PredictOperation)
+        @router.post(
+            path,
+            response_model=PredictOperation,
+            openapi_extra={"parameters": scope} if scope else None,
+        )
         def predict_long_running(
             request: Request,
             owner: GoogleOwner,
@@ -303,6 +314,6 @@ class Vertex(Dialect):
             operation whose name the SDK polls with ``:fetchPredictOperation``."""
             runtime: Runtime = request.app.state.runtime
             creation = self.parse_create(runtime, body, model, idempotency_key)
-            job = runtime.create(owner, self.name, creation)
+            job = self.create(request, owner, creation)
             name = f"{EXPRESS_SCOPE}/{MODELS}/{job.model}/operations/{job.id}"
             return JSONResponse({"name": name})

@@ -37,6 +37,17 @@ _DEFER = text(
 _ABORT = text("SELECT procrastinate_cancel_job_v1(CAST(:id AS bigint), true, false)")
 
 
+# procrastinate takes a queue's jobs by priority, then id. A job's procrastinate priority
+# is its kinema priority scaled by TURN_SPAN, minus its turn (the owner's nth waiting
+# job), so owners take turns within one kinema priority.
+TURN_SPAN = 10_000
+
+
+def dispatch_priority(priority: int, turn: int) -> int:
+    """The procrastinate priority of a job of kinema ``priority`` and ``turn``."""
+    return priority * TURN_SPAN - min(max(turn, 1), TURN_SPAN - 1)
+
+
 def queue_name(model: str) -> str:
     """The procrastinate queue of ``model``: its id, or a hashed form when too long."""
     if len(model.encode()) <= QUEUE_NAME_MAX:
@@ -50,9 +61,17 @@ class Dispatch(Protocol):
     """What the job store calls, inside its transactions, when a queue must learn of a job."""
 
     def enqueue(
-        self, connection: Connection, *, job_id: str, model: str, priority: int, delay_s: float
+        self,
+        connection: Connection,
+        *,
+        job_id: str,
+        model: str,
+        priority: int,
+        turn: int,
+        delay_s: float,
     ) -> int:
-        """Make ``job_id`` runnable (after ``delay_s``); return the dispatch id to record."""
+        """Make ``job_id`` runnable (after ``delay_s``), behind jobs of a higher priority
+        and, within its priority, of a lower turn; return the dispatch id to record."""
         ...
 
     def abort(self, connection: Connection, dispatch_id: int) -> None:
@@ -62,7 +81,14 @@ class Dispatch(Protocol):
 
 class ProcrastinateDispatch:
     def enqueue(
-        self, connection: Connection, *, job_id: str, model: str, priority: int, delay_s: float
+        self,
+        connection: Connection,
+        *,
+        job_id: str,
+        model: str,
+        priority: int,
+        turn: int,
+        delay_s: float,
     ) -> int:
         scheduled_at = None
         if delay_s > 0:
@@ -72,7 +98,7 @@ class ProcrastinateDispatch:
             {
                 "queue": queue_name(model),
                 "task": TASK_NAME,
-                "priority": priority,
+                "priority": dispatch_priority(priority, turn),
                 "args": json.dumps({"job_id": job_id}),
                 "scheduled_at": scheduled_at,
             },
@@ -89,6 +115,8 @@ def install_procrastinate_schema(connection: Connection) -> bool:
     Runs inside the caller's transaction (``migrate`` holds its advisory lock), with the
     schema file of the installed procrastinate version.
     """
+    if connection.dialect.name != "postgresql":
+        raise ValueError("procrastinate dispatch needs a postgresql:// database URL")
     if connection.scalar(text("SELECT to_regclass('procrastinate_jobs')")) is not None:
         return False
     from procrastinate.schema import SchemaManager

@@ -14,10 +14,13 @@ the job to the queue in the same transaction, and a cancel withdraws it there.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
+import threading
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
@@ -28,6 +31,7 @@ from sqlalchemy import (
     Engine,
     Row,
     Select,
+    Text,
     Update,
     and_,
     bindparam,
@@ -37,6 +41,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -44,9 +49,9 @@ from sqlalchemy.exc import IntegrityError
 from kinema.db import begin_write
 from kinema.errors import IdempotencyConflict, InvalidRequest, LeaseLost, NotFound
 from kinema.jobs.dispatch import Dispatch
-from kinema.jobs.tables import jobs
+from kinema.jobs.outbox import enqueue
+from kinema.schema import jobs
 from kinema.types import GenerationRequest, Job, JobStatus, JobSummary, VideoResult
-from kinema.webhooks.outbox import enqueue
 
 Clock = Callable[[], datetime]
 
@@ -95,8 +100,11 @@ class JobStore:
                 jobs.c.progress,
                 jobs.c.error_code,
                 jobs.c.error_message,
-                jobs.c.result,
-                jobs.c.outputs,
+                # As stored (JSON text on SQLite): parsed by ``_summary_result``, which
+                # remembers recent results, since a finished job is polled again and again.
+                type_coerce(jobs.c.result, Text),
+                jobs.c.base_url,
+                type_coerce(jobs.c.outputs, Text),
             ).where(owned),
         )
         self._owned_job = select(jobs).where(owned)
@@ -113,6 +121,7 @@ class JobStore:
         request_hash: str | None = None,
         priority: int | None = None,
         job_id: str | None = None,
+        base_url: str | None = None,
     ) -> tuple[Job, bool]:
         """Queue ``request`` for ``owner``; returns the job and whether it was created.
 
@@ -120,6 +129,11 @@ class JobStore:
         (created False) if ``request_hash`` matches, else ``IdempotencyConflict``. Two
         racing submits with one key both end on the same row: the unique index lets only
         one insert win, and the loser reads the winner's row.
+
+        ``base_url`` is the base URL of the request that created the job: the links of
+        its responses and webhooks start with it (unless a public base URL is configured).
+        The job's ``queue_turn`` is 1 + the owner's jobs of the same model and priority
+        already waiting, so a new owner's first job goes before another's second.
         """
         request_hash = request_hash or hash_request(request)
         if idempotency_key is not None:
@@ -146,15 +160,30 @@ class JobStore:
             "updated_at": now,
             "source_job_id": request.source_job_id,
             "source_kind": request.source_kind,
+            "base_url": base_url,
         }
         try:
             with begin_write(self._engine) as connection:
+                values["queue_turn"] = 1 + int(
+                    connection.scalar(
+                        select(func.count())
+                        .select_from(jobs)
+                        .where(
+                            jobs.c.owner == owner,
+                            jobs.c.status == _QUEUED,
+                            jobs.c.model == request.model,
+                            jobs.c.priority == rank,
+                        )
+                    )
+                    or 0
+                )
                 if self._dispatch is not None:  # the row and its queue entry, or neither
                     values["dispatch_id"] = self._dispatch.enqueue(
                         connection,
                         job_id=new_id,
                         model=request.model,
                         priority=rank,
+                        turn=values["queue_turn"],
                         delay_s=0.0,
                     )
                 row = connection.execute(
@@ -206,19 +235,22 @@ class JobStore:
 
     def summary(self, owner: str, job_id: str) -> JobSummary:
         """What a status poll needs of ``owner``'s job; the cheapest read the store has."""
-        data = self._summary_query.one_or_none({"job_id": job_id, "owner": owner})
-        if data is None:
+        row = self._summary_query.row({"job_id": job_id, "owner": owner})
+        if row is None:
             raise NotFound(f"job {job_id} not found")
-        outputs = _outputs(data["result"], data["outputs"])
+        ident, model, status, progress, error_code, error_message, result, base_url, more = row
+        outputs = _summary_outputs(more)
+        first = _summary_result(result)
         return JobSummary(
-            id=data["id"],
-            model=data["model"],
-            status=JobStatus(data["status"]),
-            progress=data["progress"],
-            error_code=data["error_code"],
-            error_message=data["error_message"],
-            result=outputs[0] if outputs else None,
-            outputs=outputs,
+            id=ident,
+            model=model,
+            status=JobStatus(status),
+            progress=progress,
+            error_code=error_code,
+            error_message=error_message,
+            result=first,
+            base_url=base_url,
+            outputs=outputs or (() if first is None else (first,)),
         )
 
     def get_any(self, job_id: str) -> Job:
@@ -289,8 +321,9 @@ class JobStore:
     def queue_position(self, job: Job) -> int | None:
         """How many queued jobs for the same model will be claimed before ``job``.
 
-        None unless ``job`` is queued. Mirrors ``claim_next``'s order, so it is exact for
-        workers that claim this model; served by the (status, model, ...) index.
+        None unless ``job`` is queued. Mirrors the order jobs are taken in (priority, then
+        turn, then age: ``claim_next`` and the dispatch queues), so it is exact for workers
+        that take this model; served by the fair-queue index.
         """
         if job.status is not JobStatus.QUEUED:
             return None
@@ -299,8 +332,14 @@ class JobStore:
             and_(
                 jobs.c.priority == job.priority,
                 or_(
-                    jobs.c.created_at < job.created_at,
-                    and_(jobs.c.created_at == job.created_at, jobs.c.id < job.id),
+                    jobs.c.queue_turn < job.queue_turn,
+                    and_(
+                        jobs.c.queue_turn == job.queue_turn,
+                        or_(
+                            jobs.c.created_at < job.created_at,
+                            and_(jobs.c.created_at == job.created_at, jobs.c.id < job.id),
+                        ),
+                    ),
                 ),
             ),
         )
@@ -322,7 +361,8 @@ class JobStore:
     def claim_next(
         self, *, worker_id: str, lease_s: float, models: Collection[str] | None = None
     ) -> Job | None:
-        """Take the best queued job (highest priority, then oldest) and start its attempt.
+        """Take the best queued job and start its attempt: highest priority, then lowest
+        turn (owners take turns), then oldest.
 
         One UPDATE whose WHERE picks the job: SQLite runs it under the database write
         lock, PostgreSQL's ``FOR UPDATE SKIP LOCKED`` lets concurrent claimers pass over
@@ -337,7 +377,12 @@ class JobStore:
         if models is not None:
             pick = pick.where(candidate.c.model.in_(builtins.list(models)))
         pick = (
-            pick.order_by(candidate.c.priority.desc(), candidate.c.created_at, candidate.c.id)
+            pick.order_by(
+                candidate.c.priority.desc(),
+                candidate.c.queue_turn,
+                candidate.c.created_at,
+                candidate.c.id,
+            )
             .limit(1)
             .with_for_update(skip_locked=True)
         )
@@ -660,6 +705,7 @@ class JobStore:
                     job_id=row.id,
                     model=row.model,
                     priority=row.priority,
+                    turn=row.queue_turn,
                     delay_s=delay_s,
                 )
                 connection.execute(
@@ -700,6 +746,7 @@ class _DirectQuery:
         # Built from the first cursor's description: some processors need the driver's
         # type code of the column (PostgreSQL numerics do).
         self._processors: list[tuple[str, Any]] | None = None
+        self._local = threading.local()
 
     def _processors_for(self, description: Any) -> list[tuple[str, Any]]:
         if self._processors is None:
@@ -714,25 +761,60 @@ class _DirectQuery:
         return self._processors
 
     def one_or_none(self, params: dict[str, Any]) -> dict[str, Any] | None:
-        bound: Any = params if self._order is None else [params[k] for k in self._order]
-        connection = self._engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            try:
-                cursor.execute(self._sql, bound)
-                row = cursor.fetchone()
-                processors = self._processors_for(cursor.description)
-            finally:
-                cursor.close()
-            connection.rollback()  # end the read (a no-op for SQLite in autocommit)
-        finally:
-            connection.close()
+        """The row as ``{column key: value}``, or None."""
+        row = self.row(params)
         if row is None:
             return None
-        return {
-            key: value if process is None else process(value)
-            for (key, process), value in zip(processors, row, strict=True)
-        }
+        return {key: value for (key, _), value in zip(self._processors or (), row, strict=True)}
+
+    def row(self, params: dict[str, Any]) -> list[Any] | None:
+        """The row's values in column order, each through its type's processor, or None."""
+        bound: Any = params if self._order is None else [params[k] for k in self._order]
+        try:
+            row, processors = self._run(self._connection(), bound)
+        except Exception:
+            # A dropped connection (a database restart): retry once on a new one.
+            self._forget_connection()
+            row, processors = self._run(self._connection(), bound)
+        if row is None:
+            return None
+        return [
+            value if process is None else process(value)
+            for (_, process), value in zip(processors, row, strict=True)
+        ]
+
+    def _run(self, connection: Any, bound: Any) -> tuple[Any, list[tuple[str, Any]]]:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(self._sql, bound)
+            row = cursor.fetchone()
+            processors = self._processors_for(cursor.description)
+        finally:
+            cursor.close()
+        connection.rollback()  # end the read (a no-op for SQLite in autocommit)
+        return row, processors
+
+    def _connection(self) -> Any:
+        """This thread's own connection, taken out of the pool once and kept.
+
+        A pool checkout and checkin cost more than the read itself; polls run on a
+        few threads (the event loop above all), so each keeps one connection. It is
+        detached from the pool, so it never counts against the pool's size.
+        """
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            pooled = self._engine.raw_connection()
+            pooled.detach()
+            self._local.pooled = pooled  # owns the DBAPI connection: keep it alive
+            connection = self._local.connection = pooled.dbapi_connection
+        return connection
+
+    def _forget_connection(self) -> None:
+        connection = getattr(self._local, "pooled", None)
+        self._local.connection = self._local.pooled = None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
 
 
 def _same_request(row: Row[Any], request_hash: str) -> Job:
@@ -767,6 +849,8 @@ def _to_job(row: Row[Any]) -> Job:
         result=outputs[0] if outputs else None,
         dialect=data["dialect"],
         outputs=outputs,
+        base_url=data["base_url"],
+        queue_turn=data["queue_turn"],
     )
 
 
@@ -774,6 +858,36 @@ def _outputs(result: dict[str, Any] | None, outputs: Any) -> tuple[VideoResult, 
     if outputs:
         return tuple(_video_result(output) for output in outputs)
     return () if result is None else (_video_result(result),)
+
+
+def _summary_result(value: Any) -> VideoResult | None:
+    """The result column as the summary read returns it: JSON text, or (drivers that
+    parse JSON themselves) a dict."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _parsed_result(value)
+    return _video_result(value)
+
+
+def _summary_outputs(value: Any) -> tuple[VideoResult, ...]:
+    """The outputs column as the summary read returns it (JSON text or a list)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return _parsed_outputs(value)
+    return tuple(_video_result(output) for output in value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_result(text: str) -> VideoResult:
+    # A result never changes once written, and VideoResult is immutable: safe to share.
+    return _video_result(json.loads(text))
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_outputs(text: str) -> tuple[VideoResult, ...]:
+    return tuple(_video_result(output) for output in json.loads(text))
 
 
 def _video_result(data: dict[str, Any]) -> VideoResult:

@@ -59,6 +59,7 @@ class Submitter:
         idempotency_key: str | None = None,
         request_hash: str | None = None,
         extension: ExtensionLimits | None = None,
+        base_url: str | None = None,
     ) -> Job:
         """Make ``request`` a durable queued job owned by ``owner`` and return it.
 
@@ -84,6 +85,7 @@ class Submitter:
                 request_hash=request_hash,
                 priority=request.priority,
                 job_id=job_id,
+                base_url=base_url,
             )
         except BaseException:
             self.storage.delete_prefix(job_prefix(job_id))
@@ -91,10 +93,6 @@ class Submitter:
         if not created:  # lost a race with an identical submit: keep the winner only
             self.storage.delete_prefix(job_prefix(job_id))
         return job
-
-    def vet_callback(self, url: str, *, field: str) -> None:
-        """Refuse a callback URL now (400) if it is not http(s) or points inside."""
-        self.fetcher.vet(url, field=field)
 
     def _store_inputs(
         self,

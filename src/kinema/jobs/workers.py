@@ -12,10 +12,10 @@ import builtins
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import JSON, Engine, delete, insert, select, update
 
 from kinema.db import begin_write
-from kinema.jobs.tables import workers
+from kinema.schema import workers
 
 
 def _utcnow() -> datetime:
@@ -38,7 +38,8 @@ class WorkerRegistry:
     ) -> None:
         """Record that ``worker_id`` is alive; prune workers silent for ``stale_after_s``."""
         now = self._clock()
-        listed = None if models is None else sorted(models)
+        # JSON null, not SQL NULL, for "every model": the column is NOT NULL.
+        listed: object = JSON.NULL if models is None else sorted(models)
         with begin_write(self._engine) as connection:
             renewed = connection.execute(
                 update(workers)

@@ -13,7 +13,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection
 
-from kinema.jobs.tables import metadata
+from kinema.schema import metadata
 
 config = context.config
 

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable
 from urllib.parse import quote
 
 from kinema.errors import Forbidden, LinkExpired
+
+# ``expires`` is a unix time: ASCII digits only (``str.isdigit`` takes "²", which ``int``
+# refuses), and no more of them than a time needs.
+_EXPIRES = re.compile(r"[0-9]{1,12}")
 
 
 class LinkSigner:
@@ -38,7 +43,7 @@ class LinkSigner:
 
     def verify(self, key: str, expires: str | None, signature: str | None) -> None:
         """Raise ``Forbidden`` for a missing or wrong signature, ``LinkExpired`` when late."""
-        if not expires or not signature or not expires.isdigit():
+        if not expires or not signature or not _EXPIRES.fullmatch(expires):
             raise Forbidden("this link is not signed")
         expected = self._signature(key, int(expires))
         if not hmac.compare_digest(expected, signature):

@@ -18,7 +18,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # Frozen copies of the column types: a migration must keep meaning what it meant when
-# written, whatever kinema.jobs.tables says later.
+# written, whatever kinema.schema says later.
 _TIMESTAMP = sa.DateTime(timezone=True)
 _JSON = sa.JSON(none_as_null=True)
 _STATUSES = "'queued', 'running', 'succeeded', 'failed', 'cancelled', 'expired'"

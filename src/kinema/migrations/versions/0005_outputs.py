@@ -3,7 +3,7 @@
 Existing finished jobs get their one video as a one-element ``outputs`` list.
 
 Revision ID: outputs
-Revises: 0003
+Revises: fair_links
 Create Date: 2026-11-29
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "outputs"
-down_revision: str | Sequence[str] | None = "0003"
+down_revision: str | Sequence[str] | None = "fair_links"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 
 from kinema.db import begin_write
-from kinema.jobs.tables import webhook_events
+from kinema.schema import webhook_events
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -70,28 +70,44 @@ class Outbox:
         self._engine = engine
         self._clock = clock or (lambda: datetime.now(UTC))
 
-    def claim_due(self, *, lease_s: float) -> WebhookEvent | None:
-        """Take the oldest due pending event for ``lease_s`` seconds, or None."""
+    def claim_due(
+        self, *, lease_s: float, skip: Callable[[str], bool] | None = None, scan: int = 200
+    ) -> WebhookEvent | None:
+        """Take the oldest due pending event for ``lease_s`` seconds, or None.
+
+        ``skip(url)`` passes over events for receivers the caller has no room for now
+        (the ``scan`` oldest due events are looked at). Each claim is one conditional
+        UPDATE, so concurrent deliverers never take the same event.
+        """
         now = self._clock()
+        unlocked = or_(webhook_events.c.locked_until.is_(None), webhook_events.c.locked_until < now)
         due = (
-            select(webhook_events.c.id)
+            select(webhook_events.c.id, webhook_events.c.url)
             .where(webhook_events.c.status == PENDING, webhook_events.c.next_attempt_at <= now)
-            .where(
-                or_(webhook_events.c.locked_until.is_(None), webhook_events.c.locked_until < now)
-            )
+            .where(unlocked)
             .order_by(webhook_events.c.next_attempt_at)
-            .limit(1)
-            .scalar_subquery()
+            .limit(scan)
         )
-        claim = (
-            update(webhook_events)
-            .where(webhook_events.c.id == due, webhook_events.c.status == PENDING)
-            .values(locked_until=now + timedelta(seconds=lease_s))
-            .returning(*webhook_events.c)
-        )
-        with begin_write(self._engine) as connection:
-            row = connection.execute(claim).one_or_none()
-        return None if row is None else _event(row)
+        with self._engine.connect() as connection:
+            candidates = connection.execute(due).all()
+        for candidate in candidates:
+            if skip is not None and skip(candidate.url):
+                continue
+            claim = (
+                update(webhook_events)
+                .where(
+                    webhook_events.c.id == candidate.id,
+                    webhook_events.c.status == PENDING,
+                    unlocked,
+                )
+                .values(locked_until=now + timedelta(seconds=lease_s))
+                .returning(*webhook_events.c)
+            )
+            with begin_write(self._engine) as connection:
+                row = connection.execute(claim).one_or_none()
+            if row is not None:
+                return _event(row)
+        return None
 
     def set_body(self, event_id: str, body: bytes) -> None:
         """Keep the rendered body so every retry sends the same bytes."""

@@ -104,6 +104,11 @@ jobs = Table(
     # may be deleted; the accepted job holds copies of what it needs from it).
     Column("source_job_id", String(64)),
     Column("source_kind", String(16)),
+    Column("base_url", Text),  # of the creating request; links in its responses start so
+    # The owner's nth waiting job (same model and priority) when it was queued: jobs are
+    # taken by priority, then turn, then age, so owners take turns instead of one owner's
+    # burst holding everyone else back.
+    Column("queue_turn", Integer, nullable=False, server_default=text("1")),
     CheckConstraint(f"status IN ({_STATUSES})", name="status"),
     # Lookups by (owner, id) use the primary key, then compare the owner.
     Index(
@@ -117,6 +122,8 @@ jobs = Table(
     Index("ix_jobs_claim", "status", "priority", "created_at"),  # claim_next, any model
     Index("ix_jobs_queue", "status", "model", "priority", "created_at"),  # per-model claims
     Index("ix_jobs_lease", "status", "lease_until"),  # requeue_expired
+    Index("ix_jobs_fair_queue", "status", "model", "priority", "queue_turn", "created_at"),
+    Index("ix_jobs_owner_waiting", "owner", "status", "model", "priority"),  # queue_turn
     Index("ix_jobs_owner_created", "owner", "created_at", "id"),  # list pagination
     Index("ix_jobs_source_job_id", "source_job_id"),  # the chain below a video
 )
