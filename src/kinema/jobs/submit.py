@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kinema.catalog import ExtensionLimits
+from kinema.errors import InvalidRequest
 from kinema.jobs.keys import input_key, job_prefix
 from kinema.jobs.sources import SourceResolver
 from kinema.jobs.store import JobStore, hash_request
@@ -131,8 +132,9 @@ class Submitter:
             )
         if request.video:
             field = wire_names.get("video", "video")
-            if extension is None:
-                raise ValueError(f"model {request.model} has no extension limits")
+            if extension is None:  # the catalog refuses a video for such models first
+                message = f"model {request.model} does not extend videos"
+                raise InvalidRequest.for_field(field, message)
             video = self.sources.video(owner, request.video, field, extension, request.duration_s)
             key = input_key(job_id, "video", "mp4")
             self.storage.put_bytes(key, video.data)
