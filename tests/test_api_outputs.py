@@ -431,3 +431,17 @@ def test_v1_and_unified_extend_from(server: LiveServer):
 def body_image() -> str:
     png = encode_image(pattern_image(320, 180, seed=10))
     return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def test_openai_remix_keeps_the_sources_length_and_model(
+    server: LiveServer, landscape: openai.types.Video
+):
+    with server.client() as http:
+        longer = http.post(f"/v1/videos/{landscape.id}/remix", json={"prompt": "x", "seconds": "4"})
+        other = http.post(f"/v1/videos/{landscape.id}/remix", json={"prompt": "x", "model": "m"})
+        missing = http.post("/v1/videos/video_" + "0" * 32 + "/remix", json={"prompt": "x"})
+    for refused, param in ((longer, "seconds"), (other, "model")):
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["param"] == param
+    assert missing.status_code == 404
+    assert missing.json()["error"]["type"] == "not_found_error"

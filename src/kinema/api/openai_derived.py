@@ -204,6 +204,12 @@ def _source_id(dialect: OpenAIVideos, body: DerivedBody) -> str | None:
     return dialect.job_id(body.video_id)
 
 
+def _refuse(body: DerivedBody, *names: str) -> None:
+    for name in names:
+        if name in body.fields:
+            raise _unknown_parameter(name)
+
+
 def _scalars(body: DerivedBody) -> tuple[dict[str, Any], str | None]:
     """Canonical fields of the scalars every derived call takes, and the callback URL."""
     fields = {k: body.fields[k] for k in ("prompt", *_OPTIONAL) if k in body.fields}
@@ -289,6 +295,7 @@ def add_derived_routes(dialect: OpenAIVideos, router: APIRouter) -> None:
         body = await read_derived_body(request, runtime.settings.max_video_bytes)
         if body.video_id is not None or body.upload is not None:
             raise _unknown_parameter("video")
+        _refuse(body, "seconds", "model")  # a remix keeps the source's
         fields, callback = _scalars(body)
         creation = Creation(
             model="",
@@ -316,6 +323,9 @@ def add_derived_routes(dialect: OpenAIVideos, router: APIRouter) -> None:
         runtime: Runtime = request.app.state.runtime
         body = await read_derived_body(request, runtime.settings.max_video_bytes)
         source_id = _source_id(dialect, body)
+        _refuse(body, "seconds")  # an edit keeps the source's length
+        if source_id is not None:
+            _refuse(body, "model")  # ... and its model
         fields, callback = _scalars(body)
 
         def edit() -> JSONResponse:
