@@ -1,4 +1,4 @@
-"""Layering rules that keep the code base in the shape ARCHITECTURE.md draws."""
+"""Layering rules that keep the code base in the shape docs/architecture.md draws."""
 
 from __future__ import annotations
 

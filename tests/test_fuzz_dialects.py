@@ -20,6 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kinema.api.mount import dialect_for
+from kinema.api.served import dialects
 from tests.hardening_support import ERROR_SCHEMAS
 from tests.support import LiveServer, live_server, make_settings
 
@@ -28,15 +30,7 @@ from tests.support import LiveServer, live_server, make_settings
 EXAMPLES = 15
 EXAMPLES_RICH = 60
 
-PREFIXES = (  # most specific first, as the server picks envelopes
-    ("/v1/videos/generations", "unified"),
-    ("/v1/tasks", "unified"),
-    ("/v1/video/generations", "v1"),
-    ("/v1/videos", "openai"),
-    ("/v1beta", "gemini"),
-    ("/v2", "aimlapi"),
-    ("/files", "files"),
-)
+SERVED = dialects()  # each with the path prefixes whose errors it renders
 
 HOSTILE_STRINGS = st.sampled_from(  # the likeliest culprits first
     [
@@ -166,10 +160,10 @@ def encode(body: Any, deep: int) -> bytes:
 
 
 def dialect_of(path: str) -> str:
-    for prefix, dialect in PREFIXES:
-        if path == prefix or path.startswith(prefix + "/"):
-            return dialect
-    raise AssertionError(f"{path} is under no dialect")
+    dialect = dialect_for(SERVED, path)
+    if dialect is None:
+        raise AssertionError(f"{path} is under no dialect")
+    return dialect.name
 
 
 @pytest.fixture(scope="module")
