@@ -97,8 +97,9 @@ class JobStore:
                 jobs.c.progress,
                 jobs.c.error_code,
                 jobs.c.error_message,
-                # As stored (JSON text on SQLite): parsed by ``_summary_result``, which
-                # remembers recent results, since a finished job is polled again and again.
+                # As stored (JSON text on SQLite): parsed by ``summary_result`` and
+                # ``summary_outputs``, which remember recent ones, since a finished job
+                # is polled again and again.
                 type_coerce(jobs.c.result, Text),
                 jobs.c.base_url,
                 type_coerce(jobs.c.outputs, Text),
