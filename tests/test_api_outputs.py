@@ -10,6 +10,7 @@ import base64
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
@@ -27,6 +28,7 @@ from tests.outputs_support import (
     mean_difference,
     write_catalog,
 )
+from tests.scale_support import moto_server
 from tests.support import LiveServer, encode_image, live_server, make_settings, pattern_image, probe
 
 pytestmark = pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")
@@ -445,3 +447,55 @@ def test_openai_remix_keeps_the_sources_length_and_model(
         assert refused.json()["error"]["param"] == param
     assert missing.status_code == 404
     assert missing.json()["error"]["type"] == "not_found_error"
+
+
+def test_vertex_extends_the_object_a_storage_uri_answer_named(tmp_path: Path):
+    """With S3 storage: the ``gcsUri`` of a done operation names the video to extend, and
+    the worker reads the source from the bucket (no local file to decode)."""
+    with moto_server() as s3:
+        s3.create_bucket("videos")
+        settings = make_settings(
+            tmp_path,
+            catalog_path=write_catalog(tmp_path),
+            storage_url=s3.url("videos", "kinema"),
+        )
+        with live_server(settings) as live:
+            headers = {"x-goog-api-key": live.api_key}
+            scope = "v1beta1/publishers/google/models"
+            with httpx.Client(base_url=live.url, headers=headers, timeout=60) as http:
+
+                def run(instance: dict, other_key: str | None = None) -> httpx.Response:
+                    body = {
+                        "instances": [instance],
+                        "parameters": {"durationSeconds": 1, "storageUri": "s3://videos/kinema/"},
+                    }
+                    extra = {"x-goog-api-key": other_key} if other_key else {}
+                    return http.post(
+                        f"/{scope}/{TINY}:predictLongRunning", json=body, headers=extra
+                    )
+
+                def done(name: str) -> dict:
+                    deadline = time.monotonic() + 60
+                    while True:
+                        operation = http.post(
+                            f"/{scope}/{TINY}:fetchPredictOperation",
+                            json={"operationName": name},
+                        ).json()
+                        if operation["done"]:
+                            return operation
+                        assert time.monotonic() < deadline
+                        time.sleep(0.1)
+
+                first = done(run({"prompt": "pan left"}).json()["name"])
+                [video] = first["response"]["videos"]
+                extended = done(run({"video": {"gcsUri": video["gcsUri"]}}).json()["name"])
+                stranger = run({"video": {"gcsUri": video["gcsUri"]}}, live.new_key("s3-other"))
+                foreign = run({"video": {"gcsUri": "gs://bucket/clip.mp4"}})
+        assert "error" not in extended, extended
+        [joined] = extended["response"]["videos"]
+        key = joined["gcsUri"].removeprefix("s3://videos/")
+        data = s3.client().get_object(Bucket="videos", Key=key)["Body"].read()
+    assert probe(data).frames == 2 * FPS
+    assert stranger.status_code == 404, stranger.text
+    assert foreign.status_code == 400, foreign.text
+    assert "gcsUri" in foreign.json()["error"]["message"]
