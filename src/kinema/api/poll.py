@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException
@@ -58,21 +59,34 @@ def _read(
     return view, runtime, owner
 
 
-def _json(status: int, body: Any, headers: Mapping[str, str]) -> Response:
-    content = json.dumps(body, separators=(",", ":")).encode()
-    return Response(content, status_code=status, headers=headers, media_type="application/json")
+def _dumps(body: Any) -> bytes:
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # what orjson refuses (a lone surrogate, a huge int) json escapes
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+async def _answer(
+    dialect: Dialect, poll: Poll, request: Request, params: Mapping[str, str]
+) -> tuple[bytes, Mapping[str, str]] | Response:
+    """The poll's JSON body and extra headers, or an error in the dialect's envelope."""
+    try:
+        body = await _json_body(request) if poll.method == "POST" else None
+        view = _read(dialect, poll, request, params, body)[0]
+        return _dumps(dialect.render(view)), poll.headers(view)
+    except KinemaError as error:
+        return dialect.render_error(request, error)
 
 
 async def serve_poll(
     dialect: Dialect, poll: Poll, request: Request, params: Mapping[str, str]
 ) -> Response:
     """Read and render one poll; errors in the dialect's envelope."""
-    try:
-        body = await _json_body(request) if poll.method == "POST" else None
-        view = _read(dialect, poll, request, params, body)[0]
-        return _json(200, dialect.render(view), poll.headers(view))
-    except KinemaError as error:
-        return dialect.render_error(request, error)
+    answer = await _answer(dialect, poll, request, params)
+    if isinstance(answer, Response):
+        return answer
+    content, headers = answer
+    return Response(content, headers=dict(headers), media_type="application/json")
 
 
 async def serve_events(
@@ -123,12 +137,22 @@ class PollLane:
             scope["path_params"] = params
             request = Request(scope, receive)
             try:
-                response = await serve_poll(compiled.dialect, compiled.poll, request, params)
+                answer = await _answer(compiled.dialect, compiled.poll, request, params)
             except Exception:  # what the app's error middleware would do: log, answer 500
                 log.exception("poll %s failed", path)
-                response = compiled.dialect.render_error(
+                answer = compiled.dialect.render_error(
                     request, KinemaError("internal error while reading the job")
                 )
-            await response(scope, receive, send)
+            if isinstance(answer, Response):
+                await answer(scope, receive, send)
+                return True
+            content, extra = answer
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(content)).encode()),
+            ]
+            headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": content})
             return True
         return False
