@@ -106,7 +106,9 @@ class KinemaProcess:
         self._log = log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kinema", *args],
-            env={**os.environ, "PYTHONPATH": str(REPO), **env},
+            # This checkout's kinema first (not whatever a shared environment installed),
+            # then the repository root for the test engines the catalogs name.
+            env={**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}", **env},
             cwd=REPO,
             stdout=self._log,
             stderr=subprocess.STDOUT,
