@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,3 +168,49 @@ def test_sqlite_write_transactions_take_the_lock_before_their_first_read(tmp_pat
         assert entered.is_set()
     finally:
         engine.dispose()
+
+
+def test_upgrade_gives_each_finished_job_its_video_as_its_one_output(bare_engine: Engine):
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from kinema.schema import jobs
+    from kinema.types import VideoResult
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    before = scripts.get_revision("outputs").down_revision
+    assert isinstance(before, str)
+    migrate(bare_engine, before)  # the schema before several outputs existed
+    result = VideoResult("jobs/j/video-1.mp4", "jobs/j/thumb.jpg", 1280, 720, 24.0, 4.0, True, 9)
+    now = datetime.now(UTC)
+    older = {c.name for c in jobs.c} - {"outputs", "source_job_id", "source_kind"}
+    finished = {
+        "id": "j",
+        "owner": "o",
+        "model": "m",
+        "dialect": "x",
+        "status": "succeeded",
+        "attempt": 1,
+        "priority": 0,
+        "progress": 1.0,
+        "request_hash": "h",
+        "request": GenerationRequest(model="m", prompt="p", duration_s=4).to_json(),
+        "cancel_requested": False,
+        "created_at": now,
+        "updated_at": now,
+        "result": dataclasses.asdict(result),
+    }
+    queued = {**finished, "id": "q", "status": "queued", "attempt": 0, "result": None}
+    with begin_write(bare_engine) as connection:
+        for values in (finished, queued):
+            connection.execute(
+                insert(jobs).values({k: v for k, v in values.items() if k in older})
+            )
+
+    migrate(bare_engine)
+
+    store = JobStore(bare_engine)
+    assert store.get("o", "j").outputs == (result,)
+    assert store.get("o", "j").result == result
+    assert store.get("o", "q").outputs == ()

@@ -1,9 +1,10 @@
 """Stored files as the API hands them out: a local path, bytes, or a redirect.
 
-One job's files are its video, its thumbnail and a spritesheet built on first request
-from the video (a grid of evenly spaced frames in one JPEG, kept with the job's other
-files). A local store's files are served from disk; a remote store's (S3) either as
-bytes (API downloads) or as a short-lived presigned URL (signed links).
+One job's files are, for each of its outputs, a video, its thumbnail and a spritesheet
+built on first request from the video (a grid of evenly spaced frames in one JPEG, kept
+with the job's other files). A local store's files are served from disk; a remote
+store's (S3) either as bytes (API downloads) or as a short-lived presigned URL (signed
+links).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from kinema.errors import NotFound
-from kinema.jobs.submit import job_prefix
+from kinema.jobs.keys import job_prefix, spritesheet_key
 from kinema.media.spritesheet import build_spritesheet
 from kinema.storage import Storage
 from kinema.types import Job, JobStatus
@@ -57,24 +58,32 @@ def signed_file(storage: Storage, key: str) -> Artifact:
 
 
 def job_artifact(
-    storage: Storage, job: Job, kind: ArtifactKind, still_exists: Callable[[], bool]
+    storage: Storage,
+    job: Job,
+    kind: ArtifactKind,
+    still_exists: Callable[[], bool],
+    index: int = 0,
 ) -> Artifact:
-    """``kind`` of a succeeded job; NotFound before it succeeded or for a missing file.
+    """``kind`` of output ``index`` of a succeeded job; NotFound before it succeeded, for
+    a missing file or an output the job does not have.
 
     ``still_exists`` is asked after a spritesheet is built: a delete that ran meanwhile
     must not leave the new file behind.
     """
-    if job.status is not JobStatus.SUCCEEDED or job.result is None:
+    if job.status is not JobStatus.SUCCEEDED or not job.outputs:
         raise NotFound(f"the video has no content: it is {job.status.value}")
-    result = job.result
+    if not 0 <= index < len(job.outputs):
+        raise NotFound(f"the video has no output {index}: its job made {len(job.outputs)}")
+    result = job.outputs[index]
+    stem = job.id if index == 0 else f"{job.id}-{index}"
     if kind == "video":
-        return stored_file(storage, result.video_key, "video/mp4", f"{job.id}.mp4")
+        return stored_file(storage, result.video_key, "video/mp4", f"{stem}.mp4")
     if kind == "thumbnail":
         if result.thumbnail_key is None:
             raise NotFound("the video has no thumbnail")
-        return stored_file(storage, result.thumbnail_key, "image/jpeg", f"{job.id}.jpg")
-    key = f"{job_prefix(job.id)}spritesheet.jpg"
-    filename = f"{job.id}-spritesheet.jpg"
+        return stored_file(storage, result.thumbnail_key, "image/jpeg", f"{stem}.jpg")
+    key = spritesheet_key(job.id, index)
+    filename = f"{stem}-spritesheet.jpg"
     try:
         return stored_file(storage, key, "image/jpeg", filename)
     except NotFound:

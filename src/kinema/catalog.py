@@ -7,7 +7,10 @@ passes make every message name the field the client actually sent).
 
 Canonical fields: prompt, image, last_image, reference_images, duration, aspect_ratio,
 resolution, size, generate_audio, seed, negative_prompt, enhance_prompt, auto_fix,
-person_generation, safety_level.
+person_generation, safety_level, sample_count, video.
+
+``sample_count`` (videos per request, 1 to the model's ``samples``) is accepted by every
+model; ``video`` (the video an extension continues) by models with ``extension`` limits.
 """
 
 from __future__ import annotations
@@ -63,6 +66,16 @@ OPTIONAL_FIELDS = frozenset(
     }
 )
 _INPUT_FIELDS = frozenset({"prompt", "image", "last_image", "reference_images"})
+# Fields a dialect may have no wire name for; error messages list them only when it does.
+_IMPLICIT_FIELDS = frozenset({"sample_count", "video"})
+
+
+@dataclass(frozen=True)
+class ExtensionLimits:
+    """How long a video a model extends, and how long the result may get (seconds)."""
+
+    max_input_s: float
+    max_output_s: float
 
 
 @dataclass(frozen=True)
@@ -93,6 +106,8 @@ class ModelSpec:
     last_image_optional: bool = False
     durations_at: dict[str, tuple[int, ...]] = field(default_factory=dict)
     sizes: tuple[str, ...] = ()  # explicit "WxH" frame sizes, for dialects that send them
+    max_samples: int = 1  # videos one request may ask for
+    extension: ExtensionLimits | None = None  # None: the model does not extend videos
     # A duration between two allowed ones is made at the next longer allowed one (and
     # reported as an adjustment) instead of refused: for documented clients that send one.
     fit_duration: bool = False
@@ -117,7 +132,9 @@ class ModelSpec:
         return self.inputs in ("image", "first_last")
 
     def accepted_fields(self) -> frozenset[str]:
-        fields = {"prompt"}
+        fields = {"prompt", "sample_count"}
+        if self.extension is not None:
+            fields.add("video")
         if self.inputs in ("image", "first_last", "any"):
             fields.add("image")
         if self.inputs in ("first_last", "any") or self.last_image_optional:
@@ -230,20 +247,25 @@ class Catalog:
                 problems.add(name, _SURROGATE)
         accepted = spec.accepted_fields()
         for name in fields:
-            if name not in accepted:
-                takes = ", ".join(sorted(_wire(names, f) for f in accepted))
+            if name == "video" and name not in accepted:
+                problems.add(name, f"model {spec.id} does not extend videos")
+            elif name not in accepted:
+                listed = {f for f in accepted if f not in _IMPLICIT_FIELDS or f in names}
+                takes = ", ".join(sorted(_wire(names, f) for f in listed))
                 problems.add(name, f"not accepted by model {spec.id} (it takes: {takes})")
         fields = {k: v for k, v in fields.items() if k in accepted}
 
         # Models that take text or an image (Google's own ids) animate an image without one.
-        prompt_required = not (spec.inputs == "any" and fields.get("image"))
+        # An extension starts on its video's last frame, and may say nothing new.
+        extending = fields.get("video") is not None
+        prompt_required = not (spec.inputs == "any" and fields.get("image")) and not extending
         prompt = _text(fields.get("prompt"), "prompt", problems, required=prompt_required)
         if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
             problems.add("prompt", f"is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
         image = last_image = None
         references: tuple[str, ...] = ()
         if "image" in accepted:
-            required = spec.image_required
+            required = spec.image_required and not extending
             image = _text(fields.get("image"), "image", problems, required=required, empty=False)
         if "last_image" in accepted:
             required = spec.inputs == "first_last"
@@ -290,6 +312,12 @@ class Catalog:
         if person is not None and person not in spec.person_generation:
             allowed = ", ".join(spec.person_generation)
             problems.add("person_generation", f"must be one of {allowed}")
+        samples = _integer(
+            fields.get("sample_count"), 1, spec.max_samples, "sample_count", problems
+        )
+        video = _text(fields.get("video"), "video", problems)
+        if video is not None and (image is not None or last_image is not None or references):
+            problems.add("video", "an extension starts on its video's last frame: send no images")
         negative = _text(fields.get("negative_prompt"), "negative_prompt", problems)
         enhance = _flag(fields.get("enhance_prompt"), None, "enhance_prompt", problems)
         auto_fix = _flag(fields.get("auto_fix"), None, "auto_fix", problems)
@@ -326,6 +354,8 @@ class Catalog:
             callback_url=callback_url,
             priority=OFF_PEAK_PRIORITY if off_peak else priority,
             off_peak=off_peak,
+            sample_count=samples or 1,
+            video=video,
             adjustments=tuple(adjusted),
         )
 
@@ -367,8 +397,18 @@ def _model_from_toml(model_id: str, cfg: dict[str, Any]) -> ModelSpec:
             str(k).lower(): tuple(int(d) for d in v) for k, v in cfg.get("durations_at", {}).items()
         },
         sizes=tuple(str(size) for size in cfg.get("sizes", ())),
+        max_samples=int(cfg.get("samples", 1)),
+        extension=_extension(cfg.get("extension")),
         fit_duration=bool(cfg.get("fit_duration", False)),
         person_generation=tuple(cfg.get("person_generation", PERSON_GENERATION)),
+    )
+
+
+def _extension(cfg: dict[str, Any] | None) -> ExtensionLimits | None:
+    if cfg is None:
+        return None
+    return ExtensionLimits(
+        max_input_s=float(cfg["max_input_s"]), max_output_s=float(cfg["max_output_s"])
     )
 
 

@@ -29,11 +29,12 @@ from kinema.errors import InvalidRequest, JobStillRunning, KinemaError, NotFound
 from kinema.jobs.dispatch import ProcrastinateDispatch, install_procrastinate_schema
 from kinema.jobs.execute import Executor
 from kinema.jobs.inspect import JobInspector
+from kinema.jobs.keys import job_prefix
 from kinema.jobs.outbox import Outbox
 from kinema.jobs.pool import WorkerPool
 from kinema.jobs.retry import retry_failed
 from kinema.jobs.store import JobStore
-from kinema.jobs.submit import Submitter, job_prefix, request_fingerprint
+from kinema.jobs.submit import Submitter, request_fingerprint
 from kinema.jobs.workers import WorkerRegistry
 from kinema.keys import ANONYMOUS_OWNER, KeyStore
 from kinema.media.fetch import ImageFetcher
@@ -43,8 +44,8 @@ from kinema.quotas import QuotaGate
 from kinema.settings import Settings
 from kinema.storage import LinkSigner, Storage, open_storage
 from kinema.storage.scratch import remove_stale_parts
-from kinema.types import Job, JobStatus, JobSummary
-from kinema.views import Creation, JobRef, JobView
+from kinema.types import Job, JobStatus, JobSummary, SourceKind, VideoResult
+from kinema.views import Creation, JobRef, JobView, OutputView
 
 if TYPE_CHECKING:
     from kinema.jobs.queue_worker import QueueWorker
@@ -153,7 +154,9 @@ class Runtime:
             storage=storage,
             signer=LinkSigner(settings.resolved_signing_secret(), settings.url_ttl_s),
             catalog=catalog,
-            submitter=Submitter(store, storage, fetcher),
+            submitter=Submitter(
+                store, storage, fetcher, max_video_bytes=settings.max_video_bytes
+            ),
             engines=engines,
             pool=pool,
             outbox=Outbox(db),
@@ -200,6 +203,9 @@ class Runtime:
                 "storage_uri": creation.storage_uri,
             }
         )
+        if creation.derived_from is not None:
+            source_job_id, kind = creation.derived_from
+            request = dataclasses.replace(request, source_job_id=source_job_id, source_kind=kind)
         replay = creation.idempotency_key is not None and (
             self.store.find_idempotent(owner, creation.idempotency_key) is not None
         )
@@ -217,6 +223,7 @@ class Runtime:
             wire_names=creation.wire_names,
             idempotency_key=creation.idempotency_key,
             request_hash=fingerprint,
+            extension=self.catalog.get(creation.model).extension,
             base_url=creation.base_url,
             guard=guard,
         )
@@ -232,6 +239,42 @@ class Runtime:
                 extra={"job_id": job.id, "key_id": owner},
             )
         return job
+
+    def remix(
+        self,
+        owner: str,
+        dialect: str,
+        source: str,
+        creation: Creation,
+        *,
+        kind: SourceKind = "remix",
+    ) -> Job:
+        """A new job that re-films the picture of ``source`` (a ``job:`` reference to one of
+        ``owner``'s finished videos) with its model and settings, changed by
+        ``creation.fields`` (a new prompt, usually); ``creation.model`` is not used."""
+        field = creation.wire_names.get("video", "video")
+        job, _ = self.submitter.sources.output(owner, source, field)
+        earlier = job.request
+        spec = self.catalog.get(earlier.model)
+        inherited: dict[str, Any] = {
+            "duration": earlier.duration_s,
+            "aspect_ratio": earlier.aspect_ratio,
+            "resolution": earlier.resolution,
+            "generate_audio": earlier.generate_audio,
+            "size": earlier.size,
+            "negative_prompt": earlier.negative_prompt,
+        }
+        fields = {
+            name: value
+            for name, value in inherited.items()
+            if value is not None and name in spec.accepted_fields()
+        }
+        fields.update(creation.fields)
+        fields["image"] = source
+        derived = dataclasses.replace(
+            creation, model=earlier.model, fields=fields, derived_from=(job.id, kind)
+        )
+        return self.create(owner, dialect, derived)
 
     # --- reading ---
 
@@ -282,16 +325,16 @@ class Runtime:
         queue facts worked out."""
         base_url = self.link_base(job)
         result = job.result
-        video_url = None
+        outputs: tuple[OutputView, ...] = ()
         expires_at = None
-        video_bytes = object_uri = None
-        if job.status is JobStatus.SUCCEEDED and result is not None:
-            video_url = base_url + self.signer.path_for(result.video_key)
+        if job.status is JobStatus.SUCCEEDED and job.outputs:
             expires_at = self.signer.expires_at()
-            if isinstance(job, Job) and job.request.storage_uri is not None:
-                object_uri = self.storage.object_uri(result.video_key)
-            elif inline_video:
-                video_bytes = self.storage.get_bytes(result.video_key)
+            wants_uri = isinstance(job, Job) and job.request.storage_uri is not None
+            outputs = tuple(
+                self._output_view(index, output, base_url, wants_uri, inline_video)
+                for index, output in enumerate(job.outputs)
+            )
+        first = outputs[0] if outputs else None
         common: dict[str, Any] = {
             "id": job.id,
             "model": job.model,
@@ -302,10 +345,11 @@ class Runtime:
             "result": result,
             "base_url": base_url,
             "url_ttl_s": self.settings.url_ttl_s,
-            "video_url": video_url,
+            "video_url": first and first.video_url,
             "link_expires_at": expires_at,
-            "video_bytes": video_bytes,
-            "video_object_uri": object_uri,
+            "video_bytes": first and first.video_bytes,
+            "video_object_uri": first and first.video_object_uri,
+            "outputs": outputs,
         }
         if isinstance(job, JobSummary):
             return JobView(**common)
@@ -321,6 +365,21 @@ class Runtime:
             workers_online=self.workers_online(job.model) if queued else None,
         )
 
+    def _output_view(
+        self, index: int, output: VideoResult, base_url: str, wants_uri: bool, inline: bool
+    ) -> OutputView:
+        thumbnail = output.thumbnail_key
+        return OutputView(
+            index=index,
+            result=output,
+            video_url=base_url + self.signer.path_for(output.video_key),
+            thumbnail_url=None if thumbnail is None else base_url + self.signer.path_for(thumbnail),
+            video_object_uri=self.storage.object_uri(output.video_key) if wants_uri else None,
+            video_bytes=(
+                self.storage.get_bytes(output.video_key) if inline and not wants_uri else None
+            ),
+        )
+
     def check_storage_uri(self, uri: str) -> None:
         """Refuse (``InvalidRequest``) an output URI that is not in kinema's own bucket:
         kinema writes only to the storage it is configured with."""
@@ -332,8 +391,11 @@ class Runtime:
             where = base or "a local directory, not a bucket"
             raise InvalidRequest(f"{uri} is not storage this server writes to ({where})")
 
-    def artifact(self, owner: str, job_id: str, kind: ArtifactKind) -> Artifact:
-        """A file of ``owner``'s succeeded job: its video, thumbnail or spritesheet."""
+    def artifact(
+        self, owner: str, job_id: str, kind: ArtifactKind, index: int = 0
+    ) -> Artifact:
+        """A file of ``owner``'s succeeded job: the video, thumbnail or spritesheet of its
+        output ``index``."""
         job = self.store.get(owner, job_id)
 
         def still_exists() -> bool:
@@ -343,7 +405,7 @@ class Runtime:
                 return False
             return True
 
-        return job_artifact(self.storage, job, kind, still_exists)
+        return job_artifact(self.storage, job, kind, still_exists, index)
 
     def signed_file(self, key: str, expires: str | None, signature: str | None) -> Artifact:
         """The file a signed link names: 403 for a wrong signature, 410 once expired."""

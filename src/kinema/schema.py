@@ -93,12 +93,17 @@ jobs = Table(
     Column("finished_at", UTCDateTime()),
     Column("error_code", String(64)),
     Column("error_message", Text),
-    Column("result", JSON(none_as_null=True)),  # VideoResult fields
+    Column("result", JSON(none_as_null=True)),  # VideoResult fields of the first output
+    Column("outputs", JSON(none_as_null=True)),  # every output's VideoResult fields, in order
     Column("expires_at", UTCDateTime()),
     # The procrastinate job allowed to claim this row (scale-out dispatch only): each
     # transition into "queued" defers a new one and records its id here, so a stale
     # or duplicate procrastinate job finds a mismatch and does nothing.
     Column("dispatch_id", BigInteger),
+    # The job whose video this one extends, remixes or edits (no foreign key: the source
+    # may be deleted; the accepted job holds copies of what it needs from it).
+    Column("source_job_id", String(64)),
+    Column("source_kind", String(16)),
     Column("base_url", Text),  # of the creating request; links in its responses start so
     # The owner's nth waiting job (same model and priority) when it was queued: jobs are
     # taken by priority, then turn, then age, so owners take turns instead of one owner's
@@ -129,6 +134,7 @@ jobs = Table(
     Index("ix_jobs_owner_created", "owner", "created_at", "id"),  # list pagination
     Index("ix_jobs_engine", "status", "engine"),  # upstream jobs in flight per engine
     Index("ix_jobs_finished", "finished_at"),  # usage reports
+    Index("ix_jobs_source_job_id", "source_job_id"),  # the chain below a video
 )
 
 api_keys = Table(

@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     fetch_timeout_s: float = 15.0
     fetch_max_redirects: int = 5
     max_image_bytes: int = 50 * 1024 * 1024
+    max_video_bytes: int = 200 * 1024 * 1024  # a source video sent inline for an extension
 
     @field_validator("fetch_allow_hosts", "trusted_hosts", "trusted_proxies", mode="before")
     @classmethod

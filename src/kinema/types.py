@@ -36,6 +36,25 @@ _TERMINAL = frozenset(
 
 AspectRatio = Literal["16:9", "9:16"]
 Resolution = Literal["720p", "1080p", "4k"]
+SourceKind = Literal["extend", "remix", "edit"]
+
+# A reference to an output of an earlier job, as a wire source: ``job:<job id>#<index>``.
+# It stands where an image or video source may (the picture or the video of that output)
+# and is resolved, for the requesting owner only, when the job is accepted.
+OUTPUT_REF_PREFIX = "job:"
+
+
+def output_ref(job_id: str, index: int = 0) -> str:
+    """The source string that names output ``index`` of job ``job_id``."""
+    return f"{OUTPUT_REF_PREFIX}{job_id}#{index}"
+
+
+def parse_output_ref(source: str) -> tuple[str, int] | None:
+    """``(job id, output index)`` of a ``job:`` source, or None for any other source."""
+    if not source.startswith(OUTPUT_REF_PREFIX):
+        return None
+    job_id, _, index = source.removeprefix(OUTPUT_REF_PREFIX).partition("#")
+    return job_id, int(index) if index.isdigit() else 0
 
 
 @dataclass(frozen=True)
@@ -66,6 +85,14 @@ class GenerationRequest:
     callback_url: str | None = None
     priority: int = 0
     off_peak: bool = False  # runs at the lowest priority; auto-cancelled if still queued late
+    sample_count: int = 1  # videos to make from this request, each from its own seed
+    # An extension: the video this one continues (a ``job:`` reference or a ``data:`` URI
+    # on the wire, a storage key once accepted); ``duration_s`` is what is added to it.
+    video: str | None = None
+    video_duration_s: float | None = None  # the source video's length, once accepted
+    # The job this one was derived from (extended, remixed or edited), and how.
+    source_job_id: str | None = None
+    source_kind: SourceKind | None = None
     # What was changed to serve the request as sent, each {"field", "requested", "used",
     # "reason"} with the field named as the client spelled it; dialects report them.
     adjustments: tuple[dict[str, Any], ...] = ()
@@ -87,7 +114,7 @@ class GenerationRequest:
 
 @dataclass(frozen=True)
 class VideoResult:
-    """What a succeeded job produced (storage keys, not URLs)."""
+    """One video a succeeded job produced (storage keys, not URLs)."""
 
     video_key: str
     thumbnail_key: str | None
@@ -121,8 +148,9 @@ class Job:
     idempotency_key: str | None = None
     error_code: str | None = None
     error_message: str | None = None
-    result: VideoResult | None = None
+    result: VideoResult | None = None  # the first output
     dialect: str = "aimlapi"
+    outputs: tuple[VideoResult, ...] = ()  # every output, ``result`` first; () until done
     base_url: str | None = None  # of the request that created the job: its links start so
     queue_turn: int = 1  # the owner's nth waiting job when queued (fair order across owners)
     engine: str | None = None  # the catalog engine that runs or ran it
@@ -140,6 +168,7 @@ class JobSummary:
     error_code: str | None
     error_message: str | None
     result: VideoResult | None
+    outputs: tuple[VideoResult, ...] = ()
     base_url: str | None = None
 
 
@@ -163,6 +192,9 @@ class EngineRequest:
     reference_images: tuple[Image.Image, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)  # engine options from the catalog
     resize_mode: str | None = None  # "crop" or "pad" as the client asked; None: the engine's way
+    # An extension: the last frames of the video this clip continues, oldest first (the
+    # last of them is also ``image``). Engines may read the camera's motion from them.
+    previous_frames: tuple[Image.Image, ...] = ()
 
     @property
     def duration_s(self) -> float:

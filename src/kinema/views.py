@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kinema.types import GenerationRequest, JobStatus, VideoResult
+from kinema.types import GenerationRequest, JobStatus, SourceKind, VideoResult
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,18 @@ class JobRef:
     id_prefix: str | None = None
     created_s: int | None = None
     model: str | None = None
+
+
+@dataclass(frozen=True)
+class OutputView:
+    """One video of a succeeded job, with its links worked out (``JobView.outputs``)."""
+
+    index: int
+    result: VideoResult
+    video_url: str  # signed, absolute
+    thumbnail_url: str | None = None
+    video_bytes: bytes | None = None  # for dialects that answer inline
+    video_object_uri: str | None = None  # s3:// URI, when the caller asked
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,8 @@ class JobView:
     workers_online: int | None = None  # scale-out: live job slots serving its model
     video_bytes: bytes | None = None  # the MP4 itself, for dialects that answer inline
     video_object_uri: str | None = None  # s3:// URI of the video, when the caller asked
+    # Every video of a succeeded job, the first being the one the fields above describe.
+    outputs: tuple[OutputView, ...] = ()
 
     @property
     def percent(self) -> int:
@@ -86,4 +100,7 @@ class Creation:
     idempotency_key: str | None = None
     adjustments: tuple[dict[str, Any], ...] = ()
     storage_uri: str | None = None  # checked against the storage kinema writes to
+    # The job this one is derived from and how (a remix or an edit names its source; an
+    # extension's source is found from its ``video`` field when it is accepted).
+    derived_from: tuple[str, SourceKind] | None = None
     base_url: str | None = None  # of the creating request: the job's links start with it

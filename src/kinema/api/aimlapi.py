@@ -13,6 +13,12 @@ Extensions, which strict clients ignore: ``progress`` (0..100) on every response
 was changed to serve a request as sent: seed 002's own example asks ``duration: "5"`` of
 a model that makes 4, 6 and 8 second videos; such a duration is made as the next longer
 one (6) and reported there, rather than refused.
+
+Extension: ``extend_from`` (kinema extension) names an earlier completed generation of
+the same key (its ``id``); the new generation is that video followed by ``duration``
+more seconds, as one video at its size (models with extension limits in the catalog).
+Another key's generation is a 404. A completed generation lists every video it made in
+``videos`` (``video`` is the first of them).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from kinema.api.deps import BearerOwner, IdempotencyKey
 from kinema.api.dialect import Dialect, Poll, query_value
 from kinema.errors import InvalidRequest, KinemaError, NotFound
-from kinema.types import JobStatus
+from kinema.types import JobStatus, output_ref
 from kinema.views import Creation, JobRef, JobView
 
 TOKENS_PER_SECOND = 15_000
@@ -83,6 +89,11 @@ class CreateGeneration(BaseModel):
         description="kinema extension: a URL that receives a signed webhook (Standard "
         "Webhooks) when the generation ends",
     )
+    extend_from: str | None = Field(
+        None,
+        description="kinema extension: the id of a completed generation of this key to "
+        "extend by `duration` seconds (the result holds both, as one video)",
+    )
 
 
 class GenerationVideo(BaseModel):
@@ -99,6 +110,9 @@ class Generation(BaseModel):
     id: str
     status: str = Field(examples=["queued", "generating", "completed", "error"])
     video: GenerationVideo | None = None
+    videos: list[GenerationVideo] | None = Field(
+        None, description="kinema extension: every video made (completed), the first is video"
+    )
     duration: float | None = None
     error: GenerationError | None = None
     meta: dict[str, Any] | None = None
@@ -161,6 +175,10 @@ class AimlApi(Dialect):
         if view.video_url is not None and view.result is not None:
             duration = round(view.result.duration_s, 3)
             body["video"] = {"url": view.video_url, "duration": duration}
+            body["videos"] = [
+                {"url": output.video_url, "duration": round(output.result.duration_s, 3)}
+                for output in view.outputs
+            ]
             body["duration"] = duration
             usage: dict[str, Any] = {
                 "seconds": duration,
@@ -205,6 +223,10 @@ class AimlApi(Dialect):
         callback_url = sent.pop("callback_url", None)
         fields: dict[str, Any] = {}
         wire_names = dict(_DEFAULT_WIRE)
+        extend_from = sent.pop("extend_from", None)
+        if extend_from is not None:
+            fields["video"] = output_ref(AimlApi.job_ref(extend_from).id or "")
+            wire_names["video"] = "extend_from"
         for wire, value in sent.items():
             canonical = WIRE_FIELDS.get(wire, wire)
             fields[canonical] = value

@@ -19,8 +19,17 @@ Every route answers under ``/v1beta/`` (2.x's default) and ``/v1/`` (3.x's defau
 
 Auth: the ``x-goog-api-key`` header, the ``key`` query parameter, or a bearer token.
 An unknown model is a 404 NOT_FOUND, as Google answers; the message lists the models
-served. Only ``sampleCount`` 1 is served; ``gcsUri`` images, ``video`` extension and
-masks are refused with a 400 that says so.
+served. ``gcsUri`` images and masks are refused with a 400 that says so.
+
+Several videos: ``parameters.sampleCount`` (the SDK's ``number_of_videos``), up to the
+model's ``samples`` in the catalog, gives that many ``generatedSamples``, each its own
+file: ``files/{operation id}`` for the first, ``files/{operation id}s{n}`` for sample n.
+
+Extension: ``instances[0].video`` names the video to continue, by ``uri`` (one this
+server made for the same key: another key's is a 404, as it is to download) or inline
+(``encodedVideo`` base64 with ``encoding``, as the SDK sends a downloaded video); with
+both, the uri wins. The result is the source followed by ``durationSeconds`` more, as one
+video; its frame size is the source's.
 
 Extensions, which Google's clients ignore: ``parameters.callbackUrl`` (a URL that gets a
 signed webhook when the operation ends; the SDK's ``webhookConfig`` with one uri does the
@@ -46,7 +55,7 @@ from kinema.api.files import artifact_response
 from kinema.api.google import GoogleOwner, Instance, Wire
 from kinema.errors import InvalidRequest, KinemaError, NotFound, UnknownModel
 from kinema.runtime import Runtime
-from kinema.types import JobStatus
+from kinema.types import JobStatus, output_ref
 from kinema.views import Creation, JobRef, JobView
 
 API_VERSIONS = ("v1beta", "v1")
@@ -57,7 +66,7 @@ _HEX32 = frozenset("0123456789abcdef")
 
 class Parameters(Wire):
     sample_count: int | None = Field(
-        default=None, description="Videos per request; only 1 is served"
+        default=None, description="Videos per request, up to the model's limit (often 4)"
     )
     duration_seconds: int | None = Field(default=None, examples=[4, 6, 8])
     aspect_ratio: str | None = Field(default=None, examples=["16:9", "9:16"])
@@ -112,8 +121,41 @@ def _operation_id(value: str) -> str:
     return value
 
 
-def video_uri(job_id: str, base_url: str) -> str:
-    return f"{base_url}/{FILES_VERSION}/files/{job_id}:download?alt=media"
+def file_name(job_id: str, index: int = 0) -> str:
+    """The ``files/`` name of output ``index`` of a job (``[a-z0-9]+``, as the SDK needs)."""
+    return job_id if index == 0 else f"{job_id}s{index}"
+
+
+def parse_file_name(name: str) -> tuple[str, int]:
+    """``(job id, output index)`` of a ``files/`` name; NotFound for anything else."""
+    job_id, s, index = name.partition("s")
+    if s and not (index.isdigit() and index[0] != "0"):
+        raise NotFound(f"files/{name} is not found")
+    return _operation_id(job_id), int(index) if s else 0
+
+
+def video_uri(name: str, base_url: str) -> str:
+    return f"{base_url}/{FILES_VERSION}/files/{name}:download?alt=media"
+
+
+def video_source(video: dict[str, Any]) -> str:
+    """``instances[0].video``: a job reference for a uri of ours, else the inline video."""
+    google.video_fields(video, {"uri", "encodedVideo", "encoding"})
+    uri = video.get("uri")
+    if uri is not None:
+        if not isinstance(uri, str) or "files/" not in uri:
+            raise InvalidRequest.for_field(
+                "instances[0].video.uri", "must be the uri of a video this server made"
+            )
+        name = uri.rpartition("files/")[2].partition(":")[0].partition("?")[0]
+        try:
+            job_id, index = parse_file_name(name)
+        except NotFound:
+            raise NotFound(f"video {uri!r} is not found") from None
+        return output_ref(job_id, index)
+    return google.inline_video(
+        video.get("encodedVideo"), video.get("encoding"), "instances[0].video.encodedVideo"
+    )
 
 
 def predict_model(request: Request, model_action: str) -> str:
@@ -159,10 +201,13 @@ class Gemini(Dialect):
             "metadata": google.operation_metadata(view),
         }
         if view.status is JobStatus.SUCCEEDED:
-            sample = {"video": {"uri": video_uri(view.id, view.base_url)}}
+            samples = [
+                {"video": {"uri": video_uri(file_name(view.id, output.index), view.base_url)}}
+                for output in view.outputs
+            ]
             body["response"] = {
                 "@type": RESPONSE_TYPE,
-                "generateVideoResponse": {"generatedSamples": [sample]},
+                "generateVideoResponse": {"generatedSamples": samples},
             }
         error = google.operation_error(view)
         if error is not None:
@@ -177,7 +222,7 @@ class Gemini(Dialect):
     def parse_create(
         self, body: PredictLongRunningRequest, model: str, idempotency_key: str | None
     ) -> Creation:
-        fields = google.instance_fields(body.instances)
+        fields = google.instance_fields(body.instances, video_source)
         parameters = body.parameters or Parameters()
         sent = parameters.model_dump(by_alias=True, exclude_unset=True, exclude_none=True)
         sent.pop("callbackUrl", None)
@@ -283,15 +328,15 @@ class Gemini(Dialect):
                 raise NotFound(f"method {action!r} is not found for files")
             runtime: Runtime = request.app.state.runtime
             try:
-                job_id = _operation_id(name)
+                job_id, index = parse_file_name(name)
                 if colon:
-                    return artifact_response(runtime.artifact(owner, job_id, "video"))
+                    return artifact_response(runtime.artifact(owner, job_id, "video", index))
                 job = runtime.find(owner, JobRef(id=job_id))
             except NotFound:
                 raise NotFound(f"files/{name} is not found: its operation has no video") from None
-            video = job.result
-            if job.status is not JobStatus.SUCCEEDED or video is None:
+            if job.status is not JobStatus.SUCCEEDED or index >= len(job.outputs):
                 raise NotFound(f"files/{name} is not found: its operation has no video")
+            video = job.outputs[index]
             uri = video_uri(name, runtime.link_base(job))
             return JSONResponse(
                 {

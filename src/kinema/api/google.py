@@ -8,6 +8,7 @@ name>}}`` (400s add a ``google.rpc.BadRequest`` detail listing each bad field).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -81,6 +82,8 @@ WIRE_NAMES = {
     "seed": "parameters.seed",
     "generate_audio": "parameters.generateAudio",
     "resize_mode": "parameters.resizeMode",
+    "sample_count": "parameters.sampleCount",
+    "video": "instances[0].video",
 }
 # parameters field -> canonical field
 PARAMETER_FIELDS = {
@@ -93,6 +96,7 @@ PARAMETER_FIELDS = {
     "seed": "seed",
     "generateAudio": "generate_audio",
     "resizeMode": "resize_mode",
+    "sampleCount": "sample_count",
 }
 
 
@@ -186,7 +190,10 @@ class Instance(Wire):
     last_frame: ImageInput | None = None
     reference_images: list[ReferenceImage] | None = None
     video: dict[str, Any] | None = Field(
-        default=None, description="Not supported (video extension)"
+        default=None,
+        description="The video to extend: a video this server made (its uri) or the video "
+        "inline (Gemini: uri | encodedVideo + encoding; Vertex: gcsUri | bytesBase64Encoded "
+        "+ mimeType)",
     )
     mask: dict[str, Any] | None = Field(default=None, description="Not supported")
 
@@ -203,20 +210,24 @@ def image_source(image: ImageInput, field: str) -> str:
     return f"data:{mime};base64,{image.bytes_base64_encoded}"
 
 
-def instance_fields(instances: list[Instance]) -> dict[str, Any]:
-    """Canonical fields of the one instance a request may carry."""
+VideoSource = Callable[[dict[str, Any]], str]
+
+
+def instance_fields(instances: list[Instance], video_source: VideoSource) -> dict[str, Any]:
+    """Canonical fields of the one instance a request may carry; ``video_source`` turns
+    the dialect's own ``video`` object into a source (a ``job:`` reference or a data URI)."""
     if len(instances) != 1:
         raise InvalidRequest.for_field(
             "instances", f"exactly one instance is supported, not {len(instances)}"
         )
     instance = instances[0]
-    if instance.video is not None:
-        raise InvalidRequest.for_field("instances[0].video", "video extension is not supported")
     if instance.mask is not None:
         raise InvalidRequest.for_field("instances[0].mask", "masks are not supported")
     fields: dict[str, Any] = {}
     if instance.prompt is not None:
         fields["prompt"] = instance.prompt
+    if instance.video is not None:
+        fields["video"] = video_source(instance.video)
     if instance.image is not None:
         fields["image"] = image_source(instance.image, WIRE_NAMES["image"])
     if instance.last_frame is not None:
@@ -236,9 +247,22 @@ def instance_fields(instances: list[Instance]) -> dict[str, Any]:
 
 def parameter_fields(sent: dict[str, Any]) -> dict[str, Any]:
     """Canonical fields of ``parameters`` (wire names, unset and None left out)."""
-    count = sent.pop("sampleCount", 1)
-    if count != 1:
-        raise InvalidRequest.for_field(
-            "parameters.sampleCount", f"{count} videos per request asked; only 1 is supported"
-        )
     return {PARAMETER_FIELDS[wire]: value for wire, value in sent.items()}
+
+
+def inline_video(data: Any, mime: Any, field: str) -> str:
+    """A video sent inline (base64) as a data URI, which the shared intake checks."""
+    if not isinstance(data, str) or not data:
+        raise InvalidRequest.for_field(field, "must be the video, base64-encoded")
+    kind = mime if isinstance(mime, str) and mime.startswith("video/") else "video/mp4"
+    return f"data:{kind};base64,{data}"
+
+
+def video_fields(video: dict[str, Any], allowed: set[str]) -> None:
+    """Refuse keys of a ``video`` object that the dialect does not define."""
+    unknown = sorted(set(video) - allowed)
+    if unknown:
+        known = ", ".join(sorted(allowed))
+        raise InvalidRequest.for_field(
+            f"instances[0].video.{unknown[0]}", f"is not a field of video (use {known})"
+        )

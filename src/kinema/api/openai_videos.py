@@ -29,7 +29,11 @@ Choices where OpenAI's behaviour is not kinema's:
   built on first request from the MP4 (a grid of evenly spaced frames in one JPEG, see
   ``kinema.media.spritesheet``) and kept in storage with the job's other files.
 * The list and retrieve calls show every video of the API key, whichever dialect created
-  it: there is one job table, and a job made through another API is still a video.
+  it: there is one job table, and a job made through another API is still a video (of a
+  job that made several, the first).
+* Extensions, remixes and edits (``kinema.api.openai_derived``) are new videos:
+  ``remixed_from_video_id`` names the source of a remix or an edit of a video id, and an
+  extension's ``seconds`` is its joined length (the source plus what was added).
 
 Extensions, which OpenAI clients never send: ``callback_url`` (a per-request webhook; OpenAI
 configures webhooks per project), and ``seed``, ``generate_audio`` and ``negative_prompt``
@@ -54,6 +58,7 @@ from starlette.datastructures import UploadFile
 from kinema.api.deps import BearerOwner, IdempotencyKey
 from kinema.api.dialect import Dialect, Poll
 from kinema.api.files import artifact_response
+from kinema.api.openai_derived import add_derived_routes
 from kinema.catalog import FRAME_SIZES, ModelSpec
 from kinema.errors import (
     FieldProblem,
@@ -364,7 +369,27 @@ def _callback_url(value: Any) -> str | None:
     return value
 
 
+def _seconds(view: JobView) -> str:
+    """The video's length; for an extension the joined length, as OpenAI reports it."""
+    request = view.request
+    if view.result is not None and request is not None and request.video is not None:
+        return f"{round(view.result.duration_s, 2):g}"
+    if request is None:
+        return ""
+    if request.video_duration_s is not None:
+        return f"{round(request.video_duration_s + request.duration_s, 2):g}"
+    return str(request.duration_s)
+
+
+def _remixed_from(view: JobView) -> str | None:
+    request = view.request
+    if request is None or request.source_job_id is None:
+        return None
+    return wire_id(request.source_job_id) if request.source_kind in ("remix", "edit") else None
+
+
 Variant = Literal["video", "thumbnail", "spritesheet"]
+INDEX_HELP = "kinema extension: which video of a job that made several (default 0, the first)"
 CreateBodyDep = Annotated[CreateBody, Depends(read_create_body)]
 
 
@@ -420,8 +445,8 @@ class OpenAIVideos(Dialect):
             "expires_at": expires_at,
             "prompt": None if request is None else request.prompt,
             "size": f"{width}x{height}",
-            "seconds": "" if request is None else str(request.duration_s),
-            "remixed_from_video_id": None,
+            "seconds": _seconds(view),
+            "remixed_from_video_id": _remixed_from(view),
             "error": self._error(view),
         }
 
@@ -437,6 +462,15 @@ class OpenAIVideos(Dialect):
                 "message": view.error_message or "Video generation failed.",
             }
         return None
+
+    @staticmethod
+    def job_id(video_id: str) -> str:
+        """The job id of a wire video id; NotFound in OpenAI's words for anything else."""
+        return job_ref(video_id).id or ""
+
+    @staticmethod
+    def model_spec(runtime: Runtime, model: Any) -> ModelSpec:
+        return _model_spec(runtime, model)
 
     @staticmethod
     def poll_headers(view: JobView) -> dict[str, str]:
@@ -523,6 +557,7 @@ class OpenAIVideos(Dialect):
         return super().render_error(request, error)
 
     def add_routes(self, router: APIRouter) -> None:
+        add_derived_routes(self, router)
 
         @router.post(
             "/v1/videos", response_model=Video, openapi_extra={"requestBody": CREATE_BODY}
@@ -601,13 +636,14 @@ class OpenAIVideos(Dialect):
             video_id: str,
             owner: BearerOwner,
             variant: Annotated[Variant, Query()] = "video",
+            index: Annotated[int, Query(ge=0, le=99, description=INDEX_HELP)] = 0,
         ) -> Response:
             """The video (with HTTP range support), its thumbnail or a spritesheet of its
             frames (built on first request and kept with the video's files)."""
             runtime: Runtime = request.app.state.runtime
             job_id = job_ref(video_id).id or ""
             try:
-                artifact = runtime.artifact(owner, job_id, variant)
+                artifact = runtime.artifact(owner, job_id, variant, index)
             except NotFound as error:
                 if error.message.startswith("job "):  # no such video for this key
                     raise

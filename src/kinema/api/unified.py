@@ -35,12 +35,16 @@ per problem, kinema extension).
 Request fields: model, prompt, image_url (http(s) URL, raw base64 or ``data:`` URI; also
 ``image_urls`` with one entry), aspect_ratio, duration, resolution, generate_audio (default
 false), ``auto_fix_prompt`` (alias ``auto_fix``), ``safety_level`` (alias ``safety``),
-enhance_prompt, person_generation, negative_prompt, seed, and the kinema extension
-``callback_url``. Which of them a model takes is the catalog's business.
+enhance_prompt, person_generation, negative_prompt, seed, and the kinema extensions
+``callback_url`` and ``extend_from`` (the id of a completed task of the same key, which
+the new task continues by ``duration`` seconds: one video, the source then the new
+seconds, at the source's size; another key's task is a 404). Which of them a model takes
+is the catalog's business. ``results`` lists every video a task made.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -54,7 +58,7 @@ from kinema.api.deps import BearerOwner, IdempotencyKey
 from kinema.api.dialect import Dialect, Poll
 from kinema.errors import FieldProblem, InvalidRequest, KinemaError, NotFound
 from kinema.runtime import Runtime
-from kinema.types import JobStatus
+from kinema.types import JobStatus, output_ref
 from kinema.views import Creation, JobRef, JobView
 
 ID_PREFIX = "task-unified-"
@@ -131,6 +135,11 @@ class CreateTask(BaseModel):
     seed: StrictInt | str | None = None
     callback_url: str | None = Field(
         None, description="kinema extension: receives a signed webhook when the task ends"
+    )
+    extend_from: str | None = Field(
+        None,
+        description="kinema extension: the id of a completed task of this key to continue "
+        "by `duration` seconds (the result holds both, as one video)",
     )
 
 
@@ -241,7 +250,7 @@ class UnifiedTasks(Dialect):
             "type": "video",
         }
         if view.video_url is not None:
-            body["results"] = [view.video_url]
+            body["results"] = [output.video_url for output in view.outputs]
         elif view.status is JobStatus.CANCELLED:
             message = view.error_message or "the task was cancelled"
             body["error"] = {"code": "request_cancelled", "message": message}
@@ -271,7 +280,9 @@ class UnifiedTasks(Dialect):
 
     @staticmethod
     def parse_create(body: CreateTask, idempotency_key: str | None) -> Creation:
-        sent = body.model_dump(exclude_unset=True, exclude={"model", "callback_url"})
+        sent = body.model_dump(
+            exclude_unset=True, exclude={"model", "callback_url", "extend_from"}
+        )
         fields: dict[str, Any] = {}
         wire_names = dict(_DEFAULT_WIRE)
         for wire, value in sent.items():
@@ -328,7 +339,16 @@ class UnifiedTasks(Dialect):
             idempotency_key: IdempotencyKey = None,
         ) -> JSONResponse:
             """Create an image-to-video task; poll it at ``GET /v1/tasks/{id}``."""
-            job = self.create(request, owner, self.parse_create(body, idempotency_key))
+            runtime: Runtime = request.app.state.runtime
+            creation = self.parse_create(body, idempotency_key)
+            if body.extend_from is not None:  # ids carry only a job's head: look it up
+                source = runtime.find(owner, job_ref(body.extend_from))
+                creation = dataclasses.replace(
+                    creation,
+                    fields={**creation.fields, "video": output_ref(source.id)},
+                    wire_names={**creation.wire_names, "video": "extend_from"},
+                )
+            job = self.create(request, owner, creation)
             return self.respond(request, job)
 
         @router.post("/v1/tasks/{task_id}/cancel", response_model=Task)

@@ -17,7 +17,11 @@ enhance_prompt, person_generation). Images are optional: without one the model w
 the prompt alone. Veo 3.1 with a first frame makes 8-second videos only: as the seed
 says, ``seconds`` "is fixed to 8" then, so another value is made as 8, reported in
 ``seconds`` and listed in ``adjustments``. Kinema extensions: ``callback_url`` and ``off_peak``
-(lowest priority; cancelled automatically when unfinished 48 h after creation).
+(lowest priority; cancelled automatically when unfinished 48 h after creation), and
+``extend_from``: the ``task_id`` of a succeeded task of the same key, which the new task
+continues by ``seconds`` (one video: the source, then the new seconds, at the source's
+size; the models with extension limits in the catalog; another key's task is a 404).
+A succeeded task lists every video it made in ``videos`` (``url`` is the first).
 
 Response (create, poll and cancel)::
 
@@ -55,7 +59,7 @@ from kinema.api.dialect import Dialect, Poll
 from kinema.catalog import FRAME_SIZES
 from kinema.errors import FieldProblem, InvalidRequest, KinemaError, NotFound
 from kinema.runtime import Runtime
-from kinema.types import JobStatus
+from kinema.types import JobStatus, output_ref
 from kinema.views import Creation, JobRef, JobView
 
 ID_PREFIX = "task_"
@@ -88,6 +92,7 @@ _SPECIAL = frozenset(
         "resolution",
         "callback_url",
         "off_peak",
+        "extend_from",
     }
 )
 
@@ -129,6 +134,11 @@ class CreateVideoGeneration(BaseModel):
         description="kinema extension: run at the lowest priority; cancelled automatically "
         "if not finished 48 h after creation",
     )
+    extend_from: str | None = Field(
+        None,
+        description="kinema extension: the task_id of a succeeded task of this key to "
+        "continue by `seconds` (the result holds both, as one video)",
+    )
 
 
 class GenerationError(BaseModel):
@@ -157,6 +167,9 @@ class VideoGeneration(BaseModel):
     error: GenerationError | None = None
     adjustments: list[dict[str, Any]] | None = Field(
         None, description="what was changed to serve the request (e.g. seconds fixed to 8)"
+    )
+    videos: list[dict[str, Any]] | None = Field(
+        None, description="every video made, {url, duration} (succeeded); url is the first"
     )
     url: str | None = Field(None, description="signed video link (succeeded), valid 24 h")
     video_url: str | None = Field(None, description="the same link as url")
@@ -313,6 +326,10 @@ class VideoGenerations(Dialect):
         result = view.result
         if view.video_url is not None and result is not None:
             body |= {
+                "videos": [
+                    {"url": o.video_url, "duration": round(o.result.duration_s, 3)}
+                    for o in view.outputs
+                ],
                 "url": view.video_url,
                 "video_url": view.video_url,
                 "expires_at": view.link_expires_at,
@@ -369,6 +386,9 @@ class VideoGenerations(Dialect):
                 fields[WIRE_FIELDS.get(wire, wire)] = value
         _images(sent, fields, wire_names)
         _seconds(sent, fields, wire_names)
+        if body.extend_from is not None:
+            fields["video"] = output_ref(job_id_from_wire(body.extend_from))
+            wire_names["video"] = "extend_from"
         _size(sent, fields, wire_names)
         adjustments = _fixed_seconds(body.model, fields, wire_names)
         return Creation(

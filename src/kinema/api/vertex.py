@@ -32,8 +32,13 @@ against the 3.x SDK sources; every path answers under ``v1beta1``
   every path under ``/v1beta1/``, ``/v1/projects/`` and ``/v1/publishers/``, unknown ones
   included (the SDK shows anything else as "404 None").
 
-Served: one sample per request, inline images (``bytesBase64Encoded``), ASSET reference
-images. Refused with a 400 that says so: ``gcsUri`` images, ``video`` extension, masks,
+Served: up to the model's ``samples`` per request (``sampleCount``; each is one entry of
+``videos``), inline images (``bytesBase64Encoded``), ASSET reference images, and
+extension: ``instances[0].video`` as ``bytesBase64Encoded`` + ``mimeType`` (what the SDK
+sends for ``video=`` a video it received) or as ``gcsUri`` naming a video object this
+server wrote (the ``gcsUri`` of a ``storageUri`` answer) for the same key; the answer
+is the source followed by ``durationSeconds`` more, as one video at the source's size.
+Refused with a 400 that says so: ``gcsUri`` images, other ``gcsUri`` videos, masks,
 ``fps`` other than the model's, ``compressionQuality`` other than ``OPTIMIZED``,
 ``pubsubTopic``. ``resizeMode`` (``CROP``/``PAD``) is served where the model takes it.
 ``labels`` are accepted and ignored.
@@ -54,8 +59,9 @@ from kinema.api.deps import IdempotencyKey
 from kinema.api.dialect import Dialect, Poll
 from kinema.api.google import GoogleOwner, Instance, Wire
 from kinema.errors import InvalidRequest, KinemaError, NotFound, UnknownModel
+from kinema.jobs.keys import output_of_video_key
 from kinema.runtime import Runtime
-from kinema.types import JobStatus
+from kinema.types import JobStatus, output_ref
 from kinema.views import Creation, JobRef, JobView
 
 API_VERSIONS = ("v1beta1", "v1")
@@ -67,7 +73,9 @@ _HEX32 = frozenset("0123456789abcdef")
 
 
 class Parameters(Wire):
-    sample_count: int | None = Field(default=None, description="Only 1 is served")
+    sample_count: int | None = Field(
+        default=None, description="Videos per request, up to the model's limit (often 4)"
+    )
     storage_uri: str | None = Field(
         default=None, description="An s3:// URI in the bucket this server stores to"
     )
@@ -164,14 +172,17 @@ class Vertex(Dialect):
             "metadata": google.operation_metadata(view),
         }
         if view.status is JobStatus.SUCCEEDED:
-            video: dict[str, Any] = {"mimeType": "video/mp4"}
-            if view.video_object_uri is not None:
-                video["gcsUri"] = view.video_object_uri
-            elif view.video_bytes is not None:
-                video["bytesBase64Encoded"] = base64.b64encode(view.video_bytes).decode()
+            videos = []
+            for output in view.outputs:
+                video: dict[str, Any] = {"mimeType": "video/mp4"}
+                if output.video_object_uri is not None:
+                    video["gcsUri"] = output.video_object_uri
+                elif output.video_bytes is not None:
+                    video["bytesBase64Encoded"] = base64.b64encode(output.video_bytes).decode()
+                videos.append(video)
             body["response"] = {
                 "@type": RESPONSE_TYPE,
-                "videos": [video],
+                "videos": videos,
                 "raiMediaFilteredCount": 0,
             }
         error = google.operation_error(view)
@@ -191,7 +202,9 @@ class Vertex(Dialect):
         model: str,
         idempotency_key: str | None,
     ) -> Creation:
-        fields = google.instance_fields(body.instances)
+        fields = google.instance_fields(
+            body.instances, lambda video: self.video_source(runtime, video)
+        )
         parameters = body.parameters or Parameters()
         sent = parameters.model_dump(by_alias=True, exclude_unset=True, exclude_none=True)
         storage_uri = sent.pop("storageUri", None)
@@ -210,6 +223,29 @@ class Vertex(Dialect):
             idempotency_key=idempotency_key,
             storage_uri=storage_uri,
         )
+
+    @staticmethod
+    def video_source(runtime: Runtime, video: dict[str, Any]) -> str:
+        """``instances[0].video``: the inline video, or a job reference for the object URI
+        of a video this server wrote."""
+        google.video_fields(video, {"gcsUri", "bytesBase64Encoded", "mimeType"})
+        uri = video.get("gcsUri")
+        if uri is None:
+            return google.inline_video(
+                video.get("bytesBase64Encoded"),
+                video.get("mimeType"),
+                "instances[0].video.bytesBase64Encoded",
+            )
+        base = runtime.storage.object_uri("")
+        output = None
+        if isinstance(uri, str) and base is not None and uri.startswith(base):
+            output = output_of_video_key(uri.removeprefix(base))
+        if output is None:
+            raise InvalidRequest.for_field(
+                "instances[0].video.gcsUri",
+                "only a video this server wrote can be named by URI; send bytesBase64Encoded",
+            )
+        return output_ref(*output)
 
     # --- routes ---
 

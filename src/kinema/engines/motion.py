@@ -45,6 +45,7 @@ from kinema.engines.camera import (
     cover_size,
     ease,
 )
+from kinema.engines.continuation import continued_move
 from kinema.engines.face_anim import blink_track, head_sway, speech_openness
 from kinema.engines.faces import Face, find_faces
 from kinema.engines.framing import Framing, ResizeMode, frame_picture
@@ -130,7 +131,8 @@ class MotionEngine:
         width, height, count = request.width, request.height, request.num_frames
 
         # 1. The picture, its faces, and the framing that keeps them whole.
-        move = _camera_for(request.prompt, request.seed, options.get("camera"))
+        forced = options.get("camera")
+        move = continued_move(request, forced) or _camera_for(request.prompt, request.seed, forced)
         first = _first_picture(request, width, height)
         photographed = request.image is not None or bool(request.reference_images)
         faces = find_faces(first) if photographed and effects.needs_faces else []

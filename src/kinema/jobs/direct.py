@@ -119,6 +119,21 @@ def summary_result(value: Any) -> VideoResult | None:
     return video_result(value)
 
 
+def summary_outputs(value: Any) -> tuple[VideoResult, ...]:
+    """The outputs column as the summary read returns it (JSON text or a list)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return _parsed_outputs(value)
+    return tuple(video_result(output) for output in value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_outputs(text: str) -> tuple[VideoResult, ...]:
+    # Outputs never change once written either.
+    return tuple(video_result(output) for output in json.loads(text))
+
+
 @functools.lru_cache(maxsize=4096)
 def _parsed_result(text: str) -> VideoResult:
     # A result never changes once written, and VideoResult is immutable: safe to share.

@@ -10,10 +10,17 @@ A model may list several engines: the job goes to the first available one (an up
 engine under its ``max_in_flight``, a local engine this process can run) and falls back
 to the next when one fails with a ``TransientError``. Upstream engines forward the job
 to a provider through ``jobs.forward`` and return the provider's video, not frames.
+
+A job asking for several samples runs the engine once per sample, each with its own
+seed (``sample_seeds``), and stores each video with its own thumbnail. An extension
+decodes its source video, hands the engine the source's last frame (and one from a
+little earlier, for engines that continue a motion), and stores the source followed by
+the new clip as one video.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -27,13 +34,15 @@ from kinema.catalog import Catalog
 from kinema.engines.base import Engine
 from kinema.engines.registry import EngineHost
 from kinema.engines.upstream import UpstreamEngine
-from kinema.errors import JobCancelled, KinemaError, LeaseLost, TransientError
+from kinema.errors import JobCancelled, KinemaError, LeaseLost, NotSupported, TransientError
 from kinema.jobs.forward import Forwarder, recorded_operation
+from kinema.jobs.keys import output_thumbnail_key, output_video_key
 from kinema.jobs.observer import JobObserver, NoObserver
 from kinema.jobs.store import JobStore
-from kinema.jobs.submit import job_prefix
 from kinema.media.encode import encode_mp4
 from kinema.media.images import decode_image
+from kinema.media.source_video import SourceVideo, inspect_video
+from kinema.media.splice import splice
 from kinema.observability.context import job_context
 from kinema.storage import Storage
 from kinema.types import Clip, EngineRequest, GenerationRequest, Job, JobStatus, VideoResult
@@ -44,6 +53,9 @@ log = logging.getLogger(__name__)
 # last stretch is muxing, storing and committing.
 _ENGINE_SHARE = 0.97
 _MAX_RETRY_DELAY_S = 300.0
+# Where, before a source's end, the earlier of its two closing pictures is taken: a share
+# of its length, so an eased move shows a clear but small change (about a tenth of it).
+_LOOK_BACK = 0.2
 
 
 class RunControl:
@@ -112,7 +124,7 @@ class Executor:
         """Run and record ``job``; its final state (and seconds of video), or None when
         this attempt did not end the job (lease lost, released, retried later)."""
         try:
-            result = self._generate(job, control)
+            outputs = self._generate(job, control)
         except JobCancelled:
             if control.lost.is_set():
                 log.warning("job %s attempt %d lost its lease; dropped", job.id, job.attempt)
@@ -136,7 +148,7 @@ class Executor:
             log.exception("job %s crashed", job.id)
             return self._fail(job, "engine_error", f"{type(error).__name__}: {error}")
         try:
-            self.store.succeed(job.id, job.attempt, result)
+            self.store.succeed(job.id, job.attempt, outputs)
         except Exception as error:
             # A newer attempt owns the job now, or the success could not be written (the
             # database is gone): this attempt's files must not survive. In the second case
@@ -144,11 +156,9 @@ class Executor:
             lost = isinstance(error, LeaseLost)
             why = "finished after losing its lease" if lost else "recording its success failed"
             log.warning("job %s attempt %d %s", job.id, job.attempt, why, exc_info=not lost)
-            for key in (result.video_key, result.thumbnail_key):
-                if key:
-                    self.storage.delete(key)
+            self._discard(outputs)
             return None
-        return JobStatus.SUCCEEDED, result.duration_s
+        return JobStatus.SUCCEEDED, sum(output.duration_s for output in outputs)
 
     def _retry_later(self, job: Job, error: TransientError) -> tuple[JobStatus, None] | None:
         """Back to the queue with exponential backoff, until attempts run out."""
@@ -179,7 +189,7 @@ class Executor:
             return False
         return True
 
-    def _generate(self, job: Job, control: RunControl) -> VideoResult:
+    def _generate(self, job: Job, control: RunControl) -> list[VideoResult]:
         """Route ``job`` through its model's engines: the first one available takes it,
         and a retryable failure (``TransientError``) falls back to the next.
 
@@ -235,21 +245,46 @@ class Executor:
                 raise JobCancelled("stopped while waiting for a free engine")
             time.sleep(self.route_wait_s)
 
-    def _run_engine(self, job: Job, name: str, control: RunControl) -> VideoResult:
+    def _run_engine(self, job: Job, name: str, control: RunControl) -> list[VideoResult]:
         engine: Engine = self.engines.get(name)
-        on_progress = self._progress_writer(job, control)
+        report = self._progress_writer(job, control)
         if isinstance(engine, UpstreamEngine):
-            return self.forwarder.run(
-                job,
-                engine,
-                on_progress=on_progress,
-                cancel_requested=control.cancelled.is_set,
-                stopping=lambda: control.lost.is_set() or control.shutdown.is_set(),
-            )
+            if job.request.video or job.request.sample_count > 1:
+                raise NotSupported(
+                    f"engine {name!r} forwards one new video per job: extensions and "
+                    "several samples are made by local engines only"
+                )
+            return [
+                self.forwarder.run(
+                    job,
+                    engine,
+                    on_progress=report,
+                    cancel_requested=control.cancelled.is_set,
+                    stopping=lambda: control.lost.is_set() or control.shutdown.is_set(),
+                )
+            ]
         request = job.request
         config = self.catalog.engines[name]
         width, height = self.catalog.frame_size(request)
-        engine_request = EngineRequest(
+        source: SourceVideo | None = None
+        scratch_copy = False
+        image = self._image(request.image)
+        previous: tuple[Image.Image, ...] = ()
+        if request.video:
+            # 1. An extension: the new clip starts on the source's last frame, at its size.
+            path = self.storage.local_path(request.video)
+            if path is None:
+                path, scratch_copy = self._scratch_copy(request.video, job), True
+            try:
+                facts, closing = inspect_video(path, look_back=_LOOK_BACK)
+            except BaseException:
+                if scratch_copy:
+                    path.unlink(missing_ok=True)
+                raise
+            source = SourceVideo(path, facts)
+            width, height = facts.width, facts.height
+            image, previous = closing[-1], tuple(closing)
+        base = EngineRequest(
             prompt=request.prompt,
             negative_prompt=request.negative_prompt,
             width=width,
@@ -258,20 +293,52 @@ class Executor:
             num_frames=request.duration_s * config.fps,
             generate_audio=request.generate_audio,
             seed=_seed_for(job.id, request),
-            image=self._image(request.image),
+            image=image,
             last_image=self._image(request.last_image),
             reference_images=tuple(
-                image for key in request.reference_images if (image := self._image(key))
+                picture for key in request.reference_images if (picture := self._image(key))
             ),
             options=dict(config.options),
             resize_mode=request.resize_mode,
+            previous_frames=previous,
         )
 
         def is_cancelled() -> bool:
             return control.should_stop()
 
-        clip = engine.run(engine_request, on_progress, is_cancelled)
-        return self._store_clip(job, clip, control, name)
+        # 2. One engine run per sample, each from its own seed, stored as it is done.
+        count = max(1, request.sample_count)
+        outputs: list[VideoResult] = []
+        try:
+            for index, seed in enumerate(sample_seeds(base.seed, count)):
+
+                def on_progress(fraction: float, done: int = index) -> None:
+                    report((done + fraction) / count)
+
+                engine_request = dataclasses.replace(base, seed=seed)
+                clip = engine.run(engine_request, on_progress, is_cancelled)
+                if source is not None:
+                    clip = splice(source, clip)
+                outputs.append(self._store_clip(job, index, clip, control, name))
+        except BaseException:
+            self._discard(outputs)
+            raise
+        finally:
+            if source is not None and scratch_copy:
+                source.path.unlink(missing_ok=True)
+        return outputs
+
+    def _scratch_copy(self, key: str, job: Job) -> Path:
+        """A local file holding ``key`` of a remote store, to decode it from."""
+        copy = self.storage.scratch_dir() / f"{job.id}-{job.attempt}-source.mp4"
+        copy.write_bytes(self.storage.get_bytes(key))
+        return copy
+
+    def _discard(self, outputs: list[VideoResult]) -> None:
+        for output in outputs:
+            for key in (output.video_key, output.thumbnail_key):
+                if key:
+                    self.storage.delete(key)
 
     def _image(self, key: str | None) -> Image.Image | None:
         return decode_image(self.storage.get_bytes(key)) if key else None
@@ -301,23 +368,24 @@ class Executor:
 
         return on_progress
 
-    def _store_clip(self, job: Job, clip: Clip, control: RunControl, engine: str) -> VideoResult:
+    def _store_clip(
+        self, job: Job, index: int, clip: Clip, control: RunControl, engine: str
+    ) -> VideoResult:
         scratch = self.storage.scratch_dir()
-        video_path = scratch / f"{job.id}-{job.attempt}.mp4"
-        thumb_path = scratch / f"{job.id}-{job.attempt}.jpg"
+        video_path = scratch / f"{job.id}-{job.attempt}-{index}.mp4"
+        thumb_path = scratch / f"{job.id}-{job.attempt}-{index}.jpg"
         try:
             # The encoder writes the thumbnail from the first frame, once the video is done.
             encoded = encode_mp4(clip, video_path, thumbnail_path=thumb_path)
             if control.should_stop():
                 raise JobCancelled("job stopped while its video was being written")
-            prefix = job_prefix(job.id)
             # Keys carry the attempt so a late, fenced-out attempt never overwrites the
             # output of the attempt that committed.
-            video_key = f"{prefix}video-{job.attempt}.mp4"
+            video_key = output_video_key(job.id, job.attempt, index)
             size = self.storage.put_file(video_key, video_path)
             thumb_key = None
             if thumb_path.exists():
-                thumb_key = f"{prefix}thumbnail-{job.attempt}.jpg"
+                thumb_key = output_thumbnail_key(job.id, job.attempt, index)
                 self.storage.put_file(thumb_key, thumb_path)
         finally:
             _remove(video_path, thumb_path)
@@ -337,6 +405,13 @@ class Executor:
 def _seed_for(job_id: str, request: GenerationRequest) -> int:
     """The request's seed, or one derived from the job id so a retry renders the same."""
     return request.seed if request.seed is not None else zlib.crc32(job_id.encode())
+
+
+def sample_seeds(seed: int, count: int) -> list[int]:
+    """The seed of each of ``count`` samples: the first is ``seed`` itself (so one sample
+    renders as a request without a count does), the others follow from it, the same for
+    the same ``seed`` every time."""
+    return [seed] + [zlib.crc32(f"{seed}/{index}".encode()) for index in range(1, count)]
 
 
 def _remove(*paths: Path) -> None:

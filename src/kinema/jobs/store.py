@@ -44,7 +44,7 @@ from sqlalchemy.exc import IntegrityError
 
 from kinema.db import begin_write
 from kinema.errors import IdempotencyConflict, InvalidRequest, LeaseLost, NotFound
-from kinema.jobs.direct import DirectQuery, summary_result, video_result
+from kinema.jobs.direct import DirectQuery, summary_outputs, summary_result, video_result
 from kinema.jobs.dispatch import Dispatch
 from kinema.jobs.outbox import enqueue
 from kinema.schema import jobs
@@ -97,10 +97,12 @@ class JobStore:
                 jobs.c.progress,
                 jobs.c.error_code,
                 jobs.c.error_message,
-                # As stored (JSON text on SQLite): parsed by ``_summary_result``, which
-                # remembers recent results, since a finished job is polled again and again.
+                # As stored (JSON text on SQLite): parsed by ``summary_result`` and
+                # ``summary_outputs``, which remember recent ones, since a finished job
+                # is polled again and again.
                 type_coerce(jobs.c.result, Text),
                 jobs.c.base_url,
+                type_coerce(jobs.c.outputs, Text),
             ).where(owned),
         )
         self._owned_job = select(jobs).where(owned)
@@ -158,6 +160,8 @@ class JobStore:
             "cancel_requested": False,
             "created_at": now,
             "updated_at": now,
+            "source_job_id": request.source_job_id,
+            "source_kind": request.source_kind,
             "base_url": base_url,
         }
         try:
@@ -238,7 +242,9 @@ class JobStore:
         row = self._summary_query.row({"job_id": job_id, "owner": owner})
         if row is None:
             raise NotFound(f"job {job_id} not found")
-        ident, model, status, progress, error_code, error_message, result, base_url = row
+        ident, model, status, progress, error_code, error_message, result, base_url, more = row
+        outputs = summary_outputs(more)
+        first = summary_result(result)
         return JobSummary(
             id=ident,
             model=model,
@@ -246,8 +252,9 @@ class JobStore:
             progress=progress,
             error_code=error_code,
             error_message=error_message,
-            result=summary_result(result),
+            result=first,
             base_url=base_url,
+            outputs=outputs or (() if first is None else (first,)),
         )
 
     def get_any(self, job_id: str) -> Job:
@@ -499,15 +506,22 @@ class JobStore:
         """Commit a forwarded job's provider operation (fenced), before it is polled."""
         self._fenced(job_id, attempt, upstream=operation, updated_at=self._clock())
 
-    def succeed(self, job_id: str, attempt: int, result: VideoResult) -> Job:
+    def succeed(
+        self, job_id: str, attempt: int, result: VideoResult | Sequence[VideoResult]
+    ) -> Job:
+        """Finish attempt ``attempt`` with its video, or its videos in sample order."""
+        outputs = [result] if isinstance(result, VideoResult) else builtins.list(result)
+        if not outputs:
+            raise ValueError("a succeeded job needs at least one output")
         now = self._clock()
         return self._fenced(
             job_id,
             attempt,
             status=_SUCCEEDED,
             progress=1.0,
-            usage_s=result.duration_s,
-            result=dataclasses.asdict(result),
+            usage_s=sum(output.duration_s for output in outputs),
+            result=dataclasses.asdict(outputs[0]),
+            outputs=[dataclasses.asdict(output) for output in outputs],
             lease_until=None,
             finished_at=now,
             updated_at=now,
@@ -759,7 +773,7 @@ def _same_request(row: Row[Any], request_hash: str) -> Job:
 
 def _to_job(row: Row[Any]) -> Job:
     data = row._mapping
-    result = data["result"]
+    outputs = _outputs(data["result"], data["outputs"])
     return Job(
         id=data["id"],
         owner=data["owner"],
@@ -778,10 +792,17 @@ def _to_job(row: Row[Any]) -> Job:
         idempotency_key=data["idempotency_key"],
         error_code=data["error_code"],
         error_message=data["error_message"],
-        result=None if result is None else video_result(result),
+        result=outputs[0] if outputs else None,
         dialect=data["dialect"],
+        outputs=outputs,
         base_url=data["base_url"],
         queue_turn=data["queue_turn"],
         engine=data["engine"],
         upstream=data["upstream"],
     )
+
+
+def _outputs(result: dict[str, Any] | None, outputs: Any) -> tuple[VideoResult, ...]:
+    if outputs:
+        return tuple(video_result(output) for output in outputs)
+    return () if result is None else (video_result(result),)

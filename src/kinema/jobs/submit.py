@@ -1,8 +1,9 @@
-"""Accepting a generation: fetch and check its images, keep them, write the job row.
+"""Accepting a generation: fetch and check its inputs, keep them, write the job row.
 
-Images are fetched and validated while the client waits, so a bad image is a 400 and
-not a failed job; once accepted, the job only refers to copies in storage and never
-depends on the client's URLs again.
+Images (and an extension's source video) are fetched and validated while the client
+waits, so a bad input is a 400 and not a failed job; once accepted, the job only refers
+to copies in its own storage directory and never depends on the client's URLs, or on the
+earlier job it was derived from, again.
 """
 
 from __future__ import annotations
@@ -16,11 +17,17 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from kinema.catalog import ExtensionLimits
+from kinema.errors import InvalidRequest
+from kinema.jobs.keys import input_key, job_prefix
+from kinema.jobs.sources import SourceResolver
 from kinema.jobs.store import JobStore, hash_request
 from kinema.media.fetch import ImageFetcher
-from kinema.media.images import read_image_source
+from kinema.media.images import read_image_source, validate_image
 from kinema.storage import Storage
-from kinema.types import GenerationRequest, Job
+from kinema.types import GenerationRequest, Job, parse_output_ref
+
+__all__ = ["Submitter", "job_prefix", "request_fingerprint"]
 
 _EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 
@@ -31,16 +38,19 @@ def request_fingerprint(body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def job_prefix(job_id: str) -> str:
-    """The storage directory holding one job's inputs and outputs."""
-    return f"jobs/{job_id}/"
-
-
 class Submitter:
-    def __init__(self, store: JobStore, storage: Storage, fetcher: ImageFetcher) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        storage: Storage,
+        fetcher: ImageFetcher,
+        *,
+        max_video_bytes: int = 200 * 1024 * 1024,
+    ) -> None:
         self.store = store
         self.storage = storage
         self.fetcher = fetcher
+        self.sources = SourceResolver(store, storage, max_video_bytes=max_video_bytes)
 
     def submit(
         self,
@@ -51,14 +61,16 @@ class Submitter:
         wire_names: Mapping[str, str],
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        extension: ExtensionLimits | None = None,
         base_url: str | None = None,
         guard: Callable[[Connection], None] | None = None,
     ) -> Job:
         """Make ``request`` a durable queued job owned by ``owner`` and return it.
 
-        ``wire_names`` maps canonical image fields to the names the client used, so image
-        errors point at the right field. ``guard`` runs in the inserting transaction
-        (``JobStore.submit``).
+        ``wire_names`` maps canonical input fields to the names the client used, so input
+        errors point at the right field. ``extension`` bounds a source video (the model's
+        limits; a request with a video needs them). ``guard`` runs in the inserting
+        transaction (``JobStore.submit``).
         """
         if idempotency_key:  # a retry is answered before its images are fetched again
             earlier = self.store.find_idempotent(
@@ -69,7 +81,7 @@ class Submitter:
 
         job_id = uuid.uuid4().hex
         try:
-            stored = self._store_images(job_id, request, wire_names)
+            stored = self._store_inputs(job_id, owner, request, wire_names, extension)
             job, created = self.store.submit(
                 owner=owner,
                 request=stored,
@@ -88,16 +100,30 @@ class Submitter:
             self.storage.delete_prefix(job_prefix(job_id))
         return job
 
-    def _store_images(
-        self, job_id: str, request: GenerationRequest, wire_names: Mapping[str, str]
+    def _store_inputs(
+        self,
+        job_id: str,
+        owner: str,
+        request: GenerationRequest,
+        wire_names: Mapping[str, str],
+        extension: ExtensionLimits | None,
     ) -> GenerationRequest:
+        changes: dict[str, Any] = {}
+
         def keep(source: str, name: str, field: str | tuple[str | int, ...]) -> str:
-            image = read_image_source(source, self.fetcher, field=field)
-            key = f"{job_prefix(job_id)}input-{name}.{_EXTENSIONS[image.format]}"
+            if parse_output_ref(source) is not None:  # the picture of an earlier video
+                data, source_job_id = self.sources.picture(owner, source, field)
+                changes.setdefault("source_job_id", source_job_id)
+                image = validate_image(data, field=field, max_bytes=len(data))
+            elif source.startswith("data:video/"):  # the picture of an uploaded video
+                data = self.sources.inline_picture(source, field)
+                image = validate_image(data, field=field, max_bytes=len(data))
+            else:
+                image = read_image_source(source, self.fetcher, field=field)
+            key = input_key(job_id, name, _EXTENSIONS[image.format])
             self.storage.put_bytes(key, image.data)
             return key
 
-        changes: dict[str, Any] = {}
         if request.image:
             changes["image"] = keep(request.image, "first", wire_names.get("image", "image"))
         if request.last_image:
@@ -109,4 +135,20 @@ class Submitter:
                 keep(source, f"reference-{i}", (field, i))
                 for i, source in enumerate(request.reference_images)
             )
+        if request.video:
+            field = wire_names.get("video", "video")
+            if extension is None:  # the catalog refuses a video for such models first
+                message = f"model {request.model} does not extend videos"
+                raise InvalidRequest.for_field(field, message)
+            video = self.sources.video(owner, request.video, field, extension, request.duration_s)
+            key = input_key(job_id, "video", "mp4")
+            self.storage.put_bytes(key, video.data)
+            changes.update(
+                video=key,
+                video_duration_s=video.facts.duration_s,
+                source_job_id=video.source_job_id,
+                source_kind="extend",
+            )
+        if request.source_job_id is not None:  # set by the caller (a remix names its source)
+            changes.pop("source_job_id", None)
         return dataclasses.replace(request, **changes)
