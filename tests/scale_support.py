@@ -106,7 +106,8 @@ class KinemaProcess:
         self._log = log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kinema", *args],
-            # This checkout's code first, whatever kinema the interpreter has installed.
+            # This checkout's kinema first (not whatever a shared environment installed),
+            # then the repository root for the test engines the catalogs name.
             env={**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}", **env},
             cwd=REPO,
             stdout=self._log,

@@ -142,7 +142,7 @@ def test_json_nested_100000_deep_is_a_400(server: LiveServer, dialect: str):
     assert response.status_code == 400
 
 
-BOOLEAN_SEED: list[tuple[str, dict[str, Any]]] = [
+LOOKALIKES: list[tuple[str, dict[str, Any]]] = [
     ("aimlapi", {"seed": True}),
     ("unified", {"seed": True}),
     ("unified", {"safety_level": True}),
@@ -158,7 +158,7 @@ BOOLEAN_SEED: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-@pytest.mark.parametrize(("dialect", "extra"), BOOLEAN_SEED)
+@pytest.mark.parametrize(("dialect", "extra"), LOOKALIKES)
 def test_values_that_only_look_right_are_refused(
     server: LiveServer, dialect: str, extra: dict[str, Any]
 ):

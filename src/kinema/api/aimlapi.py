@@ -135,7 +135,9 @@ class AimlApi(Dialect):
 
     @staticmethod
     def wire_id(job_id: str, model: str) -> str:
-        return f"{uuid.UUID(hex=job_id)}:{model}"
+        """``<uuid>:<model>`` (the job id, 32 hex digits, in the UUID's dashed form)."""
+        h = job_id
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}:{model}"
 
     @staticmethod
     def job_ref(generation_id: str) -> JobRef:
