@@ -6,7 +6,9 @@ ids look like ``<uuid>:<model>`` (so they contain ``:`` and ``/``); HTTP errors 
 envelope ``{message, path, requestId, statusCode, timestamp}``.
 
 ``meta.usage`` carries ``seconds`` (the video's length) and the seed's ``tokens_used``,
-counted as 15000 per second of video (the seed's example: 8 s, 120000 tokens).
+counted as 15000 per second of video (the seed's example: 8 s, 120000 tokens), and
+``engine``, the catalog engine that made it (kinema extension; ``kinema usage`` sums the
+seconds per key and engine).
 
 Extensions, which strict clients ignore: ``progress`` (0..100) on every response,
 ``details`` (one entry per problem) on 400 responses, and ``meta.adjustments`` listing what
