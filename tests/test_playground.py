@@ -306,6 +306,7 @@ def test_playground_serves_its_files_and_catalog(live: LiveServer):
         models = client.get("/playground/models.json").json()["models"]
     animate = next(m for m in models if m["id"] == "studio/animate")
     assert animate["fields"] == [
-        "aspect_ratio", "duration", "generate_audio", "image", "prompt", "resolution", "seed"
+        "aspect_ratio", "duration", "generate_audio", "image", "prompt", "resolution",
+        "sample_count", "seed",
     ]
     assert animate["image_required"] is True and animate["durations"] == [2, 4]

@@ -161,4 +161,6 @@ def test_seed_002_node_example_completes_with_its_string_duration(server: LiveSe
         assert created.json()["meta"]["adjustments"] == [adjusted]
         done_body = poll_until_done(client, created.json()["id"])
     assert done_body["video"]["duration"] == pytest.approx(6.0, abs=1 / 24)
-    assert done_body["meta"]["usage"] == {"seconds": done_body["video"]["duration"], "tokens_used": 90000}
+    assert done_body["meta"]["usage"] == {
+        "seconds": done_body["video"]["duration"], "tokens_used": 90000, "engine": "motion"
+    }

@@ -126,7 +126,7 @@ async def read_derived_body(request: Request, max_video_bytes: int) -> DerivedBo
     if media_type in ("application/json", ""):
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to read
             raise InvalidRequest("The request body is not valid JSON.") from None
         return _read_json(body)
     raise InvalidRequest(
