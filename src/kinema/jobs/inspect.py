@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, func, select
 
-from kinema.jobs.store import _to_job
+from kinema.jobs.rows import job_from_row
 from kinema.schema import jobs
 from kinema.types import Job, JobStatus
 
@@ -49,7 +49,7 @@ class JobInspector:
             query = query.where(jobs.c.owner == owner)
         query = query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)
         with self._engine.connect() as connection:
-            return [_to_job(row) for row in connection.execute(query)]
+            return [job_from_row(row) for row in connection.execute(query)]
 
     def find(self, job_id_or_prefix: str) -> builtins.list[Job]:
         """Jobs whose id is or starts with ``job_id_or_prefix`` (at most two, to tell an
@@ -59,7 +59,7 @@ class JobInspector:
             return []
         query = select(jobs).where(jobs.c.id.startswith(text)).limit(2)
         with self._engine.connect() as connection:
-            return [_to_job(row) for row in connection.execute(query)]
+            return [job_from_row(row) for row in connection.execute(query)]
 
     def queues(self) -> builtins.list[QueueStats]:
         """Depth and oldest wait of every model's queue that has jobs waiting."""

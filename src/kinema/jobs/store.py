@@ -44,9 +44,10 @@ from sqlalchemy.exc import IntegrityError
 
 from kinema.db import begin_write
 from kinema.errors import IdempotencyConflict, InvalidRequest, LeaseLost, NotFound
-from kinema.jobs.direct import DirectQuery, summary_outputs, summary_result, video_result
+from kinema.jobs.direct import DirectQuery, summary_outputs, summary_result
 from kinema.jobs.dispatch import Dispatch
 from kinema.jobs.outbox import enqueue
+from kinema.jobs.rows import job_from_row
 from kinema.schema import jobs
 from kinema.types import GenerationRequest, Job, JobStatus, JobSummary, VideoResult
 
@@ -201,7 +202,7 @@ class JobStore:
                 raise
             return _same_request(earlier, request_hash), False
         assert row is not None
-        return _to_job(row), True
+        return job_from_row(row), True
 
     def find_idempotent(
         self, owner: str, idempotency_key: str, *, request_hash: str | None = None
@@ -215,7 +216,7 @@ class JobStore:
         row = self._find_by_key(owner, idempotency_key)
         if row is None:
             return None
-        return _to_job(row) if request_hash is None else _same_request(row, request_hash)
+        return job_from_row(row) if request_hash is None else _same_request(row, request_hash)
 
     def request_hash(self, job_id: str) -> str:
         """The ``request_hash`` stored with a job (what idempotent retries compare)."""
@@ -235,7 +236,7 @@ class JobStore:
             ).one_or_none()
         if row is None:
             raise NotFound(f"job {job_id} not found")
-        return _to_job(row)
+        return job_from_row(row)
 
     def summary(self, owner: str, job_id: str) -> JobSummary:
         """What a status poll needs of ``owner``'s job; the cheapest read the store has."""
@@ -262,7 +263,7 @@ class JobStore:
         row = self._read_one(select(jobs).where(jobs.c.id == job_id))
         if row is None:
             raise NotFound(f"job {job_id} not found")
-        return _to_job(row)
+        return job_from_row(row)
 
     def list(
         self,
@@ -297,7 +298,7 @@ class JobStore:
             else:
                 query = query.order_by(created, ident)
             rows = connection.execute(query.limit(limit)).all()
-        return [_to_job(row) for row in rows]
+        return [job_from_row(row) for row in rows]
 
     def find_by_id_prefix(self, owner: str, prefix: str) -> builtins.list[Job]:
         """``owner``'s jobs whose id starts with ``prefix`` (lowercase hex), oldest first.
@@ -320,7 +321,7 @@ class JobStore:
         )
         with self._engine.connect() as connection:
             rows = connection.execute(query).all()
-        return [_to_job(row) for row in rows]
+        return [job_from_row(row) for row in rows]
 
     def queue_position(self, job: Job) -> int | None:
         """How many queued jobs for the same model will be claimed before ``job``.
@@ -406,7 +407,7 @@ class JobStore:
             .returning(*jobs.c)
         )
         row = self._write_one(claim)
-        return None if row is None else _to_job(row)
+        return None if row is None else job_from_row(row)
 
     def claim(self, job_id: str, *, dispatch_id: int, worker_id: str, lease_s: float) -> Job | None:
         """Start the next attempt of queued job ``job_id`` for the queue entry ``dispatch_id``.
@@ -436,7 +437,7 @@ class JobStore:
             .returning(*jobs.c)
         )
         row = self._write_one(claim)
-        return None if row is None else _to_job(row)
+        return None if row is None else job_from_row(row)
 
     def awaits_dispatch(self, job_id: str, dispatch_id: int) -> bool:
         """Whether queued job ``job_id`` can only be started by the queue entry ``dispatch_id``."""
@@ -674,11 +675,11 @@ class JobStore:
                             # Drops a waiting queue entry; a running one's worker is
                             # notified at commit and stops within a frame.
                             self._dispatch.abort(connection, row.dispatch_id)
-                        return _to_job(row)
+                        return job_from_row(row)
                 row = connection.execute(select(jobs).where(mine)).one_or_none()
             if row is None:
                 raise NotFound(f"job {job_id} not found")
-            job = _to_job(row)
+            job = job_from_row(row)
             if job.status.terminal:
                 return job
         return self.get(owner, job_id)
@@ -691,7 +692,7 @@ class JobStore:
                 delete(jobs).where(mine, jobs.c.status.in_(_TERMINAL)).returning(*jobs.c)
             ).one_or_none()
             if row is not None:
-                return _to_job(row)
+                return job_from_row(row)
             exists = connection.scalar(select(jobs.c.id).where(mine))
         if exists is None:
             raise NotFound(f"job {job_id} not found")
@@ -713,7 +714,7 @@ class JobStore:
                 self._announce(connection, [row], delay_s=_delay_s)
         if row is None:
             raise LeaseLost(f"job {job_id} attempt {attempt} no longer holds its lease")
-        return _to_job(row)
+        return job_from_row(row)
 
     def _apply_all(self, statements: builtins.list[Update]) -> int:
         """Run several UPDATEs in one transaction; announce the jobs they finished."""
@@ -768,41 +769,4 @@ def _same_request(row: Row[Any], request_hash: str) -> Job:
         raise IdempotencyConflict(
             "this Idempotency-Key was already used with a different request body"
         )
-    return _to_job(row)
-
-
-def _to_job(row: Row[Any]) -> Job:
-    data = row._mapping
-    outputs = _outputs(data["result"], data["outputs"])
-    return Job(
-        id=data["id"],
-        owner=data["owner"],
-        model=data["model"],
-        status=JobStatus(data["status"]),
-        request=GenerationRequest.from_json(data["request"]),
-        attempt=data["attempt"],
-        progress=data["progress"],
-        created_at=data["created_at"],
-        updated_at=data["updated_at"],
-        started_at=data["started_at"],
-        finished_at=data["finished_at"],
-        lease_until=data["lease_until"],
-        cancel_requested=bool(data["cancel_requested"]),
-        priority=data["priority"],
-        idempotency_key=data["idempotency_key"],
-        error_code=data["error_code"],
-        error_message=data["error_message"],
-        result=outputs[0] if outputs else None,
-        dialect=data["dialect"],
-        outputs=outputs,
-        base_url=data["base_url"],
-        queue_turn=data["queue_turn"],
-        engine=data["engine"],
-        upstream=data["upstream"],
-    )
-
-
-def _outputs(result: dict[str, Any] | None, outputs: Any) -> tuple[VideoResult, ...]:
-    if outputs:
-        return tuple(video_result(output) for output in outputs)
-    return () if result is None else (video_result(result),)
+    return job_from_row(row)
