@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from starlette.responses import Response
 
+from kinema.api import files as files_api
+from kinema.artifacts import Artifact
 from tests.dialects import COMPLETED, DIALECT_NAMES, DIALECTS, EXPIRED, WireDialect, job_id_of
 from tests.support import LiveServer, live_server, make_settings, probe
 
@@ -73,3 +77,63 @@ def test_retention_zero_keeps_finished_videos(keeping: LiveServer):
     assert video.status_code == 200 and probe(video.content).frames == 96
     job_dir = keeping.runtime.settings.resolved_storage_dir / "jobs" / job_id_of(keeping, wire_id)
     assert list(job_dir.glob("video-*.mp4"))
+
+
+def test_a_signed_link_answers_404_once_its_job_expired_even_before_its_files_go(
+    keeping: LiveServer,
+):
+    """The supervisor marks the row expired, then removes the files: a link followed
+    between the two is a 404 (the row decides), never the file being removed."""
+    dialect = DIALECTS["aimlapi"]
+    with keeping.client() as client:
+        wire_id = dialect.create(client)
+        done = dialect.wait(client, wire_id)
+        url = dialect.video_url(done)
+        assert url and client.get(url).status_code == 200
+        job_id = job_id_of(keeping, wire_id)
+        far_future = datetime.now(UTC) + timedelta(days=1)
+        assert job_id in keeping.runtime.store.expire_finished(far_future)
+        gone = client.get(url)
+        head = client.head(url)
+    assert gone.status_code == 404, gone.text
+    assert gone.json()["statusCode"] == 404 and "expired" in gone.json()["message"]
+    assert head.status_code == 404
+    job_dir = keeping.runtime.settings.resolved_storage_dir / "jobs" / job_id
+    assert list(job_dir.glob("video-*.mp4")), "the files are the supervisor's to remove"
+
+
+@pytest.mark.parametrize("ranged", [False, True], ids=["whole", "range"])
+def test_a_file_removed_while_its_download_starts_still_serves_whole(
+    keeping: LiveServer, monkeypatch: pytest.MonkeyPatch, ranged: bool
+):
+    """Retention or a delete may remove a file between the route finding it and the
+    response sending it: the response holds the file open, so the bytes still arrive."""
+    dialect = DIALECTS["aimlapi"]
+    with keeping.client() as client:
+        wire_id = dialect.create(client)
+        done = dialect.wait(client, wire_id)
+        url = dialect.video_url(done)
+        assert url
+        whole = client.get(url).content
+        original = files_api.artifact_response
+        removed: list[str] = []
+
+        def then_removed(artifact: Artifact) -> Response:
+            response = original(artifact)
+            assert artifact.path is not None
+            artifact.path.unlink()
+            removed.append(artifact.path.name)
+            return response
+
+        monkeypatch.setattr(files_api, "artifact_response", then_removed)
+        headers = {"Range": "bytes=100-1099"} if ranged else {}
+        served = client.get(url, headers=headers)
+        monkeypatch.undo()
+        after = client.get(url)
+    assert removed
+    if ranged:
+        assert served.status_code == 206 and served.content == whole[100:1100]
+    else:
+        assert served.status_code == 200 and served.content == whole
+        assert probe(served.content).frames == 96
+    assert after.status_code == 404 and after.json()["statusCode"] == 404

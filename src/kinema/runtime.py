@@ -29,7 +29,7 @@ from kinema.errors import InvalidRequest, JobStillRunning, KinemaError, NotFound
 from kinema.jobs.dispatch import ProcrastinateDispatch, install_procrastinate_schema
 from kinema.jobs.execute import Executor
 from kinema.jobs.inspect import JobInspector
-from kinema.jobs.keys import job_prefix
+from kinema.jobs.keys import job_of_key, job_prefix
 from kinema.jobs.outbox import Outbox
 from kinema.jobs.pool import WorkerPool
 from kinema.jobs.retry import retry_failed
@@ -408,8 +408,18 @@ class Runtime:
         return job_artifact(self.storage, job, kind, still_exists, index)
 
     def signed_file(self, key: str, expires: str | None, signature: str | None) -> Artifact:
-        """The file a signed link names: 403 for a wrong signature, 410 once expired."""
+        """The file a signed link names: 403 for a wrong signature, 410 once the link
+        expired, 404 once its job's video expired or the job was deleted (the row says so
+        before the files go, so the link never serves a file being removed)."""
         self.signer.verify(key, expires, signature)
+        job_id = job_of_key(key)
+        if job_id is not None:
+            try:
+                job = self.store.get_any(job_id)
+            except NotFound:
+                raise NotFound("this file no longer exists: its job was deleted") from None
+            if job.status is not JobStatus.SUCCEEDED:
+                raise NotFound(f"this file no longer exists: its job is {job.status.value}")
         return signed_file(self.storage, key)
 
     def webhook_secret(self, owner: str) -> str:

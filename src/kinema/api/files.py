@@ -8,14 +8,21 @@ object, which serves the bytes, ranges included, straight from the bucket.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import os
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO
 
+import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from kinema.api.dialect import Dialect
 from kinema.artifacts import Artifact
-from kinema.errors import KinemaError
+from kinema.errors import KinemaError, NotFound
 from kinema.runtime import Runtime
 
 Expires = Annotated[str | None, Query()]
@@ -34,9 +41,47 @@ _FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+class HeldFileResponse(FileResponse):
+    """A file response over a file opened when the response is made, not when it is sent.
+
+    Retention and deletes remove files while requests for them are in flight: a file
+    removed after this response was made still serves whole (and in ranges) from the open
+    descriptor, and one already gone is a 404 from the route, never a 500 once the status
+    line is out.
+    """
+
+    def __init__(self, path: Path, *, media_type: str, filename: str) -> None:
+        try:
+            held: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed once sent, or when dropped
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFound("this file no longer exists") from None
+        self._held = held
+        weakref.finalize(self, held.close)
+        super().__init__(
+            path, media_type=media_type, filename=filename, stat_result=os.fstat(held.fileno())
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A server's pathsend would reopen the file by its name: send the held bytes.
+        extensions = {
+            name: value
+            for name, value in scope.get("extensions", {}).items()
+            if name != "http.response.pathsend"
+        }
+        try:
+            await super().__call__({**scope, "extensions": extensions}, receive, send)
+        finally:
+            self._held.close()
+
+    @asynccontextmanager
+    async def _open_file(self) -> AsyncIterator[anyio.AsyncFile[bytes]]:
+        self._held.seek(0)
+        yield anyio.wrap_file(self._held)
+
+
 def artifact_response(artifact: Artifact) -> Response:
     if artifact.path is not None:
-        return FileResponse(
+        return HeldFileResponse(
             artifact.path, media_type=artifact.media_type, filename=artifact.filename
         )
     if artifact.redirect is not None:

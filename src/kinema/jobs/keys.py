@@ -12,6 +12,7 @@ import re
 
 __all__ = [
     "input_key",
+    "job_of_key",
     "job_prefix",
     "output_of_video_key",
     "output_thumbnail_key",
@@ -19,12 +20,19 @@ __all__ = [
     "spritesheet_key",
 ]
 
+_JOB_FILE = re.compile(r"jobs/(?P<job>[0-9a-f]{32})/[^/]+")
 _OUTPUT_VIDEO = re.compile(r"jobs/(?P<job>[0-9a-f]{32})/video-\d+(?:-(?P<index>[1-9]\d*))?\.mp4")
 
 
 def job_prefix(job_id: str) -> str:
     """The storage directory holding one job's inputs and outputs."""
     return f"jobs/{job_id}/"
+
+
+def job_of_key(key: str) -> str | None:
+    """The id of the job whose file ``key`` is, or None for a key outside every job."""
+    match = _JOB_FILE.fullmatch(key)
+    return None if match is None else match["job"]
 
 
 def input_key(job_id: str, name: str, extension: str) -> str:
