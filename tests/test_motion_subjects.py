@@ -345,3 +345,41 @@ def test_the_same_seed_gives_the_same_frames_with_every_effect_on():
 
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert not np.array_equal(first[0], first[-1])
+
+
+# --- first and last pictures --------------------------------------------------------------
+
+
+def first_last_frames(last: Image.Image, size: tuple[int, int], **opts) -> list[np.ndarray]:
+    req = EngineRequest(
+        prompt=SILENT,
+        width=size[0],
+        height=size[1],
+        fps=FPS,
+        num_frames=FPS * 2,
+        generate_audio=False,
+        seed=3,
+        image=rocket(),
+        last_image=last,
+        options={"camera": "push_in", **opts},
+    )
+    return [frame.copy() for frame in MotionEngine().run(req, lambda _: None, lambda: False).frames]
+
+
+def test_the_last_picture_is_framed_around_its_face_too():
+    """A square portrait as the last picture of a 16:9 clip: the last frame keeps her face
+    whole (a centre crop cuts it at the eyes)."""
+    frames = first_last_frames(astronaut(), (640, 360))
+
+    assert_faces_whole(frames[-1:], expected=1)
+    centre_crop = np.asarray(ImageOps.fit(astronaut(), (640, 360), centering=(0.5, 0.5)))
+    assert faces_seen(centre_crop) == []
+
+
+def test_pad_applies_to_the_last_picture_too():
+    frames = first_last_frames(astronaut(), (640, 360), resize_mode="pad")
+
+    last = frames[-1].astype(np.float32)
+    sides = np.concatenate([last[:, :100], last[:, -100:]], axis=1)
+    assert sides.mean() < last[:, 220:420].mean() - 20  # dark, blurred fill at the sides
+    assert_faces_whole(frames[-1:], expected=1)

@@ -26,7 +26,7 @@ converting it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, get_args
@@ -180,16 +180,15 @@ class MotionEngine:
         )
         shots = [_Shot(canvas, poses, background, layered, tracks)]
         if request.last_image is not None:
-            last_poses = [pose.relative_to(poses[-1]) for pose in poses]
-            shots.append(
-                _Shot(
-                    Canvas.build(request.last_image, width, height, last_poses),
-                    last_poses,
-                    last_poses,
-                    None,
-                    None,
-                )
+            # The last picture is framed as the first is (its faces whole, padded where
+            # no crop holds them or pad was asked for) and arrives at its rest frame.
+            last_faces = find_faces(request.last_image) if effects.framing else []
+            last = frame_picture(request.last_image, last_faces, width, height, resize_mode)
+            last_poses = last.place(
+                [pose.relative_to(poses[-1]) for pose in poses], width, height, True
             )
+            last_canvas = Canvas.build(last.picture, width, height, last_poses)
+            shots.append(_Shot(last_canvas, last_poses, last_poses, None, None))
 
         if is_cancelled():
             raise JobCancelled("cancelled while preparing the pictures")
@@ -324,21 +323,18 @@ class _MotionFrames:
         return len(self._mix)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        for (rgb,) in self._frames(lambda canvas: (canvas.rgb,), (self._size,)):
+        for (rgb,) in self._frames((self._size,)):
             yield rgb
 
     def iter_yuv420p(self) -> Iterator[Yuv420Frame]:
         width, height = self._size
         chroma = (width // 2, height // 2)
-        for planes in self._frames(lambda canvas: canvas.planes, (self._size, chroma, chroma)):
+        for planes in self._frames((self._size, chroma, chroma)):
             y, cb, cr = planes
             yield y, cb, cr
 
-    def _frames(
-        self,
-        planes_of: Callable[[Canvas], tuple[np.ndarray, ...]],
-        sizes: tuple[tuple[int, int], ...],
-    ) -> Iterator[tuple[np.ndarray, ...]]:
+    def _frames(self, sizes: tuple[tuple[int, int], ...]) -> Iterator[tuple[np.ndarray, ...]]:
+        """Frames as RGB (one size) or as YUV 4:2:0 planes (luma, chroma, chroma sizes)."""
         count = len(self._mix)
         previous_key: object = None
         rendered: tuple[np.ndarray, ...] = ()
@@ -348,7 +344,7 @@ class _MotionFrames:
             mix = self._mix[index]
             key = (mix, *(shot.key(index) for shot in self._shots))
             if key != previous_key:  # a still camera renders once
-                rendered = self._render(planes_of, sizes, index, mix)
+                rendered = self._render(sizes, index, mix)
                 for plane in rendered:
                     plane.flags.writeable = False
                 previous_key = key
@@ -356,14 +352,10 @@ class _MotionFrames:
             yield rendered
 
     def _render(
-        self,
-        planes_of: Callable[[Canvas], tuple[np.ndarray, ...]],
-        sizes: tuple[tuple[int, int], ...],
-        index: int,
-        mix: float,
+        self, sizes: tuple[tuple[int, int], ...], index: int, mix: float
     ) -> tuple[np.ndarray, ...]:
         layers = [
-            self._render_shot(shot, planes_of, sizes, index)
+            self._render_shot(shot, sizes, index)
             for shot, weight in zip(self._shots, (1.0 - mix, mix), strict=False)
             if weight > 0.0
         ]
@@ -375,11 +367,7 @@ class _MotionFrames:
         )
 
     def _render_shot(
-        self,
-        shot: _Shot,
-        planes_of: Callable[[Canvas], tuple[np.ndarray, ...]],
-        sizes: tuple[tuple[int, int], ...],
-        index: int,
+        self, shot: _Shot, sizes: tuple[tuple[int, int], ...], index: int
     ) -> tuple[np.ndarray, ...]:
         pose = shot.poses[index]
         if shot.layered is not None and index > 0:  # frame 0 is the picture itself
@@ -387,7 +375,9 @@ class _MotionFrames:
             return shot.layered.render(
                 yuv, sizes, self._size, pose, shot.background[index], index, self._interpolation
             )
-        return tuple(
-            shot.canvas.render(plane, size, self._size, pose, self._interpolation)
-            for plane, size in zip(planes_of(shot.canvas), sizes, strict=True)
-        )
+        if len(sizes) == 3:
+            return shot.canvas.render_yuv(
+                (sizes[0], sizes[1]), self._size, pose, self._interpolation
+            )
+        rgb = shot.canvas.render(shot.canvas.rgb, sizes[0], self._size, pose, self._interpolation)
+        return (rgb,)

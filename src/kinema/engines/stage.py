@@ -135,7 +135,11 @@ class LayeredShot:
         return np.pad(pixels, pad, mode="constant", constant_values=outside)
 
     @functools.cached_property
-    def _yuv(self) -> tuple[list[np.ndarray], list[np.ndarray], FaceRig | None]:
+    def _yuv(self) -> tuple[np.ndarray, np.ndarray, FaceRig | None]:
+        """The subject as two packed planes: luma (premultiplied Y, what shows through) and
+        chroma (premultiplied Cb and Cr, what shows through at half size), four channels
+        each, the fourth unused: OpenCV warps four 8-bit channels about as fast as one, and
+        two or three much slower."""
         y, cb, cr = self.canvas.planes
         alpha = self._alpha
         odd = ((0, alpha.shape[0] % 2), (0, alpha.shape[1] % 2))
@@ -143,25 +147,20 @@ class LayeredShot:
         alpha_c = cv2.resize(
             alpha, (alpha.shape[1] // 2, alpha.shape[0] // 2), interpolation=cv2.INTER_AREA
         )
-        subject = [
-            _premultiplied(y, alpha),
-            _premultiplied(cb, alpha_c),
-            _premultiplied(cr, alpha_c),
-        ]
-        through = [255 - alpha, 255 - alpha_c, 255 - alpha_c]
+        blank, blank_c = np.zeros_like(y), np.zeros_like(cb)
+        luma = cv2.merge([_premultiplied(y, alpha), 255 - alpha, blank, blank])
+        chroma = cv2.merge(
+            [_premultiplied(cb, alpha_c), _premultiplied(cr, alpha_c), 255 - alpha_c, blank_c]
+        )
         sx, sy, ox, oy = self._placement()
         faces = [face.scaled(sx, sy, ox, oy) for face in self._faces]
-        rig = (
-            FaceRig(
-                faces,
-                [*subject, *through],
-                [1.0, 0.5, 0.5] * 2,
-                [*_MOUTH_DARK_YUV, None, None, None],
-            )
-            if faces
-            else None
-        )
-        return subject, through, rig
+        # the open mouth darkens the picture's channels; what shows through stays 0 there
+        darks: list[float | np.ndarray | None] = [
+            np.array([_MOUTH_DARK_YUV[0], 0.0, 0.0, 0.0], np.float32),
+            np.array([*_MOUTH_DARK_YUV[1:], 0.0, 0.0], np.float32),
+        ]
+        rig = FaceRig(faces, [luma, chroma], [1.0, 0.5], darks) if faces else None
+        return luma, chroma, rig
 
     @functools.cached_property
     def _rgb(self) -> tuple[list[np.ndarray], list[np.ndarray], FaceRig | None]:
@@ -173,10 +172,6 @@ class LayeredShot:
         dark = np.array(_MOUTH_DARK_RGB, np.float32)
         rig = FaceRig(faces, [*subject, *through], [1.0, 1.0], [dark, None]) if faces else None
         return subject, through, rig
-
-    @functools.cached_property
-    def _background_planes(self) -> tuple[np.ndarray, ...]:
-        return self._background.planes
 
     # -- frames --------------------------------------------------------------------------
 
@@ -191,37 +186,79 @@ class LayeredShot:
         interpolation: int,
     ) -> tuple[np.ndarray, ...]:
         """One frame: the background at ``background_pose``, the subject over it at ``pose``."""
-        subject, through, rig = self._yuv if yuv else self._rgb
-        backdrop = self._background_planes if yuv else (self._background.rgb,)
         if self._tracks is not None:
             dx, dy, roll, breath = self._tracks.sway[index]
             pose = replace(
                 pose, x=pose.x + dx, y=pose.y + dy, angle=pose.angle + roll, zoom=pose.zoom * breath
             )
-            if rig is not None:
-                rig.apply(float(self._tracks.openness[index]), float(self._tracks.closure[index]))
-        out = []
-        regions = self._output_regions(pose, frame)
-        for number, (plane, size) in enumerate(zip(backdrop, sizes, strict=True)):
-            rendered = self._background.render(plane, size, frame, background_pose, interpolation)
-            half = size[0] < frame[0]
-            for region in regions:
-                left, top, right, bottom = (v // 2 for v in region) if half else region
-                part = (right - left, bottom - top)
-                origin = (left, top)
-                layer = self.canvas.render(
-                    subject[number], part, frame, pose, interpolation, origin=origin, outside=0
-                )
-                # the same sampling as the subject's, so that what shows of it and what
-                # shows through add up to the whole (no fringe at its edge)
-                shows = self.canvas.render(
-                    through[number], part, frame, pose, interpolation, origin=origin, outside=255
-                )
-                window = rendered[top:bottom, left:right]
-                cv2.multiply(window, shows, dst=window, scale=1 / 255)
-                cv2.add(window, layer, dst=window)
-            out.append(rendered)
-        return tuple(out)
+        if yuv:
+            return self._render_yuv(sizes, frame, pose, background_pose, index, interpolation)
+        subject, through, rig = self._rgb
+        self._animate(rig, index)
+        rendered = self._background.render(
+            self._background.rgb, sizes[0], frame, background_pose, interpolation
+        )
+        for left, top, right, bottom in self._output_regions(pose, frame):
+            part, origin = (right - left, bottom - top), (left, top)
+            layer = self.canvas.render(
+                subject[0], part, frame, pose, interpolation, origin=origin, outside=0
+            )
+            # the same sampling as the subject's, so that what shows of it and what shows
+            # through add up to the whole (no fringe at its edge)
+            shows = self.canvas.render(
+                through[0], part, frame, pose, interpolation, origin=origin, outside=255
+            )
+            _composite(rendered[top:bottom, left:right], shows, layer)
+        return (rendered,)
+
+    def _render_yuv(
+        self,
+        sizes: tuple[tuple[int, int], ...],
+        frame: tuple[int, int],
+        pose: Pose,
+        background_pose: Pose,
+        index: int,
+        interpolation: int,
+    ) -> tuple[np.ndarray, ...]:
+        luma, chroma, rig = self._yuv
+        self._animate(rig, index)
+        y, cb, cr = self._background.render_yuv(
+            (sizes[0], sizes[1]), frame, background_pose, interpolation
+        )
+        for region in self._output_regions(pose, frame):
+            left, top, right, bottom = region
+            layer = self.canvas.render(
+                luma,
+                (right - left, bottom - top),
+                frame,
+                pose,
+                interpolation,
+                origin=(left, top),
+                outside=(0, 255, 0, 0),
+            )
+            _composite(
+                y[top:bottom, left:right],
+                cv2.extractChannel(layer, 1),
+                cv2.extractChannel(layer, 0),
+            )
+            left, top, right, bottom = (v // 2 for v in region)
+            layer = self.canvas.render(
+                chroma,
+                (right - left, bottom - top),
+                frame,
+                pose,
+                interpolation,
+                origin=(left, top),
+                outside=(0, 0, 255, 0),
+            )
+            shows = cv2.extractChannel(layer, 2)
+            _composite(cb[top:bottom, left:right], shows, cv2.extractChannel(layer, 0))
+            _composite(cr[top:bottom, left:right], shows, cv2.extractChannel(layer, 1))
+        return y, cb, cr
+
+    def _animate(self, rig: FaceRig | None, index: int) -> None:
+        if rig is not None and self._tracks is not None:
+            rig.apply(float(self._tracks.openness[index]), float(self._tracks.closure[index]))
 
     def _output_regions(
         self, pose: Pose, frame: tuple[int, int]
@@ -275,6 +312,12 @@ def _bands(alpha: np.ndarray, box: tuple[int, int, int, int]) -> list[tuple[int,
         else:
             bands.append((int(start), int(stop), left, left + 1))
     return bands
+
+
+def _composite(window: np.ndarray, shows: np.ndarray, layer: np.ndarray) -> None:
+    """``window`` (a view into the frame) becomes ``window * shows / 255 + layer``."""
+    cv2.multiply(window, shows, dst=window, scale=1 / 255)
+    cv2.add(window, layer, dst=window)
 
 
 def _premultiplied(plane: np.ndarray, alpha: np.ndarray) -> np.ndarray:
