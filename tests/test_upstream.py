@@ -7,6 +7,7 @@ protocol). Every test goes through real HTTP on both sides and checks the MP4 wi
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import signal
@@ -42,6 +43,7 @@ from tests.upstream_gateway import (
     through_aimlapi,
     through_unified,
     through_v1,
+    through_vertex,
 )
 from tests.upstream_support import (
     PROVIDER_FPS,
@@ -509,3 +511,55 @@ def test_forwarding_under_scale_out_dispatch_on_postgresql(
     assert cancelled.status is JobStatus.CANCELLED
     ref = str(cancelled.upstream["ref"]) if cancelled.upstream else ""
     assert gw.proxy.requests("POST", lambda p: p == f"/v1/video/generations/{ref}/cancel")
+
+
+# --- what a provider is not handed: several samples, extensions ---
+
+
+def _vertex_create(gw: Gateway, model: str, instance: dict[str, Any], **parameters: Any):
+    headers = {"x-goog-api-key": gw.server.api_key}
+    body = {"instances": [instance], "parameters": {"durationSeconds": 4, **parameters}}
+    with httpx.Client(base_url=gw.server.url, headers=headers, timeout=60) as client:
+        return client.post(
+            f"/v1beta1/publishers/google/models/{model}:predictLongRunning", json=body
+        )
+
+
+def test_several_samples_go_past_the_upstream_engine_to_a_local_one(gw: Gateway):
+    prompt = f"two samples {uuid.uuid4().hex[:6]}"
+    image = {"bytesBase64Encoded": DATA_URI.split(",", 1)[1], "mimeType": "image/png"}
+
+    created = _vertex_create(
+        gw, "fwd-vertex-then-local", {"prompt": prompt, "image": image}, sampleCount=2
+    )
+    assert created.status_code == 200, created.text
+    name = created.json()["name"]
+    headers = {"x-goog-api-key": gw.server.api_key}
+    with httpx.Client(base_url=gw.server.url, headers=headers, timeout=60) as client:
+        done = poll(
+            lambda: client.post(
+                f"/v1beta1/{name.rpartition('/operations/')[0]}:fetchPredictOperation",
+                json={"operationName": name},
+            ).json(),
+            lambda b: b.get("done"),
+        )
+    videos = done["response"]["videos"]
+    assert len(videos) == 2
+    for video in videos:
+        assert probe(base64.b64decode(video["bytesBase64Encoded"])).frames == 4 * PROVIDER_FPS
+    assert _gateway_job(gw, prompt)["engine"] == "local"
+    forwarded = [r for r in _creates(gw, ":predictLongRunning") if prompt in str(r)]
+    assert forwarded == []  # the provider was never handed the job
+
+
+def test_a_model_that_only_forwards_refuses_several_samples_and_extensions(gw: Gateway):
+    image = {"bytesBase64Encoded": DATA_URI.split(",", 1)[1], "mimeType": "image/png"}
+    samples = _vertex_create(gw, "fwd-vertex", {"prompt": "two", "image": image}, sampleCount=2)
+    _, video = through_vertex(gw, "fwd-vertex", f"source {uuid.uuid4().hex[:6]}")
+    source = {"bytesBase64Encoded": base64.b64encode(video).decode(), "mimeType": "video/mp4"}
+    extension = _vertex_create(gw, "fwd-vertex", {"prompt": "more", "video": source})
+
+    for refused, field in ((samples, "sampleCount"), (extension, "video")):
+        assert refused.status_code == 400, refused.text
+        message = refused.json()["error"]["message"]
+        assert field in message and "forwards each request to a provider" in message, message

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from sqlalchemy import Engine
 
@@ -55,3 +58,24 @@ def test_the_operation_outlives_the_attempt_that_recorded_it(
         store.record_upstream(job.id, job.attempt, {**operation, "ref": "op-2"})
     with pytest.raises(LeaseLost):
         store.route(job.id, job.attempt, "hosted", max_in_flight=1)
+
+
+def test_racing_routes_never_take_more_slots_than_max_in_flight(store: JobStore):
+    """Eight workers route eight running jobs to a one-slot engine at the same moment:
+    exactly one gets it, on SQLite and on PostgreSQL alike."""
+    racers = [_running(store, f"racer {index}") for index in range(8)]
+    barrier = threading.Barrier(len(racers))
+
+    def route(job: Job) -> bool:
+        barrier.wait()
+        return store.route(job.id, job.attempt, "hosted", max_in_flight=1)
+
+    for _ in range(3):
+        with ThreadPoolExecutor(len(racers)) as pool:
+            routed = list(pool.map(route, racers))
+        assert sum(routed) == 1, routed
+        winner = racers[routed.index(True)]
+        result = VideoResult("k", None, 1280, 720, 24.0, 8.0, False, 1, "hosted")
+        store.succeed(winner.id, winner.attempt, result)
+        racers = [job for job in racers if job is not winner]
+        barrier = threading.Barrier(len(racers))

@@ -109,6 +109,12 @@ def gateway_catalog(proxy_url: str) -> str:
     models |= forwarding_model(
         SLOW_MODEL, model_id="fwd-limited", dialect="v1", engine=["up-limited", "local"]
     )
+    models |= forwarding_model(
+        "veo-3.1-fast-generate-preview",
+        model_id="fwd-vertex-then-local",
+        dialect="vertex",
+        engine=["up-vertex", "local"],
+    )
     refused = forwarding_model(
         "google/veo-3.1-i2v-fast", model_id="fwd-refused", dialect="aimlapi", engine="up-aimlapi"
     )

@@ -204,6 +204,11 @@ class Catalog:
 
     # --- lookups ---
 
+    def forwards_only(self, spec: ModelSpec) -> bool:
+        """Whether every engine of ``spec`` forwards to a provider (``kind = "upstream"``):
+        such a model makes one new video per request, no extensions, no several samples."""
+        return all(self.engines[name].kind == "upstream" for name in spec.engines)
+
     def get(self, model_id: str, *, dialect: str | None = None) -> ModelSpec:
         spec = self.models.get(model_id)
         if spec is None or (dialect is not None and dialect not in spec.dialects):
@@ -246,9 +251,12 @@ class Catalog:
             if _has_surrogate(value):
                 problems.add(name, _SURROGATE)
         accepted = spec.accepted_fields()
+        forwards_only = self.forwards_only(spec)
         for name in fields:
             if name == "video" and name not in accepted:
                 problems.add(name, f"model {spec.id} does not extend videos")
+            elif name == "video" and forwards_only:
+                problems.add(name, _FORWARDED_ONE_VIDEO.format(model=spec.id, what="extensions"))
             elif name not in accepted:
                 listed = {f for f in accepted if f not in _IMPLICIT_FIELDS or f in names}
                 takes = ", ".join(sorted(_wire(names, f) for f in listed))
@@ -315,6 +323,10 @@ class Catalog:
         samples = _integer(
             fields.get("sample_count"), 1, spec.max_samples, "sample_count", problems
         )
+        if samples is not None and samples > 1 and forwards_only:
+            problems.add(
+                "sample_count", _FORWARDED_ONE_VIDEO.format(model=spec.id, what="ask for 1")
+            )
         video = _text(fields.get("video"), "video", problems)
         if video is not None and (image is not None or last_image is not None or references):
             problems.add("video", "an extension starts on its video's last frame: send no images")
@@ -415,6 +427,10 @@ def _extension(cfg: dict[str, Any] | None) -> ExtensionLimits | None:
 # --- value parsers: each returns the parsed value or records a problem and returns None ---
 
 
+_FORWARDED_ONE_VIDEO = (
+    "model {model} forwards each request to a provider as one new video ({what}); "
+    "several samples and extensions are made by this server's own engines"
+)
 _SURROGATE = "is not valid Unicode (it holds an unpaired surrogate escape such as \\ud800)"
 
 

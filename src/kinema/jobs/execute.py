@@ -228,6 +228,8 @@ class Executor:
             for name in list(chain):
                 try:
                     engine = self.engines.get(name)
+                    if isinstance(engine, UpstreamEngine):
+                        _check_forwardable(job, name)
                 except KinemaError as error:  # cannot be built or set up in this process
                     log.info("job %s: engine %s is not available here: %s", job.id, name, error)
                     chain.remove(name)
@@ -249,11 +251,7 @@ class Executor:
         engine: Engine = self.engines.get(name)
         report = self._progress_writer(job, control)
         if isinstance(engine, UpstreamEngine):
-            if job.request.video or job.request.sample_count > 1:
-                raise NotSupported(
-                    f"engine {name!r} forwards one new video per job: extensions and "
-                    "several samples are made by local engines only"
-                )
+            _check_forwardable(job, name)
             return [
                 self.forwarder.run(
                     job,
@@ -417,3 +415,13 @@ def sample_seeds(seed: int, count: int) -> list[int]:
 def _remove(*paths: Path) -> None:
     for path in paths:
         path.unlink(missing_ok=True)
+
+
+def _check_forwardable(job: Job, engine: str) -> None:
+    """Upstream engines forward one new video per job: an extension or several samples
+    go to the model's next engine (``NotSupported`` drops this one from the route)."""
+    if job.request.video or job.request.sample_count > 1:
+        raise NotSupported(
+            f"engine {engine!r} forwards one new video per job: extensions and several "
+            "samples are made by this server's own engines"
+        )

@@ -482,8 +482,9 @@ class JobStore:
 
         With ``max_in_flight``, the write happens only while fewer other running jobs use
         ``engine``: one conditional UPDATE, so on SQLite (one writer at a time) two
-        workers never both take the last slot. On PostgreSQL two racing routes may
-        overshoot by one; the provider's own 429 then slows the extra job down.
+        workers never both take the last slot. On PostgreSQL the routes to one engine
+        first take a transaction-scoped advisory lock named after it, so they run one
+        after another and each counts the slots the ones before it committed.
         """
         mine = and_(jobs.c.id == job_id, jobs.c.attempt == attempt, jobs.c.status == _RUNNING)
         statement = update(jobs).where(mine)
@@ -498,6 +499,9 @@ class JobStore:
             statement = statement.where(busy < max_in_flight)
         statement = statement.values(engine=engine, updated_at=self._clock())
         with begin_write(self._engine) as connection:
+            if max_in_flight is not None and connection.dialect.name == "postgresql":
+                slot = func.hashtext(f"kinema route {engine}")
+                connection.execute(select(func.pg_advisory_xact_lock(slot)))
             routed = connection.execute(statement).rowcount
             if not routed and connection.scalar(select(jobs.c.id).where(mine)) is None:
                 raise LeaseLost(f"job {job_id} attempt {attempt} no longer holds its lease")
