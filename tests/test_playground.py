@@ -8,6 +8,7 @@ docs/playground/ is made), else under the test's temporary directory.
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 from collections.abc import Iterator
@@ -310,3 +311,79 @@ def test_playground_serves_its_files_and_catalog(live: LiveServer):
         "sample_count", "seed",
     ]
     assert animate["image_required"] is True and animate["durations"] == [2, 4]
+
+
+@pytest.fixture
+def picture_host() -> Iterator[str]:
+    """A plain HTTP server on loopback holding the sample picture, as a web page would."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(SAMPLE.parent)
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/{SAMPLE.name}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_playground_takes_a_dropped_picture_and_a_picture_url(
+    tmp_path: Path, browser, picture_host: str
+):
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(CATALOG)
+    settings = make_settings(
+        tmp_path, catalog_path=catalog, progress_interval_s=0.1, fetch_allow_hosts=["127.0.0.1"]
+    )
+    with live_server(settings, workers=2) as live:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(live.url + "/playground")
+        page.fill("#api-key", live.api_key)
+        page.click("#save-key")
+        page.wait_for_selector("#model option[value='studio/animate']", state="attached")
+        page.select_option("#model", "studio/animate")
+
+        def generate(prompt: str) -> str:
+            before = page.locator("#job-id").text_content() or ""
+            page.fill("#prompt", prompt)
+            page.click("#submit")
+            until(page, f"document.querySelector('#job-id').textContent !== '{before}'", 60)
+            until(page, "document.querySelector('#phase').dataset.status === 'succeeded'", 60)
+            return page.locator("#job-id").inner_text()
+
+        # 1. A file dropped on the picture's zone, as a file manager drops it.
+        page.evaluate(
+            """(b64) => {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const file = new File([bytes], "sample.jpg", {type: "image/jpeg"});
+                const data = new DataTransfer();
+                data.items.add(file);
+                const zone = document.querySelector("#image-drop");
+                zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: data, bubbles: true,
+                                                              cancelable: true}));
+                zone.dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true,
+                                                          cancelable: true}));
+            }""",
+            base64.b64encode(SAMPLE.read_bytes()).decode(),
+        )
+        page.wait_for_selector("#image-drop img:not([hidden])")
+        dropped = live.runtime.store.get_any(generate("the dropped picture"))
+
+        # 2. A picture's URL pasted into the field instead: the server fetches it.
+        page.fill("#image-url", picture_host)
+        fetched = live.runtime.store.get_any(generate("the picture from its URL"))
+        context.close()
+        storage = live.runtime.storage
+        kept = [storage.get_bytes(job.request.image or "") for job in (dropped, fetched)]
+
+    for job in (dropped, fetched):
+        assert job.status is JobStatus.SUCCEEDED
+    assert kept == [SAMPLE.read_bytes()] * 2  # each job kept the very picture it was given
