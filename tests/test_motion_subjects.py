@@ -18,7 +18,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from kinema.engines.camera import cover_size
 from kinema.engines.faces import find_faces
@@ -383,3 +383,35 @@ def test_pad_applies_to_the_last_picture_too():
     sides = np.concatenate([last[:, :100], last[:, -100:]], axis=1)
     assert sides.mean() < last[:, 220:420].mean() - 20  # dark, blurred fill at the sides
     assert_faces_whole(frames[-1:], expected=1)
+
+
+# --- pictures that once stalled a worker ----------------------------------------------------
+
+
+def plain_white() -> Image.Image:
+    return Image.new("RGB", (800, 600), (255, 255, 255))
+
+
+def logo_on_white() -> Image.Image:
+    """A mark on a plain ground, as a product shot or a logo comes."""
+    picture = plain_white()
+    ImageDraw.Draw(picture).ellipse((340, 240, 460, 360), fill=(200, 30, 30))
+    return picture
+
+
+def huge_group() -> Image.Image:
+    """The group photograph at 24 megapixels, as a phone camera gives it."""
+    return group_photo().resize((6000, 4000), Image.Resampling.BICUBIC)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("picture", [plain_white, logo_on_white, huge_group])
+def test_flat_and_huge_pictures_render_promptly(tmp_path: Path, picture):
+    """A plain ground gave the cut-out's max-flow long runs of equal weights (a white
+    picture held a worker for over a minute), and a 24-megapixel photograph was cut out,
+    filled and feathered at full size for a small clip. Each renders within seconds now;
+    the limit is ten times what they take here."""
+    frames, _ = render_mp4(tmp_path, picture(), SPEECH, (640, 360))
+
+    assert len(frames) == FPS * 4
+    assert frames[0].shape == (360, 640, 3)

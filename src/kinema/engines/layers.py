@@ -147,6 +147,11 @@ def _grabcut(small: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     background = np.zeros((1, 65), np.float64)
     foreground = np.zeros((1, 65), np.float64)
     bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
+    # Flat areas (a blank wall, a logo's plain ground) give GrabCut's graph long runs of
+    # equal weights, on which its max-flow crawls: a plain white picture took a minute. A
+    # fixed, faint dither (at most 1 level either way) breaks the ties.
+    dither = np.random.default_rng(0).integers(-1, 2, bgr.shape, dtype=np.int16)
+    bgr = np.clip(bgr.astype(np.int16) + dither, 0, 255).astype(np.uint8)
     cv2.grabCut(  # type: ignore[call-overload]
         bgr, mask, None, background, foreground, _ITERATIONS, cv2.GC_INIT_WITH_MASK
     )

@@ -62,6 +62,7 @@ __all__ = ["MotionEngine", "paint_first_frame"]
 
 _INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
 _RESIZE_MODES = {"auto": "auto", "crop": "crop", "pad": "pad"}
+_WORKING_DENSITY = 1.5  # picture pixels per output pixel kept (moves magnify to ~1.22)
 
 
 class MotionEngine:
@@ -133,7 +134,7 @@ class MotionEngine:
         # 1. The picture, its faces, and the framing that keeps them whole.
         forced = options.get("camera")
         move = continued_move(request, forced) or _camera_for(request.prompt, request.seed, forced)
-        first = _first_picture(request, width, height)
+        first = _working_picture(_first_picture(request, width, height), width, height)
         photographed = request.image is not None or bool(request.reference_images)
         faces = find_faces(first) if photographed and effects.needs_faces else []
         framing = frame_picture(
@@ -182,8 +183,9 @@ class MotionEngine:
         if request.last_image is not None:
             # The last picture is framed as the first is (its faces whole, padded where
             # no crop holds them or pad was asked for) and arrives at its rest frame.
-            last_faces = find_faces(request.last_image) if effects.framing else []
-            last = frame_picture(request.last_image, last_faces, width, height, resize_mode)
+            last_picture = _working_picture(request.last_image, width, height)
+            last_faces = find_faces(last_picture) if effects.framing else []
+            last = frame_picture(last_picture, last_faces, width, height, resize_mode)
             last_poses = last.place(
                 [pose.relative_to(poses[-1]) for pose in poses], width, height, True
             )
@@ -248,6 +250,21 @@ def _placed_faces(faces: list[Face], picture: Image.Image, framing: Framing) -> 
     offset_x = (framing.picture.width - round(picture.width * fit)) // 2
     offset_y = (framing.picture.height - round(picture.height * fit)) // 2
     return tuple(face.scaled(fit, fit, offset_x, offset_y) for face in faces)
+
+
+def _working_picture(picture: Image.Image, width: int, height: int) -> Image.Image:
+    """``picture`` shrunk to what the clip can show of it: no camera move magnifies it past
+    about 1.22 output pixels per picture pixel, so a 24-megapixel photograph made into a
+    small clip is not cut out, filled in and feathered at its full size."""
+    room_w, _ = cover_size(picture.size, width, height)
+    density = picture.width / room_w
+    if density <= _WORKING_DENSITY:
+        return picture
+    scale = _WORKING_DENSITY / density
+    size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+    # OpenCV's area average: the right filter for shrinking, and far faster than Pillow's
+    shrunk = cv2.resize(np.asarray(picture.convert("RGB")), size, interpolation=cv2.INTER_AREA)
+    return Image.fromarray(shrunk, "RGB")
 
 
 def _first_picture(request: EngineRequest, width: int, height: int) -> Image.Image:
