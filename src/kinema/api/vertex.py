@@ -47,6 +47,7 @@ Refused with a 400 that says so: ``gcsUri`` images, other ``gcsUri`` videos, mas
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -59,7 +60,7 @@ from kinema.api.deps import IdempotencyKey
 from kinema.api.dialect import Dialect, Poll
 from kinema.api.google import GoogleOwner, Instance, Wire
 from kinema.errors import InvalidRequest, KinemaError, NotFound, UnknownModel
-from kinema.jobs.keys import output_of_video_key
+from kinema.jobs.keys import output_of_delivered_key, output_of_video_key
 from kinema.runtime import Runtime
 from kinema.types import JobStatus, output_ref
 from kinema.views import Creation, JobRef, JobView
@@ -70,6 +71,10 @@ MODELS = "publishers/google/models"
 PROJECT_MODELS = f"projects/{{project}}/locations/{{location}}/{MODELS}"
 RESPONSE_TYPE = "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse"
 _HEX32 = frozenset("0123456789abcdef")
+# A project id (or number, or domain-scoped id) or a location: what Google's take, a bit wider.
+_SEGMENT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._:-]{0,61}[A-Za-z0-9])?")
+_NAME_SCOPE = re.compile(r"projects/(?P<project>[^/]*)/locations/(?P<location>[^/]*)/")
+_SHOWN = 120  # characters of a client's operation name an error repeats
 
 
 class Parameters(Wire):
@@ -118,11 +123,45 @@ class PredictOperation(BaseModel):
     error: dict[str, Any] | None = None
 
 
+def wire_scope(project: str, location: str) -> str:
+    """``projects/{project}/locations/{location}``, once both are checked: a value that no
+    project or location could be is a 400 that does not repeat it."""
+    for what, value in (("project", project), ("location", location)):
+        if not _SEGMENT.fullmatch(value):
+            raise InvalidRequest(
+                f"the {what} must be 1 to 63 letters, digits, '.', ':', '_' or '-', "
+                "starting and ending with a letter or digit"
+            )
+    return f"projects/{project}/locations/{location}"
+
+
+def operation_scope(request: Request) -> str | None:
+    """The checked scope of a project-mode path; None in express mode (no project)."""
+    params = request.path_params
+    if "project" not in params:
+        return None
+    return wire_scope(params["project"], params["location"])
+
+
+def operation_name(model: str, job_id: str, scope: str | None) -> str:
+    """A job's operation name: in the client's project and location, or in express mode
+    (no project) in the fixed ``EXPRESS_SCOPE``."""
+    return f"{scope or EXPRESS_SCOPE}/{MODELS}/{model}/operations/{job_id}"
+
+
 def _operation_id(name: str) -> str:
-    """The job id at the end of an operation name (``.../operations/{id}``)."""
+    """The job id at the end of an operation name (``.../operations/{id}``).
+
+    The name's project and location are checked, not matched: the job is found by its
+    id, model and key, so the name a create answered and the fixed-scope form that
+    earlier versions answered in both modes poll the same job."""
+    scope = _NAME_SCOPE.match(name)
+    if scope is not None:
+        wire_scope(scope["project"], scope["location"])
     job_id = name.rpartition("/operations/")[2]
     if len(job_id) != 32 or not _HEX32.issuperset(job_id):
-        raise NotFound(f"operation {name!r} is not found")
+        shown = name if len(name) <= _SHOWN else name[:_SHOWN] + "..."
+        raise NotFound(f"operation {shown!r} is not found")
     return job_id
 
 
@@ -150,6 +189,7 @@ def predict_model(request: Request, model_action: str) -> str:
 
 
 PredictModel = Annotated[str, Depends(predict_model)]
+OperationScope = Annotated[str | None, Depends(operation_scope)]
 
 
 class Vertex(Dialect):
@@ -166,8 +206,9 @@ class Vertex(Dialect):
     # --- rendering ---
 
     def render(self, view: JobView) -> dict[str, Any]:
+        scope = None if view.request is None else view.request.wire_scope
         body: dict[str, Any] = {
-            "name": f"{EXPRESS_SCOPE}/{MODELS}/{view.model}/operations/{view.id}",
+            "name": operation_name(view.model, view.id, scope),
             "done": view.status.terminal,
             "metadata": google.operation_metadata(view),
         }
@@ -198,12 +239,14 @@ class Vertex(Dialect):
     def parse_create(
         self,
         runtime: Runtime,
+        owner: str,
         body: PredictLongRunningRequest,
         model: str,
         idempotency_key: str | None,
+        scope: str | None = None,
     ) -> Creation:
         fields = google.instance_fields(
-            body.instances, lambda video: self.video_source(runtime, video)
+            body.instances, lambda video: self.video_source(runtime, owner, video)
         )
         parameters = body.parameters or Parameters()
         sent = parameters.model_dump(by_alias=True, exclude_unset=True, exclude_none=True)
@@ -222,12 +265,14 @@ class Vertex(Dialect):
             wire_names=google.WIRE_NAMES,
             idempotency_key=idempotency_key,
             storage_uri=storage_uri,
+            wire_scope=scope,
         )
 
     @staticmethod
-    def video_source(runtime: Runtime, video: dict[str, Any]) -> str:
-        """``instances[0].video``: the inline video, or a job reference for the object URI
-        of a video this server wrote."""
+    def video_source(runtime: Runtime, owner: str, video: dict[str, Any]) -> str:
+        """``instances[0].video``: the inline video, or a job reference for the URI of a
+        video this server wrote: the job's own object, or the copy a ``storageUri``
+        answer named (recorded with the job's output, so only that key is taken)."""
         google.video_fields(video, {"gcsUri", "bytesBase64Encoded", "mimeType"})
         uri = video.get("gcsUri")
         if uri is None:
@@ -236,10 +281,18 @@ class Vertex(Dialect):
                 video.get("mimeType"),
                 "instances[0].video.bytesBase64Encoded",
             )
-        base = runtime.storage.object_uri("")
-        output = None
-        if isinstance(uri, str) and base is not None and uri.startswith(base):
-            output = output_of_video_key(uri.removeprefix(base))
+        key = runtime.storage.key_of_uri(uri) if isinstance(uri, str) else None
+        output = None if key is None else output_of_video_key(key)
+        if key is not None and output is None:
+            copied = output_of_delivered_key(key)
+            if copied is not None:
+                job_id, index = copied
+                try:
+                    job = runtime.store.get(owner, job_id)
+                except NotFound:  # as another key's own object URI is
+                    raise NotFound(f"video {job_id} not found") from None
+                if index < len(job.outputs) and job.outputs[index].delivered_key == key:
+                    output = copied
         if output is None:
             raise InvalidRequest.for_field(
                 "instances[0].video.gcsUri",
@@ -254,6 +307,8 @@ class Vertex(Dialect):
             name = body.get("operationName") if isinstance(body, dict) else None
             if not isinstance(name, str) or not name:
                 raise InvalidRequest.for_field("operationName", "is required")
+            if "project" in params:
+                wire_scope(params["project"], params["location"])
             return JobRef(id=_operation_id(name), model=params["model"])
 
         request_body = {
@@ -295,8 +350,8 @@ class Vertex(Dialect):
                 self._add_create(router, f"/{version}/{scope}/{{model_action}}")
 
     def _add_create(self, router: APIRouter, path: str) -> None:
-        # The project and location only route the call (names use one scope for both
-        # modes); they are documented here since the handler does not take them.
+        # The project and location are read by ``operation_scope`` (the operation's name
+        # carries them); they are documented here since the handler does not take them.
         scope = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in ("project", "location")
@@ -312,13 +367,14 @@ class Vertex(Dialect):
             request: Request,
             owner: GoogleOwner,
             model: PredictModel,
+            wire: OperationScope,
             body: PredictLongRunningRequest,
             idempotency_key: IdempotencyKey = None,
         ) -> JSONResponse:
             """Start generating a video (``{model}:predictLongRunning``); returns an
             operation whose name the SDK polls with ``:fetchPredictOperation``."""
             runtime: Runtime = request.app.state.runtime
-            creation = self.parse_create(runtime, body, model, idempotency_key)
+            creation = self.parse_create(runtime, owner, body, model, idempotency_key, wire)
             job = self.create(request, owner, creation)
-            name = f"{EXPRESS_SCOPE}/{MODELS}/{job.model}/operations/{job.id}"
+            name = operation_name(job.model, job.id, job.request.wire_scope)
             return JSONResponse({"name": name})
