@@ -14,20 +14,30 @@ against the 3.x SDK sources; every path answers under ``v1beta1``
   "parameters": {sampleCount, storageUri, fps, durationSeconds, seed, aspectRatio,
   resolution, personGeneration, negativePrompt, enhancePrompt, generateAudio,
   compressionQuality, resizeMode, pubsubTopic}, "labels"}``; answered 200 with
-  ``{"name": "projects/{p}/locations/{l}/publishers/google/models/{m}/operations/{id}"}``.
-  Express mode has no project, so its names use ``projects/kinema/locations/global``;
-  the SDK polls whatever name it was given, so that form works in both modes.
+  ``{"name": "projects/{p}/locations/{l}/publishers/google/models/{m}/operations/{id}"}``:
+  in project mode the client's own project and location (kept with the job, so every
+  answer names the operation alike); express mode has no project, so its names use
+  ``projects/kinema/locations/global``. A project or location no Google id could be
+  (1-63 letters, digits, ``.:_-``) is a 400 that does not repeat it.
 - Poll: ``POST {resource}:fetchPredictOperation`` with ``{"operationName": name}``, where
-  resource is the name before ``/operations/``. Running: ``{"name", "done": false}``;
-  done: ``{"name", "done": true, "response": {"videos": [{"bytesBase64Encoded",
-  "mimeType": "video/mp4"}], "raiMediaFilteredCount": 0}}``, or ``error {code, message}``
-  with a google.rpc code. The video comes back inline: Python 3.x's ``files.download``
+  resource is the name before ``/operations/``. The job is found by the name's id and
+  model (and the caller's key); its project and location are checked, not matched, so
+  the fixed-scope names earlier versions answered in project mode still poll.
+  Running: ``{"name", "done": false}``; done: ``{"name", "done": true, "response":
+  {"videos": [{"bytesBase64Encoded", "mimeType": "video/mp4"}],
+  "raiMediaFilteredCount": 0}}``, or ``error {code, message}`` with a google.rpc code.
+  The video comes back inline (unless ``storageUri``): Python 3.x's ``files.download``
   refuses Vertex mode, so the bytes are what the SDK's ``video.save()`` writes.
 - ``storageUri``: kinema writes videos only to the storage it is configured with. An
-  ``s3://`` URI in that bucket (and under its prefix) is accepted, and the done operation
-  lists the video's own ``s3://`` object URI as ``gcsUri`` instead of inline bytes (the
-  object is the job's file in that bucket, at kinema's key, not under the given prefix).
-  Any other URI (``gs://`` included) is a 400 that says where this server stores.
+  ``s3://`` folder in that bucket (under its prefix, outside the ``jobs/`` and ``health/``
+  folders kinema writes itself, a plain path of at most 512 bytes) is accepted. As
+  Vertex AI does, each video is written under it, as ``{storageUri}/{operation id}/
+  sample_{n}.mp4`` (n from 0), and the done operation lists those URIs as ``gcsUri``
+  instead of inline bytes. The worker copies them (S3 CopyObject, within the bucket)
+  before the job's success commits, so a done operation never names a missing copy. The
+  copies are the caller's: deleting the job or its expiry removes only kinema's own
+  files. Any other URI (``gs://`` included) is a 400 that says where this server stores;
+  so is every ``storageUri`` when kinema stores in a local directory.
 - Errors: ``{"error": {"code", "message", "status"}}`` with the matching HTTP status, for
   every path under ``/v1beta1/``, ``/v1/projects/`` and ``/v1/publishers/``, unknown ones
   included (the SDK shows anything else as "404 None").
@@ -35,8 +45,9 @@ against the 3.x SDK sources; every path answers under ``v1beta1``
 Served: up to the model's ``samples`` per request (``sampleCount``; each is one entry of
 ``videos``), inline images (``bytesBase64Encoded``), ASSET reference images, and
 extension: ``instances[0].video`` as ``bytesBase64Encoded`` + ``mimeType`` (what the SDK
-sends for ``video=`` a video it received) or as ``gcsUri`` naming a video object this
-server wrote (the ``gcsUri`` of a ``storageUri`` answer) for the same key; the answer
+sends for ``video=`` a video it received) or as ``gcsUri`` naming a video this server
+wrote for the same key: the copy a ``storageUri`` answer named (the job's output records
+it; another key's is a 404), or the job's own object in the bucket; the answer
 is the source followed by ``durationSeconds`` more, as one video at the source's size.
 Refused with a 400 that says so: ``gcsUri`` images, other ``gcsUri`` videos, masks,
 ``fps`` other than the model's, ``compressionQuality`` other than ``OPTIMIZED``,
@@ -82,7 +93,9 @@ class Parameters(Wire):
         default=None, description="Videos per request, up to the model's limit (often 4)"
     )
     storage_uri: str | None = Field(
-        default=None, description="An s3:// URI in the bucket this server stores to"
+        default=None,
+        description="An s3:// folder in the bucket this server stores to: each video is "
+        "copied under it as {operation id}/sample_{n}.mp4",
     )
     fps: int | None = None
     duration_seconds: int | None = Field(default=None, examples=[4, 6, 8])
