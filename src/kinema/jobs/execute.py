@@ -347,9 +347,10 @@ class Executor:
         again (and copies again, to the same keys), never an answer naming a missing
         object. The keys are the job's, not the attempt's (Vertex AI's layout): a late,
         fenced-out attempt may overwrite a copy with its own render of the same request,
-        which is why a failed success leaves the copies in place rather than deleting
-        what the committed attempt may have written. Copies are the caller's: deleting or
-        expiring the job removes only its own directory.
+        which is why a failed success (or a copy failing part way) leaves the copies in
+        place rather than deleting what the committed attempt may have written; a retry
+        writes the same keys again. Copies are the caller's: deleting or expiring the job
+        removes only its own directory.
         """
         uri = job.request.storage_uri or ""
         folder = self.storage.key_of_uri(uri.rstrip("/") + "/")
