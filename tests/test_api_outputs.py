@@ -449,9 +449,106 @@ def test_openai_remix_keeps_the_sources_length_and_model(
     assert missing.json()["error"]["type"] == "not_found_error"
 
 
-def test_vertex_extends_the_object_a_storage_uri_answer_named(tmp_path: Path):
-    """With S3 storage: the ``gcsUri`` of a done operation names the video to extend, and
-    the worker reads the source from the bucket (no local file to decode)."""
+def test_vertex_storage_uri_copies_each_video_under_the_callers_folder(tmp_path: Path):
+    """With S3 storage, through the SDK in project mode: each sample is copied to
+    ``{storageUri}/{operation id}/sample_{n}.mp4`` (what Vertex AI writes), the operation
+    answers those URIs, and one names the video to extend; the job's own object URI does
+    too. Another key's copy is refused, and deleting the job leaves the copies."""
+    from google.oauth2.credentials import Credentials
+
+    folder = "s3://videos/kinema/clips/run-1"
+    with moto_server() as s3:
+        s3.create_bucket("videos")
+        bucket = s3.client()
+        settings = make_settings(
+            tmp_path,
+            catalog_path=write_catalog(tmp_path),
+            storage_url=s3.url("videos", "kinema"),
+        )
+        with live_server(settings) as live:
+            sdk = genai.Client(
+                vertexai=True,
+                project="media-team",
+                location="europe-west4",
+                credentials=Credentials(token=live.api_key),
+                http_options=types.HttpOptions(base_url=live.url),
+            )
+            picture = encode_image(pattern_image(640, 360, seed=3))
+            operation = sdk.models.generate_videos(
+                model=TINY,
+                source=types.GenerateVideosSource(
+                    prompt="pan left", image=types.Image(image_bytes=picture, mime_type="image/png")
+                ),
+                config=types.GenerateVideosConfig(
+                    number_of_videos=2, duration_seconds=1, output_gcs_uri=folder
+                ),
+            )
+            assert operation.name is not None
+            job_id = operation.name.rpartition("/operations/")[2]
+            samples = finish(sdk, operation)
+            uris = [generated.video.uri for generated in samples if generated.video]
+            job = live.runtime.store.get_any(job_id)
+            own = [
+                bucket.get_object(Bucket="videos", Key=f"kinema/{output.video_key}")
+                for output in job.outputs
+            ]
+
+            extension = sdk.models.generate_videos(
+                model=TINY,
+                source=types.GenerateVideosSource(video=types.Video(uri=uris[1])),
+                config=types.GenerateVideosConfig(duration_seconds=1, output_gcs_uri=folder),
+            )
+            (extended,) = finish(sdk, extension)
+            by_own_uri = sdk.models.generate_videos(
+                model=TINY,
+                source=types.GenerateVideosSource(
+                    video=types.Video(uri=f"s3://videos/kinema/{job.outputs[0].video_key}")
+                ),
+                config=types.GenerateVideosConfig(duration_seconds=1),
+            )
+            (from_own,) = finish(sdk, by_own_uri)
+            scope = "v1beta1/projects/media-team/locations/europe-west4/publishers/google/models"
+            stranger = httpx.post(
+                f"{live.url}/{scope}/{TINY}:predictLongRunning",
+                json={"instances": [{"video": {"gcsUri": uris[0]}}]},
+                headers={"Authorization": f"Bearer {live.new_key('s3-other')}"},
+                timeout=60,
+            )
+            forged = uris[0].replace("sample_0", "sample_1").replace("run-1", "run-2")
+            not_a_copy = httpx.post(
+                f"{live.url}/{scope}/{TINY}:predictLongRunning",
+                json={"instances": [{"video": {"gcsUri": forged}}]},
+                headers={"Authorization": f"Bearer {live.api_key}"},
+                timeout=60,
+            )
+            live.runtime.delete(job.owner, job_id)
+            sdk.close()
+
+        assert uris == [f"{folder}/{job_id}/sample_{index}.mp4" for index in range(2)]
+        copies = [
+            bucket.get_object(Bucket="videos", Key=uri.removeprefix("s3://videos/"))
+            for uri in uris
+        ]
+        assert [c["Body"].read() for c in copies] == [o["Body"].read() for o in own]
+        assert all(c["ContentType"] == "video/mp4" for c in copies)
+        assert not bucket.list_objects_v2(Bucket="videos", Prefix=f"kinema/jobs/{job_id}/").get(
+            "Contents"
+        )  # the job's own directory went with it; the copies stay
+        assert extended.video is not None and extended.video.uri is not None
+        joined_key = extended.video.uri.removeprefix("s3://videos/")
+        assert joined_key.startswith("kinema/clips/run-1/")
+        joined = bucket.get_object(Bucket="videos", Key=joined_key)["Body"].read()
+    assert probe(joined).frames == 2 * FPS
+    assert from_own.video is not None and from_own.video.video_bytes is not None
+    assert probe(from_own.video.video_bytes).frames == 2 * FPS
+    assert stranger.status_code == 404, stranger.text
+    assert not_a_copy.status_code == 400, not_a_copy.text
+    assert "gcsUri" in not_a_copy.json()["error"]["message"]
+
+
+def test_vertex_refuses_storage_uris_outside_a_folder_it_may_write(tmp_path: Path):
+    """Folders outside kinema's bucket and prefix, inside the folders it writes itself,
+    or not plain paths are 400s naming the field, never repeating a long URI."""
     with moto_server() as s3:
         s3.create_bucket("videos")
         settings = make_settings(
@@ -461,41 +558,27 @@ def test_vertex_extends_the_object_a_storage_uri_answer_named(tmp_path: Path):
         )
         with live_server(settings) as live:
             headers = {"x-goog-api-key": live.api_key}
-            scope = "v1beta1/publishers/google/models"
+            path = f"/v1beta1/publishers/google/models/{TINY}:predictLongRunning"
             with httpx.Client(base_url=live.url, headers=headers, timeout=60) as http:
-
-                def run(instance: dict, other_key: str | None = None) -> httpx.Response:
-                    body = {
-                        "instances": [instance],
-                        "parameters": {"durationSeconds": 1, "storageUri": "s3://videos/kinema/"},
-                    }
-                    extra = {"x-goog-api-key": other_key} if other_key else {}
-                    return http.post(
-                        f"/{scope}/{TINY}:predictLongRunning", json=body, headers=extra
+                answers = {
+                    uri: http.post(
+                        path,
+                        json={
+                            "instances": [{"prompt": "pan"}],
+                            "parameters": {"durationSeconds": 1, "storageUri": uri},
+                        },
                     )
-
-                def done(name: str) -> dict:
-                    deadline = time.monotonic() + 60
-                    while True:
-                        operation = http.post(
-                            f"/{scope}/{TINY}:fetchPredictOperation",
-                            json={"operationName": name},
-                        ).json()
-                        if operation["done"]:
-                            return operation
-                        assert time.monotonic() < deadline
-                        time.sleep(0.1)
-
-                first = done(run({"prompt": "pan left"}).json()["name"])
-                [video] = first["response"]["videos"]
-                extended = done(run({"video": {"gcsUri": video["gcsUri"]}}).json()["name"])
-                stranger = run({"video": {"gcsUri": video["gcsUri"]}}, live.new_key("s3-other"))
-                foreign = run({"video": {"gcsUri": "gs://bucket/clip.mp4"}})
-        assert "error" not in extended, extended
-        [joined] = extended["response"]["videos"]
-        key = joined["gcsUri"].removeprefix("s3://videos/")
-        data = s3.client().get_object(Bucket="videos", Key=key)["Body"].read()
-    assert probe(data).frames == 2 * FPS
-    assert stranger.status_code == 404, stranger.text
-    assert foreign.status_code == 400, foreign.text
-    assert "gcsUri" in foreign.json()["error"]["message"]
+                    for uri in (
+                        "s3://videos/elsewhere/",
+                        "s3://videos/kinema/jobs/",
+                        "s3://videos/kinema/a//b/",
+                        "s3://videos/kinema/a/../b/",
+                        "s3://videos/kinema/" + "x" * 5000,
+                    )
+                }
+    for uri, answer in answers.items():
+        assert answer.status_code == 400, (uri, answer.text)
+        error = answer.json()["error"]
+        assert error["status"] == "INVALID_ARGUMENT"
+        assert error["details"][0]["fieldViolations"][0]["field"] == "parameters.storageUri"
+        assert len(answer.text) < 2000

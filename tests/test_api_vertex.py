@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -104,7 +105,8 @@ def test_python_sdk_3_makes_a_video_in_vertex_mode(
     args = [mode, server.url, server.api_key, MODEL, str(png), str(out)]
     result = run_sdk([str(genai3_python), script, *args])
     assert result["sdk"].startswith("3.")
-    assert result["name"].startswith(f"{EXPRESS}/{MODEL}/operations/")
+    scope = EXPRESS if mode == "express" else PROJECT  # the SDK's project and location
+    assert result["name"].startswith(f"{scope}/{MODEL}/operations/")
     assert result["mime_type"] == "video/mp4" and result["bytes"] > 1000
     assert_four_second_mp4(out)
 
@@ -117,7 +119,8 @@ def test_js_sdk_3_makes_a_video_in_vertex_mode(
     script = str(SDK_DIR / "genai3_vertex.cjs")
     args = [mode, server.url, server.api_key, MODEL, str(png), str(out)]
     result = run_sdk(["node", script, *args], env=genai3_js)
-    assert result["name"].startswith(f"{EXPRESS}/{MODEL}/operations/")
+    scope = EXPRESS if mode == "express" else PROJECT
+    assert result["name"].startswith(f"{scope}/{MODEL}/operations/")
     assert_four_second_mp4(out)
 
 
@@ -157,9 +160,12 @@ def test_project_mode_rest_runs_to_an_inline_video_under_v1(server: LiveServer, 
         created = client.post(f"/v1/{PROJECT}/{MODEL}:predictLongRunning", json=body(png))
         assert created.status_code == 200, created.text
         name = created.json()["name"]
-        assert name.startswith(f"{EXPRESS}/{MODEL}/operations/")
+        assert name.startswith(f"{PROJECT}/{MODEL}/operations/")
         running = fetch(client, name, "v1").json()
         assert running["name"] == name and running["done"] is False
+        # The fixed-scope name earlier versions answered polls the same operation.
+        fixed = fetch(client, name.replace(PROJECT, EXPRESS), "v1").json()
+        assert fixed["name"] == name
         deadline = time.monotonic() + 120
         while not (operation := fetch(client, name, "v1").json())["done"]:
             assert time.monotonic() < deadline
@@ -200,6 +206,37 @@ def test_another_keys_operation_is_not_found(server: LiveServer, png: Path):
 
 
 @pytest.mark.parametrize(
+    ("project", "location"),
+    [
+        ("x" * 400, "us-central1"),
+        ("my-project", "us central1"),
+        ("my-project", "-us-central1"),
+        ("projet-\u00e9t\u00e9", "us-central1"),
+        ("<script>", "global"),
+    ],
+)
+def test_a_project_or_location_no_google_id_could_be_is_a_400(
+    server: LiveServer, png: Path, project: str, location: str
+):
+    scope = f"projects/{quote(project, safe='')}/locations/{quote(location, safe='')}"
+    models = f"{scope}/publishers/google/models"
+    operation = f"{models}/{MODEL}/operations/{'0' * 32}"
+    with rest(server, bearer=True) as client:
+        created = client.post(f"/v1beta1/{models}/{MODEL}:predictLongRunning", json=body(png))
+        polled = client.post(
+            f"/v1beta1/{models}/{MODEL}:fetchPredictOperation", json={"operationName": operation}
+        )
+        named = client.post(
+            f"/v1beta1/{EXPRESS}/{MODEL}:fetchPredictOperation",
+            json={"operationName": f"{scope}/publishers/google/models/{MODEL}/operations/x"},
+        )
+    for response in (created, polled, named):
+        message = assert_rpc_error(response, 400, "INVALID_ARGUMENT")["message"]
+        assert project not in message and location not in message
+        assert len(response.text) < 1000
+
+
+@pytest.mark.parametrize(
     ("parameters", "field"),
     [
         ({"storageUri": "gs://bucket/out/"}, "parameters.storageUri"),
@@ -233,12 +270,12 @@ def s3() -> Iterator[S3Server]:
         yield server
 
 
-def test_storage_uri_in_the_servers_bucket_returns_the_object_uri(
+def test_storage_uri_in_the_servers_bucket_answers_the_copy_under_it(
     s3: S3Server, png: Path, tmp_path: Path
 ):
     settings = make_settings(tmp_path, storage_url=s3.url("videos", "kinema"))
     with live_server(settings) as live, rest(live) as client:
-        uri = "s3://videos/kinema/"
+        uri = "s3://videos/kinema/out/"
         created = client.post(
             f"/v1beta1/{PROJECT}/{MODEL}:predictLongRunning", json=body(png, storageUri=uri)
         )
@@ -252,10 +289,13 @@ def test_storage_uri_in_the_servers_bucket_returns_the_object_uri(
             f"/v1beta1/{PROJECT}/{MODEL}:predictLongRunning",
             json=body(png, storageUri="s3://other-bucket/x/"),
         )
+        job = live.runtime.store.get_any(name.rpartition("/")[2])
     [video] = operation["response"]["videos"]
     assert "bytesBase64Encoded" not in video
-    key = video["gcsUri"].removeprefix("s3://videos/")
-    assert video["gcsUri"].startswith(uri)
-    data = s3.client().get_object(Bucket="videos", Key=key)["Body"].read()
+    assert video["gcsUri"] == f"{uri}{job.id}/sample_0.mp4"
+    copy = s3.client().get_object(Bucket="videos", Key=f"kinema/out/{job.id}/sample_0.mp4")
+    own = s3.client().get_object(Bucket="videos", Key=f"kinema/{job.outputs[0].video_key}")
+    data = copy["Body"].read()
+    assert data == own["Body"].read()
     assert probe(data).frames == 4 * 24
     assert_rpc_error(elsewhere, 400, "INVALID_ARGUMENT")

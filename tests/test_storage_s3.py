@@ -79,6 +79,34 @@ def test_delete_prefix_removes_only_that_job(store: S3Storage):
     assert store.keys("jobs/") == []
 
 
+def test_copy_is_made_in_the_bucket_and_uris_name_keys(store: S3Storage, s3: S3Server):
+    store.put_bytes("jobs/c/video-1.mp4", b"mp4 bytes")
+    store.copy("jobs/c/video-1.mp4", "out/c/sample_0.mp4")
+    store.delete_prefix("jobs/c/")
+
+    full = store.location.prefix + "out/c/sample_0.mp4"
+    copy = s3.client().get_object(Bucket="videos", Key=full)
+    assert copy["Body"].read() == b"mp4 bytes" and copy["ContentType"] == "video/mp4"
+    uri = store.object_uri("out/c/sample_0.mp4")
+    assert uri == f"s3://videos/{full}"
+    assert store.key_of_uri(uri) == "out/c/sample_0.mp4"
+    assert store.key_of_uri("s3://videos/elsewhere/x.mp4") is None
+    assert store.key_of_uri("s3://other/" + full) is None
+    with pytest.raises(NotFound):
+        store.copy("jobs/none/video-1.mp4", "out/none.mp4")
+
+
+def test_the_local_store_copies_too_and_has_no_uris(tmp_path: Path):
+    local = LocalStorage(tmp_path / "files")
+    local.put_bytes("jobs/c/video-1.mp4", b"mp4 bytes")
+    local.copy("jobs/c/video-1.mp4", "out/c/sample_0.mp4")
+    assert local.get_bytes("out/c/sample_0.mp4") == b"mp4 bytes"
+    assert local.key_of_uri("s3://videos/out/c/sample_0.mp4") is None
+    with pytest.raises(NotFound):
+        local.copy("jobs/none/video-1.mp4", "out/none.mp4")
+    assert list(local.scratch_dir().iterdir()) == []
+
+
 def test_presigned_url_serves_the_bytes_with_ranges(store: S3Storage):
     store.put_bytes("jobs/b/video-1.mp4", bytes(range(256)) * 4)
     url = store.download_url("jobs/b/video-1.mp4", ttl_s=60)

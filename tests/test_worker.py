@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from kinema.errors import TransientError
 from kinema.jobs.execute import RunControl
 from kinema.jobs.store import JobStore
 from kinema.runtime import Runtime
 from kinema.types import GenerationRequest, Job, JobStatus
 from tests.fixture_engines import model_toml
+from tests.scale_support import moto_server
 from tests.support import make_settings
 
 CATALOG = (
@@ -32,10 +36,12 @@ fps = 8
 )
 
 
-def build(tmp_path: Path, *, workers: int = 1, frame_s: float = 0.05) -> Runtime:
+def build(
+    tmp_path: Path, *, workers: int = 1, frame_s: float = 0.05, **settings: Any
+) -> Runtime:
     catalog = tmp_path / "catalog.toml"
     catalog.write_text(CATALOG.format(frame_s=frame_s))
-    return Runtime.build(make_settings(tmp_path, catalog_path=catalog), workers=workers)
+    return Runtime.build(make_settings(tmp_path, catalog_path=catalog, **settings), workers=workers)
 
 
 def submit(runtime: Runtime, model: str = "slow", duration: int = 4) -> Job:
@@ -149,6 +155,61 @@ def test_an_attempt_that_lost_its_lease_commits_nothing(tmp_path: Path):
         assert not list(job_dir.glob("video-*"))
     finally:
         runtime.close()
+
+
+class CopyFailsOnce:
+    """The store, but its first copy fails as an unavailable S3 does."""
+
+    def __init__(self, storage: Any) -> None:
+        self.storage = storage
+        self.failed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.storage, name)
+
+    def copy(self, source: str, target: str) -> None:
+        if not self.failed:
+            self.failed = True
+            raise TransientError("object storage unavailable: SlowDown")
+        self.storage.copy(source, target)
+
+
+def test_a_job_succeeds_only_with_the_copies_its_storage_uri_asked_for(tmp_path: Path):
+    with moto_server() as s3:
+        s3.create_bucket("videos")
+        runtime = build(
+            tmp_path,
+            frame_s=0.0,
+            storage_url=s3.url("videos", "kinema"),
+            transient_retry_base_s=0.0,
+        )  # pool built but never started: attempts run here
+        try:
+            request = runtime.catalog.build_request("slow", {"prompt": "p", "duration": 1})
+            request = dataclasses.replace(request, storage_uri="s3://videos/kinema/out")
+            job, _ = runtime.store.submit(owner="o", request=request, dialect="vertex")
+            assert runtime.pool is not None
+            executor = runtime.pool.executor
+            executor.storage = CopyFailsOnce(runtime.storage)  # type: ignore[assignment]
+
+            first = runtime.store.claim_next(worker_id="w", lease_s=30)
+            assert first is not None
+            executor.execute(first, RunControl())
+            between = runtime.store.get_any(job.id)
+            second = runtime.store.claim_next(worker_id="w", lease_s=30)
+            assert second is not None and second.attempt == 2
+            executor.execute(second, RunControl())
+            done = runtime.store.get_any(job.id)
+        finally:
+            runtime.close()
+        listed = s3.client().list_objects_v2(Bucket="videos", Prefix="kinema/")
+        keys = sorted(item["Key"] for item in listed["Contents"])
+    # The copy failed: no success was written, and the attempt's own files went.
+    assert between.status is JobStatus.QUEUED and not between.outputs
+    assert not any(key.startswith(f"kinema/jobs/{job.id}/video-1") for key in keys)
+    assert done.status is JobStatus.SUCCEEDED
+    [output] = done.outputs
+    assert output.delivered_key == f"out/{job.id}/sample_0.mp4"
+    assert f"kinema/{output.delivered_key}" in keys and f"kinema/{output.video_key}" in keys
 
 
 def test_request_round_trips_through_the_store(tmp_path: Path):

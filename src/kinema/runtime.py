@@ -29,7 +29,7 @@ from kinema.errors import InvalidRequest, JobStillRunning, KinemaError, NotFound
 from kinema.jobs.dispatch import ProcrastinateDispatch, install_procrastinate_schema
 from kinema.jobs.execute import Executor
 from kinema.jobs.inspect import JobInspector
-from kinema.jobs.keys import job_of_key, job_prefix
+from kinema.jobs.keys import folder_problem, job_of_key, job_prefix
 from kinema.jobs.outbox import Outbox
 from kinema.jobs.pool import WorkerPool
 from kinema.jobs.retry import retry_failed
@@ -192,17 +192,19 @@ class Runtime:
             off_peak=creation.off_peak,
             adjustments=creation.adjustments,
         )
-        if creation.storage_uri is not None:
-            request = dataclasses.replace(request, storage_uri=creation.storage_uri)
-        fingerprint = request_fingerprint(
-            {
-                "model": creation.model,
-                "fields": dict(creation.fields),
-                "callback_url": creation.callback_url,
-                "off_peak": creation.off_peak,
-                "storage_uri": creation.storage_uri,
-            }
+        request = dataclasses.replace(
+            request, storage_uri=creation.storage_uri, wire_scope=creation.wire_scope
         )
+        described: dict[str, Any] = {
+            "model": creation.model,
+            "fields": dict(creation.fields),
+            "callback_url": creation.callback_url,
+            "off_peak": creation.off_peak,
+            "storage_uri": creation.storage_uri,
+        }
+        if creation.wire_scope is not None:  # absent otherwise: earlier fingerprints hold
+            described["wire_scope"] = creation.wire_scope
+        fingerprint = request_fingerprint(described)
         if creation.derived_from is not None:
             source_job_id, kind = creation.derived_from
             request = dataclasses.replace(request, source_job_id=source_job_id, source_kind=kind)
@@ -369,27 +371,35 @@ class Runtime:
         self, index: int, output: VideoResult, base_url: str, wants_uri: bool, inline: bool
     ) -> OutputView:
         thumbnail = output.thumbnail_key
+        # A job that succeeded before its videos were copied for the caller answers the
+        # video's own object, as it always did.
+        delivered = output.delivered_key or output.video_key
         return OutputView(
             index=index,
             result=output,
             video_url=base_url + self.signer.path_for(output.video_key),
             thumbnail_url=None if thumbnail is None else base_url + self.signer.path_for(thumbnail),
-            video_object_uri=self.storage.object_uri(output.video_key) if wants_uri else None,
+            video_object_uri=self.storage.object_uri(delivered) if wants_uri else None,
             video_bytes=(
                 self.storage.get_bytes(output.video_key) if inline and not wants_uri else None
             ),
         )
 
     def check_storage_uri(self, uri: str) -> None:
-        """Refuse (``InvalidRequest``) an output URI that is not in kinema's own bucket:
-        kinema writes only to the storage it is configured with."""
+        """Refuse (``InvalidRequest``) an output URI that is not a folder of kinema's own
+        bucket (under its prefix, outside the folders kinema writes itself): kinema
+        writes only to the storage it is configured with. The URI is not repeated in the
+        message: it may be anything, of any length."""
         base = self.storage.object_uri("")
+        where = base or "a local directory, not a bucket"
         if not uri.startswith("s3://"):
-            where = base or "its local directory"
             raise InvalidRequest(f"only s3:// URIs are supported; this server stores in {where}")
-        if base is None or not (uri.rstrip("/") + "/").startswith(base):
-            where = base or "a local directory, not a bucket"
-            raise InvalidRequest(f"{uri} is not storage this server writes to ({where})")
+        folder = self.storage.key_of_uri(uri.rstrip("/") + "/")
+        if folder is None:
+            raise InvalidRequest(f"is not storage this server writes to ({where})")
+        problem = folder_problem(folder)
+        if problem is not None:
+            raise InvalidRequest(problem)
 
     def artifact(
         self, owner: str, job_id: str, kind: ArtifactKind, index: int = 0

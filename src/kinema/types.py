@@ -96,7 +96,11 @@ class GenerationRequest:
     # What was changed to serve the request as sent, each {"field", "requested", "used",
     # "reason"} with the field named as the client spelled it; dialects report them.
     adjustments: tuple[dict[str, Any], ...] = ()
-    storage_uri: str | None = None  # the caller asked for the video's object URI (s3://)
+    # A folder of kinema's bucket (s3://) the caller named: each video is copied under it.
+    storage_uri: str | None = None
+    # The project and location a Vertex AI client named (``projects/p/locations/l``): the
+    # job's operation name carries them. None: the fixed scope of express mode.
+    wire_scope: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -125,6 +129,8 @@ class VideoResult:
     has_audio: bool
     size_bytes: int
     engine: str | None = None  # the catalog engine that made it (usage is counted by it)
+    # The key of its copy under the folder the caller named (``storage_uri``), if any.
+    delivered_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ class OutputView:
     video_url: str  # signed, absolute
     thumbnail_url: str | None = None
     video_bytes: bytes | None = None  # for dialects that answer inline
-    video_object_uri: str | None = None  # s3:// URI, when the caller asked
+    video_object_uri: str | None = None  # s3:// URI of its copy, when the caller asked
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class JobView:
     queue_position: int | None = None  # jobs ahead of a queued one
     workers_online: int | None = None  # scale-out: live job slots serving its model
     video_bytes: bytes | None = None  # the MP4 itself, for dialects that answer inline
-    video_object_uri: str | None = None  # s3:// URI of the video, when the caller asked
+    video_object_uri: str | None = None  # s3:// URI of its copy, when the caller asked
     # Every video of a succeeded job, the first being the one the fields above describe.
     outputs: tuple[OutputView, ...] = ()
 
@@ -100,6 +100,7 @@ class Creation:
     idempotency_key: str | None = None
     adjustments: tuple[dict[str, Any], ...] = ()
     storage_uri: str | None = None  # checked against the storage kinema writes to
+    wire_scope: str | None = None  # the project and location a Vertex AI client named
     # The job this one is derived from and how (a remix or an edit names its source; an
     # extension's source is found from its ``video`` field when it is accepted).
     derived_from: tuple[str, SourceKind] | None = None

@@ -14,20 +14,30 @@ against the 3.x SDK sources; every path answers under ``v1beta1``
   "parameters": {sampleCount, storageUri, fps, durationSeconds, seed, aspectRatio,
   resolution, personGeneration, negativePrompt, enhancePrompt, generateAudio,
   compressionQuality, resizeMode, pubsubTopic}, "labels"}``; answered 200 with
-  ``{"name": "projects/{p}/locations/{l}/publishers/google/models/{m}/operations/{id}"}``.
-  Express mode has no project, so its names use ``projects/kinema/locations/global``;
-  the SDK polls whatever name it was given, so that form works in both modes.
+  ``{"name": "projects/{p}/locations/{l}/publishers/google/models/{m}/operations/{id}"}``:
+  in project mode the client's own project and location (kept with the job, so every
+  answer names the operation alike); express mode has no project, so its names use
+  ``projects/kinema/locations/global``. A project or location no Google id could be
+  (1-63 letters, digits, ``.:_-``) is a 400 that does not repeat it.
 - Poll: ``POST {resource}:fetchPredictOperation`` with ``{"operationName": name}``, where
-  resource is the name before ``/operations/``. Running: ``{"name", "done": false}``;
-  done: ``{"name", "done": true, "response": {"videos": [{"bytesBase64Encoded",
-  "mimeType": "video/mp4"}], "raiMediaFilteredCount": 0}}``, or ``error {code, message}``
-  with a google.rpc code. The video comes back inline: Python 3.x's ``files.download``
+  resource is the name before ``/operations/``. The job is found by the name's id and
+  model (and the caller's key); its project and location are checked, not matched, so
+  the fixed-scope names earlier versions answered in project mode still poll.
+  Running: ``{"name", "done": false}``; done: ``{"name", "done": true, "response":
+  {"videos": [{"bytesBase64Encoded", "mimeType": "video/mp4"}],
+  "raiMediaFilteredCount": 0}}``, or ``error {code, message}`` with a google.rpc code.
+  The video comes back inline (unless ``storageUri``): Python 3.x's ``files.download``
   refuses Vertex mode, so the bytes are what the SDK's ``video.save()`` writes.
 - ``storageUri``: kinema writes videos only to the storage it is configured with. An
-  ``s3://`` URI in that bucket (and under its prefix) is accepted, and the done operation
-  lists the video's own ``s3://`` object URI as ``gcsUri`` instead of inline bytes (the
-  object is the job's file in that bucket, at kinema's key, not under the given prefix).
-  Any other URI (``gs://`` included) is a 400 that says where this server stores.
+  ``s3://`` folder in that bucket (under its prefix, outside the ``jobs/`` and ``health/``
+  folders kinema writes itself, a plain path of at most 512 bytes) is accepted. As
+  Vertex AI does, each video is written under it, as ``{storageUri}/{operation id}/
+  sample_{n}.mp4`` (n from 0), and the done operation lists those URIs as ``gcsUri``
+  instead of inline bytes. The worker copies them (S3 CopyObject, within the bucket)
+  before the job's success commits, so a done operation never names a missing copy. The
+  copies are the caller's: deleting the job or its expiry removes only kinema's own
+  files. Any other URI (``gs://`` included) is a 400 that says where this server stores;
+  so is every ``storageUri`` when kinema stores in a local directory.
 - Errors: ``{"error": {"code", "message", "status"}}`` with the matching HTTP status, for
   every path under ``/v1beta1/``, ``/v1/projects/`` and ``/v1/publishers/``, unknown ones
   included (the SDK shows anything else as "404 None").
@@ -35,8 +45,9 @@ against the 3.x SDK sources; every path answers under ``v1beta1``
 Served: up to the model's ``samples`` per request (``sampleCount``; each is one entry of
 ``videos``), inline images (``bytesBase64Encoded``), ASSET reference images, and
 extension: ``instances[0].video`` as ``bytesBase64Encoded`` + ``mimeType`` (what the SDK
-sends for ``video=`` a video it received) or as ``gcsUri`` naming a video object this
-server wrote (the ``gcsUri`` of a ``storageUri`` answer) for the same key; the answer
+sends for ``video=`` a video it received) or as ``gcsUri`` naming a video this server
+wrote for the same key: the copy a ``storageUri`` answer named (the job's output records
+it; another key's is a 404), or the job's own object in the bucket; the answer
 is the source followed by ``durationSeconds`` more, as one video at the source's size.
 Refused with a 400 that says so: ``gcsUri`` images, other ``gcsUri`` videos, masks,
 ``fps`` other than the model's, ``compressionQuality`` other than ``OPTIMIZED``,
@@ -47,6 +58,7 @@ Refused with a 400 that says so: ``gcsUri`` images, other ``gcsUri`` videos, mas
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -59,7 +71,7 @@ from kinema.api.deps import IdempotencyKey
 from kinema.api.dialect import Dialect, Poll
 from kinema.api.google import GoogleOwner, Instance, Wire
 from kinema.errors import InvalidRequest, KinemaError, NotFound, UnknownModel
-from kinema.jobs.keys import output_of_video_key
+from kinema.jobs.keys import output_of_delivered_key, output_of_video_key
 from kinema.runtime import Runtime
 from kinema.types import JobStatus, output_ref
 from kinema.views import Creation, JobRef, JobView
@@ -70,6 +82,10 @@ MODELS = "publishers/google/models"
 PROJECT_MODELS = f"projects/{{project}}/locations/{{location}}/{MODELS}"
 RESPONSE_TYPE = "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse"
 _HEX32 = frozenset("0123456789abcdef")
+# A project id (or number, or domain-scoped id) or a location: what Google's take, a bit wider.
+_SEGMENT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._:-]{0,61}[A-Za-z0-9])?")
+_NAME_SCOPE = re.compile(r"projects/(?P<project>[^/]*)/locations/(?P<location>[^/]*)/")
+_SHOWN = 120  # characters of a client's operation name an error repeats
 
 
 class Parameters(Wire):
@@ -77,7 +93,9 @@ class Parameters(Wire):
         default=None, description="Videos per request, up to the model's limit (often 4)"
     )
     storage_uri: str | None = Field(
-        default=None, description="An s3:// URI in the bucket this server stores to"
+        default=None,
+        description="An s3:// folder in the bucket this server stores to: each video is "
+        "copied under it as {operation id}/sample_{n}.mp4",
     )
     fps: int | None = None
     duration_seconds: int | None = Field(default=None, examples=[4, 6, 8])
@@ -118,11 +136,45 @@ class PredictOperation(BaseModel):
     error: dict[str, Any] | None = None
 
 
+def wire_scope(project: str, location: str) -> str:
+    """``projects/{project}/locations/{location}``, once both are checked: a value that no
+    project or location could be is a 400 that does not repeat it."""
+    for what, value in (("project", project), ("location", location)):
+        if not _SEGMENT.fullmatch(value):
+            raise InvalidRequest(
+                f"the {what} must be 1 to 63 letters, digits, '.', ':', '_' or '-', "
+                "starting and ending with a letter or digit"
+            )
+    return f"projects/{project}/locations/{location}"
+
+
+def operation_scope(request: Request) -> str | None:
+    """The checked scope of a project-mode path; None in express mode (no project)."""
+    params = request.path_params
+    if "project" not in params:
+        return None
+    return wire_scope(params["project"], params["location"])
+
+
+def operation_name(model: str, job_id: str, scope: str | None) -> str:
+    """A job's operation name: in the client's project and location, or in express mode
+    (no project) in the fixed ``EXPRESS_SCOPE``."""
+    return f"{scope or EXPRESS_SCOPE}/{MODELS}/{model}/operations/{job_id}"
+
+
 def _operation_id(name: str) -> str:
-    """The job id at the end of an operation name (``.../operations/{id}``)."""
+    """The job id at the end of an operation name (``.../operations/{id}``).
+
+    The name's project and location are checked, not matched: the job is found by its
+    id, model and key, so the name a create answered and the fixed-scope form that
+    earlier versions answered in both modes poll the same job."""
+    scope = _NAME_SCOPE.match(name)
+    if scope is not None:
+        wire_scope(scope["project"], scope["location"])
     job_id = name.rpartition("/operations/")[2]
     if len(job_id) != 32 or not _HEX32.issuperset(job_id):
-        raise NotFound(f"operation {name!r} is not found")
+        shown = name if len(name) <= _SHOWN else name[:_SHOWN] + "..."
+        raise NotFound(f"operation {shown!r} is not found")
     return job_id
 
 
@@ -150,6 +202,7 @@ def predict_model(request: Request, model_action: str) -> str:
 
 
 PredictModel = Annotated[str, Depends(predict_model)]
+OperationScope = Annotated[str | None, Depends(operation_scope)]
 
 
 class Vertex(Dialect):
@@ -166,8 +219,9 @@ class Vertex(Dialect):
     # --- rendering ---
 
     def render(self, view: JobView) -> dict[str, Any]:
+        scope = None if view.request is None else view.request.wire_scope
         body: dict[str, Any] = {
-            "name": f"{EXPRESS_SCOPE}/{MODELS}/{view.model}/operations/{view.id}",
+            "name": operation_name(view.model, view.id, scope),
             "done": view.status.terminal,
             "metadata": google.operation_metadata(view),
         }
@@ -198,12 +252,14 @@ class Vertex(Dialect):
     def parse_create(
         self,
         runtime: Runtime,
+        owner: str,
         body: PredictLongRunningRequest,
         model: str,
         idempotency_key: str | None,
+        scope: str | None = None,
     ) -> Creation:
         fields = google.instance_fields(
-            body.instances, lambda video: self.video_source(runtime, video)
+            body.instances, lambda video: self.video_source(runtime, owner, video)
         )
         parameters = body.parameters or Parameters()
         sent = parameters.model_dump(by_alias=True, exclude_unset=True, exclude_none=True)
@@ -222,12 +278,14 @@ class Vertex(Dialect):
             wire_names=google.WIRE_NAMES,
             idempotency_key=idempotency_key,
             storage_uri=storage_uri,
+            wire_scope=scope,
         )
 
     @staticmethod
-    def video_source(runtime: Runtime, video: dict[str, Any]) -> str:
-        """``instances[0].video``: the inline video, or a job reference for the object URI
-        of a video this server wrote."""
+    def video_source(runtime: Runtime, owner: str, video: dict[str, Any]) -> str:
+        """``instances[0].video``: the inline video, or a job reference for the URI of a
+        video this server wrote: the job's own object, or the copy a ``storageUri``
+        answer named (recorded with the job's output, so only that key is taken)."""
         google.video_fields(video, {"gcsUri", "bytesBase64Encoded", "mimeType"})
         uri = video.get("gcsUri")
         if uri is None:
@@ -236,10 +294,18 @@ class Vertex(Dialect):
                 video.get("mimeType"),
                 "instances[0].video.bytesBase64Encoded",
             )
-        base = runtime.storage.object_uri("")
-        output = None
-        if isinstance(uri, str) and base is not None and uri.startswith(base):
-            output = output_of_video_key(uri.removeprefix(base))
+        key = runtime.storage.key_of_uri(uri) if isinstance(uri, str) else None
+        output = None if key is None else output_of_video_key(key)
+        if key is not None and output is None:
+            copied = output_of_delivered_key(key)
+            if copied is not None:
+                job_id, index = copied
+                try:
+                    job = runtime.store.get(owner, job_id)
+                except NotFound:  # as another key's own object URI is
+                    raise NotFound(f"video {job_id} not found") from None
+                if index < len(job.outputs) and job.outputs[index].delivered_key == key:
+                    output = copied
         if output is None:
             raise InvalidRequest.for_field(
                 "instances[0].video.gcsUri",
@@ -254,6 +320,8 @@ class Vertex(Dialect):
             name = body.get("operationName") if isinstance(body, dict) else None
             if not isinstance(name, str) or not name:
                 raise InvalidRequest.for_field("operationName", "is required")
+            if "project" in params:
+                wire_scope(params["project"], params["location"])
             return JobRef(id=_operation_id(name), model=params["model"])
 
         request_body = {
@@ -295,8 +363,8 @@ class Vertex(Dialect):
                 self._add_create(router, f"/{version}/{scope}/{{model_action}}")
 
     def _add_create(self, router: APIRouter, path: str) -> None:
-        # The project and location only route the call (names use one scope for both
-        # modes); they are documented here since the handler does not take them.
+        # The project and location are read by ``operation_scope`` (the operation's name
+        # carries them); they are documented here since the handler does not take them.
         scope = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in ("project", "location")
@@ -312,13 +380,14 @@ class Vertex(Dialect):
             request: Request,
             owner: GoogleOwner,
             model: PredictModel,
+            wire: OperationScope,
             body: PredictLongRunningRequest,
             idempotency_key: IdempotencyKey = None,
         ) -> JSONResponse:
             """Start generating a video (``{model}:predictLongRunning``); returns an
             operation whose name the SDK polls with ``:fetchPredictOperation``."""
             runtime: Runtime = request.app.state.runtime
-            creation = self.parse_create(runtime, body, model, idempotency_key)
+            creation = self.parse_create(runtime, owner, body, model, idempotency_key, wire)
             job = self.create(request, owner, creation)
-            name = f"{EXPRESS_SCOPE}/{MODELS}/{job.model}/operations/{job.id}"
+            name = operation_name(job.model, job.id, job.request.wire_scope)
             return JSONResponse({"name": name})

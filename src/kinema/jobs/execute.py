@@ -15,7 +15,8 @@ A job asking for several samples runs the engine once per sample, each with its 
 seed (``sample_seeds``), and stores each video with its own thumbnail. An extension
 decodes its source video, hands the engine the source's last frame (and one from a
 little earlier, for engines that continue a motion), and stores the source followed by
-the new clip as one video.
+the new clip as one video. A job whose caller named a folder of the store
+(``storage_uri``) has each video copied there before its success is written.
 """
 
 from __future__ import annotations
@@ -34,9 +35,16 @@ from kinema.catalog import Catalog
 from kinema.engines.base import Engine
 from kinema.engines.registry import EngineHost
 from kinema.engines.upstream import UpstreamEngine
-from kinema.errors import JobCancelled, KinemaError, LeaseLost, NotSupported, TransientError
+from kinema.errors import (
+    InvalidRequest,
+    JobCancelled,
+    KinemaError,
+    LeaseLost,
+    NotSupported,
+    TransientError,
+)
 from kinema.jobs.forward import Forwarder, recorded_operation
-from kinema.jobs.keys import output_thumbnail_key, output_video_key
+from kinema.jobs.keys import delivered_video_key, output_thumbnail_key, output_video_key
 from kinema.jobs.observer import JobObserver, NoObserver
 from kinema.jobs.store import JobStore
 from kinema.media.encode import encode_mp4
@@ -125,6 +133,8 @@ class Executor:
         this attempt did not end the job (lease lost, released, retried later)."""
         try:
             outputs = self._generate(job, control)
+            if job.request.storage_uri is not None:
+                outputs = self._deliver(job, outputs)
         except JobCancelled:
             if control.lost.is_set():
                 log.warning("job %s attempt %d lost its lease; dropped", job.id, job.attempt)
@@ -325,6 +335,35 @@ class Executor:
             if source is not None and scratch_copy:
                 source.path.unlink(missing_ok=True)
         return outputs
+
+    def _deliver(self, job: Job, outputs: list[VideoResult]) -> list[VideoResult]:
+        """Copy each video under the folder the caller named (``storage_uri``), before the
+        success is written, and record each copy's key with its output.
+
+        Copying here, as part of finishing the job, makes the copies durable: a job that
+        succeeded has them, and a crash before the success commits leaves a job that runs
+        again (and copies again, to the same keys), never an answer naming a missing
+        object. The keys are the job's, not the attempt's (Vertex AI's layout): a late,
+        fenced-out attempt may overwrite a copy with its own render of the same request,
+        which is why a failed success (or a copy failing part way) leaves the copies in
+        place rather than deleting what the committed attempt may have written; a retry
+        writes the same keys again. Copies are the caller's: deleting or expiring the job
+        removes only its own directory.
+        """
+        uri = job.request.storage_uri or ""
+        folder = self.storage.key_of_uri(uri.rstrip("/") + "/")
+        try:
+            if folder is None:
+                raise InvalidRequest(f"{uri[:200]} is no longer storage this server writes to")
+            delivered = []
+            for index, output in enumerate(outputs):
+                key = delivered_video_key(folder, job.id, index)
+                self.storage.copy(output.video_key, key)
+                delivered.append(dataclasses.replace(output, delivered_key=key))
+        except BaseException:
+            self._discard(outputs)
+            raise
+        return delivered
 
     def _scratch_copy(self, key: str, job: Job) -> Path:
         """A local file holding ``key`` of a remote store, to decode it from."""

@@ -17,6 +17,11 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def copy(self, source: str, target: str) -> None:
+        """Write a copy of ``source`` at ``target`` (inside the store: a remote store
+        copies server-side, the bytes never pass through kinema)."""
+        ...
+
     def local_path(self, key: str) -> Path | None:
         """A filesystem path to serve ``key`` from, or None when the store is remote."""
         ...
@@ -28,6 +33,11 @@ class Storage(Protocol):
 
     def object_uri(self, key: str) -> str | None:
         """The object's URI in its bucket (``s3://bucket/key``), or None for a local store."""
+        ...
+
+    def key_of_uri(self, uri: str) -> str | None:
+        """The key ``uri`` names in this store (``object_uri``'s inverse), or None for a
+        URI elsewhere and for every URI of a local store."""
         ...
 
     def delete_prefix(self, prefix: str) -> int:

@@ -54,6 +54,17 @@ class LocalStorage:
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def copy(self, source: str, target: str) -> None:
+        path = self._path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=self.scratch_dir(), delete=False) as tmp:
+            try:
+                shutil.copyfile(self._path(source), tmp.name)
+            except FileNotFoundError:
+                Path(tmp.name).unlink()
+                raise NotFound(f"no such file: {source!r}") from None
+        os.replace(tmp.name, path)
+
     def local_path(self, key: str) -> Path | None:
         path = self._path(key)
         return path if path.is_file() else None
@@ -62,6 +73,9 @@ class LocalStorage:
         return None  # served by kinema itself, from local_path
 
     def object_uri(self, key: str) -> str | None:
+        return None
+
+    def key_of_uri(self, uri: str) -> str | None:
         return None
 
     def delete_prefix(self, prefix: str) -> int:

@@ -98,6 +98,17 @@ class S3Storage:
         with _translated():
             self._client.delete_object(Bucket=self.location.bucket, Key=self._key(key))
 
+    def copy(self, source: str, target: str) -> None:
+        """A server-side ``CopyObject``: the store copies the object (and its content
+        type) within the bucket."""
+        bucket = self.location.bucket
+        with _translated(source):
+            self._client.copy_object(
+                Bucket=bucket,
+                Key=self._key(target),
+                CopySource={"Bucket": bucket, "Key": self._key(source)},
+            )
+
     def local_path(self, key: str) -> Path | None:
         return None
 
@@ -123,6 +134,10 @@ class S3Storage:
 
     def object_uri(self, key: str) -> str | None:
         return f"s3://{self.location.bucket}/{self.location.prefix}{key}"
+
+    def key_of_uri(self, uri: str) -> str | None:
+        base = f"s3://{self.location.bucket}/{self.location.prefix}"
+        return uri.removeprefix(base) if uri.startswith(base) else None
 
     def delete_prefix(self, prefix: str) -> int:
         full = self._key(prefix.rstrip("/")) + "/"
