@@ -8,6 +8,7 @@ import json
 import os
 import select
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,19 @@ def test_headers_sent_in_pieces_within_the_deadline_are_served(tmp_path: Path, p
                 time.sleep(0.2)
             sock.settimeout(10)
             assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+
+def test_without_httptools_the_server_speaks_h11_with_its_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setitem(sys.modules, "httptools", None)  # as if it were not installed
+    settings = _serving(make_settings(tmp_path, header_timeout_s=1.0), "h11")
+    assert settings.http_protocol == "auto"
+    with live_server(settings, workers=0) as server:
+        assert httpx.get(server.url + "/healthz", timeout=5).status_code == 200
+        with socket.create_connection(_address(server)) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+            assert _closed_within(sock, 20), "the half-open connection is still open"
 
 
 def _address(server: LiveServer) -> tuple[str, int]:
