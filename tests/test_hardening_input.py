@@ -195,24 +195,102 @@ def test_a_body_over_the_limit_is_a_413_in_the_dialects_envelope(
     assert response.status_code == 413
 
 
-def test_a_chunked_body_over_the_limit_is_a_413(server: LiveServer):
-    def chunks() -> Iterator[bytes]:
-        yield b'{"model": "google/veo-3.1-t2v", "prompt": "'
-        for _ in range(40):
-            yield b"p" * 10_000
-        yield b'"}'
+# Every create that takes a body: dialect -> path (the JSON creates, then OpenAI's
+# multipart ones).
+CREATES: list[tuple[str, str]] = [
+    *((dialect, path) for dialect, (path, _) in sorted(CREATE.items())),
+    ("gemini", GEMINI_CREATE),
+    ("vertex", "/v1/publishers/google/models/veo-3.0-generate-001:predictLongRunning"),
+    ("openai", "/v1/videos/extensions"),
+    ("openai", "/v1/videos/edits"),
+]
+MULTIPART_CREATES = ["/v1/videos", "/v1/videos/extensions", "/v1/videos/edits"]
 
+
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def limited(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A server with the 300 kB body limit, under each of uvicorn's HTTP/1.1 parsers."""
+    data = tmp_path_factory.mktemp(f"limited-{request.param}")
+    settings = make_settings(data, max_body_bytes=300_000, http_protocol=request.param)
+    with live_server(settings, workers=0) as live:
+        yield live
+
+
+def _over_the_limit_json() -> bytes:
+    return json.dumps({"model": "veo-3.0-generate-001", "prompt": "p" * 400_000}).encode()
+
+
+def _over_the_limit_multipart(path: str) -> tuple[bytes, str]:
+    """A multipart create whose file part alone is over the server's 300 kB body limit."""
+    part = "video" if path != "/v1/videos" else "input_reference"
+    request = httpx.Request(
+        "POST",
+        "http://kinema" + path,
+        data={"model": "veo-3.0-generate-001", "prompt": "p"},
+        files={part: ("big.png", b"\x89PNG" + b"\0" * 400_000, "image/png")},
+    )
+    return request.read(), request.headers["content-type"]
+
+
+def _in_chunks(raw: bytes) -> Iterator[bytes]:
+    for start in range(0, len(raw), 16_384):
+        yield raw[start : start + 16_384]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize(("dialect", "path"), CREATES)
+def test_every_json_create_over_the_limit_is_a_413(
+    limited: LiveServer, dialect: str, path: str, chunked: bool
+):
+    server = limited
+    raw = _over_the_limit_json()
     before = stored(server)
     with httpx.Client(base_url=server.url, timeout=60) as client:
         response = client.post(
-            "/v2/video/generations",
-            content=chunks(),
+            path,
+            content=_in_chunks(raw) if chunked else raw,
             headers={
                 "Authorization": f"Bearer {server.api_key}",
+                "x-goog-api-key": server.api_key,
                 "Content-Type": "application/json",
             },
         )
-    refused(server, "aimlapi", response, before)
+    refused(server, dialect, response, before)
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_poll_body_over_the_limit_is_a_413(limited: LiveServer, chunked: bool):
+    """Vertex polls by POST, on the poll lane ahead of FastAPI: the same limit holds."""
+    raw = json.dumps({"operationName": "o" * 400_000}).encode()
+    with httpx.Client(base_url=limited.url, timeout=60) as client:
+        response = client.post(
+            "/v1/publishers/google/models/veo-3.0-generate-001:fetchPredictOperation",
+            content=_in_chunks(raw) if chunked else raw,
+            headers={"Authorization": f"Bearer {limited.api_key}"},
+        )
+    assert_envelope("vertex", response, 413)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("path", MULTIPART_CREATES)
+def test_every_multipart_create_over_the_limit_is_a_413(
+    limited: LiveServer, path: str, chunked: bool
+):
+    server = limited
+    raw, content_type = _over_the_limit_multipart(path)
+    before = stored(server)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        response = client.post(
+            path,
+            content=_in_chunks(raw) if chunked else raw,
+            headers={"Authorization": f"Bearer {server.api_key}", "Content-Type": content_type},
+        )
+    if chunked:
+        assert "content-length" not in response.request.headers
+    refused(server, "openai", response, before)
     assert response.status_code == 413
 
 

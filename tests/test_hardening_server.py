@@ -1,19 +1,45 @@
-"""The server process itself: connections that never finish their headers are closed,
+"""The server process itself, under both of uvicorn's HTTP/1.1 implementations:
+connections that never finish their headers or bodies are closed (a late body is a 408),
 no secret reaches a log line, and partial files of a killed process are cleaned up."""
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import socket
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from kinema.runtime import Runtime
-from tests.hardening_support import QUICK_CATALOG, Receiver
-from tests.support import ServerProcess, free_port, live_server, make_settings
+from kinema.server import uvicorn_config
+from kinema.settings import Settings
+from tests.hardening_support import QUICK_CATALOG, Receiver, assert_envelope, quick_settings
+from tests.support import (
+    LiveServer,
+    ServerProcess,
+    encode_image,
+    free_port,
+    live_server,
+    make_settings,
+    pattern_image,
+)
+
+PROTOCOLS = {"httptools": HttpToolsProtocol, "h11": H11Protocol}
+
+
+def _serving(settings: Settings, protocol: str) -> Settings:
+    """``settings``, checked to make the server speak HTTP through ``protocol``."""
+    config = uvicorn_config(None, settings, host="127.0.0.1", port=0, log_level="warning")
+    assert isinstance(config.http, type) and issubclass(config.http, PROTOCOLS[protocol])
+    return settings
 
 
 def _closed_within(sock: socket.socket, timeout_s: float) -> bool:
@@ -31,13 +57,18 @@ def _closed_within(sock: socket.socket, timeout_s: float) -> bool:
     return False
 
 
+@pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
 @pytest.mark.parametrize(
     "opening",
     [b"", b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "],
     ids=["silent", "unfinished-headers"],
 )
-def test_connections_that_never_finish_their_headers_are_closed(tmp_path: Path, opening: bytes):
-    settings = make_settings(tmp_path, header_timeout_s=1.0)
+def test_connections_that_never_finish_their_headers_are_closed(
+    tmp_path: Path, opening: bytes, protocol: str
+):
+    settings = _serving(
+        make_settings(tmp_path, header_timeout_s=1.0, http_protocol=protocol), protocol
+    )
     with live_server(settings, workers=0) as server:
         host, port = server.url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port))) as sock:
@@ -46,8 +77,12 @@ def test_connections_that_never_finish_their_headers_are_closed(tmp_path: Path, 
         assert httpx.get(server.url + "/healthz").status_code == 200
 
 
-def test_a_keep_alive_connection_whose_next_headers_stall_is_closed(tmp_path: Path):
-    settings = make_settings(tmp_path, header_timeout_s=1.0, keep_alive_s=30)
+@pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
+def test_a_keep_alive_connection_whose_next_headers_stall_is_closed(tmp_path: Path, protocol: str):
+    settings = _serving(
+        make_settings(tmp_path, header_timeout_s=1.0, keep_alive_s=30, http_protocol=protocol),
+        protocol,
+    )
     with live_server(settings, workers=0) as server:
         host, port = server.url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port))) as sock:
@@ -58,15 +93,190 @@ def test_a_keep_alive_connection_whose_next_headers_stall_is_closed(tmp_path: Pa
             assert _closed_within(sock, 20), "the stalled keep-alive connection is still open"
 
 
-def test_headers_sent_in_pieces_within_the_deadline_are_served(tmp_path: Path):
+@pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
+def test_headers_sent_in_pieces_within_the_deadline_are_served(tmp_path: Path, protocol: str):
     """Headers sent in pieces, finished within the deadline, still get an answer."""
-    settings = make_settings(tmp_path, header_timeout_s=3.0)
+    settings = _serving(
+        make_settings(tmp_path, header_timeout_s=3.0, http_protocol=protocol), protocol
+    )
     with live_server(settings, workers=0) as server:
         host, port = server.url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port))) as sock:
             for piece in (b"GET /healthz HTTP/1.1\r\n", b"Host: 127.0.0.1\r\n", b"\r\n"):
                 sock.sendall(piece)
                 time.sleep(0.2)
+            sock.settimeout(10)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+
+def test_without_httptools_the_server_speaks_h11_with_its_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setitem(sys.modules, "httptools", None)  # as if it were not installed
+    settings = _serving(make_settings(tmp_path, header_timeout_s=1.0), "h11")
+    assert settings.http_protocol == "auto"
+    with live_server(settings, workers=0) as server:
+        assert httpx.get(server.url + "/healthz", timeout=5).status_code == 200
+        with socket.create_connection(_address(server)) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+            assert _closed_within(sock, 20), "the half-open connection is still open"
+
+
+def _address(server: LiveServer) -> tuple[str, int]:
+    host, port = server.url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+def _trickle(sock: socket.socket, data: bytes, limit_s: float) -> tuple[bytes, float]:
+    """Send ``data`` a byte a second until the server answers or closes; what it sent
+    (its response, or b"" for a bare close) and how long after the start that was."""
+    started = time.monotonic()
+    received = b""
+    for byte in data:
+        readable, _, _ = select.select([sock], [], [], 1.0)
+        if readable:
+            break
+        assert time.monotonic() - started < limit_s, "the trickling connection is still open"
+        try:
+            sock.sendall(bytes([byte]))
+        except (BrokenPipeError, ConnectionResetError):
+            return received, time.monotonic() - started
+    else:
+        raise AssertionError("the whole trickle was accepted")
+    answered = time.monotonic() - started
+    sock.settimeout(10)
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received, answered
+
+
+def _response(raw: bytes) -> tuple[int, dict[str, str], Any]:
+    """Status, headers and JSON body of one HTTP/1.1 response read off a socket."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers, json.loads(body) if body else None
+
+
+@pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
+def test_headers_trickled_a_byte_a_second_are_cut_off_at_the_deadline(
+    tmp_path: Path, protocol: str
+):
+    settings = _serving(
+        make_settings(tmp_path, header_timeout_s=2.0, http_protocol=protocol), protocol
+    )
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 60
+    with live_server(settings, workers=0) as server:
+        with socket.create_connection(_address(server)) as sock:
+            sock.sendall(request[:1])
+            # Others are served meanwhile.
+            assert httpx.get(server.url + "/healthz", timeout=5).status_code == 200
+            received, after = _trickle(sock, request[1:], limit_s=20)
+        assert after < 2.0 + 1.5, f"closed only after {after:.1f} s"
+        assert received == b"" or received.startswith(b"HTTP/1.1 408"), received[:200]
+        assert httpx.get(server.url + "/healthz", timeout=5).status_code == 200
+
+
+def _stored(server: LiveServer) -> int:
+    return sum(len(server.runtime.store.list(key.id)) for key in server.runtime.keys.list())
+
+
+def _post_head(server: LiveServer, path: str, body: bytes, content_type: str) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {server.api_key}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+
+
+def _chunked_head(server: LiveServer, path: str, content_type: str) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {server.api_key}\r\nContent-Type: {content_type}\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+
+
+def _multipart() -> tuple[bytes, str]:
+    """An OpenAI create as the SDK sends it: multipart, with a first frame to upload."""
+    request = httpx.Request(
+        "POST",
+        "http://kinema/v1/videos",
+        data={"model": "quick", "prompt": "a slow upload"},
+        files={"input_reference": ("frame.png", encode_image(pattern_image(64, 36)), "image/png")},
+    )
+    return request.read(), request.headers["content-type"]
+
+
+def _slow_request(server: LiveServer, shape: str) -> tuple[str, bytes, bytes, int]:
+    """A request of ``shape``: its dialect, head, body, and how many jobs it creates."""
+    if shape == "json-create":
+        path = "/v2/video/generations"
+        body = json.dumps({"model": "quick", "prompt": "a slow upload " * 10}).encode()
+        return "aimlapi", _post_head(server, path, body, "application/json"), body, 1
+    if shape == "chunked-multipart-create":
+        form, content_type = _multipart()
+        body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(form), form)
+        return "openai", _chunked_head(server, "/v1/videos", content_type), body, 1
+    # Vertex polls by POST, served ahead of FastAPI: a job to poll first.
+    resource = "/v1/publishers/google/models/quick"
+    with server.client() as client:
+        created = client.post(
+            f"{resource}:predictLongRunning", json={"instances": [{"prompt": "p"}]}
+        )
+    assert created.status_code == 200, created.text
+    body = json.dumps({"operationName": created.json()["name"]}).encode()
+    head = _post_head(server, f"{resource}:fetchPredictOperation", body, "application/json")
+    return "vertex", head, body, 0
+
+
+@pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
+@pytest.mark.parametrize("shape", ["json-create", "chunked-multipart-create", "poll"])
+def test_a_body_trickled_a_byte_a_second_is_a_408_at_the_deadline(
+    tmp_path: Path, protocol: str, shape: str
+):
+    settings = _serving(
+        quick_settings(tmp_path, body_timeout_s=2.0, http_protocol=protocol), protocol
+    )
+    with live_server(settings, workers=0) as server:
+        dialect, head, body, creates = _slow_request(server, shape)
+        before = _stored(server)
+        with socket.create_connection(_address(server)) as sock:
+            sock.sendall(head + body[:5])
+            assert httpx.get(server.url + "/healthz", timeout=5).status_code == 200
+            received, after = _trickle(sock, body[5:], limit_s=20)
+        assert after < 2.0 + 1.5, f"answered only after {after:.1f} s"
+        status, headers, error = _response(received)
+        assert status == 408, received[:500]
+        assert headers.get("connection") == "close", headers
+        assert_envelope(dialect, httpx.Response(status, json=error), 408)
+        assert _stored(server) == before, "a timed-out request stored a job"
+        # The same request, sent at once, is served.
+        with socket.create_connection(_address(server)) as sock:
+            sock.sendall(head + body)
+            sock.settimeout(10)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        assert _stored(server) == before + creates
+
+
+@pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
+def test_a_body_sent_in_pieces_within_the_deadline_is_served(tmp_path: Path, protocol: str):
+    settings = _serving(
+        quick_settings(tmp_path, body_timeout_s=3.0, http_protocol=protocol), protocol
+    )
+    with live_server(settings, workers=0) as server:
+        body = json.dumps({"model": "quick", "prompt": "in three pieces"}).encode()
+        with socket.create_connection(_address(server)) as sock:
+            sock.sendall(_post_head(server, "/v2/video/generations", body, "application/json"))
+            for piece in (body[:10], body[10:20], body[20:]):
+                time.sleep(0.4)
+                sock.sendall(piece)
             sock.settimeout(10)
             assert sock.recv(65536).startswith(b"HTTP/1.1 200")
 

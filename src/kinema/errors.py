@@ -122,6 +122,13 @@ class PayloadTooLarge(KinemaError):
     code = "payload_too_large"
 
 
+class RequestTimeout(KinemaError):
+    """The request body did not arrive in time (``KINEMA_BODY_TIMEOUT_S``)."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class JobStillRunning(KinemaError):
     """A job asked to stop has not stopped yet; the client should retry shortly."""
 

@@ -1,23 +1,25 @@
 """Running the app under uvicorn: in the foreground (``kinema serve``) or in a background
 thread on a free loopback port (``kinema generate`` without ``--server``).
 
-Both run with the same connection rules: a connection must finish its request headers
-within ``header_timeout_s`` (half-open and trickling connections are closed), idle
-keep-alive connections close after ``keep_alive_s``, uvicorn's own proxy-header handling
-is off (``api.middleware`` honours X-Forwarded-* from trusted proxies only), and every
-log line passes through ``logsafe.SecretFilter``.
+Both run with the same connection rules, under either of uvicorn's HTTP/1.1 parsers
+(``http_protocol``): a connection must finish its request headers within
+``header_timeout_s`` (half-open and trickling connections are closed; a request's body has
+its own deadline, ``body_timeout_s``, kept by ``api.middleware``), idle keep-alive
+connections close after ``keep_alive_s``, uvicorn's own proxy-header handling is off
+(``api.middleware`` honours X-Forwarded-* from trusted proxies only), and every log line
+passes through ``logsafe.SecretFilter``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import threading
 import time
 from types import TracebackType
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from kinema.api.app import create_app
 from kinema.observability.logs import configure_logging
@@ -25,46 +27,71 @@ from kinema.runtime import Runtime
 from kinema.settings import Settings
 
 
-def header_deadline_protocol(timeout_s: float) -> type[HttpToolsProtocol]:
-    """uvicorn's HTTP/1.1 protocol, closing connections whose request headers are not
-    complete ``timeout_s`` after the connection opened or its previous response ended
-    (uvicorn itself waits for them forever)."""
+class _HeaderDeadline(asyncio.Protocol):
+    """Mixed in ahead of one of uvicorn's HTTP/1.1 protocols (httptools or h11): closes a
+    connection whose request headers are not complete ``header_timeout_s`` after it opened,
+    or after the first byte that follows its previous response (uvicorn itself waits for
+    them forever). Both protocols start a request's cycle when its headers are complete,
+    so "waiting for headers" is the same test under either."""
 
-    class HeaderDeadlineProtocol(HttpToolsProtocol):
-        _header_timer: asyncio.TimerHandle | None = None
+    header_timeout_s: float
+    cycle: Any
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    _header_timer: asyncio.TimerHandle | None = None
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._awaiting_headers() and self._header_timer is None:
             self._arm_header_timer()
-
-        def data_received(self, data: bytes) -> None:
-            between_requests = self.cycle is None or self.cycle.response_complete
-            if between_requests and self._header_timer is None:
-                self._arm_header_timer()
-            super().data_received(data)
-
-        def on_headers_complete(self) -> None:
+        super().data_received(data)
+        if not self._awaiting_headers():
             self._disarm_header_timer()
-            super().on_headers_complete()
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm_header_timer()
-            super().connection_lost(exc)
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
 
-        def _arm_header_timer(self) -> None:
-            self._header_timer = self.loop.call_later(timeout_s, self._headers_too_slow)
+    def _awaiting_headers(self) -> bool:
+        return self.cycle is None or bool(self.cycle.response_complete)
 
-        def _disarm_header_timer(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
+    def _arm_header_timer(self) -> None:
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
 
-        def _headers_too_slow(self) -> None:
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
             self._header_timer = None
-            if not self.transport.is_closing():
-                self.transport.close()
 
-    return HeaderDeadlineProtocol
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        # An upgraded connection belongs to another protocol now.
+        if self.transport.get_protocol() is self and not self.transport.is_closing():
+            self.transport.close()
+
+
+def http_protocol(name: str, header_timeout_s: float) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP/1.1 protocol ``name`` ("auto": httptools when it is installed, else
+    h11, as uvicorn chooses), with the request-header deadline of ``_HeaderDeadline``."""
+    if name == "auto":
+        name = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+    base: type[asyncio.Protocol]
+    if name == "httptools":
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        base = HttpToolsProtocol
+    else:
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+
+        base = H11Protocol
+    return type(
+        f"HeaderDeadline{base.__name__}",
+        (_HeaderDeadline, base),
+        {"header_timeout_s": header_timeout_s},
+    )
 
 
 def uvicorn_config(
@@ -76,7 +103,7 @@ def uvicorn_config(
         port=port,
         log_level=log_level,
         log_config=None,  # uvicorn's lines go through kinema's handlers (and SecretFilter)
-        http=header_deadline_protocol(settings.header_timeout_s),
+        http=http_protocol(settings.http_protocol, settings.header_timeout_s),
         timeout_keep_alive=max(1, round(settings.keep_alive_s)),
         proxy_headers=False,
         timeout_graceful_shutdown=5,

@@ -48,7 +48,12 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = 20 * 1024 * 1024  # larger request bodies are answered 413
     header_timeout_s: float = 10.0  # a connection must finish its request headers in this
+    # A request's body must have arrived this long after its headers; a slower one gets 408.
+    body_timeout_s: float = 120.0
     keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
+    # uvicorn's HTTP/1.1 parser: "httptools" (C), "h11" (pure Python), or "auto" (httptools
+    # when installed). The header and body deadlines hold under both.
+    http_protocol: Literal["auto", "httptools", "h11"] = "auto"
     auth_disabled: bool = False  # development only: every request is the "anonymous" owner
     key_cache_s: float = 2.0  # how long a verified API key is trusted without a re-check
     rate_limit_per_minute: int = 0  # requests per key per minute, per API process; 0 = no limit

@@ -55,14 +55,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     mount(app, served)
     app.include_router(ops.router)
     app.include_router(playground.router)
-    # Every request, polls included, passes the guard first (proxies, Host, body size),
-    # inside the request-id and latency middleware.
+    # Every request, polls included, passes the guard first (proxies, Host, body size and
+    # deadline), inside the request-id and latency middleware.
     guard = RequestGuard(
         app.route,
         render=path_renderer(served),
         trusted_hosts=runtime.settings.trusted_hosts,
         trusted_proxies=runtime.settings.trusted_proxies,
         max_body_bytes=runtime.settings.max_body_bytes,
+        body_timeout_s=runtime.settings.body_timeout_s,
     )
     app.front = ops.RequestMiddleware(guard, metrics=runtime.metrics)
 

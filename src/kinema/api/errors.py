@@ -16,17 +16,27 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
-from kinema.errors import FieldProblem, InvalidRequest, KinemaError, MethodNotAllowed, RateLimited
+from kinema.errors import (
+    FieldProblem,
+    InvalidRequest,
+    KinemaError,
+    MethodNotAllowed,
+    RateLimited,
+    RequestTimeout,
+)
 
 ErrorRenderer = Callable[[Request, KinemaError], Response]
 
 
 def error_headers(error: KinemaError) -> dict[str, str]:
-    """Headers every dialect adds to an error response (``Retry-After`` on 429)."""
+    """Headers every dialect adds to an error response (``Retry-After`` on 429, ``Allow``
+    on 405, and ``Connection: close`` on 408: the rest of a late body is not waited for)."""
     if isinstance(error, RateLimited):
         return {"Retry-After": str(max(1, math.ceil(error.retry_after_s)))}
     if isinstance(error, MethodNotAllowed) and error.allow:
         return {"Allow": error.allow}
+    if isinstance(error, RequestTimeout):
+        return {"Connection": "close"}
     return {}
 
 

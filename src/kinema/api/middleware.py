@@ -8,24 +8,30 @@ and how large its body is.
   a host name at all is a 400 in any case. A job keeps its creating request's base URL
   for its links, so this is what stands between a forged Host and a client's links.
 - A body longer than ``max_body_bytes`` is a 413: at once when ``Content-Length`` says
-  so, else as soon as that many bytes have arrived.
+  so, else as soon as that many bytes have arrived (a chunked body, any content type).
+- A body not complete ``body_timeout_s`` after the request's headers is a 408, with
+  ``Connection: close``: a client trickling its body holds a connection no longer than
+  that. (The headers' own deadline is the HTTP protocol's, in ``kinema.server``.)
 
-Errors are rendered in the envelope of the dialect whose path the request is under.
+Errors are rendered in the envelope of the dialect whose path the request is under. A body
+the guard stopped is answered by the guard itself, whatever the app made of the exception
+its ``receive`` raised (a form parser may take it for a malformed body), and before the app
+could act on a body it never got whole.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kinema.errors import InvalidRequest, KinemaError, PayloadTooLarge
+from kinema.errors import InvalidRequest, KinemaError, PayloadTooLarge, RequestTimeout
 
 PathRenderer = Callable[[Request, KinemaError], Response]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -41,6 +47,57 @@ def too_large(limit: int) -> str:
     return f"the request body is larger than this server accepts ({limit} bytes)"
 
 
+class BodyRefused(HTTPException):
+    """Raised from ``receive`` once the guard stopped a request body (``error`` says why).
+
+    An ``HTTPException``, which FastAPI's body reading passes on rather than calling it a
+    parse error; the guard answers with ``error`` in any case.
+    """
+
+    def __init__(self, error: KinemaError) -> None:
+        super().__init__(error.status, error.message)
+        self.error = error
+
+
+class _Body:
+    """One request's body as the app reads it through ``receive``: stopped past ``limit``
+    bytes, or when it is not complete by ``deadline`` (event-loop time). Once complete,
+    reads pass through untouched: they wait for the client to disconnect (a stream)."""
+
+    def __init__(self, receive: Receive, limit: int, timeout_s: float) -> None:
+        self._receive = receive
+        self.limit = limit
+        self.timeout_s = timeout_s
+        self.deadline = asyncio.get_running_loop().time() + timeout_s
+        self.seen = 0
+        self.complete = False
+        self.refusal: KinemaError | None = None
+
+    async def receive(self) -> Message:
+        if self.refusal is not None:
+            raise BodyRefused(self.refusal)
+        if self.complete:
+            return await self._receive()
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                message = await self._receive()
+        except TimeoutError:
+            seconds = f"{self.timeout_s:g}"
+            raise self._refuse(
+                RequestTimeout(f"the request body did not arrive within {seconds} s")
+            ) from None
+        if message["type"] == "http.request":
+            self.seen += len(message.get("body", b""))
+            if self.seen > self.limit:
+                raise self._refuse(PayloadTooLarge(too_large(self.limit)))
+            self.complete = not message.get("more_body", False)
+        return message
+
+    def _refuse(self, error: KinemaError) -> BodyRefused:
+        self.refusal = error
+        return BodyRefused(error)
+
+
 class RequestGuard:
     def __init__(
         self,
@@ -50,6 +107,7 @@ class RequestGuard:
         trusted_hosts: Sequence[str] = (),
         trusted_proxies: Sequence[str] = (),
         max_body_bytes: int = 20 * 2**20,
+        body_timeout_s: float = 120.0,
     ) -> None:
         self.app = app
         self.render = render
@@ -58,6 +116,7 @@ class RequestGuard:
             ipaddress.ip_network(p, strict=False) for p in trusted_proxies
         )
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,7 +129,27 @@ class RequestGuard:
         if error is not None:
             await self.render(Request(scope), error)(scope, receive, send)
             return
-        await self.app(scope, self._limited(receive), send)
+        await self._serve(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app on a guarded body; answer for it if the guard stopped the body."""
+        body = _Body(receive, self.max_body_bytes, self.body_timeout_s)
+        responded = False
+
+        async def send_unless_refused(message: Message) -> None:
+            nonlocal responded
+            if body.refusal is not None and not responded:
+                return  # the app's answer to a body it never got whole; the guard answers
+            responded = True
+            await send(message)
+
+        try:
+            await self.app(scope, body.receive, send_unless_refused)
+        except BodyRefused:
+            if responded:  # too late to answer: the server closes the connection
+                raise
+        if body.refusal is not None and not responded:
+            await self.render(Request(scope), body.refusal)(scope, receive, send)
 
     # --- proxies ---
 
@@ -146,20 +225,3 @@ class RequestGuard:
         if int(text) > self.max_body_bytes:
             return PayloadTooLarge(too_large(self.max_body_bytes))
         return None
-
-    def _limited(self, receive: Receive) -> Receive:
-        """``receive`` that stops a body (without a Content-Length) past the limit."""
-        seen = 0
-        limit = self.max_body_bytes
-
-        async def limited() -> Message:
-            nonlocal seen
-            message: Any = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    # Rendered by the app's HTTPException handler in the path's dialect.
-                    raise HTTPException(413, too_large(limit))
-            return message
-
-        return limited

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -136,25 +136,22 @@ async def read_derived_body(request: Request, max_video_bytes: int) -> DerivedBo
 
 async def _read_form(request: Request, max_video_bytes: int) -> DerivedBody:
     body = DerivedBody({}, None, None)
-    try:
-        async with request.form(max_part_size=math.ceil(max_video_bytes * 4 / 3)) as form:
-            seen: set[str] = set()
-            for key, value in form.multi_items():
-                if key in seen:
-                    raise InvalidRequest.for_field(key, "was given more than once")
-                seen.add(key)
-                if key == "video" and isinstance(value, UploadFile):
-                    body.upload = await _upload_as_data_uri(value, max_video_bytes)
-                elif isinstance(value, UploadFile):
-                    raise InvalidRequest.for_field(key, "must be a text field, not a file")
-                elif key == VIDEO_ID:
-                    body.video_id = value
-                elif key in _SCALARS:
-                    body.fields[key] = value
-                else:
-                    raise _unknown_parameter(key)
-    except HTTPException as error:  # Starlette's answer to a malformed multipart body
-        raise InvalidRequest(str(error.detail)) from None
+    async with request.form(max_part_size=math.ceil(max_video_bytes * 4 / 3)) as form:
+        seen: set[str] = set()
+        for key, value in form.multi_items():
+            if key in seen:
+                raise InvalidRequest.for_field(key, "was given more than once")
+            seen.add(key)
+            if key == "video" and isinstance(value, UploadFile):
+                body.upload = await _upload_as_data_uri(value, max_video_bytes)
+            elif isinstance(value, UploadFile):
+                raise InvalidRequest.for_field(key, "must be a text field, not a file")
+            elif key == VIDEO_ID:
+                body.video_id = value
+            elif key in _SCALARS:
+                body.fields[key] = value
+            else:
+                raise _unknown_parameter(key)
     return body
 
 

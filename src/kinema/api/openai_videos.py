@@ -50,7 +50,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
@@ -236,28 +236,25 @@ async def read_create_body(request: Request) -> CreateBody:
 async def _read_form(request: Request, max_image_bytes: int) -> CreateBody:
     # A data: URI in ``input_reference[image_url]`` is a form field, not a file part.
     max_field = math.ceil(max_image_bytes * 4 / 3) + 1024
-    try:
-        async with request.form(max_part_size=max_field) as form:
-            items = form.multi_items()
-            _refuse_repeats([key for key, _ in items])
-            fields: dict[str, Any] = {}
-            image: str | None = None
-            image_param = "input_reference"
-            for key, value in items:
-                if key == "input_reference" and isinstance(value, UploadFile):
-                    image = await _upload_as_data_uri(value, max_image_bytes)
-                elif isinstance(value, UploadFile):
-                    raise InvalidRequest.for_field(key, "must be a text field, not a file")
-                elif key in ("input_reference", _IMAGE_URL):
-                    image, image_param = value, key
-                elif key == _FILE_ID:
-                    raise _file_id_unsupported(key)
-                elif key in _SCALARS:
-                    fields[key] = value
-                else:
-                    raise _unknown_parameter(key)
-    except HTTPException as error:  # Starlette's answer to a malformed multipart body
-        raise InvalidRequest(str(error.detail)) from None
+    async with request.form(max_part_size=max_field) as form:
+        items = form.multi_items()
+        _refuse_repeats([key for key, _ in items])
+        fields: dict[str, Any] = {}
+        image: str | None = None
+        image_param = "input_reference"
+        for key, value in items:
+            if key == "input_reference" and isinstance(value, UploadFile):
+                image = await _upload_as_data_uri(value, max_image_bytes)
+            elif isinstance(value, UploadFile):
+                raise InvalidRequest.for_field(key, "must be a text field, not a file")
+            elif key in ("input_reference", _IMAGE_URL):
+                image, image_param = value, key
+            elif key == _FILE_ID:
+                raise _file_id_unsupported(key)
+            elif key in _SCALARS:
+                fields[key] = value
+            else:
+                raise _unknown_parameter(key)
     return CreateBody(fields, image, image_param)
 
 

@@ -21,13 +21,12 @@ from typing import Any
 import orjson
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
-from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kinema.api.dialect import Dialect, Poll
 from kinema.api.events import job_event_stream
-from kinema.errors import InvalidRequest, KinemaError, PayloadTooLarge
+from kinema.errors import InvalidRequest, KinemaError
 from kinema.runtime import Runtime
 from kinema.views import JobView
 
@@ -35,12 +34,7 @@ log = logging.getLogger(__name__)
 
 
 async def _json_body(request: Request) -> Any:
-    try:
-        raw = await request.body()
-    except HTTPException as error:  # the request guard's body limit
-        if error.status_code != 413:
-            raise
-        raise PayloadTooLarge(str(error.detail)) from None
+    raw = await request.body()  # a body the request guard stops, it answers for
     if not raw:
         return None
     try:
