@@ -91,6 +91,23 @@ def test_download_links_with_odd_expires_are_refused_without_a_key(
     assert_envelope("files", response, 403)
 
 
+@pytest.mark.parametrize(
+    ("key", "signature"),
+    [
+        ("jobs/x/video.mp4", "%C3%A9" * 32),  # non-ASCII: hmac.compare_digest raised
+        ("jobs/x/video.mp4", "%ED%A0%80"),  # a lone surrogate
+        ("jobs/%ED%A0%80/video.mp4", "00"),  # one in the key itself
+        ("jobs/x/%F0%9F%8E%AC.mp4", "%00" * 64),
+    ],
+)
+def test_download_links_with_odd_signatures_are_a_403(
+    server: LiveServer, key: str, signature: str
+):
+    url = f"{server.url}/files/{key}?expires=99999999&signature={signature}"
+    response = httpx.get(url)
+    assert_envelope("files", response, 403)
+
+
 @pytest.mark.parametrize("head", ["\u00b2", "\uff11", "9" * 5000])
 def test_unified_poll_of_a_task_id_with_odd_digits_is_a_404(server: LiveServer, head: str):
     path, body = CREATE["unified"]

@@ -30,7 +30,8 @@ class LinkSigner:
         self._clock = clock
 
     def _signature(self, key: str, expires: int) -> str:
-        message = f"{key}\n{expires}".encode()
+        # surrogatepass: a key decoded from a hostile path may hold lone surrogates
+        message = f"{key}\n{expires}".encode("utf-8", "surrogatepass")
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
     def path_for(self, key: str, *, ttl_s: int | None = None) -> str:
@@ -46,7 +47,9 @@ class LinkSigner:
         if not expires or not signature or not _EXPIRES.fullmatch(expires):
             raise Forbidden("this link is not signed")
         expected = self._signature(key, int(expires))
-        if not hmac.compare_digest(expected, signature):
+        # as bytes: compare_digest refuses str with non-ASCII characters (a TypeError)
+        given = signature.encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(expected.encode("ascii"), given):
             raise Forbidden("this link's signature is not valid")
         if int(expires) < self._clock():
             raise LinkExpired("this link has expired; poll the generation again for a fresh one")
