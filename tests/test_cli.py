@@ -122,3 +122,29 @@ def test_generate_with_a_wrong_key_for_the_server_fails(tmp_path: Path):
     assert result.returncode == 1
     assert "401" in result.stderr
     assert not (tmp_path / "never.mp4").exists()
+
+
+def test_generate_extends_an_earlier_generation_by_its_id(tmp_path: Path):
+    common = ["--model", "google/veo-3.1-i2v-fast", "--resolution", "720p", "--no-audio"]
+    with live_server(make_settings(tmp_path / "remote"), workers=1) as live:
+        server = ["--server", live.url, "--api-key", live.api_key]
+        source = tmp_path / "source.mp4"
+        first = kinema(
+            tmp_path, "generate", str(SAMPLE), "Zoom in slowly", "-o", str(source),
+            *server, *common,
+        )
+        assert first.returncode == 0, first.stderr + first.stdout
+        generation = first.stdout.strip().splitlines()[-1].removeprefix("generation ")
+        joined = tmp_path / "joined.mp4"
+        second = kinema(
+            tmp_path, "generate", "-", "The camera keeps going", "-o", str(joined),
+            "--extend", generation, "--duration", "4", *server, *common,
+        )
+        assert second.returncode == 0, second.stderr + second.stdout
+        with_image = kinema(
+            tmp_path, "generate", str(SAMPLE), "x", "--extend", generation, *server, *common
+        )
+    before, after = probe(source.read_bytes()), probe(joined.read_bytes())
+    assert (after.width, after.height) == (before.width, before.height)
+    assert after.frames == before.frames + 4 * 24
+    assert with_image.returncode == 2 and "--extend" in with_image.stderr

@@ -135,16 +135,27 @@ def generate(
     aspect_ratio: Annotated[str | None, typer.Option(help="16:9 or 9:16.")] = None,
     audio: Annotated[bool | None, typer.Option("--audio/--no-audio", help="Sound.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (models that take one).")] = None,
+    extend: Annotated[
+        str | None,
+        typer.Option(
+            help="Id of an earlier generation to extend by --duration more seconds (IMAGE "
+            "must be '-'; models that extend videos, e.g. google/veo-3.1-i2v-fast)."
+        ),
+    ] = None,
 ) -> None:
-    """Animate IMAGE as PROMPT describes and save the MP4."""
+    """Animate IMAGE as PROMPT describes and save the MP4; print the generation's id."""
     fields: dict[str, Any] = {
         "duration": duration,
         "resolution": resolution,
         "aspect_ratio": aspect_ratio,
         "generate_audio": audio,
         "seed": seed,
+        "extend_from": extend,
     }
     source = None if image == "-" else image
+    if extend is not None and source is not None:
+        errors.print("[red]error:[/red] --extend starts on the earlier video: give '-' as IMAGE")
+        raise typer.Exit(2)
     with ExitStack() as stack:
         if server is None:
             server, api_key = stack.enter_context(_embedded_server())
@@ -160,7 +171,11 @@ def generate(
         )
         task = progress.add_task("queued", total=100)
 
+        generation_id = ""
+
         def show(generation: dict[str, Any]) -> None:
+            nonlocal generation_id
+            generation_id = str(generation.get("id", generation_id))
             done = 100 if generation.get("status") == "completed" else generation.get("progress")
             progress.update(task, description=str(generation.get("status")), completed=done or 0)
 
@@ -173,6 +188,7 @@ def generate(
             errors.print(f"[red]error:[/red] {error}")
             raise typer.Exit(1) from None
     console.print(f"wrote [bold]{path}[/bold] ({path.stat().st_size / 1e6:.1f} MB)")
+    console.print(f"generation {generation_id}")
 
 
 @contextmanager
