@@ -19,6 +19,7 @@ from kinema.errors import Forbidden, LinkExpired
 # ``expires`` is a unix time: ASCII digits only (``str.isdigit`` takes "²", which ``int``
 # refuses), and no more of them than a time needs.
 _EXPIRES = re.compile(r"[0-9]{1,12}")
+_RECENT_LINKS = 4096
 
 
 class LinkSigner:
@@ -28,6 +29,7 @@ class LinkSigner:
         self._secret = secret
         self.ttl_s = ttl_s
         self._clock = clock
+        self._recent: dict[tuple[str, int], str] = {}
 
     def _signature(self, key: str, expires: int) -> str:
         # surrogatepass: a key decoded from a hostile path may hold lone surrogates
@@ -35,9 +37,20 @@ class LinkSigner:
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
     def path_for(self, key: str, *, ttl_s: int | None = None) -> str:
-        """The signed path (with query) for ``key``, valid for ``ttl_s`` seconds."""
+        """The signed path (with query) for ``key``, valid for ``ttl_s`` seconds.
+
+        Polls of one job within one second sign the same link: the last few thousand are
+        kept, so a busy poll costs a dictionary lookup instead of an HMAC.
+        """
         expires = int(self._clock()) + (self.ttl_s if ttl_s is None else ttl_s)
-        return f"/files/{quote(key)}?expires={expires}&signature={self._signature(key, expires)}"
+        path = self._recent.get((key, expires))
+        if path is None:
+            signature = self._signature(key, expires)
+            path = f"/files/{quote(key)}?expires={expires}&signature={signature}"
+            if len(self._recent) >= _RECENT_LINKS:
+                self._recent.clear()  # links of past seconds: never asked for again
+            self._recent[(key, expires)] = path
+        return path
 
     def expires_at(self, *, ttl_s: int | None = None) -> int:
         return int(self._clock()) + (self.ttl_s if ttl_s is None else ttl_s)
