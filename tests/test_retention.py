@@ -137,3 +137,37 @@ def test_a_file_removed_while_its_download_starts_still_serves_whole(
         assert served.status_code == 200 and served.content == whole
         assert probe(served.content).frames == 96
     assert after.status_code == 404 and after.json()["statusCode"] == 404
+
+
+ODD_RANGES = [
+    "bytes=abc",
+    "bytes=5-2",
+    "bites=0-1",
+    "bytes=--1",
+    "bytes=-0",
+    "bytes=999999999-",
+    "bytes=" + "9" * 400 + "-",
+    "bytes=0-0," + ",".join(f"{i}-{i}" for i in range(1, 5000)),
+    "bytes=0-1,0-1",
+    "bytes=\u00b2-\u00b3",
+]
+
+
+def test_odd_range_headers_on_a_download_are_answered_without_a_5xx(keeping: LiveServer):
+    """Every odd ``Range`` gets a 4xx, or the bytes it names (or the whole file)."""
+    dialect = DIALECTS["aimlapi"]
+    with keeping.client() as client:
+        wire_id = dialect.create(client)
+        url = dialect.video_url(dialect.wait(client, wire_id))
+        assert url
+        whole = client.get(url).content
+        for value in ODD_RANGES:
+            response = client.get(url, headers={"Range": value.encode("utf-8")})
+            assert response.status_code < 500, (value[:40], response.status_code)
+            if response.status_code == 200:
+                assert response.content == whole
+            elif response.status_code == 206:
+                if response.headers["content-type"].startswith("multipart/byteranges"):
+                    assert response.content.count(b"Content-Range: bytes ") >= 2
+                else:
+                    assert response.content and response.content in whole
