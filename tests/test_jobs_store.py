@@ -121,6 +121,34 @@ def test_worker_writes_to_a_finished_job_raise_lease_lost(store: JobStore):
     assert store.get_any(job.id).status is JobStatus.SUCCEEDED
 
 
+def test_jobs_the_supervisor_ends_are_handed_over_once_committed(
+    store: JobStore, fake_clock: FakeClock
+):
+    """A lost worker's job on its last attempt fails with ``worker_lost``; one with a
+    cancel request ends cancelled; one with attempts left goes back to the queue. Only
+    the two that ended reach ``on_finished`` (the metrics count them)."""
+    last = submit(store)
+    claim(store, lease_s=10)
+    fake_clock.advance(11)
+    assert store.requeue_expired(max_attempts=3) == 1
+    assert claim(store, lease_s=10).attempt == 2  # ``last`` is on its second attempt
+    asked, again = submit(store), submit(store)
+    claim(store, lease_s=10)
+    claim(store, lease_s=10)
+    store.cancel("alice", asked.id)
+    fake_clock.advance(11)
+    ended: list[Job] = []
+
+    recovered = store.requeue_expired(max_attempts=2, on_finished=ended.append)
+
+    assert recovered == 3
+    assert {job.id: job.status for job in ended} == {
+        last.id: JobStatus.FAILED,
+        asked.id: JobStatus.CANCELLED,
+    }
+    assert store.get_any(again.id).status is JobStatus.QUEUED
+
+
 def test_old_attempt_is_fenced_off_after_requeue_and_reclaim(
     store: JobStore, fake_clock: FakeClock
 ):

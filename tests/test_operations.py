@@ -121,6 +121,29 @@ def test_metrics_count_jobs_created_and_finished_as_they_run(live: LiveServer):
     assert value(after, "kinema_http_request_duration_seconds_count", **polls) >= 2
 
 
+def test_jobs_the_supervisor_ends_are_counted_as_finished(tmp_path: Path):
+    """An off-peak job still queued past ``off_peak_max_age_s`` is cancelled by the
+    worker pool's supervisor, not by an attempt: it counts as finished all the same."""
+    settings = make_settings(
+        tmp_path,
+        catalog_path=write_catalog(tmp_path, frame_s=0.3),
+        off_peak_max_age_s=0.5,
+        heartbeat_s=0.1,
+    )
+    with live_server(settings, workers=1) as live, live.client() as client:
+        busy = client.post(
+            "/v1/video/generations", json={"model": "slow", "prompt": "busy", "seconds": 4}
+        ).json()
+        late = client.post(
+            "/v1/video/generations", json={"model": "slow", "prompt": "late", "off_peak": True}
+        ).json()
+        assert wait_done(client, late["id"])["status"] == "cancelled"
+        after = scrape(client)
+        client.post(f"/v1/video/generations/{busy['id']}/cancel")
+    finished = dict(model="slow", engine="slow", dialect="v1", state="cancelled")
+    assert value(after, "kinema_jobs_finished_total", **finished) == 1
+
+
 def test_webhook_attempts_are_counted_by_outcome(tmp_path: Path):
     settings = make_settings(
         tmp_path,

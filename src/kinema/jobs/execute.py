@@ -124,6 +124,12 @@ class Executor:
                     video_s=video_s,
                 )
 
+    def count_finished(self, job: Job) -> None:
+        """Report a job the supervisor ended (a lost worker's job failed or cancelled, an
+        overdue off-peak job cancelled), which no attempt of this executor reports."""
+        assert job.status.terminal, job.status
+        self.observer.job_finished(job, engine=self._engine_name(job), state=job.status)
+
     def _engine_name(self, job: Job) -> str:
         spec = self.catalog.models.get(job.model)
         return spec.engine if spec is not None else "unknown"

@@ -162,7 +162,7 @@ class WorkerPool:
     def _expire_off_peak(self) -> None:
         cutoff = datetime.now(UTC) - timedelta(seconds=self.off_peak_max_age_s)
         try:
-            self.store.expire_off_peak(cutoff)
+            self.store.expire_off_peak(cutoff, on_finished=self.executor.count_finished)
         except Exception:
             log.exception("cancelling overdue off-peak jobs failed")
 
@@ -179,7 +179,10 @@ class WorkerPool:
 
     def _requeue_expired(self) -> None:
         try:
-            if self.store.requeue_expired(max_attempts=self.max_attempts):
+            recovered = self.store.requeue_expired(
+                max_attempts=self.max_attempts, on_finished=self.executor.count_finished
+            )
+            if recovered:
                 self._wake.set()
         except Exception:
             log.exception("re-queueing expired jobs failed")

@@ -575,13 +575,16 @@ class JobStore:
             updated_at=now,
         )
 
-    def requeue_expired(self, *, max_attempts: int) -> int:
+    def requeue_expired(
+        self, *, max_attempts: int, on_finished: Callable[[Job], None] | None = None
+    ) -> int:
         """Recover running jobs whose lease ran out (their worker died); returns how many.
 
         Back to the queue while attempts remain, failed with ``worker_lost`` after
         ``max_attempts``, cancelled if the owner asked for it. Each outcome is one UPDATE
         conditioned on the lease still being expired, so a heartbeat that lands first
         keeps its job, and one that lands after finds the attempt gone (``LeaseLost``).
+        ``on_finished`` gets each job this ended, once committed (the metrics count them).
         """
         now = self._clock()
         expired = and_(jobs.c.status == _RUNNING, jobs.c.lease_until < now)
@@ -605,7 +608,7 @@ class JobStore:
             .where(expired, not_asked, jobs.c.attempt < max_attempts)
             .values(status=_QUEUED, progress=0.0, worker_id=None, **gone),
         ]
-        return self._apply_all(outcomes)
+        return self._apply_all(outcomes, on_finished)
 
     def expire_finished(self, finished_before: datetime) -> builtins.list[str]:
         """Mark succeeded jobs that finished before ``finished_before`` as expired and
@@ -620,12 +623,15 @@ class JobStore:
         with begin_write(self._engine) as connection:
             return [row.id for row in connection.execute(statement)]
 
-    def expire_off_peak(self, older_than: datetime) -> int:
+    def expire_off_peak(
+        self, older_than: datetime, on_finished: Callable[[Job], None] | None = None
+    ) -> int:
         """Cancel off-peak jobs created before ``older_than`` that have not finished.
 
-        Queued ones end cancelled at once; running ones get a cancel request that their
-        worker sees on its next heartbeat. Both carry ``error_code`` ``off_peak_timeout``
-        so a status poll can say why. Returns how many jobs were affected.
+        Queued ones end cancelled at once (each handed to ``on_finished`` once
+        committed); running ones get a cancel request that their worker sees on its next
+        heartbeat. Both carry ``error_code`` ``off_peak_timeout`` so a status poll can say
+        why. Returns how many jobs were affected.
         """
         now = self._clock()
         hours = (now - older_than).total_seconds() / 3600
@@ -650,7 +656,7 @@ class JobStore:
             .where(stale, jobs.c.status == _RUNNING, jobs.c.cancel_requested.is_(False))
             .values(cancel_requested=True, **reason),
         ]
-        return self._apply_all(outcomes)
+        return self._apply_all(outcomes, on_finished)
 
     # --- owners ---
 
@@ -720,8 +726,13 @@ class JobStore:
             raise LeaseLost(f"job {job_id} attempt {attempt} no longer holds its lease")
         return job_from_row(row)
 
-    def _apply_all(self, statements: builtins.list[Update]) -> int:
-        """Run several UPDATEs in one transaction; announce the jobs they finished."""
+    def _apply_all(
+        self,
+        statements: builtins.list[Update],
+        on_finished: Callable[[Job], None] | None = None,
+    ) -> int:
+        """Run several UPDATEs in one transaction; announce the jobs they finished, and
+        after the commit hand each of them to ``on_finished``."""
         with begin_write(self._engine) as connection:
             rows = [
                 row
@@ -729,6 +740,10 @@ class JobStore:
                 for row in connection.execute(statement.returning(*jobs.c)).all()
             ]
             self._announce(connection, rows)
+        if on_finished is not None:
+            for row in rows:
+                if row.status in _TERMINAL:
+                    on_finished(job_from_row(row))
         return len(rows)
 
     def _announce(
