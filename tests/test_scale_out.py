@@ -31,6 +31,7 @@ from tests.scale_support import (
     moto_server,
     wait_until,
 )
+from tests.support import probe
 
 CATALOG = (
     """
@@ -49,6 +50,22 @@ frame_s = 0.005
     + model_toml("slow", engine="slow", dialect="v1", durations=(1, 4, 8), default_duration=4)
     + model_toml("quick", engine="quick", dialect="v1")
     + model_toml("lonely", engine="quick", dialect="v1")
+    + """
+[engines.motion]
+kind = "motion"
+fps = 8
+
+[models.stretch]
+dialect = "v1"
+engine = "motion"
+inputs = "text"
+durations = [1, 2]
+default_duration = 1
+aspect_ratios = ["16:9"]
+resolutions = ["720p"]
+options = ["duration"]
+extension = { max_input_s = 10, max_output_s = 20 }
+"""
 )
 
 
@@ -326,3 +343,37 @@ def test_api_only_node_serves_no_jobs_itself(cluster: Cluster):
 
     assert waiting["status"] == "queued" and waiting["workers_online"] == 0
     assert queued == 1
+
+
+def test_an_extension_runs_on_a_worker_that_did_not_make_its_source(cluster: Cluster):
+    """The source video is made by one worker process and extended by another (the first
+    is gone): the extension reads it from the shared bucket, and the joined video is
+    one MP4 in that bucket, signed by the API process."""
+    api = cluster.api()
+    first = cluster.worker("stretch", "w1")
+    second = None
+    try:
+        wait_until(lambda: cluster.live_workers() == 1, 60, "the first worker")
+        client = cluster.client(api)
+        source = create(client, "stretch", prompt="a slow pan over the hills", seconds="1")
+        wait_until(lambda: poll(client, source["id"])["status"] == "succeeded", 60, "source")
+        stop_all(first)
+        first = None
+        second = cluster.worker("stretch", "w2")
+        extended = create(client, "stretch", prompt="", seconds="1", extend_from=source["id"])
+        wait_until(
+            lambda: poll(client, extended["id"])["status"] in ("succeeded", "failed"),
+            90,
+            "the extension",
+        )
+        done = poll(client, extended["id"])
+        assert done["status"] == "succeeded", done
+        joined = httpx.get(done["video_url"], follow_redirects=True, timeout=30).content
+        made_by = cluster.worker_of(job_id(extended))
+    finally:
+        stop_all(api, first, second)
+
+    facts = probe(joined)
+    assert facts.frames == 16 and facts.duration_s == pytest.approx(2.0, abs=0.01)
+    assert made_by is not None and made_by != cluster.worker_of(job_id(source))
+    assert cluster.video_keys(job_id(extended))  # stored in the bucket
