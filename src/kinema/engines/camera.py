@@ -14,6 +14,8 @@ margin. Pull-outs are the exception: they reveal an extended canvas around the p
 ``Canvas`` is what the camera films: the picture prepared once per clip, rendered for a
 pose with one affine warp per plane (OpenCV: bilinear, sub-pixel, SIMD; about twice as
 fast as Pillow's resize and five times its rotating transform, which matters at 1080p).
+For the encoder it renders YUV 4:2:0 in two warps: luma, and Cb and Cr packed in one
+four-channel plane (``packed_planes``).
 """
 
 from __future__ import annotations
