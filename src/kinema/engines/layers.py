@@ -32,6 +32,7 @@ __all__ = ["Layers", "separate"]
 _WORK_SIDE = 280  # GrabCut runs at this size (longer side)
 _FILL_SIDE = 200  # inpainting runs at this size
 _ITERATIONS = 2
+_FLAT_SHARE = 0.5  # pictures with more flat pixels than this are dithered before GrabCut
 _MIN_AREA, _MAX_AREA = 0.03, 0.65  # a salient subject's share of the picture
 _FEATHER = 0.006  # blur of the cut-out's edge, fraction of the longer side
 _BEHIND = 0.012  # the fill covers this far (fraction of the side) past the subject
@@ -147,11 +148,7 @@ def _grabcut(small: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     background = np.zeros((1, 65), np.float64)
     foreground = np.zeros((1, 65), np.float64)
     bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
-    # Flat areas (a blank wall, a logo's plain ground) give GrabCut's graph long runs of
-    # equal weights, on which its max-flow crawls: a plain white picture took a minute. A
-    # fixed, faint dither (at most 1 level either way) breaks the ties.
-    dither = np.random.default_rng(0).integers(-1, 2, bgr.shape, dtype=np.int16)
-    bgr = np.clip(bgr.astype(np.int16) + dither, 0, 255).astype(np.uint8)
+    bgr = _untied(bgr)
     cv2.grabCut(  # type: ignore[call-overload]
         bgr, mask, None, background, foreground, _ITERATIONS, cv2.GC_INIT_WITH_MASK
     )
@@ -168,6 +165,26 @@ def _grabcut(small: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         for label in range(1, count):
             keep[label] = stats[label, cv2.CC_STAT_AREA] >= least
     return keep[labels].astype(np.uint8)
+
+
+def _untied(bgr: np.ndarray) -> np.ndarray:
+    """``bgr`` with a fixed, faint dither (at most 1 level either way) on its flat pixels,
+    when most of it is flat.
+
+    A picture that is nearly all one colour (a blank page, a logo on a plain ground)
+    gives GrabCut's graph long runs of equal weights, on which its max-flow crawls: a
+    plain white picture took a minute, a red dot on white 8 s. Photographs, even on a
+    plain backdrop over most of the frame, cut in well under a second, and are left as
+    they are (the cut GrabCut settles on for them does not change).
+    """
+    flat = np.zeros(bgr.shape[:2], bool)
+    flat[:, 1:] = (bgr[:, 1:] == bgr[:, :-1]).all(axis=2)
+    flat[1:, :] |= (bgr[1:] == bgr[:-1]).all(axis=2)
+    if flat.mean() < _FLAT_SHARE:
+        return bgr
+    dither = np.random.default_rng(0).integers(-1, 2, bgr.shape, dtype=np.int16)
+    dithered = np.clip(bgr.astype(np.int16) + dither, 0, 255).astype(np.uint8)
+    return np.where(flat[..., np.newaxis], dithered, bgr)
 
 
 def _feathered(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
