@@ -49,6 +49,8 @@ HOSTILE_STRINGS = st.sampled_from(  # the likeliest culprits first
         "%2f%00",
         "data:image/png;base64,",
         "task-unified-\u00b2-abcdefgh",
+        "\u00e9" * 64,  # non-ASCII where hex is expected (a link's signature)
+        "\U0001f3ac",
     ]
 )
 HOSTILE_NUMBERS = st.sampled_from([True, False, -1, 0, 2**63, -(2**63) - 1, 10**30, 1e308, -0.0])
@@ -77,7 +79,11 @@ def from_schema(schema: dict[str, Any], components: dict[str, Any], depth: int =
         return from_schema(components[name], components, depth)
     options = schema.get("anyOf") or schema.get("oneOf")
     if options:
-        plain = st.one_of([from_schema(s, components, depth + 1) for s in options])
+        # an optional field's examples sit beside its anyOf (a link's expiry, say): valid
+        # values, so that a hostile neighbour gets past them to the code behind
+        examples = [e for e in schema.get("examples", []) if not isinstance(e, dict)]
+        alternatives = [from_schema(s, components, depth + 1) for s in options]
+        plain = st.one_of([*alternatives, *([st.sampled_from(examples)] * 2 if examples else [])])
     elif "enum" in schema:
         plain = st.sampled_from(schema["enum"])
     else:

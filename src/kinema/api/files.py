@@ -25,8 +25,13 @@ from kinema.artifacts import Artifact
 from kinema.errors import KinemaError, NotFound
 from kinema.runtime import Runtime
 
-Expires = Annotated[str | None, Query()]
-Signature = Annotated[str | None, Query()]
+Expires = Annotated[
+    str | None, Query(description="Unix time the link expires at", examples=["1796000000"])
+]
+Signature = Annotated[
+    str | None,
+    Query(description="HMAC-SHA256 of the key and expiry, hex", examples=["0" * 64]),
+]
 
 _FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
