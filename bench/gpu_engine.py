@@ -296,7 +296,7 @@ def run_variant(
     measured_tflops: float | None = None,
     steps: int | None = None,
 ) -> Row:
-    from kinema.engines.wan_ti2v import WanTI2VEngine
+    from kinema.engines.diffusion.wan_ti2v import WanTI2VEngine
     from kinema.types import EngineRequest
 
     dtype = torch.float32 if device.type == "cpu" else torch.bfloat16

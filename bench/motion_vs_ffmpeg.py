@@ -34,7 +34,7 @@ from pathlib import Path
 import av
 from PIL import Image
 
-from kinema.engines.motion import MotionEngine
+from kinema.engines.motion.engine import MotionEngine
 from kinema.media.encode import encode_mp4
 from kinema.types import EngineRequest
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kinema.engines.motion import paint_first_frame
+from kinema.engines.motion.engine import paint_first_frame
 
 PROMPT = "Alpine peaks at sunset above a calm lake"
 SEED = 3

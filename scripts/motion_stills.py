@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 from skimage import data
 
-from kinema.engines.motion import MotionEngine
+from kinema.engines.motion.engine import MotionEngine
 from kinema.media.encode import encode_mp4
 from kinema.types import EngineRequest
 

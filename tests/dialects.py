@@ -82,7 +82,7 @@ class WireDialect:
 def job_id_of(live: LiveServer, wire_id: str) -> str:
     """The job id behind a wire id of any dialect (Unified ids are looked up by owner)."""
     if wire_id.startswith("task-unified-"):
-        from kinema.api.unified import job_ref
+        from kinema.api.dialects.unified import job_ref
 
         return live.runtime.find(owner_of(live), job_ref(wire_id)).id
     if wire_id.startswith("models/"):  # Gemini: models/<model>/operations/<id>

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kinema.catalog import EngineConfig
+from kinema.engines.config import EngineConfig
 from kinema.engines.diffusion import Residency
 from kinema.engines.diffusion.accel import footprint
 from kinema.engines.diffusion.engine import DiffusionEngine

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import jsonschema
 
-from kinema.api.served import dialects
+from kinema.api.dialects import dialects
 from kinema.settings import Settings
 from tests.support import make_settings
 

@@ -13,7 +13,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from kinema.api.gemini import Gemini
+from kinema.api.dialects.gemini import Gemini
 from kinema.types import JobStatus, VideoResult
 from kinema.views import JobView
 from tests.support import LiveServer, encode_image, live_server, make_settings, pattern_image, probe

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kinema.api.unified import job_ref
+from kinema.api.dialects.unified import job_ref
 from tests.support import LiveServer, data_uri, live_server, make_settings, pattern_image, probe
 
 CREATE = "/v1/videos/generations"

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kinema.api.v1_generations import job_id_from_wire
+from kinema.api.dialects.v1_generations import job_id_from_wire
 from kinema.types import JobStatus
 from tests.support import LiveServer, data_uri, live_server, make_settings, pattern_image, probe
 

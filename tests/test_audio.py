@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from kinema.media.ambience import QUIET_LEVEL_DBFS
-from kinema.media.audio import (
+from kinema.engines.sound.ambience import QUIET_LEVEL_DBFS
+from kinema.engines.sound.soundtrack import (
     BED_LEVEL_DBFS,
     Line,
     build_soundtrack,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kinema.engines.continuation import continued_move, estimate_move
-from kinema.engines.motion import MotionEngine
+from kinema.engines.motion.continuation import continued_move, estimate_move
+from kinema.engines.motion.engine import MotionEngine
 from kinema.types import EngineRequest
 from tests.support import pattern_image
 

@@ -16,13 +16,14 @@ from typing import Any
 import pytest
 import torch
 
-from kinema.catalog import Catalog, EngineConfig
+from kinema.catalog import Catalog
+from kinema.engines.config import EngineConfig
 from kinema.engines.diffusion import DiffusionOptions, FrameRule, Residency, fit_size
 from kinema.engines.diffusion.engine import DiffusionEngine
-from kinema.engines.ltx import LTX2Engine, LTXVideoEngine
+from kinema.engines.diffusion.ltx import LTX2Engine, LTXVideoEngine
+from kinema.engines.diffusion.wan_i2v import WanI2VEngine
+from kinema.engines.diffusion.wan_ti2v import WanTI2VEngine
 from kinema.engines.registry import DIFFUSERS_ENGINES, build_engine
-from kinema.engines.wan_i2v import WanI2VEngine
-from kinema.engines.wan_ti2v import WanTI2VEngine
 from kinema.errors import EngineError, JobCancelled, NotSupported
 from tests.diffusers_support import (
     GIB,

@@ -175,7 +175,7 @@ def test_a_rank_that_dies_fails_the_job_and_the_group_starts_again(server: LiveS
 
 
 def test_worker_gpus_put_every_diffusers_engine_on_those_gpus():
-    from kinema.catalog import EngineConfig
+    from kinema.engines.config import EngineConfig
     from kinema.engines.registry import on_gpus
 
     config = EngineConfig("e", "wan_ti2v", 24, {"weights": "/w", "device": "cuda:5"})

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kinema.api.dialects import dialects
 from kinema.api.mount import dialect_for
-from kinema.api.served import dialects
 from tests.hardening_support import ERROR_SCHEMAS
 from tests.support import LiveServer, live_server, make_settings
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageOps
 
 from kinema.engines.base import Engine
-from kinema.engines.camera import (
+from kinema.engines.motion.camera import (
     CameraMove,
     Canvas,
     MoveKind,
@@ -22,7 +22,7 @@ from kinema.engines.camera import (
     cover_size,
     ease,
 )
-from kinema.engines.motion import MotionEngine, paint_first_frame
+from kinema.engines.motion.engine import MotionEngine, paint_first_frame
 from kinema.errors import EngineError, JobCancelled
 from kinema.media.encode import encode_mp4, rgb_to_yuv420p
 from kinema.types import EngineRequest

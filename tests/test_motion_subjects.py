@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from kinema.engines.camera import cover_size
-from kinema.engines.faces import find_faces
-from kinema.engines.framing import frame_picture
-from kinema.engines.motion import MotionEngine
+from kinema.engines.motion.camera import cover_size
+from kinema.engines.motion.engine import MotionEngine
+from kinema.engines.motion.faces import find_faces
+from kinema.engines.motion.framing import frame_picture
 from kinema.media.encode import encode_mp4
 from kinema.types import EngineRequest
 from tests.photos import GROUP_FACES, group_photo

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kinema.media.ambience import ambience, scene_layers
-from kinema.media.audio import extract_dialogue, make_soundtrack
-from kinema.media.voice import neural_voice, speaker_for
+from kinema.engines.sound.ambience import ambience, scene_layers
+from kinema.engines.sound.soundtrack import extract_dialogue, make_soundtrack
+from kinema.engines.sound.voice import neural_voice, speaker_for
 
 RATE = 48_000
 

@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from kinema.engines.diffusion.checks import RULES, check_engine_options
+from kinema.engines.config import EngineConfig, check_engine_config
 from kinema.errors import FieldProblem, InvalidRequest, UnknownModel
 from kinema.types import AspectRatio, GenerationRequest, Resolution
 
@@ -76,16 +76,6 @@ class ExtensionLimits:
 
     max_input_s: float
     max_output_s: float
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """How to build one engine: its implementation kind, frame rate and options."""
-
-    name: str
-    kind: str
-    fps: int
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -197,8 +187,7 @@ class Catalog:
             for name, cfg in data.get("engines", {}).items()
         }
         for config in engines.values():
-            if config.kind in RULES:  # a diffusers model: its options, checked against it
-                check_engine_options(config.kind, config.name, config.options)
+            check_engine_config(config)
         models = {mid: _model_from_toml(mid, cfg) for mid, cfg in data.get("models", {}).items()}
         return cls(engines, models)
 
@@ -207,7 +196,7 @@ class Catalog:
     def forwards_only(self, spec: ModelSpec) -> bool:
         """Whether every engine of ``spec`` forwards to a provider (``kind = "upstream"``):
         such a model makes one new video per request, no extensions, no several samples."""
-        return all(self.engines[name].kind == "upstream" for name in spec.engines)
+        return all(self.engines[name].forwards for name in spec.engines)
 
     def get(self, model_id: str, *, dialect: str | None = None) -> ModelSpec:
         spec = self.models.get(model_id)

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from kinema.catalog import Catalog
+from kinema.cli_catalog import catalog_app
 from kinema.cli_ops import jobs_app, register_key_commands
 from kinema.client import DEFAULT_MODEL, GenerationFailed, KinemaAPIError, KinemaClient
 from kinema.settings import Settings
@@ -30,6 +31,7 @@ app = typer.Typer(help="kinema: self-hosted image-to-video that speaks the Veo A
 keys_app = typer.Typer(help="Manage API keys (shown once at creation, stored hashed).")
 app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(catalog_app, name="catalog")
 register_key_commands(keys_app)
 console = Console()
 errors = Console(stderr=True)

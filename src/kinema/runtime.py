@@ -536,7 +536,7 @@ class Runtime:
         for model in self.models or ():  # load a worker's engines before it takes jobs
             chain = self.catalog.get(model).engines
             for name in chain:
-                if self.catalog.engines[name].kind == "upstream":
+                if self.catalog.engines[name].forwards:
                     continue  # nothing to load; it sets up at its first job
                 try:
                     self.engines.get(name)

@@ -11,9 +11,9 @@ from fastapi import FastAPI
 from kinema import __version__
 from kinema.api import ops, playground
 from kinema.api.deps import Authenticator
+from kinema.api.dialects import dialects
 from kinema.api.middleware import RequestGuard
 from kinema.api.mount import KinemaApp, build_openapi, mount, path_renderer
-from kinema.api.served import dialects
 from kinema.api.webhooks import build_deliverer
 from kinema.ratelimit import RateLimiter
 from kinema.runtime import Runtime

@@ -6,8 +6,8 @@ so a deployment of API-only and worker-only processes delivers whichever of them
 
 from __future__ import annotations
 
+from kinema.api.dialects import dialects
 from kinema.api.mount import webhook_renderers
-from kinema.api.served import dialects
 from kinema.media.http import SafeHttpClient
 from kinema.runtime import Runtime
 from kinema.webhooks.deliver import WebhookDeliverer

@@ -7,17 +7,16 @@ import os
 import threading
 from collections.abc import Mapping
 
-from kinema.catalog import Catalog, EngineConfig
-from kinema.engines.base import Engine
+from kinema.catalog import Catalog
+from kinema.engines.base import AnyEngine, Engine
+from kinema.engines.config import EngineConfig, check_engine_config
+from kinema.engines.diffusion import MODEL_FILES
 from kinema.engines.diffusion.residency import Residency
 from kinema.errors import NotSupported
 
 # Engines over diffusers (the ``gpu`` extra), by kind: module and class.
 DIFFUSERS_ENGINES = {
-    "wan_ti2v": ("kinema.engines.wan_ti2v", "WanTI2VEngine"),
-    "wan_i2v": ("kinema.engines.wan_i2v", "WanI2VEngine"),
-    "ltx": ("kinema.engines.ltx", "LTXVideoEngine"),
-    "ltx2": ("kinema.engines.ltx", "LTX2Engine"),
+    kind: (f"kinema.engines.diffusion.{module}", cls) for kind, (module, cls) in MODEL_FILES.items()
 }
 
 
@@ -26,7 +25,7 @@ def build_engine(
     residency: Residency | None = None,
     gpus: str = "",
     environ: Mapping[str, str] | None = None,
-) -> Engine:
+) -> AnyEngine:
     """Instantiate the engine implementation named by ``config.kind``.
 
     ``residency`` is shared by the diffusers engines of one process, so that loading a
@@ -34,13 +33,13 @@ def build_engine(
     engines on those GPUs: one, or each job across several. ``environ`` is where upstream
     engines read their API key from (``api_key_env``).
     """
-    if config.kind == "upstream":
+    if config.forwards:
         from kinema.engines.upstream import UpstreamConfig, UpstreamEngine
 
         upstream = UpstreamConfig.from_options(config.name, config.options)
         return UpstreamEngine(upstream, environ=os.environ if environ is None else environ)
     if config.kind == "motion":
-        from kinema.engines.motion import MotionEngine
+        from kinema.engines.motion.engine import MotionEngine
 
         return MotionEngine(config.options)
     if config.kind == "python":
@@ -92,31 +91,22 @@ def _diffusers_engine(config: EngineConfig, residency: Residency) -> Engine:
     return engine
 
 
-def check_upstream_configs(catalog: Catalog) -> None:
-    """Read every upstream engine entry now, so a mistake stops the process at start
-    (``ValueError`` naming the engine and field) instead of failing its first job."""
-    from kinema.engines.upstream import UpstreamConfig
-
-    for config in catalog.engines.values():
-        if config.kind == "upstream":
-            UpstreamConfig.from_options(config.name, config.options)
-
-
 class EngineHost:
     """Engines by name, built and ``setup()`` on first use, then kept resident."""
 
     def __init__(
         self, catalog: Catalog, gpus: str = "", environ: Mapping[str, str] | None = None
     ) -> None:
-        check_upstream_configs(catalog)
+        for config in catalog.engines.values():  # a catalog built in code is checked too
+            check_engine_config(config)
         self._catalog = catalog
         self._gpus = gpus
         self._environ = environ
-        self._engines: dict[str, Engine] = {}
+        self._engines: dict[str, AnyEngine] = {}
         self._lock = threading.Lock()
         self.residency = Residency()  # which diffusers models hold GPU memory
 
-    def get(self, name: str) -> Engine:
+    def get(self, name: str) -> AnyEngine:
         with self._lock:
             engine = self._engines.get(name)
             if engine is None:

@@ -32,9 +32,8 @@ from pathlib import Path
 from PIL import Image
 
 from kinema.catalog import Catalog
-from kinema.engines.base import Engine
+from kinema.engines.base import Engine, Forwarder
 from kinema.engines.registry import EngineHost
-from kinema.engines.upstream import UpstreamEngine
 from kinema.errors import (
     InvalidRequest,
     JobCancelled,
@@ -43,7 +42,7 @@ from kinema.errors import (
     NotSupported,
     TransientError,
 )
-from kinema.jobs.forward import Forwarder, recorded_operation
+from kinema.jobs.forward import ForwardedJobs, recorded_operation
 from kinema.jobs.keys import delivered_video_key, output_thumbnail_key, output_video_key
 from kinema.jobs.observer import JobObserver, NoObserver
 from kinema.jobs.store import JobStore
@@ -102,7 +101,7 @@ class Executor:
         self.max_attempts = max_attempts
         self.retry_base_s = retry_base_s
         self.route_wait_s = route_wait_s  # how often a job waiting for an engine looks again
-        self.forwarder = Forwarder(store, storage, catalog)
+        self.forwarder = ForwardedJobs(store, storage, catalog)
         self._clock = clock
 
     def execute(self, job: Job, control: RunControl) -> None:
@@ -244,7 +243,8 @@ class Executor:
             for name in list(chain):
                 try:
                     engine = self.engines.get(name)
-                    if isinstance(engine, UpstreamEngine):
+                    forwarder = engine if isinstance(engine, Forwarder) else None
+                    if forwarder is not None:
                         _check_forwardable(job, name)
                 except KinemaError as error:  # cannot be built or set up in this process
                     log.info("job %s: engine %s is not available here: %s", job.id, name, error)
@@ -252,8 +252,8 @@ class Executor:
                     unavailable = error
                     continue
                 limit = None
-                if isinstance(engine, UpstreamEngine) and name != resume:
-                    limit = engine.max_in_flight
+                if forwarder is not None and name != resume:
+                    limit = forwarder.max_in_flight
                 if self.store.route(job.id, job.attempt, name, max_in_flight=limit):
                     return name
             if not chain:
@@ -264,9 +264,9 @@ class Executor:
             time.sleep(self.route_wait_s)
 
     def _run_engine(self, job: Job, name: str, control: RunControl) -> list[VideoResult]:
-        engine: Engine = self.engines.get(name)
+        engine = self.engines.get(name)
         report = self._progress_writer(job, control)
-        if isinstance(engine, UpstreamEngine):
+        if isinstance(engine, Forwarder):
             _check_forwardable(job, name)
             return [
                 self.forwarder.run(
@@ -277,6 +277,7 @@ class Executor:
                     stopping=lambda: control.lost.is_set() or control.shutdown.is_set(),
                 )
             ]
+        assert isinstance(engine, Engine)  # an engine either forwards or renders
         request = job.request
         config = self.catalog.engines[name]
         width, height = self.catalog.frame_size(request)

@@ -1,6 +1,6 @@
 """The worker's side of an upstream engine: what it hands over, and what it keeps.
 
-``Forwarder.run`` builds the engine's ``Forwarding`` from a claimed job (its images read
+``ForwardedJobs.run`` builds the engine's ``Forwarding`` from a claimed job (its images read
 from storage, the operation an earlier attempt recorded, a callback that commits a new
 operation on the job, fenced by the attempt) and turns the MP4 the engine downloaded
 into kinema's own result: probed with PyAV, thumbnailed, put in storage under this
@@ -13,7 +13,8 @@ import logging
 from pathlib import Path
 
 from kinema.catalog import Catalog
-from kinema.engines.upstream import Forwarding, Operation, UpstreamEngine, UpstreamUnavailable
+from kinema.engines.base import Forwarder
+from kinema.engines.upstream import Forwarding, Operation, UpstreamUnavailable
 from kinema.engines.upstream.protocol import Image
 from kinema.errors import EngineError, JobCancelled
 from kinema.jobs.store import JobStore
@@ -33,7 +34,7 @@ def recorded_operation(job: Job) -> Operation | None:
     return None if not job.upstream else Operation.from_json(job.upstream)
 
 
-class Forwarder:
+class ForwardedJobs:
     def __init__(self, store: JobStore, storage: Storage, catalog: Catalog) -> None:
         self.store = store
         self.storage = storage
@@ -42,7 +43,7 @@ class Forwarder:
     def run(
         self,
         job: Job,
-        engine: UpstreamEngine,
+        engine: Forwarder,
         *,
         on_progress: ProgressCallback,
         cancel_requested: CancelCheck,

@@ -39,7 +39,7 @@ from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTr
 from PIL import Image
 
 from kinema.errors import EngineError
-from kinema.media.audio import resample
+from kinema.media.resample import resample
 from kinema.types import Audio, Clip
 
 __all__ = [

@@ -16,8 +16,8 @@ import numpy as np
 from av.video.frame import VideoFrame
 from av.video.reformatter import ColorRange, Colorspace
 
-from kinema.media.audio import resample
 from kinema.media.encode import AUDIO_SAMPLE_RATE, PlanarFrames, Yuv420Frame, rgb_to_yuv420p
+from kinema.media.resample import resample
 from kinema.media.source_video import SourceVideo
 from kinema.types import Audio, Clip
 

@@ -36,9 +36,9 @@ from kinema.engines.diffusion.options import GIB, AudioPolicy, DiffusionOptions
 from kinema.engines.diffusion.progress import StepProgress
 from kinema.engines.diffusion.residency import Residency
 from kinema.engines.diffusion.shapes import FrameRule, Size, fit_size
-from kinema.engines.painting import paint_first_frame
+from kinema.engines.motion.painting import paint_first_frame
+from kinema.engines.sound.soundtrack import build_soundtrack
 from kinema.errors import EngineError, JobCancelled, NotSupported
-from kinema.media.audio import build_soundtrack
 from kinema.types import Audio, CancelCheck, Clip, EngineRequest, ProgressCallback
 
 log = logging.getLogger(__name__)

@@ -54,9 +54,9 @@ from kinema.engines.upstream.protocol import (
 from kinema.engines.upstream.unified import UnifiedProtocol
 from kinema.engines.upstream.v1 import V1Protocol
 from kinema.engines.upstream.vertex import VertexProtocol
-from kinema.errors import JobCancelled, NotSupported, RemoteFailure, UnsafeURL
+from kinema.errors import JobCancelled, RemoteFailure, UnsafeURL
 from kinema.media.http import SafeHttpClient
-from kinema.types import CancelCheck, Clip, EngineRequest, GenerationRequest, ProgressCallback
+from kinema.types import CancelCheck, GenerationRequest, ProgressCallback
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +143,6 @@ class UpstreamEngine:
             secret=key,
             transport=self._transport,
         )
-
-    def run(
-        self, request: EngineRequest, on_progress: ProgressCallback, is_cancelled: CancelCheck
-    ) -> Clip:
-        raise NotSupported(f"engine {self.name!r} forwards jobs; workers call forward()")
 
     # --- one job ---
 

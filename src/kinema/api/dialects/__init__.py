@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from kinema.api.aimlapi import AimlApi
 from kinema.api.dialect import Dialect
+from kinema.api.dialects.aimlapi import AimlApi
+from kinema.api.dialects.gemini import Gemini
+from kinema.api.dialects.openai.videos import OpenAIVideos
+from kinema.api.dialects.unified import UnifiedTasks
+from kinema.api.dialects.v1_generations import VideoGenerations
+from kinema.api.dialects.vertex import Vertex
 from kinema.api.files import Files
-from kinema.api.gemini import Gemini
-from kinema.api.openai_videos import OpenAIVideos
-from kinema.api.unified import UnifiedTasks
-from kinema.api.v1_generations import VideoGenerations
-from kinema.api.vertex import Vertex
 
 
 def dialects() -> list[Dialect]:

@@ -31,7 +31,7 @@ Choices where OpenAI's behaviour is not kinema's:
 * The list and retrieve calls show every video of the API key, whichever dialect created
   it: there is one job table, and a job made through another API is still a video (of a
   job that made several, the first).
-* Extensions, remixes and edits (``kinema.api.openai_derived``) are new videos:
+* Extensions, remixes and edits (``kinema.api.dialects.openai.derived``) are new videos:
   ``remixed_from_video_id`` names the source of a remix or an edit of a video id, and an
   extension's ``seconds`` is its joined length (the source plus what was added).
 
@@ -57,8 +57,8 @@ from starlette.datastructures import UploadFile
 
 from kinema.api.deps import BearerOwner, IdempotencyKey
 from kinema.api.dialect import Dialect, Poll
+from kinema.api.dialects.openai.derived import add_derived_routes
 from kinema.api.files import artifact_response
-from kinema.api.openai_derived import add_derived_routes
 from kinema.catalog import FRAME_SIZES, ModelSpec
 from kinema.errors import (
     FieldProblem,

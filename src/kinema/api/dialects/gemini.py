@@ -48,11 +48,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from kinema.api import google
 from kinema.api.deps import IdempotencyKey
 from kinema.api.dialect import Dialect, Poll
+from kinema.api.dialects import google
+from kinema.api.dialects.google import GoogleOwner, Instance, Wire
 from kinema.api.files import artifact_response
-from kinema.api.google import GoogleOwner, Instance, Wire
 from kinema.errors import InvalidRequest, KinemaError, NotFound, UnknownModel
 from kinema.runtime import Runtime
 from kinema.types import JobStatus, output_ref

@@ -66,10 +66,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictInt
 
-from kinema.api import google
 from kinema.api.deps import IdempotencyKey
 from kinema.api.dialect import Dialect, Poll
-from kinema.api.google import GoogleOwner, Instance, Wire
+from kinema.api.dialects import google
+from kinema.api.dialects.google import GoogleOwner, Instance, Wire
 from kinema.errors import InvalidRequest, KinemaError, NotFound, UnknownModel
 from kinema.jobs.keys import output_of_delivered_key, output_of_video_key
 from kinema.runtime import Runtime

@@ -24,8 +24,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageFilter
 
-from kinema.engines.camera import Pose, cover_size
-from kinema.engines.faces import Face
+from kinema.engines.motion.camera import Pose, cover_size
+from kinema.engines.motion.faces import Face
 
 __all__ = ["Framing", "ResizeMode", "frame_picture"]
 

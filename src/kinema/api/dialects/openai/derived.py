@@ -29,7 +29,7 @@ import base64
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -37,14 +37,28 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from kinema.api.deps import BearerOwner, IdempotencyKey, request_base_url
+from kinema.catalog import ModelSpec
 from kinema.errors import FieldProblem, InvalidRequest, NotFound
 from kinema.media.fetch import format_size
 from kinema.runtime import Runtime
 from kinema.types import output_ref
-from kinema.views import Creation, JobRef
+from kinema.views import Creation, JobRef, JobView
 
-if TYPE_CHECKING:
-    from kinema.api.openai_videos import OpenAIVideos
+
+class VideosDialect(Protocol):
+    """What the derived routes need of the ``/v1/videos`` dialect that mounts them."""
+
+    @property
+    def name(self) -> str: ...
+
+    def job_id(self, video_id: str) -> str: ...
+
+    def model_spec(self, runtime: Runtime, model: Any) -> ModelSpec: ...
+
+    def poll_headers(self, view: JobView) -> dict[str, str]: ...
+
+    def render(self, view: JobView) -> dict[str, Any]: ...
+
 
 __all__ = ["add_derived_routes"]
 
@@ -188,7 +202,7 @@ def _unknown_parameter(name: str) -> InvalidRequest:
     return InvalidRequest(f"Unknown parameter: '{name}'.", [FieldProblem((name,), "unknown")])
 
 
-def _source_id(dialect: OpenAIVideos, body: DerivedBody) -> str | None:
+def _source_id(dialect: VideosDialect, body: DerivedBody) -> str | None:
     """The job id of ``video[id]``, or None for an upload; 400 for neither or both."""
     if (body.video_id is None) == (body.upload is None):
         raise InvalidRequest.for_field(
@@ -218,7 +232,7 @@ def _scalars(body: DerivedBody) -> tuple[dict[str, Any], str | None]:
     return fields, callback
 
 
-def add_derived_routes(dialect: OpenAIVideos, router: APIRouter) -> None:
+def add_derived_routes(dialect: VideosDialect, router: APIRouter) -> None:
     """Add extensions, remix, edits and the refused character routes to ``router``."""
 
     def respond(request: Request, runtime: Runtime, job: Any) -> JSONResponse:

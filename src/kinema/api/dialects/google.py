@@ -1,6 +1,6 @@
 """What Google's two Veo APIs share: the error envelope, auth, and the predict body.
 
-The Gemini API (``kinema.api.gemini``) and Vertex AI (``kinema.api.vertex``) take the same
+The Gemini API (``dialects.gemini``) and Vertex AI (``dialects.vertex``) take the same
 ``{"instances": [...], "parameters": {...}}`` body to ``{model}:predictLongRunning`` and
 answer errors as ``{"error": {"code": <http status>, "message", "status": <google.rpc
 name>}}`` (400s add a ``google.rpc.BadRequest`` detail listing each bad field).

@@ -24,10 +24,10 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from kinema.engines.camera import Canvas, Pose
-from kinema.engines.face_anim import FaceRig
-from kinema.engines.faces import Face
-from kinema.engines.layers import Layers
+from kinema.engines.motion.camera import Canvas, Pose
+from kinema.engines.motion.face_anim import FaceRig
+from kinema.engines.motion.faces import Face
+from kinema.engines.motion.layers import Layers
 
 __all__ = ["FaceTracks", "LayeredShot", "background_poses"]
 

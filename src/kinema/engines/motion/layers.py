@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from kinema.engines.faces import Face
+from kinema.engines.motion.faces import Face
 
 __all__ = ["Layers", "separate"]
 

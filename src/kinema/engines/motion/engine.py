@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from kinema.engines.camera import (
+from kinema.engines.motion.camera import (
     CameraMove,
     Canvas,
     MoveKind,
@@ -45,17 +45,17 @@ from kinema.engines.camera import (
     cover_size,
     ease,
 )
-from kinema.engines.continuation import continued_move
-from kinema.engines.face_anim import blink_track, head_sway, speech_openness
-from kinema.engines.faces import Face, find_faces
-from kinema.engines.framing import Framing, ResizeMode, frame_picture
-from kinema.engines.layers import separate
-from kinema.engines.painting import paint_first_frame
-from kinema.engines.stage import FaceTracks, LayeredShot, background_poses
+from kinema.engines.motion.continuation import continued_move
+from kinema.engines.motion.face_anim import blink_track, head_sway, speech_openness
+from kinema.engines.motion.faces import Face, find_faces
+from kinema.engines.motion.framing import Framing, ResizeMode, frame_picture
+from kinema.engines.motion.layers import separate
+from kinema.engines.motion.painting import paint_first_frame
+from kinema.engines.motion.stage import FaceTracks, LayeredShot, background_poses
+from kinema.engines.sound.soundtrack import Soundtrack, make_soundtrack, speech_sample_rate
+from kinema.engines.sound.voice import neural_voice
 from kinema.errors import EngineError, JobCancelled
-from kinema.media.audio import Soundtrack, make_soundtrack, speech_sample_rate
 from kinema.media.encode import AUDIO_SAMPLE_RATE, Yuv420Frame
-from kinema.media.voice import neural_voice
 from kinema.types import CancelCheck, Clip, EngineRequest, ProgressCallback
 
 __all__ = ["MotionEngine", "paint_first_frame"]

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from kinema.engines.camera import CameraMove, MoveKind, camera_move, choose_camera
+from kinema.engines.motion.camera import CameraMove, MoveKind, camera_move, choose_camera
 from kinema.types import EngineRequest
 
 __all__ = ["continued_move", "estimate_move"]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from kinema.engines.faces import Face
+from kinema.engines.motion.faces import Face
 
 __all__ = ["FaceRig", "blink_track", "head_sway", "speech_openness"]
 
