@@ -15,6 +15,7 @@ model; ``video`` (the video an extension continues) by models with ``extension``
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -30,7 +31,7 @@ from kinema.types import AspectRatio, GenerationRequest, Resolution
 InputKind = Literal["text", "image", "first_last", "reference", "any"]
 
 MAX_PROMPT_CHARS = 5000
-MAX_REFERENCE_IMAGES = 3
+MAX_REFERENCE_IMAGES = 3  # a model's default; ``reference_images`` in the catalog sets its own
 SEED_MAX = 2**32 - 1
 OFF_PEAK_PRIORITY = -100  # below every ordinary job: off-peak work runs when nothing else waits
 PERSON_GENERATION = ("dont_allow", "allow_adult", "allow_all")
@@ -41,6 +42,8 @@ RESIZE_MODES = ("crop", "pad")  # Veo's resizeMode, lower-cased
 
 # Frame sizes for each (resolution, aspect ratio); engines with native sizes map on top.
 FRAME_SIZES: dict[tuple[str, str], tuple[int, int]] = {
+    ("360p", "16:9"): (640, 360),
+    ("360p", "9:16"): (360, 640),
     ("720p", "16:9"): (1280, 720),
     ("720p", "9:16"): (720, 1280),
     ("1080p", "16:9"): (1920, 1080),
@@ -72,10 +75,12 @@ _IMPLICIT_FIELDS = frozenset({"sample_count", "video"})
 
 @dataclass(frozen=True)
 class ExtensionLimits:
-    """How long a video a model extends, and how long the result may get (seconds)."""
+    """How long a video a model extends, how long the result may get (seconds), and the
+    seconds one extension adds (empty: the model's own durations)."""
 
     max_input_s: float
     max_output_s: float
+    durations: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,11 @@ class ModelSpec:
     fit_duration: bool = False
     person_generation: tuple[str, ...] = PERSON_GENERATION  # the values it takes
     fallbacks: tuple[str, ...] = ()  # engines tried in order after ``engine``
+    max_reference_images: int = MAX_REFERENCE_IMAGES
+    # An alias: another model's limits and engines under an id clients still send (a
+    # retired preview id); ``alias_note`` says so in responses.
+    alias_of: str | None = None
+    alias_note: str = ""
 
     @property
     def engines(self) -> tuple[str, ...]:
@@ -189,6 +199,8 @@ class Catalog:
         for config in engines.values():
             check_engine_config(config)
         models = {mid: _model_from_toml(mid, cfg) for mid, cfg in data.get("models", {}).items()}
+        for alias, cfg in data.get("aliases", {}).items():
+            models[alias] = _alias(alias, cfg, models)
         return cls(engines, models)
 
     # --- lookups ---
@@ -272,7 +284,7 @@ class Catalog:
         if "reference_images" in accepted:
             given = fields.get("reference_images")
             if spec.inputs == "reference" or given is not None:
-                references = _references(given, problems)
+                references = _references(given, spec.max_reference_images, problems)
         if last_image is not None and image is None and "image" in accepted:
             problems.add("last_image", "needs a first frame image as well")
         size = fields.get("size")
@@ -297,6 +309,8 @@ class Catalog:
         )
         adjusted = list(adjustments)
         durations = spec.durations_at.get(str(resolution), spec.durations)
+        if extending and spec.extension is not None and spec.extension.durations:
+            durations = spec.extension.durations  # what one extension adds
         duration = _duration(fields.get("duration"), durations, spec, problems, resolution)
         if duration is None and spec.fit_duration and fields.get("duration") is not None:
             duration = _fitted_duration(fields["duration"], durations, spec, problems, adjusted)
@@ -402,6 +416,24 @@ def _model_from_toml(model_id: str, cfg: dict[str, Any]) -> ModelSpec:
         extension=_extension(cfg.get("extension")),
         fit_duration=bool(cfg.get("fit_duration", False)),
         person_generation=tuple(cfg.get("person_generation", PERSON_GENERATION)),
+        max_reference_images=int(cfg.get("reference_images", MAX_REFERENCE_IMAGES)),
+    )
+
+
+def _alias(alias: str, cfg: dict[str, Any], models: dict[str, ModelSpec]) -> ModelSpec:
+    """``[aliases."old-id"] of = "new-id"``: the target's spec under the old id, in the
+    dialects the alias names (default: the target's)."""
+    target = models.get(str(cfg.get("of", "")))
+    if target is None:
+        raise ValueError(f"alias {alias}: 'of' must name a model of the catalog")
+    dialects = cfg.get("dialects")
+    return dataclasses.replace(
+        target,
+        id=alias,
+        dialects=target.dialects if dialects is None else tuple(dialects),
+        description=f"{target.description} (alias of {target.id})",
+        alias_of=target.id,
+        alias_note=str(cfg.get("note", f"{alias} is an alias of {target.id}")),
     )
 
 
@@ -409,7 +441,9 @@ def _extension(cfg: dict[str, Any] | None) -> ExtensionLimits | None:
     if cfg is None:
         return None
     return ExtensionLimits(
-        max_input_s=float(cfg["max_input_s"]), max_output_s=float(cfg["max_output_s"])
+        max_input_s=float(cfg["max_input_s"]),
+        max_output_s=float(cfg["max_output_s"]),
+        durations=tuple(int(d) for d in cfg.get("durations", ())),
     )
 
 
@@ -459,15 +493,17 @@ def _text(
     return value
 
 
-def _references(value: Any, problems: _Problems) -> tuple[str, ...]:
+def _references(value: Any, limit: int, problems: _Problems) -> tuple[str, ...]:
     if value is None:
         problems.add("reference_images", "is required")
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         problems.add("reference_images", "must be a list of image URLs or base64 images")
         return ()
-    if not 1 <= len(value) <= MAX_REFERENCE_IMAGES:
-        problems.add("reference_images", f"takes 1 to {MAX_REFERENCE_IMAGES} images")
+    if not 1 <= len(value) <= limit:
+        problems.add(
+            "reference_images", f"takes 1 to {limit} images (the model's limit), not {len(value)}"
+        )
         return ()
     return tuple(value)
 

@@ -193,7 +193,10 @@ class Runtime:
             adjustments=creation.adjustments,
         )
         request = dataclasses.replace(
-            request, storage_uri=creation.storage_uri, wire_scope=creation.wire_scope
+            request,
+            storage_uri=creation.storage_uri,
+            wire_scope=creation.wire_scope,
+            echo=None if creation.echo is None else dict(creation.echo),
         )
         described: dict[str, Any] = {
             "model": creation.model,
@@ -204,6 +207,8 @@ class Runtime:
         }
         if creation.wire_scope is not None:  # absent otherwise: earlier fingerprints hold
             described["wire_scope"] = creation.wire_scope
+        if creation.echo is not None:
+            described["echo"] = dict(creation.echo)
         fingerprint = request_fingerprint(described)
         if creation.derived_from is not None:
             source_job_id, kind = creation.derived_from

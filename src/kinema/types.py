@@ -35,7 +35,7 @@ _TERMINAL = frozenset(
 )
 
 AspectRatio = Literal["16:9", "9:16"]
-Resolution = Literal["720p", "1080p", "4k"]
+Resolution = Literal["360p", "720p", "1080p", "4k"]
 SourceKind = Literal["extend", "remix", "edit"]
 
 # A reference to an output of an earlier job, as a wire source: ``job:<job id>#<index>``.
@@ -101,6 +101,9 @@ class GenerationRequest:
     # The project and location a Vertex AI client named (``projects/p/locations/l``): the
     # job's operation name carries them. None: the fixed scope of express mode.
     wire_scope: str | None = None
+    # What the client sent that its dialect answers back and nothing else reads (the
+    # Interactions API's labels, webhook user metadata, previous interaction, delivery).
+    echo: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}

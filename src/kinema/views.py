@@ -105,3 +105,4 @@ class Creation:
     # extension's source is found from its ``video`` field when it is accepted).
     derived_from: tuple[str, SourceKind] | None = None
     base_url: str | None = None  # of the creating request: the job's links start with it
+    echo: Mapping[str, Any] | None = None  # kept with the job for the dialect to answer back

@@ -30,6 +30,8 @@ from kinema.views import Creation, JobRef, JobView
 
 # (request, path parameters, parsed JSON body or None) -> the job the poll names
 Locate = Callable[[Request, Mapping[str, str], Any], JobRef]
+# (request, the job as first read, a fresh read) -> the poll answered as an event stream
+StreamPoll = Callable[[Request, JobView, Callable[[], JobView]], Response]
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,9 @@ class Poll:
     ``path`` is a route path (``/v1/tasks/{task_id}``; ``{name:path}`` spans slashes).
     ``events`` is the path of its server-sent events twin, or None for none.
     ``parameters`` and ``request_body`` document it in OpenAPI; ``response_model`` is
-    the pydantic model its body conforms to (checked by the tests).
+    the pydantic model its body conforms to (checked by the tests). ``stream``, when set,
+    answers the poll itself as server-sent events while its query says ``stream=true``
+    (the Interactions API's ``GET .../{id}?stream=true``).
     """
 
     path: str
@@ -51,6 +55,7 @@ class Poll:
     request_body: dict[str, Any] | None = None
     response_model: type[Any] | None = None
     headers: Callable[[JobView], dict[str, str]] = field(default=lambda _view: {})
+    stream: StreamPoll | None = None
 
 
 class Dialect:
@@ -76,6 +81,10 @@ class Dialect:
 
     def render(self, view: JobView) -> dict[str, Any]:
         raise NotImplementedError
+
+    def render_webhook(self, view: JobView) -> dict[str, Any]:
+        """The body of the webhook a job of this dialect sends when it ends."""
+        return self.render(view)
 
     def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
         raise NotImplementedError
@@ -117,6 +126,18 @@ class Dialect:
 
     def openapi(self, schema: dict[str, Any]) -> None:
         """Complete the OpenAPI document where FastAPI cannot (rarely needed)."""
+
+
+ALIAS_HEADER = "X-Kinema-Model-Alias"
+
+
+def alias_headers(runtime: Runtime, model: str) -> dict[str, str]:
+    """``X-Kinema-Model-Alias`` for a model id the catalog serves as an alias (a retired
+    preview id), saying which model serves it; no header for any other id."""
+    spec = runtime.catalog.models.get(model)
+    if spec is None or spec.alias_of is None:
+        return {}
+    return {ALIAS_HEADER: f"{spec.alias_of}; {spec.alias_note}"}
 
 
 def field_name(path: tuple[str | int, ...]) -> str:

@@ -42,6 +42,21 @@ def _parse_last_event_id(value: str | None) -> tuple[int, int]:
         return (-1, -1)
 
 
+# (the job, its event id, whether it is the stream's first event) -> the event's bytes
+Encoder = Callable[[JobView, tuple[int, int], bool], bytes]
+
+
+def status_encoder(render: Callable[[JobView], dict[str, Any]]) -> Encoder:
+    """kinema's own events: ``progress`` with the status object, then one ``done``."""
+
+    def encode(job: JobView, current: tuple[int, int], first: bool) -> bytes:
+        name = "done" if job.status.terminal else "progress"
+        data = json.dumps(render(job), separators=(",", ":"))
+        return f"id: {current[0]}.{current[1]}\nevent: {name}\ndata: {data}\n\n".encode()
+
+    return encode
+
+
 def job_event_stream(
     request: Request,
     first: JobView,
@@ -50,26 +65,31 @@ def job_event_stream(
     *,
     interval_s: float = 0.25,
     keepalive_s: float = 15.0,
+    encode: Encoder | None = None,
 ) -> StreamingResponse:
     """A ``text/event-stream`` response following a job until it ends.
 
     ``first`` is the job as read before the response started (so a missing job was a
     normal error response in the caller's dialect); ``read`` fetches it again (raising
-    ``NotFound``); ``render`` shapes it as the dialect's status object.
+    ``NotFound``); ``render`` shapes it as the dialect's status object, and ``encode``
+    (default: ``status_encoder(render)``) an event of a dialect with its own event shapes.
+    The last event seen is ``Last-Event-ID`` or the ``last_event_id`` query parameter.
     """
-    seen = _parse_last_event_id(request.headers.get("last-event-id"))
+    resume = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    seen = _parse_last_event_id(resume)
+    encoder = encode or status_encoder(render)
 
     async def events() -> AsyncIterator[bytes]:
         nonlocal seen
         job = first
         idle = 0.0
+        sent = False
         while True:
             current = event_id(job)
             if current > seen:
                 seen = current
-                name = "done" if job.status.terminal else "progress"
-                data = json.dumps(render(job), separators=(",", ":"))
-                yield f"id: {current[0]}.{current[1]}\nevent: {name}\ndata: {data}\n\n".encode()
+                yield encoder(job, current, not sent)
+                sent = True
                 idle = 0.0
             if job.status.terminal or await request.is_disconnected():
                 return

@@ -183,7 +183,9 @@ def webhook_renderers(dialects: Sequence[Dialect], runtime: Runtime) -> dict[str
     start with the job's own base URL)."""
 
     def renderer(dialect: Dialect) -> Renderer:
-        return lambda job: dialect.render(runtime.view(job, inline_video=dialect.inline_video))
+        return lambda job: dialect.render_webhook(
+            runtime.view(job, inline_video=dialect.inline_video)
+        )
 
     return {dialect.name: renderer(dialect) for dialect in dialects if dialect.status_words}
 

@@ -24,7 +24,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from kinema.api.dialect import Dialect, Poll
+from kinema.api.dialect import Dialect, Poll, query_value
 from kinema.api.events import job_event_stream
 from kinema.errors import InvalidRequest, KinemaError
 from kinema.runtime import Runtime
@@ -63,7 +63,10 @@ def _dumps(body: Any) -> bytes:
 async def _answer(
     dialect: Dialect, poll: Poll, request: Request, params: Mapping[str, str]
 ) -> tuple[bytes, Mapping[str, str]] | Response:
-    """The poll's JSON body and extra headers, or an error in the dialect's envelope."""
+    """The poll's JSON body and extra headers, or an error in the dialect's envelope
+    (or, for a poll that streams when asked, its event stream)."""
+    if poll.stream is not None and query_value(request, "stream") == "true":
+        return await _stream(dialect, poll, request, params)
     try:
         body = await _json_body(request) if poll.method == "POST" else None
         view = _read(dialect, poll, request, params, body)[0]
@@ -100,6 +103,25 @@ async def serve_events(
 
     stream: StreamingResponse = job_event_stream(request, view, read, dialect.render)
     return stream
+
+
+async def _stream(
+    dialect: Dialect, poll: Poll, request: Request, params: Mapping[str, str]
+) -> Response:
+    """The poll answered by its ``stream`` (the dialect's own event shapes)."""
+    assert poll.stream is not None
+    try:
+        view, runtime, owner = _read(dialect, poll, request, params, None)
+    except KinemaError as error:
+        return dialect.render_error(request, error)
+    ref = poll.locate(request, params, None)
+
+    def read() -> JobView:
+        return runtime.status(
+            owner, ref, full=dialect.full_view, inline_video=dialect.inline_video
+        )
+
+    return poll.stream(request, view, read)
 
 
 class _Compiled:

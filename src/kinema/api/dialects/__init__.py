@@ -5,6 +5,7 @@ from __future__ import annotations
 from kinema.api.dialect import Dialect
 from kinema.api.dialects.aimlapi import AimlApi
 from kinema.api.dialects.gemini import Gemini
+from kinema.api.dialects.interactions import Interactions
 from kinema.api.dialects.openai.videos import OpenAIVideos
 from kinema.api.dialects.unified import UnifiedTasks
 from kinema.api.dialects.v1_generations import VideoGenerations
@@ -17,6 +18,7 @@ def dialects() -> list[Dialect]:
         AimlApi(),
         Gemini(),
         Vertex(),
+        Interactions(),
         OpenAIVideos(),
         UnifiedTasks(),
         VideoGenerations(),
