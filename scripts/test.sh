@@ -46,6 +46,20 @@ ensure_postgres() {
 ./scripts/install-chromium.sh
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+# Google's 3.x SDKs, for the tests that run them unchanged (the test extra pins 2.x):
+# google-genai in its own virtualenv, @google/genai under node.
+GENAI3=google-genai==3.6.1
+GENAI3_JS=@google/genai@3.6.1
+if [ "$(cat .venv-genai3/.ready 2>/dev/null)" != "$GENAI3" ]; then
+  python3 -m venv .venv-genai3
+  .venv-genai3/bin/python -m pip install -q --disable-pip-version-check "$GENAI3"
+  echo "$GENAI3" > .venv-genai3/.ready
+fi
+if command -v npm >/dev/null 2>&1 && [ "$(cat .node-genai3/.ready 2>/dev/null)" != "$GENAI3_JS" ]; then
+  mkdir -p .node-genai3
+  npm install --prefix .node-genai3 --no-save --silent "$GENAI3_JS"
+  echo "$GENAI3_JS" > .node-genai3/.ready
+fi
 ensure_postgres
 export KINEMA_TEST_REQUIRE_POSTGRES=1
 .venv/bin/ruff check src tests bench

@@ -49,7 +49,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kinema.api.deps import IdempotencyKey
-from kinema.api.dialect import Dialect, Poll
+from kinema.api.dialect import Dialect, Poll, alias_headers
 from kinema.api.dialects import google
 from kinema.api.dialects.google import GoogleOwner, Instance, Wire
 from kinema.api.files import artifact_response
@@ -290,7 +290,11 @@ class Gemini(Dialect):
         ) -> JSONResponse:
             """Start generating a video (``{model}:predictLongRunning``); returns an operation."""
             job = self.create(request, owner, self.parse_create(body, model, idempotency_key))
-            return JSONResponse({"name": f"models/{job.model}/operations/{job.id}"})
+            runtime: Runtime = request.app.state.runtime
+            return JSONResponse(
+                {"name": f"models/{job.model}/operations/{job.id}"},
+                headers=alias_headers(runtime, job.model),
+            )
 
         @router.post(f"/{version}/models/{{model}}/operations/{{operation_id}}")
         def cancel_operation(

@@ -46,9 +46,11 @@ and ``gcs_uri`` outside this server's storage. Every interaction runs in the bac
 ignored: interactions are kept until deleted or expired.
 
 Webhooks: ``webhook_config.uris`` (one URI) gets a signed webhook (Standard Webhooks)
-when the interaction ends: ``{"event_type": "interaction.completed" | "interaction.failed"
-| "interaction.cancelled", "interaction": {...}, "user_metadata": {...}}``, the video as
-a ``uri``. ``labels`` are echoed in every answer.
+when the interaction ends, kinema's event whose ``data`` is ``{"event_type":
+"interaction.completed" | "interaction.failed" | "interaction.cancelled", "interaction":
+{...}, "user_metadata": {...}}`` (the video as a ``uri``). ``labels`` are echoed in every
+answer. Creates of a retired id (``gemini-omni-flash-preview``) say which model serves
+it in the ``X-Kinema-Model-Alias`` header.
 """
 
 from __future__ import annotations

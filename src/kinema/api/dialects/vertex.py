@@ -67,7 +67,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictInt
 
 from kinema.api.deps import IdempotencyKey
-from kinema.api.dialect import Dialect, Poll
+from kinema.api.dialect import Dialect, Poll, alias_headers
 from kinema.api.dialects import google
 from kinema.api.dialects.google import GoogleOwner, Instance, Wire
 from kinema.errors import InvalidRequest, KinemaError, NotFound, UnknownModel
@@ -390,4 +390,4 @@ class Vertex(Dialect):
             creation = self.parse_create(runtime, owner, body, model, idempotency_key, wire)
             job = self.create(request, owner, creation)
             name = operation_name(job.model, job.id, job.request.wire_scope)
-            return JSONResponse({"name": name})
+            return JSONResponse({"name": name}, headers=alias_headers(runtime, job.model))
