@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from kinema.api.dialects.aimlapi import EXTEND_MODELS
 from kinema.catalog import Catalog
 from tests.support import (
     LiveServer,
@@ -184,6 +185,8 @@ def _valid_body(model_id: str, image: str) -> dict:
         body["last_image_url"] = image
     if spec.inputs == "reference":
         body["image_urls"] = [image]
+    if model_id in EXTEND_MODELS:  # refused before the video is read: any will do
+        body["video_url"] = "data:video/mp4;base64,AAAA"
     return body
 
 
@@ -202,7 +205,8 @@ def assert_validation_error(response, field: str) -> None:
 
 @pytest.mark.parametrize("model_id", AIML_MODELS)
 def test_every_model_refuses_a_bad_duration(server: LiveServer, image_uri: str, model_id: str):
-    body = _valid_body(model_id, image_uri) | {"duration": 3}
+    shortest = min(Catalog.load().models[model_id].durations)
+    body = _valid_body(model_id, image_uri) | {"duration": shortest - 1}
     with server.client() as client:
         assert_validation_error(client.post("/v2/video/generations", json=body), "duration")
 
@@ -216,7 +220,10 @@ def test_every_model_requires_its_inputs(server: LiveServer, image_uri: str, mod
         "first_last": "image_url",
         "reference": "image_urls",
         "text": "prompt",
+        "any": "prompt",  # text alone or an image: with neither, the prompt is required
     }[spec.inputs]
+    if model_id in EXTEND_MODELS:
+        field = "video_url"
     body.pop(field)
     with server.client() as client:
         assert_validation_error(client.post("/v2/video/generations", json=body), field)
@@ -237,7 +244,8 @@ def test_every_model_refuses_fields_it_does_not_take(
 def test_every_model_refuses_a_resolution_it_lacks(
     server: LiveServer, image_uri: str, model_id: str
 ):
-    body = _valid_body(model_id, image_uri) | {"resolution": "4k"}
+    lacking = next(r for r in ("4k", "8k") if r not in Catalog.load().models[model_id].resolutions)
+    body = _valid_body(model_id, image_uri) | {"resolution": lacking}
     with server.client() as client:
         assert_validation_error(client.post("/v2/video/generations", json=body), "resolution")
 
@@ -512,3 +520,39 @@ def test_rate_limits_are_per_key_and_answer_429_with_retry_after(tmp_path):
     assert neighbour_statuses == [404, 404, 429]
     assert elsewhere.status_code == 429
     assert elsewhere.json()["error"]["type"] == "rate_limit_exceeded"
+
+
+def test_omni_and_the_veo_3_1_fast_extension_by_video_url(server: LiveServer, image_uri: str):
+    omni = create(
+        server,
+        {
+            "model": "google/gemini-omni-1.2-flash",
+            "prompt": "a slow push-in",
+            "image_url": image_uri,
+            "duration": 3,
+            "resolution": "360p",
+        },
+    )
+    made = poll_until_done(server.client(), omni["id"])
+    assert made["status"] == "completed", made
+    facts = probe(download(server, made["video"]["url"]))
+    assert (facts.width, facts.height, facts.duration_s) == (640, 360, 3.0)
+    assert facts.audio_codec == "aac"
+
+    extend = "google/veo3-1-fast-extend-video"
+    with server.client() as client:
+        missing = client.post("/v2/video/generations", json={"model": extend, "prompt": "on"})
+        foreign = client.post(
+            "/v2/video/generations",
+            json={"model": extend, "video_url": "https://example.com/clip.mp4"},
+        )
+    assert missing.status_code == 400 and "video_url" in str(missing.json()["details"])
+    assert foreign.status_code == 400 and "not fetched" in str(foreign.json()["details"])
+    longer = create(
+        server, {"model": extend, "prompt": "and on", "video_url": made["video"]["url"]}
+    )
+    done = poll_until_done(server.client(), longer["id"])
+    assert done["status"] == "completed", done
+    assert probe(download(server, done["video"]["url"])).duration_s == pytest.approx(10, abs=0.1)
+    job = server.runtime.store.get_any(longer["id"].split(":")[0].replace("-", ""))
+    assert job.request.source_job_id == omni["id"].split(":")[0].replace("-", "")
