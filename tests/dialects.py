@@ -1,4 +1,4 @@
-"""The five wire dialects as a client sees them: create, poll, stream, cancel, read the state.
+"""The wire dialects as a client sees them: create, poll, stream, cancel, read the state.
 
 Tests that check one behaviour in every dialect take a ``WireDialect`` from ``DIALECTS``
 (parametrize over ``DIALECT_NAMES``) instead of repeating five request shapes.
@@ -185,6 +185,35 @@ DIALECTS: dict[str, WireDialect] = {
         state=_gemini_state,
         video_url=_gemini_video,
         cancel_path=lambda name: f"/v1beta/{name}:cancel",
+    ),
+    "interactions": WireDialect(
+        name="interactions",
+        create_path="/v1/interactions",
+        body=lambda callback: {
+            "model": "gemini-omni-1.2-flash",
+            "input": "pan left",
+            "response_format": {
+                "type": "video",
+                "duration": "4",
+                "resolution": "720p",
+                "delivery": "uri",
+            },
+            **({"webhook_config": {"uris": [callback]}} if callback else {}),
+        },
+        wire_id=lambda created: str(created["id"]),
+        poll_path=lambda wid: f"/v1/interactions/{wid}",
+        events_path=lambda wid: f"/v1/interactions/{wid}/events",
+        state=lambda body: {
+            "queued": ACTIVE,
+            "in_progress": ACTIVE,
+            "completed": COMPLETED,
+            "cancelled": CANCELLED,
+            "incomplete": EXPIRED,
+        }.get(body["status"], FAILED),
+        video_url=lambda body: (
+            body["steps"][-1]["content"][0]["uri"] if body.get("steps") else None
+        ),
+        cancel_path=lambda wid: f"/v1/interactions/{wid}/cancel",
     ),
     "openai": WireDialect(
         name="openai",

@@ -63,6 +63,9 @@ def test_each_dialect_delivers_its_own_status_object_signed(
     assert event["type"] == "generation.completed"
     assert event["id"] == delivery.headers["webhook-id"] and event["object"] == "event"
     data = event["data"]
+    if name == "interactions":  # the interaction, beside its event type and user metadata
+        assert data["event_type"] == "interaction.completed"
+        data = data["interaction"]
     assert set(data) == set(polled), "the event carries the dialect's own status object"
     assert dialect.state(data) == COMPLETED
     id_field = {"gemini": "name", "v1": "task_id"}.get(name, "id")
