@@ -16,7 +16,8 @@ from tests.support import LiveServer, live_server, make_settings, probe
 from tests.webhook_receiver import Receiver
 
 PUBLIC = "https://videos.example.test/kinema"
-LINKING_DIALECTS = ["aimlapi", "gemini", "interactions", "unified", "v1"]  # OpenAI's object has no link
+# OpenAI's object has no link
+LINKING_DIALECTS = ["aimlapi", "gemini", "interactions", "unified", "v1"]
 
 
 @pytest.fixture(scope="module")

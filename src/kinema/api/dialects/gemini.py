@@ -33,8 +33,9 @@ video; its frame size is the source's.
 
 Extensions, which Google's clients ignore: ``parameters.callbackUrl`` (a URL that gets a
 signed webhook when the operation ends; the SDK's ``webhookConfig`` with one uri does the
-same), ``seed`` and ``generateAudio`` for raw REST callers (the SDK refuses to send them
-in Gemini mode), ``metadata {state, progressPercent}`` on operations, and
+same, and its ``user_metadata`` comes back as ``user_metadata`` beside the operation in
+the webhook's ``data``), ``seed`` and ``generateAudio`` for raw REST callers (the SDK
+refuses to send them in Gemini mode), ``metadata {state, progressPercent}`` on operations, and
 ``DELETE /v1beta/{name}``, which removes a finished operation and its video.
 """
 
@@ -214,6 +215,14 @@ class Gemini(Dialect):
             body["error"] = error
         return body
 
+    def render_webhook(self, view: JobView) -> dict[str, Any]:
+        """The operation, with the ``user_metadata`` of ``webhookConfig`` if one was sent."""
+        body = self.render(view)
+        echo = view.request.echo if view.request is not None else None
+        if echo and echo.get("user_metadata") is not None:
+            body["user_metadata"] = echo["user_metadata"]
+        return body
+
     def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
         return google.error_body(error)
 
@@ -228,6 +237,8 @@ class Gemini(Dialect):
         sent.pop("callbackUrl", None)
         fields |= google.parameter_fields(sent)
         callback_url, callback_field = self._callback_url(body)
+        config = body.webhook_config
+        metadata = None if config is None else config.user_metadata or config.userMetadata
         return Creation(
             model=model,
             fields=fields,
@@ -235,6 +246,7 @@ class Gemini(Dialect):
             callback_url=callback_url,
             callback_field=callback_field,
             idempotency_key=idempotency_key,
+            echo=None if metadata is None else {"user_metadata": metadata},
         )
 
     @staticmethod
@@ -246,10 +258,6 @@ class Gemini(Dialect):
         config = body.webhook_config
         if config is None:
             return None, ""
-        if config.user_metadata is not None or config.userMetadata is not None:
-            raise InvalidRequest.for_field(
-                "webhookConfig.user_metadata", "webhook user metadata is not supported"
-            )
         if not config.uris:
             return None, ""
         if len(config.uris) != 1:

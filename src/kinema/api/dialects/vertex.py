@@ -52,7 +52,9 @@ is the source followed by ``durationSeconds`` more, as one video at the source's
 Refused with a 400 that says so: ``gcsUri`` images, other ``gcsUri`` videos, masks,
 ``fps`` other than the model's, ``compressionQuality`` other than ``OPTIMIZED``,
 ``pubsubTopic``. ``resizeMode`` (``CROP``/``PAD``) is served where the model takes it.
-``labels`` are accepted and ignored.
+``labels`` are accepted and echoed in the operation's ``metadata.labels``. The
+google-genai 3.x ``source=`` form of ``generate_videos`` sends the same body as the
+deprecated ``prompt=``/``image=``/``video=`` keywords.
 """
 
 from __future__ import annotations
@@ -225,6 +227,9 @@ class Vertex(Dialect):
             "done": view.status.terminal,
             "metadata": google.operation_metadata(view),
         }
+        echo = None if view.request is None else view.request.echo
+        if echo and echo.get("labels") is not None:
+            body["metadata"]["labels"] = echo["labels"]
         if view.status is JobStatus.SUCCEEDED:
             videos = []
             for output in view.outputs:
@@ -279,6 +284,7 @@ class Vertex(Dialect):
             idempotency_key=idempotency_key,
             storage_uri=storage_uri,
             wire_scope=scope,
+            echo=None if body.labels is None else {"labels": dict(body.labels)},
         )
 
     @staticmethod
