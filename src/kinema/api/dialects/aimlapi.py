@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kinema.api.deps import BearerOwner, IdempotencyKey
@@ -277,7 +277,7 @@ class AimlApi(Dialect):
             body: CreateGeneration,
             owner: BearerOwner,
             idempotency_key: IdempotencyKey = None,
-        ) -> JSONResponse:
+        ) -> Response:
             """Create a video generation task; poll it with GET and ``generation_id``."""
             job = self.create(request, owner, self.parse_create(body, idempotency_key))
             return self.respond(request, job)
@@ -290,7 +290,7 @@ class AimlApi(Dialect):
             body: CreateGeneration,
             owner: BearerOwner,
             idempotency_key: IdempotencyKey = None,
-        ) -> JSONResponse:
+        ) -> Response:
             """Legacy path of the same create call (documented upstream as 201)."""
             job = self.create(request, owner, self.parse_create(body, idempotency_key))
             return self.respond(request, job, status_code=201)

@@ -51,14 +51,13 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from kinema.api.deps import BearerOwner, IdempotencyKey
+from kinema.api.deps import BearerOwner, IdempotencyKey, get_service
 from kinema.api.dialect import Dialect, Poll
 from kinema.catalog import FRAME_SIZES
 from kinema.errors import FieldProblem, InvalidRequest, KinemaError, NotFound
-from kinema.runtime import Runtime
 from kinema.types import JobStatus, output_ref
 from kinema.views import Creation, JobRef, JobView
 
@@ -432,7 +431,7 @@ class VideoGenerations(Dialect):
             body: CreateVideoGeneration,
             owner: BearerOwner,
             idempotency_key: IdempotencyKey = None,
-        ) -> JSONResponse:
+        ) -> Response:
             """Submit a video task; poll ``GET /v1/video/generations/{task_id}`` until
             ``succeeded``."""
             job = self.create(request, owner, self.parse_create(body, idempotency_key))
@@ -441,8 +440,8 @@ class VideoGenerations(Dialect):
         @router.post("/v1/video/generations/{task_id}/cancel", response_model=VideoGeneration)
         def cancel_generation(
             request: Request, task_id: TaskId, owner: BearerOwner
-        ) -> JSONResponse:
+        ) -> Response:
             """Cancel a task: a queued one ends now, a running one within moments."""
-            runtime: Runtime = request.app.state.runtime
-            job = runtime.cancel(owner, job_id_from_wire(task_id))
+            service = get_service(request)
+            job = service.cancel(owner, job_id_from_wire(task_id))
             return self.respond(request, job)
