@@ -120,12 +120,6 @@ class PredictLongRunningRequest(Wire):
     labels: dict[str, str] | None = None
 
 
-class FetchPredictOperationRequest(BaseModel):
-    operationName: str = Field(
-        examples=[f"{EXPRESS_SCOPE}/{MODELS}/veo-3.1-generate-001/operations/0f1e..."]
-    )
-
-
 class PredictOperation(BaseModel):
     name: str
     done: bool = False
