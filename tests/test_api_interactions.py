@@ -154,7 +154,7 @@ def video_of(body: dict[str, Any]) -> bytes:
 
 def job_count(server: LiveServer) -> int:
     owner = next(k.id for k in server.runtime.keys.list() if server.api_key.startswith(k.prefix))
-    return len(server.runtime.jobs(owner, limit=1000, after=None, order="asc"))
+    return len(server.runtime.service.jobs(owner, limit=1000, after=None, order="asc"))
 
 
 def image_data(color: tuple[int, int, int]) -> dict[str, str]:

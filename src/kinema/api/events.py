@@ -88,7 +88,8 @@ def job_event_stream(
             current = event_id(job)
             if current > seen:
                 seen = current
-                yield encoder(job, current, not sent)
+                # off the event loop: a render may read an inline video
+                yield await asyncio.to_thread(encoder, job, current, not sent)
                 sent = True
                 idle = 0.0
             if job.status.terminal or await request.is_disconnected():

@@ -55,7 +55,6 @@ it in the ``X-Kinema-Model-Alias`` header.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import re
@@ -66,18 +65,19 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from kinema.api.deps import IdempotencyKey, request_base_url
+from kinema.api.deps import IdempotencyKey, get_service, request_base_url
 from kinema.api.dialect import Dialect, Poll, alias_headers
 from kinema.api.dialects import google
 from kinema.api.dialects.google import GoogleOwner
 from kinema.api.events import job_event_stream
 from kinema.errors import InvalidRequest, KinemaError, NotFound, UnknownModel
+from kinema.inline_json import materialized
 from kinema.jobs.keys import output_of_video_key
-from kinema.runtime import Runtime
-from kinema.types import JobStatus, SourceKind, output_ref
+from kinema.service import JobService
+from kinema.types import Job, JobStatus, SourceKind, output_ref
 from kinema.views import Creation, JobRef, JobView
 
 API_VERSIONS = ("v1", "v1beta")
@@ -393,8 +393,8 @@ class Interactions(Dialect):
         video: dict[str, Any] = {"type": "video", "mime_type": "video/mp4"}
         if output.video_object_uri is not None:
             video["uri"] = output.video_object_uri
-        elif inline and echo.get("delivery", "inline") == "inline" and output.video_bytes:
-            video["data"] = base64.b64encode(output.video_bytes).decode()
+        elif inline and echo.get("delivery", "inline") == "inline" and output.inline:
+            video["data"] = output.inline  # the MP4's base64, written as the body is sent
         else:
             video["uri"] = output.video_url
         return video
@@ -406,9 +406,11 @@ class Interactions(Dialect):
 
     # --- translating a create ---
 
-    def plan(self, runtime: Runtime, body: CreateInteraction, idempotency_key: str | None) -> Plan:
+    def plan(
+        self, service: JobService, body: CreateInteraction, idempotency_key: str | None
+    ) -> Plan:
         _refuse_unserved(body)
-        model = self._model(runtime, body.model)
+        model = self._model(service, body.model)
         content = read_input(body.input)
         config = body.generation_config or GenerationConfig()
         task = (config.video_config or VideoConfig()).task
@@ -434,7 +436,7 @@ class Interactions(Dialect):
         delivery = shape.get("delivery", "inline")
         if delivery not in ("inline", "uri"):
             raise InvalidRequest.for_field("response_format.delivery", "must be inline or uri")
-        storage_uri = self._storage_uri(runtime, shape.get("gcs_uri"))
+        storage_uri = self._storage_uri(service, shape.get("gcs_uri"))
         callback, echo = self._webhook(body)
         echo["delivery"] = delivery
         if body.labels is not None:
@@ -507,25 +509,25 @@ class Interactions(Dialect):
         return Plan(_replace(creation, fields, names))
 
     @staticmethod
-    def _model(runtime: Runtime, model: str) -> str:
+    def _model(service: JobService, model: str) -> str:
         name = model.removeprefix("models/")
         try:
-            return runtime.catalog.get(name, dialect=Interactions.name).id
+            return service.catalog.get(name, dialect=Interactions.name).id
         except UnknownModel:
-            served = ", ".join(runtime.catalog.model_ids(Interactions.name))
+            served = ", ".join(service.catalog.model_ids(Interactions.name))
             raise NotFound(
                 f"model {name[:100]!r} is not found for the Interactions API; this server "
                 f"serves: {served}"
             ) from None
 
     @staticmethod
-    def _storage_uri(runtime: Runtime, uri: Any) -> str | None:
+    def _storage_uri(service: JobService, uri: Any) -> str | None:
         if uri is None:
             return None
         if not isinstance(uri, str):
             raise InvalidRequest.for_field("response_format.gcs_uri", "must be a string")
         try:
-            runtime.check_storage_uri(uri)
+            service.check_storage_uri(uri)
         except InvalidRequest as error:
             raise InvalidRequest.for_field("response_format.gcs_uri", error.message) from None
         return uri
@@ -548,18 +550,17 @@ class Interactions(Dialect):
 
     # --- answers ---
 
-    def answer(
-        self, request: Request, runtime: Runtime, owner: str, job_id: str, stream: bool
-    ) -> Response:
+    def answer(self, request: Request, owner: str, job: Job, stream: bool) -> Response:
         """The interaction as created (or, with ``stream``, its events until it ends)."""
-        ref = JobRef(id=job_id)
-        view = runtime.status(owner, ref, inline_video=True)
-        headers = alias_headers(runtime, view.model)
+        service = get_service(request)
+        headers = alias_headers(service.catalog, job.model)
         if not stream:
-            return JSONResponse(self.render(view), headers=headers)
+            return self.respond(request, job, headers=headers)
+        ref = JobRef(id=job.id)
+        view = service.status(owner, ref, inline_video=True)
 
         def read() -> JobView:
-            return runtime.status(owner, ref, inline_video=True)
+            return service.status(owner, ref, inline_video=True)
 
         response = self.events(request, view, read, created=True)
         response.headers.update(headers)
@@ -574,10 +575,11 @@ class Interactions(Dialect):
         created: bool = False,
     ) -> StreamingResponse:
         """The Interactions API's event stream of a job, followed until it ends."""
+        storage = get_service(request).storage
 
         def encode(view: JobView, current: tuple[int, int], first_event: bool) -> bytes:
-            event_id = f"{current[0]}.{current[1]}"
-            events = self._events(view, created and first_event)
+            event_id = f"{current[0]}.{current[1]}"  # run in a thread: it reads the video
+            events = materialized(self._events(view, created and first_event), storage)
             lines = [
                 f"id: {event_id}\ndata: {json.dumps({**e, 'event_id': event_id})}\n\n"
                 for e in events
@@ -660,15 +662,15 @@ class Interactions(Dialect):
             idempotency_key: IdempotencyKey = None,
         ) -> Response:
             """Create an interaction: a video from text, images or an earlier video."""
-            runtime: Runtime = request.app.state.runtime
-            plan = self.plan(runtime, body, idempotency_key)
+            service = get_service(request)
+            plan = self.plan(service, body, idempotency_key)
             if plan.derived is None:
                 job = self.create(request, owner, plan.creation)
             else:
                 source, kind = plan.derived
                 creation = dataclasses.replace(plan.creation, base_url=request_base_url(request))
-                job = runtime.remix(owner, self.name, source, creation, kind=kind)
-            return self.answer(request, runtime, owner, job.id, bool(body.stream))
+                job = service.remix(owner, self.name, source, creation, kind=kind)
+            return self.answer(request, owner, job, bool(body.stream))
 
         @router.post(
             f"/{version}/interactions/{{interaction_id}}/cancel", response_model=Interaction
@@ -692,18 +694,18 @@ class Interactions(Dialect):
             request: Request, interaction_id: str, owner: GoogleOwner
         ) -> dict[str, Any]:
             """Delete the interaction and its video (an unfinished one is cancelled first)."""
-            runtime: Runtime = request.app.state.runtime
+            service = get_service(request)
             job_id = _interaction_id(interaction_id, "id")
-            runtime.find(owner, JobRef(id=job_id))
-            runtime.delete(owner, job_id, wait=True)
+            service.find(owner, JobRef(id=job_id))
+            service.delete(owner, job_id, wait=True)
             return {}
 
     def _cancel(self, request: Request, owner: str, interaction_id: str) -> Response:
-        runtime: Runtime = request.app.state.runtime
+        service = get_service(request)
         job_id = _interaction_id(interaction_id, "id")
-        runtime.find(owner, JobRef(id=job_id))
-        job = runtime.cancel(owner, job_id)
-        return self.respond(request, job, headers=alias_headers(runtime, job.model))
+        service.find(owner, JobRef(id=job_id))
+        job = service.cancel(owner, job_id)
+        return self.respond(request, job, headers=alias_headers(service.catalog, job.model))
 
 
 def _implied_task(content: Content, source: str | None) -> str:
