@@ -167,7 +167,9 @@ def test_sdk_webhook_config_gets_a_signed_completed_event(server: LiveServer, sd
             source=types.GenerateVideosSource(prompt="x"),
             config=types.GenerateVideosConfig(
                 duration_seconds=4,
-                webhook_config=types.WebhookConfig(uris=[receiver.url]),
+                webhook_config=types.WebhookConfig(
+                    uris=[receiver.url], user_metadata={"order": 42, "tags": ["a"]}
+                ),
             ),
         )
         assert operation.name is not None
@@ -178,6 +180,7 @@ def test_sdk_webhook_config_gets_a_signed_completed_event(server: LiveServer, sd
     assert event["type"] == "generation.completed"
     data = event["data"]
     assert data["name"] == operation.name and data["done"] is True
+    assert data["user_metadata"] == {"order": 42, "tags": ["a"]}  # what the caller sent
     (sample,) = data["response"]["generateVideoResponse"]["generatedSamples"]
     assert sample["video"]["uri"].endswith(f"/v1beta/files/{job.id}:download?alt=media")
 

@@ -22,9 +22,18 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.scale_support import S3Server, moto_server
-from tests.support import LiveServer, encode_image, live_server, make_settings, pattern_image, probe
+from tests.support import (
+    LiveServer,
+    encode_image,
+    first_frame,
+    live_server,
+    make_settings,
+    pattern_image,
+    probe,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SDK_DIR = Path(__file__).parent / "sdk"
@@ -122,6 +131,53 @@ def test_js_sdk_3_makes_a_video_in_vertex_mode(
     scope = EXPRESS if mode == "express" else PROJECT
     assert result["name"].startswith(f"{scope}/{MODEL}/operations/")
     assert_four_second_mp4(out)
+
+
+def test_python_sdk_3_source_form_references_labels_and_resize_mode(
+    server: LiveServer, genai3_python: Path, tmp_path: Path
+):
+    pictures = {
+        "red": Image.new("RGB", (640, 360), (220, 30, 30)),
+        "blue": Image.new("RGB", (640, 360), (30, 30, 220)),
+        "square": pattern_image(360, 360),
+    }
+    for name, picture in pictures.items():
+        (tmp_path / f"{name}.png").write_bytes(encode_image(picture))
+    script = str(SDK_DIR / "genai3_vertex_source.py")
+    files = [str(tmp_path / f"{name}.png") for name in pictures]
+    result = run_sdk(
+        [str(genai3_python), script, server.url, server.api_key, MODEL, *files, str(tmp_path)]
+    )
+    assert result["deprecations"] == []  # the source= form, not the keywords that go away
+    assert result["labels"] == {"team": "video", "run": "nightly"}
+    references, padded = result["names"]
+    job = server.runtime.store.get_any(references.rsplit("/", 1)[1])
+    assert len(job.request.reference_images) == 2 and job.request.image is None
+    red = first_frame((tmp_path / "references.mp4").read_bytes()).reshape(-1, 3).mean(axis=0)
+    assert red[0] > red[2] + 40  # the first ASSET reference is filmed
+    assert probe((tmp_path / "references.mp4").read_bytes()).duration_s == 8.0
+    assert server.runtime.store.get_any(padded.rsplit("/", 1)[1]).request.resize_mode == "pad"
+    assert_four_second_mp4(tmp_path / "padded.mp4")
+
+
+def test_more_asset_references_than_veo_3_1_takes_is_a_400_naming_the_limit(
+    server: LiveServer, png: Path
+):
+    data = base64.b64encode(png.read_bytes()).decode()
+    reference = {
+        "image": {"bytesBase64Encoded": data, "mimeType": "image/png"},
+        "referenceType": "ASSET",
+    }
+    body = {
+        "instances": [{"prompt": "x", "referenceImages": [reference] * 4}],
+        "parameters": {"durationSeconds": 8},
+    }
+    with rest(server) as client:
+        answer = client.post(
+            f"/v1beta1/publishers/google/models/{MODEL}:predictLongRunning", json=body
+        )
+    assert answer.status_code == 400
+    assert "1 to 3 images (the model's limit), not 4" in answer.json()["error"]["message"]
 
 
 # --- raw REST ---
