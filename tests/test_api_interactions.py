@@ -224,6 +224,8 @@ def test_another_keys_interaction_is_a_404(server: LiveServer):
         ({"input": "x", "labels": {"a": 1}}, "labels"),
         ({"input": "x", "model": "veo-3.1-generate-001"}, "model"),
         ({"input": ["\ud800"]}, "input"),
+        ({"input": "x", "labels": {"a": "\ud800"}}, "labels"),
+        ({"input": "x", "webhook_config": {"user_metadata": {"\udfff": 1}}}, "user_metadata"),
     ],
 )
 def test_malformed_input_is_a_4xx_in_googles_envelope_and_stores_nothing(

@@ -24,7 +24,8 @@ and ``/v1beta/``, with the caller's key in ``x-goog-api-key`` (or ``?key=``, or 
   ``interaction.status_update`` on each change, on success ``step.start`` /
   ``step.delta`` (the video) / ``step.stop``, an ``error`` event on failure, then
   ``interaction.completed`` with the interaction and ``data: [DONE]``. ``last_event_id``
-  (or ``Last-Event-ID``) resumes after the event it names.
+  (or ``Last-Event-ID``) resumes after the event it names. ``include_input`` is accepted;
+  the input is not echoed back.
 - ``POST .../{id}/cancel`` (what both SDKs send; ``{id}:cancel`` too) answers the
   interaction; ``DELETE .../{id}`` cancels an unfinished one, removes it and its video,
   and answers ``{}``.
@@ -440,6 +441,7 @@ class Interactions(Dialect):
         callback, echo = self._webhook(body)
         echo["delivery"] = delivery
         if body.labels is not None:
+            _check_json(body.labels, "labels")
             echo["labels"] = dict(body.labels)
         previous = body.previous_interaction_id
         if previous is not None:
@@ -740,9 +742,12 @@ def _refuse_unserved(body: CreateInteraction) -> None:
 
 
 def _check_json(value: Any, where: str) -> None:
+    """Refuse what the job could not keep: more than 16 KiB, or a lone surrogate."""
     try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
+        text = json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest.for_field(where, "is not valid Unicode (a lone surrogate)") from None
+    except (TypeError, ValueError, RecursionError):
         raise InvalidRequest.for_field(where, "must be JSON") from None
     if len(text) > 16_384:
         raise InvalidRequest.for_field(where, "is larger than 16 KiB")

@@ -71,6 +71,7 @@ from kinema.api.deps import IdempotencyKey, get_service
 from kinema.api.dialect import Dialect, Poll, alias_headers
 from kinema.api.dialects import google
 from kinema.api.dialects.google import GoogleOwner, Instance, Wire
+from kinema.catalog import Catalog
 from kinema.errors import InvalidRequest, KinemaError, NotFound, UnknownModel
 from kinema.service import JobService
 from kinema.types import JobStatus, output_ref
@@ -276,7 +277,7 @@ class Vertex(Dialect):
             idempotency_key=idempotency_key,
             storage_uri=storage_uri,
             wire_scope=scope,
-            echo=None if body.labels is None else {"labels": dict(body.labels)},
+            echo=None if body.labels is None else {"labels": _labels(body.labels)},
         )
 
     @staticmethod
@@ -378,3 +379,10 @@ class Vertex(Dialect):
             job = self.create(request, owner, creation)
             name = operation_name(job.model, job.id, job.request.wire_scope)
             return JSONResponse({"name": name}, headers=alias_headers(service.catalog, job.model))
+
+
+def _labels(labels: dict[str, str]) -> dict[str, str]:
+    """``labels`` as the job keeps them; a lone surrogate (which cannot be stored) is a 400."""
+    for name, value in labels.items():
+        Catalog.check_text(name + value, "labels")
+    return dict(labels)
