@@ -203,13 +203,13 @@ DIALECTS: dict[str, WireDialect] = {
         wire_id=lambda created: str(created["id"]),
         poll_path=lambda wid: f"/v1/interactions/{wid}",
         events_path=lambda wid: f"/v1/interactions/{wid}/events",
-        state=lambda body: {
+        state=lambda body: {  # a status object, or a webhook's event holding one
             "queued": ACTIVE,
             "in_progress": ACTIVE,
             "completed": COMPLETED,
             "cancelled": CANCELLED,
             "incomplete": EXPIRED,
-        }.get(body["status"], FAILED),
+        }.get(body.get("interaction", body)["status"], FAILED),
         video_url=lambda body: (
             body["steps"][-1]["content"][0]["uri"] if body.get("steps") else None
         ),

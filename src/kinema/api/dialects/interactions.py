@@ -187,6 +187,7 @@ class CreateInteraction(BaseModel):
 
 class Interaction(BaseModel):
     id: str
+    object: str = "interaction"
     status: str = Field(examples=["queued", "in_progress", "completed", "failed", "cancelled"])
     model: str | None = None
     created: str | None = None
@@ -195,6 +196,9 @@ class Interaction(BaseModel):
     previous_interaction_id: str | None = None
     labels: dict[str, str] | None = None
     errors: list[dict[str, Any]] | None = None
+    adjustments: list[dict[str, Any]] | None = Field(
+        default=None, description="kinema extension: what was changed to serve the request"
+    )
 
 
 # --- reading a create ---
