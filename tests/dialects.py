@@ -133,6 +133,11 @@ def _error_state(active: tuple[str, ...], done: str, cancelled: str, expired: st
     return state
 
 
+def _interaction_video(body: dict[str, Any]) -> str | None:
+    steps = body.get("steps")
+    return str(steps[-1]["content"][0]["uri"]) if steps else None
+
+
 def _image() -> str:
     return data_uri(pattern_image(320, 180))
 
@@ -210,9 +215,7 @@ DIALECTS: dict[str, WireDialect] = {
             "cancelled": CANCELLED,
             "incomplete": EXPIRED,
         }.get(body.get("interaction", body)["status"], FAILED),
-        video_url=lambda body: (
-            body["steps"][-1]["content"][0]["uri"] if body.get("steps") else None
-        ),
+        video_url=lambda body: _interaction_video(body.get("interaction", body)),
         cancel_path=lambda wid: f"/v1/interactions/{wid}/cancel",
     ),
     "openai": WireDialect(
