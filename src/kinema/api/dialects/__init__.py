@@ -9,7 +9,6 @@ from kinema.api.dialects.openai.videos import OpenAIVideos
 from kinema.api.dialects.unified import UnifiedTasks
 from kinema.api.dialects.v1_generations import VideoGenerations
 from kinema.api.dialects.vertex import Vertex
-from kinema.api.files import Files
 
 
 def dialects() -> list[Dialect]:
@@ -20,5 +19,4 @@ def dialects() -> list[Dialect]:
         OpenAIVideos(),
         UnifiedTasks(),
         VideoGenerations(),
-        Files(),
     ]
