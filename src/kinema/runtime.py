@@ -98,7 +98,9 @@ class Runtime:
         for model in chosen or ():
             catalog.get(model)  # an unknown model is an error now, not an idle worker
         fetcher = ImageFetcher.from_settings(settings)
-        engines = EngineHost(catalog.engines, gpus=settings.gpus)
+        engines = EngineHost(
+            catalog.engines, gpus=settings.gpus, environ=settings.provider_keys()
+        )
         count = settings.workers if workers is None else workers
         registry = WorkerRegistry(db)
         metrics = Metrics()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import threading
 from collections.abc import Mapping
 
@@ -36,7 +35,7 @@ def build_engine(
         from kinema.engines.upstream import UpstreamConfig, UpstreamEngine
 
         upstream = UpstreamConfig.from_options(config.name, config.options)
-        return UpstreamEngine(upstream, environ=os.environ if environ is None else environ)
+        return UpstreamEngine(upstream, environ={} if environ is None else environ)
     if config.kind == "motion":
         from kinema.engines.motion.engine import MotionEngine
 

@@ -12,9 +12,9 @@ seconds per key and engine).
 
 Extensions, which strict clients ignore: ``progress`` (0..100) on every response,
 ``details`` (one entry per problem) on 400 responses, and ``meta.adjustments`` listing what
-was changed to serve a request as sent: seed 002's own example asks ``duration: "5"`` of
-a model that makes 4, 6 and 8 second videos; such a duration is made as the next longer
-one (6) and reported there, rather than refused.
+was changed to serve a request as sent: the AI/ML API's own Veo 3 example asks
+``duration: "5"`` of a model that makes 4, 6 and 8 second videos; such a duration is made
+as the next longer one (6) and reported there, rather than refused.
 
 Extension: ``extend_from`` (kinema extension) names an earlier completed generation of
 the same key (its ``id``); the new generation is that video followed by ``duration``

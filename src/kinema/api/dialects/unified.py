@@ -1,4 +1,4 @@
-"""The unified task dialect (seed 003): ``task-unified-...`` ids, as API gateways sell Veo.
+"""The unified task dialect: ``task-unified-...`` ids, as API gateways document and sell Veo.
 
 Paths (the seed names none; these are the ones such gateways serve):
 

@@ -1,4 +1,4 @@
-"""The ``/v1/video/generations`` dialect (seed 004), as New-API-style gateways serve Veo.
+"""The ``/v1/video/generations`` dialect, as New-API-style gateways document and serve Veo.
 
 - ``POST /v1/video/generations``: create.
 - ``GET /v1/video/generations/{task_id}``: poll.
@@ -234,7 +234,8 @@ job_id_from_wire = wire.job_id
 def _fixed_seconds(
     model: str, fields: dict[str, Any], wire_names: dict[str, str]
 ) -> tuple[dict[str, Any], ...]:
-    """Veo 3.1 with a first frame: ``seconds`` "is fixed to 8" (seed 004)."""
+    """Veo 3.1 with a first frame: ``seconds`` "is fixed to 8" (the gateway's Veo
+    image-to-video page)."""
     if model not in EIGHT_SECONDS_WITH_IMAGE or "image" not in fields:
         return ()
     requested = fields.get("duration")

@@ -110,12 +110,6 @@ class PredictLongRunningRequest(Wire):
     labels: dict[str, str] | None = None
 
 
-class FetchPredictOperationRequest(BaseModel):
-    operationName: str = Field(
-        examples=[wire.operation_name("veo-3.1-generate-001", "0f1e...", None)]
-    )
-
-
 class PredictOperation(BaseModel):
     name: str
     done: bool = False
