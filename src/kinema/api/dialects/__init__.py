@@ -1,4 +1,5 @@
-"""The wire APIs this server speaks: a new one is a module and an entry here."""
+"""The wire APIs this server speaks: a new one is a wire table (``kinema.wire``), a module
+here and an entry in ``dialects()``."""
 
 from __future__ import annotations
 
