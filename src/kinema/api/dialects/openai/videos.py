@@ -13,8 +13,8 @@ Wire facts (checked against the SDK's source):
   other models default to their own frame (Veo: 1280x720).
 * Every response is a video object with all its nullable fields present.
 * ``create_and_poll`` sleeps for the ``openai-poll-after-ms`` header of each response while
-  the video is queued or in progress; kinema sends ``wire.POLL_AFTER_MS`` on both create and
-  retrieve responses of unfinished videos.
+  the video is queued or in progress; kinema sends ``POLL_AFTER_MS`` (its wire table's) on
+  both create and retrieve responses of unfinished videos.
 * Errors are ``{"error": {"message", "type", "param", "code"}}``.
 
 Choices where OpenAI's behaviour is not kinema's:
