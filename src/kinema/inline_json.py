@@ -37,9 +37,7 @@ def has_inline(body: Any) -> bool:
 
 def _dumps(body: Any, default: Any = None) -> bytes:
     try:
-        # orjson writes a dataclass (an ``InlineFile``) as an object unless told to pass
-        # it to ``default``, which puts the marker in its place
-        return orjson.dumps(body, default=default, option=orjson.OPT_PASSTHROUGH_DATACLASS)
+        return orjson.dumps(body, default=default)
     except TypeError:  # what orjson refuses (a lone surrogate, a huge int) json escapes
         return json.dumps(body, separators=(",", ":"), default=default).encode()
 

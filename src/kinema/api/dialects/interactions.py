@@ -61,7 +61,6 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
@@ -78,10 +77,11 @@ from kinema.errors import InvalidRequest, KinemaError, NotFound, UnknownModel
 from kinema.inline_json import materialized
 from kinema.jobs.keys import output_of_video_key
 from kinema.service import JobService
-from kinema.types import Job, JobStatus, SourceKind, output_ref
+from kinema.types import Job, SourceKind, output_ref
 from kinema.views import Creation, JobRef, JobView
+from kinema.wire import interactions as wire
 
-API_VERSIONS = ("v1", "v1beta")
+API_VERSIONS = wire.API_VERSIONS
 TASKS = ("text_to_video", "image_to_video", "reference_to_video", "edit", "extend", "upscale")
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _DURATION = re.compile(r"([0-9]{1,3})(?:\.0+)?s?")
@@ -333,76 +333,19 @@ class Plan:
 
 
 class Interactions(Dialect):
-    name = "interactions"
+    name = wire.NAME
     title = "Interactions API"
-    prefixes = tuple(f"/{version}/interactions" for version in API_VERSIONS)
-    inline_video = True
-    status_words = {
-        JobStatus.QUEUED: "queued",
-        JobStatus.RUNNING: "in_progress",
-        JobStatus.SUCCEEDED: "completed",
-        JobStatus.FAILED: "failed",
-        JobStatus.CANCELLED: "cancelled",
-        JobStatus.EXPIRED: "incomplete",
-    }
+    prefixes = tuple(wire.CREATE_PATH.format(version=version) for version in API_VERSIONS)
+    inline_video = wire.INLINE_VIDEO
+    status_words = wire.STATUS_WORDS
     error_schema = ERROR_SCHEMA
 
     def owner(self, request: Request) -> str:
         return google.google_owner(request)
 
-    # --- rendering ---
+    # --- rendering (the wire table's) ---
 
-    def render(self, view: JobView) -> dict[str, Any]:
-        return self._interaction(view, inline=True)
-
-    def render_webhook(self, view: JobView) -> dict[str, Any]:
-        echo = _echo(view)
-        event = {
-            JobStatus.SUCCEEDED: "interaction.completed",
-            JobStatus.CANCELLED: "interaction.cancelled",
-        }.get(view.status, "interaction.failed")
-        body: dict[str, Any] = {
-            "event_type": event,
-            "interaction": self._interaction(view, inline=False),
-        }
-        if echo.get("user_metadata") is not None:
-            body["user_metadata"] = echo["user_metadata"]
-        return body
-
-    def _interaction(self, view: JobView, *, inline: bool) -> dict[str, Any]:
-        echo = _echo(view)
-        body: dict[str, Any] = {
-            "id": view.id,
-            "status": self.status_words[view.status],
-            "model": view.model,
-            "object": "interaction",
-        }
-        if view.created_at is not None:
-            body["created"] = _timestamp(view.created_at)
-            body["updated"] = _timestamp(view.finished_at or view.created_at)
-        for name in ("previous_interaction_id", "labels"):
-            if echo.get(name) is not None:
-                body[name] = echo[name]
-        videos = [self._video(view, output.index, inline, echo) for output in view.outputs]
-        body["steps"] = [{"type": "model_output", "content": videos}] if videos else []
-        error = google.operation_error(view)
-        if error is not None and view.status is not JobStatus.CANCELLED:
-            body["errors"] = [{"code": str(error["code"]), "message": error["message"]}]
-        if view.adjustments:
-            body["adjustments"] = view.adjustments
-        return body
-
-    @staticmethod
-    def _video(view: JobView, index: int, inline: bool, echo: Mapping[str, Any]) -> dict[str, Any]:
-        output = view.outputs[index]
-        video: dict[str, Any] = {"type": "video", "mime_type": "video/mp4"}
-        if output.video_object_uri is not None:
-            video["uri"] = output.video_object_uri
-        elif inline and echo.get("delivery", "inline") == "inline" and output.inline:
-            video["data"] = output.inline  # the MP4's base64, written as the body is sent
-        else:
-            video["uri"] = output.video_url
-        return video
+    render = staticmethod(wire.render)
 
     def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
         body = google.error_body(error)
@@ -431,9 +374,9 @@ class Interactions(Dialect):
         fields: dict[str, Any] = {}
         if content.texts:
             fields["prompt"] = "\n".join(content.texts)
-        for wire, canonical in (("aspect_ratio", "aspect_ratio"), ("resolution", "resolution")):
-            if shape.get(wire) is not None:
-                fields[canonical] = shape[wire]
+        for name in ("aspect_ratio", "resolution"):
+            if shape.get(name) is not None:
+                fields[name] = shape[name]
         if shape.get("duration") is not None:
             fields["duration"] = duration_field(shape["duration"])
         if config.seed is not None:
@@ -585,7 +528,7 @@ class Interactions(Dialect):
 
         def encode(view: JobView, current: tuple[int, int], first_event: bool) -> bytes:
             event_id = f"{current[0]}.{current[1]}"  # run in a thread: it reads the video
-            events = materialized(self._events(view, created and first_event), storage)
+            events = materialized(wire.events(view, created=created and first_event), storage)
             lines = [
                 f"id: {event_id}\ndata: {json.dumps({**e, 'event_id': event_id})}\n\n"
                 for e in events
@@ -595,40 +538,6 @@ class Interactions(Dialect):
             return "".join(lines).encode()
 
         return job_event_stream(request, first, read, self.render, encode=encode)
-
-    def _events(self, view: JobView, created: bool) -> list[dict[str, Any]]:
-        status = self.status_words[view.status]
-        events: list[dict[str, Any]] = []
-        if created:
-            events.append({"event_type": "interaction.created", "interaction": self._brief(view)})
-        events.append(
-            {"event_type": "interaction.status_update", "interaction_id": view.id, "status": status}
-        )
-        if not view.status.terminal:
-            return events
-        echo = _echo(view)
-        for output in view.outputs:
-            start = {"type": "model_output", "content": []}
-            events.append({"event_type": "step.start", "index": output.index, "step": start})
-            delta = self._video(view, output.index, True, echo)
-            events.append({"event_type": "step.delta", "index": output.index, "delta": delta})
-            events.append({"event_type": "step.stop", "index": output.index})
-        if view.status is JobStatus.FAILED:
-            error = google.operation_error(view) or {}
-            events.append(
-                {
-                    "event_type": "error",
-                    "error": {"code": str(error.get("code")), "message": error.get("message")},
-                }
-            )
-        events.append({"event_type": "interaction.completed", "interaction": self._brief(view)})
-        return events
-
-    def _brief(self, view: JobView) -> dict[str, Any]:
-        """The interaction without its video (events carry the video in ``step.delta``)."""
-        body = self._interaction(view, inline=False)
-        body.pop("steps", None)
-        return body
 
     # --- routes ---
 
@@ -763,15 +672,6 @@ def _interaction_id(value: str, where: str) -> str:
             raise NotFound(f"interaction {value[:80]!r} is not found")
         raise NotFound(f"{where}: interaction {value[:80]!r} is not found")
     return value
-
-
-def _echo(view: JobView) -> Mapping[str, Any]:
-    request = view.request
-    return (request.echo or {}) if request is not None else {}
-
-
-def _timestamp(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _path_param(name: str) -> dict[str, Any]:
