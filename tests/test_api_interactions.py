@@ -354,6 +354,14 @@ def test_retired_ids_are_served_as_their_models_and_say_so(server: LiveServer):
             "/v1beta/models/veo-3.1-lite-generate-001:predictLongRunning",
             json={"instances": [{"prompt": "x"}], "parameters": {"resolution": "4k"}},
         )
+    with server.client() as bearer:
+        v1 = bearer.post(
+            "/v1/video/generations",
+            json={"model": "veo-3.1-fast-generate-preview", "prompt": "x", "seconds": 4},
+        )
+    assert v1.status_code == 200, v1.text
+    assert v1.headers["x-kinema-model-alias"].startswith("veo-3.1-fast-generate-001;")
+    assert "retired" in v1.headers["x-kinema-model-alias"]
     assert omni.headers["x-kinema-model-alias"].startswith("gemini-omni-1.2-flash;")
     assert veo.status_code == 200, veo.text
     assert veo.headers["x-kinema-model-alias"].startswith("veo-3.1-fast-generate-001;")

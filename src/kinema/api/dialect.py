@@ -114,8 +114,10 @@ class Dialect:
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
     ) -> Response:
-        """``job`` rendered for the caller (create, cancel and other non-poll routes)."""
+        """``job`` rendered for the caller (create, cancel and other non-poll routes); a
+        job of a retired model id says which model serves it (``X-Kinema-Model-Alias``)."""
         service = get_service(request)
+        headers = {**alias_headers(service.catalog, job.model), **(headers or {})}
         view = service.view(job, inline_video=self.inline_video)
         body = self.render(view)
         if self.inline_video and has_inline(body):  # the video itself, streamed

@@ -504,7 +504,7 @@ class Interactions(Dialect):
         service = get_service(request)
         headers = alias_headers(service.catalog, job.model)
         if not stream:
-            return self.respond(request, job, headers=headers)
+            return self.respond(request, job)
         ref = JobRef(id=job.id)
         view = service.status(owner, ref, inline_video=True)
 
@@ -620,7 +620,7 @@ class Interactions(Dialect):
         job_id = _interaction_id(interaction_id, "id")
         service.find(owner, JobRef(id=job_id))
         job = service.cancel(owner, job_id)
-        return self.respond(request, job, headers=alias_headers(service.catalog, job.model))
+        return self.respond(request, job)
 
 
 def _implied_task(content: Content, source: str | None) -> str:
