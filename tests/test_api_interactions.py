@@ -387,3 +387,16 @@ def test_motion_engine_films_the_first_reference_without_a_first_frame():
     clip = MotionEngine().run(request, lambda _p: None, lambda: False)
     frame = np.asarray(next(iter(clip.frames)), dtype=float).reshape(-1, 3).mean(axis=0)
     assert frame[0] > 150 and frame[2] < 80
+
+
+def test_a_keys_quota_is_a_429_in_googles_envelope(server: LiveServer):
+    key = server.new_key("quota")
+    verified = server.runtime.keys.verify(key)
+    assert verified is not None
+    server.runtime.keys.set_quota(verified.id, max_active_jobs=0, max_video_s_per_day=None)
+    with rest(server, key) as client:
+        refused = create(client, {"input": "x", "response_format": FORMAT})
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert (error["code"], error["status"]) == ("429", "RESOURCE_EXHAUSTED")
+    assert "max_active_jobs" in error["message"] and int(refused.headers["Retry-After"]) >= 1
