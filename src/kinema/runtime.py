@@ -40,6 +40,7 @@ from kinema.keys import ANONYMOUS_OWNER, KeyStore
 from kinema.media.fetch import ImageFetcher
 from kinema.media.http import SafeHttpClient
 from kinema.observability.metrics import Metrics, StateCollector
+from kinema.profiles import load_catalog
 from kinema.quotas import QuotaGate
 from kinema.settings import Settings
 from kinema.storage import LinkSigner, Storage, open_storage
@@ -96,12 +97,14 @@ class Runtime:
         storage = open_storage(
             settings.storage_url, settings.resolved_storage_dir, settings.data_dir / "scratch"
         )
-        catalog = Catalog.load(settings.catalog_path)
+        catalog = load_catalog(settings)
         chosen = None if models is None else tuple(models)
         for model in chosen or ():
             catalog.get(model)  # an unknown model is an error now, not an idle worker
         fetcher = ImageFetcher.from_settings(settings)
-        engines = EngineHost(catalog, gpus=settings.gpus)
+        engines = EngineHost(
+            catalog, gpus=settings.gpus, models_dir=settings.resolved_models_dir
+        )
         count = settings.workers if workers is None else workers
         registry = WorkerRegistry(db)
         metrics = Metrics()

@@ -6,11 +6,12 @@ import importlib
 import os
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 
 from kinema.catalog import Catalog
 from kinema.engines.base import AnyEngine, Engine
 from kinema.engines.config import EngineConfig, check_engine_config
-from kinema.engines.diffusion import MODEL_FILES
+from kinema.engines.diffusion import MODEL_FILES, local_weights
 from kinema.engines.diffusion.residency import Residency
 from kinema.errors import NotSupported
 
@@ -25,13 +26,15 @@ def build_engine(
     residency: Residency | None = None,
     gpus: str = "",
     environ: Mapping[str, str] | None = None,
+    models_dir: Path | None = None,
 ) -> AnyEngine:
     """Instantiate the engine implementation named by ``config.kind``.
 
     ``residency`` is shared by the diffusers engines of one process, so that loading a
     model can unload the least recently used others. ``gpus`` ("0,1") puts the diffusers
     engines on those GPUs: one, or each job across several. ``environ`` is where upstream
-    engines read their API key from (``api_key_env``).
+    engines read their API key from (``api_key_env``). ``models_dir`` is where ``kinema
+    pull`` put weights: the diffusers engines' hub repositories are read from there.
     """
     if config.forwards:
         from kinema.engines.upstream import UpstreamConfig, UpstreamEngine
@@ -45,6 +48,8 @@ def build_engine(
     if config.kind == "python":
         return _import_engine(config)
     if config.kind in DIFFUSERS_ENGINES:
+        if models_dir is not None:
+            config = local_weights.resolve(config, models_dir)
         return _diffusers_engine(on_gpus(config, gpus), residency or Residency())
     raise NotSupported(
         f"engine kind {config.kind!r} (engine {config.name!r}) is not available in this build"
@@ -95,13 +100,18 @@ class EngineHost:
     """Engines by name, built and ``setup()`` on first use, then kept resident."""
 
     def __init__(
-        self, catalog: Catalog, gpus: str = "", environ: Mapping[str, str] | None = None
+        self,
+        catalog: Catalog,
+        gpus: str = "",
+        environ: Mapping[str, str] | None = None,
+        models_dir: Path | None = None,
     ) -> None:
         for config in catalog.engines.values():  # a catalog built in code is checked too
             check_engine_config(config)
         self._catalog = catalog
         self._gpus = gpus
         self._environ = environ
+        self._models_dir = models_dir
         self._engines: dict[str, AnyEngine] = {}
         self._lock = threading.Lock()
         self.residency = Residency()  # which diffusers models hold GPU memory
@@ -111,7 +121,11 @@ class EngineHost:
             engine = self._engines.get(name)
             if engine is None:
                 engine = build_engine(
-                    self._catalog.engines[name], self.residency, self._gpus, self._environ
+                    self._catalog.engines[name],
+                    self.residency,
+                    self._gpus,
+                    self._environ,
+                    self._models_dir,
                 )
                 engine.setup()
                 self._engines[name] = engine

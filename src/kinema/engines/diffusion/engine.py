@@ -317,7 +317,8 @@ class DiffusionEngine:
         if path.exists():
             source = str(path)
         elif source.startswith(("/", ".", "~")):
-            raise EngineError(f"engine {self.name}: no weights directory at {source}")
+            pulled = f" (download it with: kinema pull {self.name})" if self.options.repo else ""
+            raise EngineError(f"engine {self.name}: no weights directory at {source}{pulled}")
         try:
             dtype: Any = self._dtype
             if self.float32_components and self._dtype != torch.float32:
