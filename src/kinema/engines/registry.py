@@ -39,7 +39,7 @@ def build_engine(
     if config.forwards:
         from kinema.engines.upstream import UpstreamConfig, UpstreamEngine
 
-        upstream = UpstreamConfig.from_options(config.name, config.options)
+        upstream = UpstreamConfig.from_options(config.name, config.upstream_options)
         return UpstreamEngine(upstream, environ=os.environ if environ is None else environ)
     if config.kind == "motion":
         from kinema.engines.motion.engine import MotionEngine

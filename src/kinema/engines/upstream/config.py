@@ -89,6 +89,12 @@ class UpstreamConfig:
         )
         if config.max_in_flight < 1 or config.deadline_s <= 0 or config.poll_s <= 0:
             raise ValueError(f"{where}: max_in_flight, deadline_s and poll_s must be positive")
+        from kinema.engines.upstream.engine import protocol_type
+
+        try:  # the protocol's own keys (a served model's fps, say), checked at catalog load
+            protocol_type(protocol)(config.protocol_options)
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
         return config
 
     @property

@@ -51,9 +51,11 @@ from kinema.engines.upstream.protocol import (
     Status,
     Submission,
 )
+from kinema.engines.upstream.sglang import SGLangProtocol
 from kinema.engines.upstream.unified import UnifiedProtocol
 from kinema.engines.upstream.v1 import V1Protocol
 from kinema.engines.upstream.vertex import VertexProtocol
+from kinema.engines.upstream.vllm_omni import VllmOmniProtocol
 from kinema.errors import JobCancelled, RemoteFailure, UnsafeURL
 from kinema.media.http import SafeHttpClient
 from kinema.types import CancelCheck, GenerationRequest, ProgressCallback
@@ -71,9 +73,18 @@ _PROTOCOL_TYPES: dict[str, type[Protocol]] = {
         OpenAIProtocol,
         UnifiedProtocol,
         V1Protocol,
+        VllmOmniProtocol,
+        SGLangProtocol,
     )
 }
 assert tuple(_PROTOCOL_TYPES) == PROTOCOLS
+
+
+
+def protocol_type(name: str) -> type[Protocol]:
+    """The protocol class of ``name`` (one of ``PROTOCOLS``)."""
+    return _PROTOCOL_TYPES[name]
+
 
 _SLICE_S = 0.05  # how often a wait looks at cancel and shutdown
 
