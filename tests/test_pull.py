@@ -14,7 +14,7 @@ import pytest
 from safetensors.torch import save_file
 
 from kinema.engines.config import EngineConfig
-from kinema.engines.diffusion.local_weights import resolve
+from kinema.engines.diffusion.local_weights import downloads, resolve
 from kinema.profiles import gpu_profile
 from tests.fake_hub import FakeHub, fake_hub
 from tests.support import encode_image, live_server, make_settings, pattern_image, probe
@@ -288,3 +288,10 @@ def test_weights_named_by_repo_are_read_from_the_models_directory(tmp_path: Path
     assert resolved.options["upsampler"] == "/abs/up"
     hub_id = EngineConfig("e", "ltx", 24, {"weights": "Lightricks/LTX-Video"})
     assert resolve(hub_id, tmp_path).options["weights"] == "Lightricks/LTX-Video"  # not pulled
+    own = EngineConfig("e", "ltx", 24, {"weights": "/srv/ltx", "repo": "Lightricks/LTX-Video"})
+    assert resolve(own, tmp_path).options["weights"] == "/srv/ltx"
+    assert [d.directory for d in downloads(own, tmp_path)] == [Path("/srv/ltx")]  # pulled there
+    assert [d.directory for d in downloads(config, tmp_path)] == [
+        tmp_path / "Wan-AI" / "X",
+        tmp_path / "lightx2v" / "L",
+    ]

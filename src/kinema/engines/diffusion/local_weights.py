@@ -11,7 +11,8 @@ Hugging Face cache, or downloads unless ``HF_HUB_OFFLINE=1``).
 - ``weights`` (or ``repo`` when ``weights`` is left out): a relative name found under the
   models directory becomes that directory; with ``repo`` given, the models directory's copy
   is used even before it exists, so a missing download fails the load naming the path and
-  ``kinema pull`` instead of reaching for the network.
+  ``kinema pull`` instead of reaching for the network. ``kinema pull`` puts ``repo`` where
+  ``weights`` points when that is a path (absolute, or relative to the models directory).
 - ``upsampler`` (LTX-Video's latent upsampler) and each LoRA's ``weights``/``repo``: the
   same.
 
@@ -61,7 +62,7 @@ def resolve(config: EngineConfig, models_dir: Path) -> EngineConfig:
     repo = options.get("repo")
     weights = options.get("weights") or repo
     if isinstance(weights, str):
-        options["weights"] = _local(weights, models_dir, pinned=weights == repo)
+        options["weights"] = _local(weights, models_dir, pinned=_pinned(weights, repo))
     upsampler = options.get("upsampler")
     if isinstance(upsampler, str):
         options["upsampler"] = _local(upsampler, models_dir, pinned=False)
@@ -76,10 +77,11 @@ def downloads(config: EngineConfig, models_dir: Path) -> list[Download]:
     """What ``kinema pull`` fetches for ``config``: its weights, upsampler and LoRAs."""
     options = config.options
     found: list[Download] = []
-    repo = options.get("repo") or _hub(options.get("weights"))
+    weights = options.get("weights")
+    repo = options.get("repo") or _hub(weights)
     if repo:
         revision = options.get("revision")
-        found.append(Download(repo, revision, local_dir(models_dir, repo)))
+        found.append(Download(repo, revision, _target(weights, repo, models_dir)))
     upsampler = _hub(options.get("upsampler"))
     if upsampler:
         found.append(Download(upsampler, None, local_dir(models_dir, upsampler), (), "upsampler"))
@@ -98,16 +100,24 @@ def downloads(config: EngineConfig, models_dir: Path) -> list[Download]:
     return found
 
 
+def _target(weights: Any, repo: str, models_dir: Path) -> Path:
+    """Where ``repo`` goes: the directory ``weights`` names when it is a path (absolute, or
+    relative to the models directory), else ``<models dir>/<repo>``."""
+    if isinstance(weights, str) and weights != repo and not is_hub_id(weights):
+        return Path(_local(weights, models_dir, pinned=True)).expanduser()
+    return local_dir(models_dir, repo)
+
+
 def _hub(value: Any) -> str | None:
     return value if isinstance(value, str) and is_hub_id(value) else None
 
 
 def _local(value: str, models_dir: Path, *, pinned: bool) -> str:
-    """A relative name found under the models directory (or a pinned ``repo``) as a path."""
+    """A relative name found under the models directory (or a pinned one) as a path."""
     if value.startswith(("/", "~")) or Path(value).is_absolute():
         return value
     candidate = models_dir / value
-    if candidate.exists() or (pinned and is_hub_id(value)):
+    if candidate.exists() or pinned:
         return str(candidate)
     return value
 
@@ -119,7 +129,13 @@ def _local_lora(table: Any, models_dir: Path) -> Any:
     weights = table.get("weights") or repo
     if not isinstance(weights, str):
         return table
-    return {**table, "weights": _local(weights, models_dir, pinned=weights == repo)}
+    return {**table, "weights": _local(weights, models_dir, pinned=_pinned(weights, repo))}
+
+
+def _pinned(weights: str, repo: Any) -> bool:
+    """Whether ``weights`` must be read from the models directory even before it is there:
+    it is what ``kinema pull`` downloads ``repo`` to."""
+    return isinstance(repo, str) and (weights == repo or not is_hub_id(weights))
 
 
 def missing(config: EngineConfig) -> list[str]:
