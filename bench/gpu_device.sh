@@ -91,6 +91,19 @@ fi
 
 export PYTHONPATH="$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+if [ "$DRY_RUN" = 1 ]; then
+    # As on the GPU image: no OpenCV and no PyAV (kinema's motion engine and encoder need
+    # them; the benchmark must not).
+    absent="$(cd "$OUT" && pwd)/absent"
+    mkdir -p "$absent"
+    for module in cv2 av; do
+        echo 'raise ImportError("not installed on the GPU image")' >"$absent/$module.py"
+    done
+    export PYTHONPATH="$absent:$PYTHONPATH"
+fi
+"$PYTHON" -c "import bench.gpu_engine, kinema.engines.diffusion.wan_ti2v, tests.tiny_pipelines" \
+    2>&1 | tee -a "$OUT/log.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || { log "the benchmark does not import (above)"; exit 2; }
 
 # 3. The variants, each in its own process, within what is left of the budget.
 run_variant() {  # name, per-variant limit in seconds
