@@ -59,3 +59,28 @@ def test_the_device_script_installs_without_dependencies_or_an_index():
     install = next(line for line in script.splitlines() if "-m pip install" in line)
     assert "--no-deps" in install and "--no-index" in install
     assert "python -m bench.gpu_wheels" in script.replace('"$PYTHON"', "python")
+
+
+def test_the_benchmark_imports_without_opencv_or_pyav(tmp_path: Path):
+    """The GPU image is not assumed to have OpenCV or PyAV: the benchmark and the diffusers
+    engine must import (and the bench run) without them."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    for module in ("cv2", "av"):
+        (tmp_path / f"{module}.py").write_text('raise ImportError("not on the GPU image")\n')
+    code = (
+        "import bench.gpu_engine, kinema.engines.diffusion.wan_ti2v, tests.tiny_pipelines\n"
+        "import sys; assert 'cv2' not in sys.modules and 'av' not in sys.modules"
+    )
+    path = os.pathsep.join([str(tmp_path), str(root / "src"), str(root)])
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=dict(os.environ, PYTHONPATH=path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
