@@ -295,3 +295,19 @@ def test_weights_named_by_repo_are_read_from_the_models_directory(tmp_path: Path
         tmp_path / "Wan-AI" / "X",
         tmp_path / "lightx2v" / "L",
     ]
+
+
+def test_the_gpu_profile_with_nothing_pulled_says_what_to_pull(tmp_path: Path):
+    environ = dict(os.environ, PYTHONPATH=str(ROOT / "src"), KINEMA_CATALOG_PROFILE="gpu")
+    environ |= {"KINEMA_DATA_DIR": str(tmp_path), "KINEMA_GPU_MEMORY_GB": "80"}
+    done = subprocess.run(
+        [sys.executable, "-m", "kinema", "models"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 2
+    message = " ".join(done.stderr.split())
+    assert "kinema pull ltx-2" in message and "Traceback" not in message

@@ -72,12 +72,18 @@ def serve(
     """Serve the HTTP API, with a worker in the same process unless --no-worker."""
     from kinema.server import serve as run
 
+    from kinema.profiles import ProfileUnavailable
+
     _configure_logging(log_level)
     workers = 0 if no_worker else workers
-    run(
-        _settings(host=host, port=port, workers=workers, catalog_profile=profile),
-        log_level=log_level,
-    )
+    try:
+        run(
+            _settings(host=host, port=port, workers=workers, catalog_profile=profile),
+            log_level=log_level,
+        )
+    except ProfileUnavailable as error:
+        errors.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -311,9 +317,13 @@ def usage(
 @app.command()
 def models() -> None:
     """List the models this installation serves, with their limits and engines."""
-    from kinema.profiles import load_catalog
+    from kinema.profiles import ProfileUnavailable, load_catalog
 
-    catalog = load_catalog(_settings())
+    try:
+        catalog = load_catalog(_settings())
+    except ProfileUnavailable as error:
+        errors.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
     table = Table("model", "dialect", "engine", "inputs", "durations", "resolutions", "audio")
     for model_id in catalog.model_ids():
         spec = catalog.models[model_id]

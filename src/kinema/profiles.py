@@ -33,6 +33,10 @@ from kinema.settings import Settings
 VEO_INPUTS = ("text", "image", "any")  # the inputs a diffusers engine honours
 
 
+class ProfileUnavailable(ValueError):
+    """The GPU profile cannot serve the Veo ids here; the message says what to do."""
+
+
 @dataclass(frozen=True)
 class VeoCandidate:
     """One ``[[profile.veo]]`` entry: an engine the Veo ids may be served by."""
@@ -101,7 +105,7 @@ def gpu_profile(
                 routed += 1
                 break
     if routed == 0:
-        raise ValueError(
+        raise ProfileUnavailable(
             "catalog profile gpu: no open model can serve the Veo ids on this machine: "
             + "; ".join(reasons)
         )
