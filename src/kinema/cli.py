@@ -70,9 +70,8 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the HTTP API, with a worker in the same process unless --no-worker."""
-    from kinema.server import serve as run
-
     from kinema.profiles import ProfileUnavailable
+    from kinema.server import serve as run
 
     _configure_logging(log_level)
     workers = 0 if no_worker else workers
