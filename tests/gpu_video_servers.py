@@ -14,7 +14,9 @@ Both are FastAPI apps, as the real servers are, taking the create form as
   ``extra_params`` a 400 "extra_params is not valid JSON", an image-to-video model without
   an image a 400 naming input_reference; jobs go ``queued`` -> ``completed`` (progress 100)
   or ``failed`` with ``error: {message}``; content before completion is a 404
-  "Generation is still in-progress"; ``DELETE`` forgets the job without stopping it.
+  "Generation is still in-progress"; ``DELETE`` forgets the job without stopping it. With
+  ``cloud``, a finished job carries a ``url`` at another host (``localhost``) and its
+  ``/content`` is a 400 pointing there, as when SGLang uploads results to cloud storage.
 
 A job renders a real H.264 MP4 of ``num_frames`` frames (``seconds * fps`` when absent, as
 both servers compute it) at ``size``, so a test can check what arrived. A prompt with
@@ -54,6 +56,7 @@ class VideoServer:
     deleted: list[str] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     image_required: bool = False  # SGLang: the served model is image-to-video
+    cloud: bool = False  # SGLang: results "uploaded" to storage at another host (localhost)
     slow_s: float = 5.0
 
 
@@ -116,6 +119,8 @@ def _render(server: VideoServer, job_id: str, form: dict[str, Any]) -> None:
         return
     frames, fps = _frames(form)
     job["content"] = _mp4(*_size(form), frames, fps)
+    if server.cloud:  # SGLang's cloud storage: the job's url, not /content
+        job["url"] = server.url.replace("127.0.0.1", "localhost") + f"/cloud/{job_id}.mp4"
     job.update(status="completed", progress=100, completed_at=int(time.time()))
 
 
@@ -252,10 +257,22 @@ def _sglang_app(server: VideoServer) -> FastAPI:
         job = server.jobs.get(video_id)
         if job is None:
             raise HTTPException(404, "Video not found")
+        if job.get("url"):
+            raise HTTPException(
+                400,
+                "Video has been uploaded to cloud storage. Please use the cloud URL: " + job["url"],
+            )
         if job.get("status") not in ("completed", "failed"):
             raise HTTPException(404, "Generation is still in-progress")
         if "content" not in job:
             raise HTTPException(404, "Video variant None not found")
+        return Response(job["content"], media_type="video/mp4")
+
+    @app.get("/cloud/{name}")
+    async def cloud(name: str) -> Response:
+        job = server.jobs.get(name.removesuffix(".mp4"))
+        if job is None or "content" not in job:
+            raise HTTPException(404, "no such object")
         return Response(job["content"], media_type="video/mp4")
 
     @app.delete("/v1/videos/{video_id}")

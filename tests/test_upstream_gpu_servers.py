@@ -29,7 +29,7 @@ KEY = "gpu-server-key-42"
 EXTRA = {"sample_solver": "unipc", "enable_cfg_parallel": False}
 
 
-def _catalog(omni: VideoServer, sgl: VideoServer) -> str:
+def _catalog(omni: VideoServer, sgl: VideoServer, cloud: VideoServer) -> str:
     engines: dict[str, Any] = {
         "omni": upstream_engine(
             "vllm_omni",
@@ -48,6 +48,8 @@ def _catalog(omni: VideoServer, sgl: VideoServer) -> str:
             frame_step=4,
             fields={"num_inference_steps": 4, "guidance_scale": 1.0},
         ),
+        "sgl-cloud": upstream_engine("sglang", cloud.url, fps=16, allow_hosts=["localhost"]),
+        "sgl-cloud-closed": upstream_engine("sglang", cloud.url, fps=16),
         "local": grey_engine(0.0),
     }
     models: dict[str, Any] = {}
@@ -61,6 +63,10 @@ def _catalog(omni: VideoServer, sgl: VideoServer) -> str:
     models |= forwarding_model(
         "veo-3.0-fast-generate-001", model_id="wan-sgl-v1", dialect="v1", engine=["sgl", "local"]
     )
+    for name in ("sgl-cloud", "sgl-cloud-closed"):
+        models |= forwarding_model(
+            "veo-3.0-fast-generate-001", model_id=name, dialect="v1", engine=name
+        )
     return toml_text({"engines": engines, "models": models})
 
 
@@ -69,9 +75,13 @@ def servers(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Gateway, VideoServer, VideoServer]]:
     tmp_path = tmp_path_factory.mktemp("gpu-servers")
-    with video_server("vllm_omni") as omni, video_server("sglang", image_required=True) as sgl:
+    with (
+        video_server("vllm_omni") as omni,
+        video_server("sglang", image_required=True) as sgl,
+        video_server("sglang", cloud=True) as cloud,
+    ):
         catalog = tmp_path / "catalog.toml"
-        catalog.write_text(_catalog(omni, sgl))
+        catalog.write_text(_catalog(omni, sgl, cloud))
         os.environ[PROVIDER_KEY_ENV] = KEY
         settings = make_settings(tmp_path / "kinema", catalog_path=catalog)
         try:
@@ -203,3 +213,29 @@ def test_gpu_server_protocol_keys_are_checked_when_the_catalog_loads(tmp_path: P
     engines["o"]["fields"] = {"guidance_scale": [1, 2]}
     with pytest.raises(ValueError, match=r"engine 'o': 'fields' must be a table of strings"):
         Catalog.from_dict({"engines": engines, "models": {}})
+
+
+def _through_v1(gw: Gateway, model: str) -> tuple[dict[str, Any], bytes]:
+    with gw.server.client() as client:
+        created = client.post(
+            "/v1/video/generations",
+            json={"model": model, "prompt": "a harbour", "images": [DATA_URI], "seconds": 4},
+        )
+        body = poll(
+            lambda: client.get(f"/v1/video/generations/{created.json()['id']}").json(),
+            lambda b: b["status"] in ("succeeded", "failed"),
+        )
+        video = client.get(body["url"]).content if body["status"] == "succeeded" else b""
+    return body, video
+
+
+def test_an_sglang_video_in_cloud_storage_comes_from_its_url_where_allowed(servers):
+    gw, _, _ = servers
+
+    allowed, video = _through_v1(gw, "sgl-cloud")
+    closed, _ = _through_v1(gw, "sgl-cloud-closed")
+
+    assert allowed["status"] == "succeeded", allowed
+    assert probe(video).frames == 65  # 4 s at 16 fps: fetched from the url's host
+    assert closed["status"] == "failed"
+    assert "video link refused" in str(closed)
