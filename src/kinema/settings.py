@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # PostgreSQL, one queue per model, for ``kinema worker`` processes on any machine.
     dispatch: Literal["embedded", "procrastinate"] = "embedded"
     transient_retry_base_s: float = 2.0  # first delay before retrying a transient failure
+    # How long a running job waits for an unavailable database, bucket or full disk to come
+    # back (retrying with backoff, spending no attempt) before it fails saying which.
+    outage_wait_s: float = 300.0
 
     # --- embedded worker pool ---
     workers: int = 1  # jobs generated at once inside ``kinema serve``; 0 = API only

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kinema.api.dialect import Dialect, Poll
-from kinema.api.errors import dialect_route, error_headers
+from kinema.api.errors import dialect_route, error_headers, outage_of
 from kinema.api.poll import PollLane, serve_events, serve_poll
 from kinema.errors import (
     InvalidRequest,
@@ -28,6 +28,7 @@ from kinema.errors import (
     PayloadTooLarge,
     safe_text,
 )
+from kinema.outages import CANDIDATES
 from kinema.runtime import Runtime
 from kinema.types import Job
 
@@ -95,6 +96,16 @@ def mount(app: KinemaApp, dialects: Sequence[Dialect]) -> None:
         return render(request, _route_error(request, error))
 
     app.add_exception_handler(HTTPException, route_error)
+
+    async def outage_error(request: Request, error: Exception) -> Response:
+        # Routes outside the dialects (files, operations): still an envelope, not a 500.
+        outage = outage_of(request, error)
+        if outage is None:
+            raise error
+        return render(request, outage)
+
+    for kind in CANDIDATES:
+        app.add_exception_handler(kind, outage_error)
 
 
 def path_renderer(dialects: Sequence[Dialect]) -> Callable[[Request, KinemaError], Response]:

@@ -25,6 +25,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kinema.api.dialect import Dialect, Poll
+from kinema.api.errors import outage_of
 from kinema.api.events import job_event_stream
 from kinema.errors import InvalidRequest, KinemaError
 from kinema.runtime import Runtime
@@ -70,6 +71,11 @@ async def _answer(
         return _dumps(dialect.render(view)), poll.headers(view)
     except KinemaError as error:
         return dialect.render_error(request, error)
+    except Exception as error:
+        outage = outage_of(request, error)
+        if outage is None:
+            raise
+        return dialect.render_error(request, outage)
 
 
 async def serve_poll(
@@ -91,6 +97,11 @@ async def serve_events(
         view, runtime, owner = _read(dialect, poll, request, params, None)
     except KinemaError as error:
         return dialect.render_error(request, error)
+    except Exception as error:
+        outage = outage_of(request, error)
+        if outage is None:
+            raise
+        return dialect.render_error(request, outage)
     ref = poll.locate(request, params, None)
 
     def read() -> JobView:
