@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -159,10 +159,8 @@ class OwnPostgres:
         self._run([self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "stop"])
 
     def close(self) -> None:
-        try:
+        with suppress(AssertionError):  # already stopped
             self.stop("immediate")
-        except AssertionError:
-            pass  # already stopped
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -227,10 +225,8 @@ class TcpProxy:
             pass
         finally:
             for end in (source, sink):
-                try:
+                with suppress(OSError):
                     end.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         self.open.clear()
