@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 
@@ -186,7 +186,22 @@ class Executor:
             log.warning("job %s attempt %d %s", job.id, job.attempt, why, exc_info=not lost)
             self._discard(outputs)
             return None
+        self._remove_earlier_attempts(job)
         return JobStatus.SUCCEEDED, sum(output.duration_s for output in outputs)
+
+    def _remove_earlier_attempts(self, job: Job) -> None:
+        """Files an earlier attempt stored before its worker died (killed between storing
+        a video and recording it): no one will ever name them, so they go now."""
+        count = max(1, job.request.sample_count)
+        self._remove_keys(
+            key
+            for attempt in range(1, job.attempt)
+            for index in range(count)
+            for key in (
+                output_video_key(job.id, attempt, index),
+                output_thumbnail_key(job.id, attempt, index),
+            )
+        )
 
     def _produce(self, job: Job, control: RunControl) -> list[VideoResult]:
         outputs = self._generate(job, control)
@@ -403,13 +418,16 @@ class Executor:
     def _discard(self, outputs: list[VideoResult]) -> None:
         """Remove an attempt's files; one that cannot be removed now is logged (the job's
         directory goes when the job is deleted or expires)."""
-        for output in outputs:
-            for key in (output.video_key, output.thumbnail_key):
-                if key:
-                    try:
-                        self.storage.delete(key)
-                    except Exception as error:
-                        log.warning("could not remove %s: %s", key, error)
+        self._remove_keys(
+            key for output in outputs for key in (output.video_key, output.thumbnail_key) if key
+        )
+
+    def _remove_keys(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            try:
+                self.storage.delete(key)
+            except Exception as error:
+                log.warning("could not remove %s: %s", key, error)
 
     def _image(self, key: str | None) -> Image.Image | None:
         return decode_image(self.storage.get_bytes(key)) if key else None
