@@ -21,10 +21,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 from kinema.errors import JobCancelled, KinemaError
 from kinema.outages import as_outage
@@ -135,6 +135,10 @@ class PatientStorage:
 
     def get_bytes(self, key: str) -> bytes:
         return self.patience.call(lambda: self.inner.get_bytes(key), f"reading {key}")
+
+    def open_read(self, key: str) -> AbstractContextManager[BinaryIO]:
+        # A stream's reads happen after this returns, in the caller's hands: not repeated.
+        return self.inner.open_read(key)
 
     def delete(self, key: str) -> None:
         self.patience.call(lambda: self.inner.delete(key), f"deleting {key}")
