@@ -199,17 +199,25 @@ def test_gpu_memory_is_reported_when_torch_sees_a_gpu(
         def get_device_properties(index: int) -> SimpleNamespace:
             return SimpleNamespace(total_memory=8192)
 
+    class NoCuda(Cuda):
+        @staticmethod
+        def is_available() -> bool:
+            return False
+
     settings = make_settings(tmp_path, catalog_path=write_catalog(tmp_path))
     runtime = Runtime.build(settings, workers=0)
-    real_torch = sys.modules.get("torch")
     try:
-        without = runtime.metrics.render().decode()
+        # Whatever this machine has: torch not loaded, then loaded without a GPU, then one.
+        monkeypatch.delitem(sys.modules, "torch", raising=False)
+        without_torch = runtime.metrics.render().decode()
+        monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=NoCuda))
+        without_gpu = runtime.metrics.render().decode()
         monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=Cuda))
         with_gpu = runtime.metrics.render().decode()
     finally:
         runtime.close()
-    if real_torch is None or not real_torch.cuda.is_available():
-        assert "kinema_gpu_memory" not in without
+    assert "kinema_gpu_memory" not in without_torch
+    assert "kinema_gpu_memory" not in without_gpu
     assert 'kinema_gpu_memory_allocated_bytes{device="0"} 1024.0' in with_gpu
     assert 'kinema_gpu_memory_reserved_bytes{device="0"} 2048.0' in with_gpu
     assert 'kinema_gpu_memory_total_bytes{device="0"} 8192.0' in with_gpu
