@@ -26,10 +26,14 @@ from kinema.engines.motion.faces import find_faces
 from kinema.engines.motion.framing import frame_picture
 from kinema.media.encode import encode_mp4
 from kinema.types import EngineRequest
+from tests.conftest import missing_tool
 from tests.photos import GROUP_FACES, group_photo
 
-skimage_data = pytest.importorskip("skimage.data")
-Cascade = pytest.importorskip("skimage.feature").Cascade
+try:
+    import skimage.data as skimage_data
+    from skimage.feature import Cascade
+except ImportError:
+    missing_tool("scikit-image is not installed: the face detector's tests need it")
 
 FPS = 24
 SPEECH = (
