@@ -54,7 +54,7 @@ from kinema.jobs.patience import Patience, PatientStorage
 from kinema.jobs.store import JobStore
 from kinema.media.encode import encode_mp4
 from kinema.media.images import decode_image
-from kinema.media.source_video import SourceVideo, inspect_video
+from kinema.media.source_video import SourceVideo, VideoFacts, inspect_video
 from kinema.media.splice import splice
 from kinema.observability.context import job_context
 from kinema.outages import as_outage
@@ -334,7 +334,7 @@ class Executor:
             if path is None:
                 path, scratch_copy = self._scratch_copy(request.video, job), True
             try:
-                facts, closing = inspect_video(path, look_back=_LOOK_BACK)
+                facts, closing = closing_pictures(path)
             except BaseException:
                 if scratch_copy:
                     path.unlink(missing_ok=True)
@@ -482,6 +482,12 @@ class Executor:
             return keep_output(self.storage, job, index, video_path, thumb_path, encoded, engine)
         finally:
             _remove(video_path, thumb_path)
+
+
+def closing_pictures(path: Path) -> tuple[VideoFacts, list[Image.Image]]:
+    """A source video's facts and the pictures an extension continues from: the frame
+    ``_LOOK_BACK`` of its length before the last, then the last."""
+    return inspect_video(path, look_back=_LOOK_BACK)
 
 
 def _seed_for(job_id: str, request: GenerationRequest) -> int:
