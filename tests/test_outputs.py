@@ -273,19 +273,33 @@ def test_extension_survives_its_source_being_deleted(runtime: Runtime, source: J
     assert extended.status is JobStatus.SUCCEEDED, extended.error_message
 
 
+class CancelMidRender(RunControl):
+    """The owner cancels once the engine has asked ``after`` times whether to stop (it asks
+    as it renders frames)."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+        self.checks = 0
+
+    def should_stop(self) -> bool:
+        self.checks += 1
+        if self.checks > self.after:
+            self.cancelled.set()
+        return super().should_stop()
+
+
 def test_cancelled_extension_leaves_its_source_whole_and_extendable(
     runtime: Runtime, source: Job
 ):
-    create(runtime, prompt="", video=output_ref(source.id), duration=1)
-    control = RunControl()
-    control.cancelled.set()
+    extension = create(runtime, prompt="", video=output_ref(source.id), duration=1)
+    control = CancelMidRender(after=3)
     cancelled = run_next(runtime, control)
+    assert control.checks > 3, "cancelled before the engine rendered a frame"
     assert cancelled.status is JobStatus.CANCELLED
-    assert not any(
-        key
-        for key in (o.video_key for o in cancelled.outputs)
-        if runtime.storage.local_path(key)
-    )
+    job_dir = runtime.settings.resolved_storage_dir / "jobs" / extension.id
+    assert not list(job_dir.glob("video-*")) and not list(job_dir.glob("thumbnail-*"))
+    assert list(runtime.storage.scratch_dir().iterdir()) == []
 
     assert probe(video(runtime, source.outputs[0])).frames == 2 * FPS
     create(runtime, prompt="", video=output_ref(source.id), duration=1)
