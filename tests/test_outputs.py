@@ -18,6 +18,7 @@ from kinema.errors import InvalidRequest, NotFound
 from kinema.jobs.execute import RunControl, sample_seeds
 from kinema.jobs.keys import job_prefix
 from kinema.jobs.store import JobStore
+from kinema.jobs.usage import usage
 from kinema.runtime import Runtime
 from kinema.types import GenerationRequest, Job, JobStatus, VideoResult, output_ref
 from kinema.views import Creation
@@ -81,6 +82,16 @@ def test_sample_seeds_start_with_the_request_seed_and_repeat_for_it():
     assert len(set(seeds)) == 4
     assert sample_seeds(1234, 4) == seeds
     assert sample_seeds(1235, 4)[1:] != seeds[1:]
+
+
+def test_usage_counts_the_seconds_of_every_sample(runtime: Runtime):
+    create(runtime, prompt="a harbour at dawn", sample_count=3, seed=5)
+    job = run_next(runtime)
+    assert job.status is JobStatus.SUCCEEDED and len(job.outputs) == 3
+    [row] = usage(runtime.db, owner=OWNER)
+    assert row.jobs == 1
+    assert row.seconds == pytest.approx(3 * job.outputs[0].duration_s)
+    assert row.seconds == pytest.approx(sum(output.duration_s for output in job.outputs))
 
 
 def test_three_samples_are_three_distinct_valid_videos_each_with_a_thumbnail(runtime: Runtime):
