@@ -121,7 +121,15 @@ class Metrics:
     # --- HTTP ---
 
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.http_seconds.labels(method, route, str(status)).observe(seconds)
+        # Anyone may send any method name (no key needed): one label value per invented
+        # method would grow the series without bound, so those share ``other``.
+        label = method if method in HTTP_METHODS else "other"
+        self.http_seconds.labels(label, route, str(status)).observe(seconds)
+
+
+HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+)
 
 
 class StateCollector(Collector):
