@@ -26,6 +26,7 @@ from kinema.catalog import Catalog
 from kinema.db import make_engine, migrate
 from kinema.engines.registry import EngineHost
 from kinema.errors import InvalidRequest, JobStillRunning, KinemaError, NotFound
+from kinema.jobs.budget import OutputBudget
 from kinema.jobs.dispatch import ProcrastinateDispatch, install_procrastinate_schema
 from kinema.jobs.execute import Executor
 from kinema.jobs.inspect import JobInspector
@@ -44,7 +45,14 @@ from kinema.quotas import QuotaGate
 from kinema.settings import Settings
 from kinema.storage import LinkSigner, Storage, open_storage
 from kinema.storage.scratch import remove_stale_parts
-from kinema.types import Job, JobStatus, JobSummary, SourceKind, VideoResult
+from kinema.types import (
+    GenerationRequest,
+    Job,
+    JobStatus,
+    JobSummary,
+    SourceKind,
+    VideoResult,
+)
 from kinema.views import Creation, JobRef, JobView, OutputView
 
 if TYPE_CHECKING:
@@ -215,8 +223,9 @@ class Runtime:
         if not replay:  # a retry of an accepted create is answered, whatever the quotas
             self.quotas.check(owner, request)  # before fetching images: refuse cheaply
 
-            def guard(connection: sa.Connection) -> None:  # and again, atomically
-                self.quotas.check(owner, request, connection)
+            def guard(connection: sa.Connection, stored: GenerationRequest) -> None:
+                # ... and again, atomically, with an extension's source measured
+                self.quotas.check(owner, stored, connection)
 
         job = self.submitter.submit(
             owner=owner,
@@ -228,6 +237,10 @@ class Runtime:
             extension=self.catalog.get(creation.model).extension,
             base_url=creation.base_url,
             guard=guard,
+            budget=OutputBudget.for_model(
+                self.catalog, creation.model, self.settings.max_job_pixels
+            ),
+            frame_size=self.catalog.frame_size(request),
         )
         if self.pool is not None:
             self.pool.notify()
