@@ -88,6 +88,7 @@ def filtered(response: dict[str, Any]) -> Status | None:
 
 class GeminiProtocol(Protocol):
     name = "gemini"
+    ref_slashes = True  # its operation names are paths
     references = True
     idempotent = True  # Google ignores the header; a kinema provider honours it
 
