@@ -58,7 +58,7 @@ def _storage(runtime: Runtime) -> Check:
 
 def _workers(runtime: Runtime) -> Check:
     try:
-        serving = {model: slots for model, slots in runtime.worker_slots().items() if slots}
+        serving = {model: slots for model, slots in runtime.service.worker_slots().items() if slots}
     except Exception:
         log.warning("readiness: the worker registry is unreachable", exc_info=True)
         return Check("workers", False, UNREACHABLE)

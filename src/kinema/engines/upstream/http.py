@@ -99,7 +99,7 @@ class UpstreamHTTP:
 
         ``polling`` marks a read of a recorded operation, whose 404 means it was lost.
         ``inline`` names the key whose value may be a large base64 video: it comes back
-        as a ``spool.InlineFile`` when the answer is too large to read into memory.
+        as a ``spool.SpooledVideo`` when the answer is too large to read into memory.
         """
         what = f"{method} {path}"
         try:

@@ -4,7 +4,7 @@ A JSON answer is read into memory up to ``JSON_LIMIT``. An answer that may carry
 inline (a Vertex AI operation's ``bytesBase64Encoded``) goes to a file as it arrives once
 past ``SPOOL_AFTER`` (up to the caller's limit), the base64 value of that
 key is decoded from the file into a file of its own, and what is left, with the value
-replaced by a marker no provider can forge, is parsed as JSON. ``InlineFile`` stands for
+replaced by a marker no provider can forge, is parsed as JSON. ``SpooledVideo`` stands for
 the decoded video where the value was.
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["JSON_LIMIT", "AnswerTooLarge", "InlineFile", "parse", "read_answer"]
+__all__ = ["JSON_LIMIT", "AnswerTooLarge", "SpooledVideo", "parse", "read_answer"]
 
 JSON_LIMIT = 4 * 2**20  # a provider's JSON answer, inline videos aside
 SPOOL_AFTER = 2**20  # an answer that may carry a video goes to a file past this
@@ -37,7 +37,7 @@ class InlineTrouble(Exception):
 
 
 @dataclass(frozen=True)
-class InlineFile:
+class SpooledVideo:
     """A video the provider sent inline, decoded to ``path`` (the caller removes it)."""
 
     path: Path
@@ -72,7 +72,7 @@ def read_answer(
 
 
 def parse(answer: Answer) -> Any:
-    """The answer's JSON, with ``InlineFile`` where its inline video was."""
+    """The answer's JSON, with ``SpooledVideo`` where its inline video was."""
     parsed = json.loads(answer.text or b"{}")
     if answer.marker is None or answer.video is None:
         return parsed
@@ -83,7 +83,7 @@ def parse(answer: Answer) -> Any:
         items = node.items() if isinstance(node, dict) else enumerate(node)
         for key, value in list(items):
             if value == answer.marker:
-                node[key], found = InlineFile(answer.video), True
+                node[key], found = SpooledVideo(answer.video), True
             elif isinstance(value, dict | list):
                 stack.append(value)
     if not found:  # the key was not where a value goes: nothing refers to the file

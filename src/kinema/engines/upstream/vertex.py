@@ -19,7 +19,7 @@ from kinema.engines.upstream.errors import UpstreamUnavailable
 from kinema.engines.upstream.gemini import filtered, operation_status, veo_body
 from kinema.engines.upstream.http import UpstreamHTTP
 from kinema.engines.upstream.protocol import Protocol, Status, Submission
-from kinema.engines.upstream.spool import InlineFile
+from kinema.engines.upstream.spool import SpooledVideo
 
 
 class VertexProtocol(Protocol):
@@ -78,7 +78,7 @@ class VertexProtocol(Protocol):
                 "the provider stored the video in Cloud Storage (gcsUri); kinema needs it "
                 "inline: leave storageUri unset"
             )
-        if isinstance(video["bytesBase64Encoded"], InlineFile):  # a large one, on disk
+        if isinstance(video["bytesBase64Encoded"], SpooledVideo):  # a large one, on disk
             return Status(done=True, progress=1.0, video_file=video["bytesBase64Encoded"].path)
         try:
             data = base64.b64decode(video["bytesBase64Encoded"], validate=True)
