@@ -170,6 +170,19 @@ class Provider:
             _send_json(handler, {"name": self._operation_name(model)})
         elif path.endswith(":fetchPredictOperation"):  # vertex poll
             _send_bytes(handler, self.inline_answer_bytes, "application/json")
+        elif path.startswith("/v1beta/models/slowfile/operations/"):  # gemini poll
+            sample = {"video": {"uri": f"{self.url}/files/slow.mp4"}}
+            response = {"generateVideoResponse": {"generatedSamples": [sample]}}
+            _send_json(handler, {"name": "x", "done": True, "response": response})
+        elif path == "/files/slow.mp4":  # a video link that trickles
+            handler.send_response(200)
+            handler.send_header("Content-Type", "video/mp4")
+            handler.send_header("Content-Length", str(len(SMALL_VIDEO)))
+            handler.end_headers()
+            for index in range(len(SMALL_VIDEO)):
+                handler.wfile.write(SMALL_VIDEO[index : index + 1])
+                handler.wfile.flush()
+                time.sleep(0.5)
         elif path.startswith("/v1beta/models/redirect/operations/"):  # gemini poll
             sample = {"video": {"uri": f"{self.url}/files/redirect"}}
             response = {"generateVideoResponse": {"generatedSamples": [sample]}}
@@ -215,6 +228,9 @@ def _catalog(base_url: str) -> str:
         "h-crlf": upstream_engine("gemini", base_url, model="crlf", **common),
         "h-echo": upstream_engine("gemini", base_url, model="echo", **common),
         "h-redirect": upstream_engine("gemini", base_url, model="redirect", **common),
+        "h-slowfile": upstream_engine(
+            "gemini", base_url, model="slowfile", deadline_s=3.0, **common
+        ),
     }
     models: dict[str, Any] = {}
     for name in engines:
@@ -329,12 +345,57 @@ def test_a_cancel_during_a_trickled_answer_ends_the_job_cancelled(hostile: Hosti
         assert time.monotonic() < deadline, "the provider was never polled"
         time.sleep(0.05)
     time.sleep(0.5)  # well inside the trickled answer
-    hostile.server.runtime.cancel(_owner(hostile), job_id)
+    hostile.server.runtime.service.cancel(_owner(hostile), job_id)
     job, took = _finish(hostile, job_id, timeout_s=20)
     assert job.status is JobStatus.CANCELLED, (job.status, job.error_message)
     assert took < 10, took
     cancels = [s for s in hostile.provider.seen if s.path.endswith("trickle-c-1/cancel")]
     assert len(cancels) == 1 and cancels[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_a_trickled_video_download_ends_by_the_engines_deadline(hostile: Hostile):
+    job_id = _create(hostile, "m-slowfile")
+    job, _ = _finish(hostile, job_id, timeout_s=30)
+    assert job.status is JobStatus.FAILED
+    assert job.started_at is not None and job.finished_at is not None
+    took = (job.finished_at - job.started_at).total_seconds()
+    assert took < 12, took  # 3 s deadline; the whole trickled file would take an hour
+
+
+def test_a_worker_stopping_during_a_trickled_answer_leaves_the_operation_recorded(
+    hostile: Hostile, tmp_path: Path
+):
+    from kinema.engines.upstream import Forwarding, Operation, UpstreamConfig, UpstreamEngine
+    from kinema.errors import JobCancelled
+    from kinema.types import GenerationRequest
+
+    config = UpstreamConfig.from_options(
+        "hosted",
+        {"protocol": "v1", "base_url": hostile.provider.url, "model": "trickle-s", "poll_s": 0.1},
+    )
+    engine = UpstreamEngine(config, environ={})
+    stopping = threading.Event()
+    recorded: list[Operation] = []
+    job = Forwarding(
+        job_id="1" * 32,
+        request=GenerationRequest(model="m", prompt="p", duration_s=4),
+        width=320,
+        height=180,
+        options=frozenset(),
+        operation=None,
+        record=recorded.append,
+        on_progress=lambda fraction: None,
+        cancel_requested=lambda: False,
+        stopping=stopping.is_set,
+        scratch=tmp_path,
+    )
+    threading.Timer(1.0, stopping.set).start()  # inside the first, trickled, poll
+    started = time.monotonic()
+    with pytest.raises(JobCancelled, match="stopping"):
+        engine.forward(job)
+    assert time.monotonic() - started < 6  # not the minute the answer takes
+    assert [operation.ref for operation in recorded] == ["trickle-s-1"]  # kept for the next
+    assert not any(s.path.endswith("trickle-s-1/cancel") for s in hostile.provider.seen)
 
 
 # --- 6: answers read within a bound, inline videos through a file ---

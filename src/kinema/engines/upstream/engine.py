@@ -30,6 +30,7 @@ held to the same address rules as any other host.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -302,8 +303,12 @@ class UpstreamEngine:
         headers = self._protocol.auth_headers(self._key) if same_host else {}
 
         def fetch() -> bytes:
+            # The download is one more call: it ends by the job's deadline too.
+            downloader = copy.copy(self._downloader)  # configuration only: cheap to copy
+            left = max(1.0, deadline - self._clock())
+            downloader.timeout_s = min(self.config.download_timeout_s, left)
             try:
-                return self._downloader.get(
+                return downloader.get(
                     url, field="video", accept="video/mp4, */*", what="video", headers=headers
                 )
             except UnsafeURL as error:
