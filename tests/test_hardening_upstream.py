@@ -520,3 +520,44 @@ def test_a_url_the_http_layer_cannot_build_is_the_providers_unavailability():
     finally:
         http.close()
         server.close()
+
+
+def test_a_recorded_operation_with_a_bad_name_is_forgotten_not_polled(
+    hostile: Hostile, tmp_path: Path
+):
+    """A name recorded before names were checked is dropped from the job (its submission
+    count kept), and nothing is sent to the provider with it."""
+    from kinema.engines.upstream import (
+        Forwarding,
+        Operation,
+        UpstreamConfig,
+        UpstreamEngine,
+        UpstreamUnavailable,
+    )
+    from kinema.types import GenerationRequest
+
+    config = UpstreamConfig.from_options(
+        "hosted", {"protocol": "gemini", "base_url": hostile.provider.url, "api_key_env": "K"}
+    )
+    engine = UpstreamEngine(config, environ={"K": KEY})
+    recorded: list[Operation] = []
+    bad = Operation("hosted", "models/m/operations/1\r\nX-Injected: yes", time.time(), 2)
+    job = Forwarding(
+        job_id="2" * 32,
+        request=GenerationRequest(model="m", prompt="p", duration_s=4),
+        width=320,
+        height=180,
+        options=frozenset(),
+        operation=bad,
+        record=recorded.append,
+        on_progress=lambda fraction: None,
+        cancel_requested=lambda: False,
+        stopping=lambda: False,
+        scratch=tmp_path,
+    )
+    before = len(hostile.provider.seen)
+    with pytest.raises(UpstreamUnavailable, match="not a plain name") as caught:
+        engine.forward(job)
+    assert "X-Injected" not in caught.value.message
+    assert recorded == [Operation("hosted", "", bad.submitted_at, 2)]
+    assert hostile.provider.seen[before:] == []
