@@ -224,6 +224,8 @@ class Clip:
     """An engine's output: frames produced lazily (so memory stays bounded) plus audio.
 
     ``frames`` yields ``num_frames`` uint8 RGB arrays of shape (height, width, 3).
+    ``notes`` say what the engine could not do of what the request asked (a line of
+    dialogue in a language no voice speaks...), for the job's result.
     """
 
     width: int
@@ -232,6 +234,7 @@ class Clip:
     num_frames: int
     frames: Iterable[np.ndarray]
     audio: Audio | None = None
+    notes: tuple[str, ...] = ()
 
 
 ProgressCallback = Callable[[float], None]  # fraction done, 0.0 .. 1.0

@@ -5,9 +5,12 @@ All of it is a warp of the picture driven by the five landmarks the face detecto
 camera films it, so it costs a few hundred thousand pixels per frame whatever the output
 size.
 
-- **Mouth.** Speech loudness per frame (``speech_openness``) opens the jaw: the region
-  below the mouth line is pulled down (the chin with it, fading out under the chin) and
-  the gap between the lips darkens like an open mouth.
+- **Mouth.** Its shape per frame comes from the sounds spoken (``visemes``): how open it
+  is pulls the region below the mouth line down (the jaw, the chin with it, fading out
+  under the chin) and darkens the gap between the lips like an open mouth, as tall as
+  the jaw dropped; how the corners sit moves them out (a wide, spread mouth: the gap
+  wider and flatter) or draws them in (a rounded mouth: the gap narrower and rounder).
+  ``speech_openness`` (loudness alone) is kept for voices that report no sounds.
 - **Blinks.** At natural intervals (2-6 s apart, seeded) each eye closes and reopens over
   about 0.2 s: the upper lid (the skin just above the eye, stretched) slides down over it.
 - **Head and breath.** A slow, seeded sway of the subject's layer: a pixel or two of
@@ -34,6 +37,8 @@ _BLINK_GAP_S = (2.0, 6.0)
 _BLINK_S = 0.22  # close and reopen
 _MOUTH_DROP = 0.50  # jaw drop at full loudness, fraction of the mouth's half width
 _LIP_LINE = 0.08  # where the lips part, below the corners' line (fraction of the half width)
+_CORNER_OUT = 0.14  # a spread mouth's corners move out this far (fraction of the half width)
+_CORNER_IN = 0.24  # a rounded mouth's corners move in this far
 _SWAY_PX = 1.6  # head travel, output pixels at 1080 lines
 _SWAY_DEG = 0.35
 _BREATH_S = 4.2  # one breath
@@ -108,6 +113,7 @@ class _Region:
     base_x: np.ndarray  # remap grid (float32), region coordinates
     base_y: np.ndarray
     field: np.ndarray  # vertical displacement at full strength (float32)
+    sideways: np.ndarray | None = None  # mouth: the corners' horizontal displacement
     dark: float | np.ndarray | None = None  # the open mouth darkens towards it (None: no)
     across: np.ndarray | None = None  # mouth: (x - centre) / half width, per pixel
     down: np.ndarray | None = None  # mouth: (y - centre) / half width, per pixel
@@ -144,22 +150,24 @@ class FaceRig:
                     region = _eye_region(plane, eye, moved.eye_distance)
                     if region is not None:
                         self._eyes.append(region)
-        self._shown: tuple[float, float] = (0.0, 0.0)
+        self._shown: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @property
     def empty(self) -> bool:
         return not self._mouths and not self._eyes
 
-    def apply(self, openness: float, closure: float) -> None:
-        """Show the faces with the mouth ``openness`` open and the eyes ``closure`` shut."""
+    def apply(self, openness: float, closure: float, spread: float = 0.0) -> None:
+        """Show the faces with the mouth ``openness`` open, its corners ``spread`` (-1
+        rounded .. 1 wide), and the eyes ``closure`` shut."""
         openness, closure = _settled(openness), _settled(closure)
-        if openness != self._shown[0]:
+        spread = 0.0 if abs(spread) <= 0.01 else round(spread, 3)
+        if (openness, spread) != self._shown[:2]:
             for region in self._mouths:
-                _warp_mouth(region, openness)
-        if closure != self._shown[1]:
+                _warp_mouth(region, openness, spread)
+        if closure != self._shown[2]:
             for region in self._eyes:
                 _warp_eye(region, closure)
-        self._shown = (openness, closure)
+        self._shown = (openness, spread, closure)
 
 
 def _settled(value: float) -> float:
@@ -212,9 +220,15 @@ def _mouth_region(plane: np.ndarray, face: Face, dark: float | np.ndarray | None
     pristine = plane[top:bottom, left:right].copy()
     across_unit = ((xs - mx) / half).astype(np.float32)
     down_unit = ((ys - my) / half).astype(np.float32)
+    # the corners move along the mouth line: most at the corners, none at the middle or
+    # far out on the cheeks, fading above the upper lip and below the lower
+    reach = np.clip(1.0 - np.abs(np.abs(across_unit) - 1.0) / 0.9, 0.0, 1.0)
+    lips = np.clip(1.0 - np.abs(down_unit - 0.15) / 0.75, 0.0, 1.0)
+    corners = (half * np.sign(across_unit) * reach * lips).astype(np.float32)
     return _Region(
-        plane, top, left, pristine, xs - left, ys - top, field, dark, across_unit, down_unit
-    )
+        plane, top, left, pristine, xs - left, ys - top, field, corners, dark, across_unit,
+        down_unit,
+    )  # fmt: skip
 
 
 def _eye_region(plane: np.ndarray, eye: tuple[float, float], eye_distance: float) -> _Region | None:
@@ -238,23 +252,36 @@ def _eye_region(plane: np.ndarray, eye: tuple[float, float], eye_distance: float
     )  # fmt: skip
 
 
-def _warp_mouth(region: _Region, openness: float) -> None:
+def _warp_mouth(region: _Region, openness: float, spread: float = 0.0) -> None:
     target = region.plane[
         region.top : region.top + region.pristine.shape[0],
         region.left : region.left + region.pristine.shape[1],
     ]
-    if openness <= 0.01:
+    if openness <= 0.01 and spread == 0.0:
         target[...] = region.pristine
         return
     map_y = region.base_y - region.field * openness
+    map_x = region.base_x
+    if spread != 0.0 and region.sideways is not None:
+        # a pixel shows what lay ``shift`` further in (spread) or out (rounded)
+        map_x = region.base_x - region.sideways * (
+            spread * (_CORNER_OUT if spread > 0 else _CORNER_IN)
+        )
     warped = cv2.remap(
-        region.pristine, region.base_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        region.pristine, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
-    if region.dark is not None and region.across is not None and region.down is not None:
-        # the opening: a lens between the lips, as tall as the jaw has dropped; worked out
-        # only over the rows and columns it can reach
+    if (
+        openness > 0.01
+        and region.dark is not None
+        and region.across is not None
+        and region.down is not None
+    ):
+        # the opening: a lens between the lips, as tall as the jaw has dropped, wider
+        # for a spread mouth and narrower for a rounded one; worked out only over the
+        # rows and columns it can reach
         gap = _MOUTH_DROP * openness
-        width = 0.75 * (0.6 + 0.4 * min(1.0, openness * 1.5))
+        corner = _CORNER_OUT if spread > 0 else _CORNER_IN
+        width = 0.75 * (0.6 + 0.4 * min(1.0, openness * 1.5)) * (1.0 + corner * spread)
         rows = np.searchsorted(region.down[:, 0], (_LIP_LINE - 0.05, _LIP_LINE + gap + 0.05))
         cols = np.searchsorted(region.across[0], (-width, width))
         box = (slice(int(rows[0]), int(rows[1])), slice(int(cols[0]), int(cols[1])))
