@@ -131,6 +131,8 @@ class VideoResult:
     engine: str | None = None  # the catalog engine that made it (usage is counted by it)
     # The key of its copy under the folder the caller named (``storage_uri``), if any.
     delivered_key: str | None = None
+    # What the engine could not do of what was asked (``Clip.notes``), for the caller.
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -443,6 +443,7 @@ class Executor:
             has_audio=encoded.has_audio,
             size_bytes=size,
             engine=engine,
+            notes=tuple(clip.notes),
         )
 
 

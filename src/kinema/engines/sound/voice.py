@@ -43,6 +43,7 @@ _MALE_FORMANTS = 0.86
 _SPEED_RANGE = (0.5, 2.0)
 _HOP = 300  # samples per spectrum frame of the model (12.5 ms)
 _DURATION_UNIT = 2 * _HOP  # samples per unit of the model's predicted durations
+_FIRST_UNITS = 3  # the first sound's share of the leading pad's slot
 _DURATIONS = "/Cast_32_output_0"  # the predicted durations (int64, one per input id)
 
 _FEMALE = re.compile(
@@ -128,15 +129,24 @@ class NeuralVoice:
 
 
 def _timed(symbols: list[str], durations: np.ndarray, at: int) -> list[Phone]:
-    """Phones from the model's input symbols and their durations (the first and last
-    durations are the pads around them), ``at`` samples into the speech. A stress mark
-    belongs to the sound after it, a length mark to the sound before; spaces and
-    punctuation are pauses."""
+    """Phones from the model's input symbols and its predicted durations, ``at`` samples
+    into the speech.
+
+    The model's decoder sounds each symbol one slot early: the audio of symbol ``k`` lies
+    in the frames of duration ``k`` (the first being the leading pad's), as its spectrum
+    shows (a stop's silent closure where the slot before it sits, the vowel in the slot
+    of the stress mark before it). So symbol ``k`` is timed by duration ``k``; the first
+    one, which shares its slot with the silence before the speech, keeps only its last
+    ``_FIRST_UNITS``. A stress mark belongs to the sound after it, a length mark to the
+    sound before; spaces and punctuation are pauses.
+    """
     phones: list[Phone] = []
-    cursor = at + int(durations[0]) * _DURATION_UNIT
+    cursor = at
     stress_from: int | None = None  # where a stress mark waiting for its sound began
-    for symbol, duration in zip(symbols, durations[1:-1], strict=False):
+    for index, (symbol, duration) in enumerate(zip(symbols, durations, strict=False)):
         end = cursor + int(duration) * _DURATION_UNIT
+        if index == 0:
+            cursor = max(cursor, end - _FIRST_UNITS * _DURATION_UNIT)
         if symbol in "ˈˌ":
             stress_from = cursor if stress_from is None else stress_from
         elif symbol == "ː" and phones:
