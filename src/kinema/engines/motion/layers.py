@@ -213,7 +213,9 @@ def _push_pull(pixels: np.ndarray, known: np.ndarray) -> np.ndarray:
     them: averages down a pyramid of the known pixels, then back up, each level keeping
     what it knows and taking the rest from the level below."""
     weight = known.astype(np.float32)
-    levels = [(pixels.astype(np.float32) * weight[..., np.newaxis], weight)]
+    levels: list[tuple[np.ndarray, np.ndarray]] = [
+        (pixels.astype(np.float32) * weight[..., np.newaxis], weight)
+    ]
     while min(levels[-1][1].shape) > 2:
         total, count = levels[-1]
         size = (max(1, total.shape[1] // 2), max(1, total.shape[0] // 2))
