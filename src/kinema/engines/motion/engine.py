@@ -8,8 +8,9 @@ It is the embedded default: every model id can be served by it on any machine.
    blurred, darkened fill. At ``t = 0`` the camera rests, so frame 0 is exactly that
    framed picture; the move chosen from the prompt (``camera``) then eases in and out,
    its every pose held so that each face stays whole.
-2. **Layers** (``layers``, ``stage``): the subject is cut out and the background filled in
-   behind it; the background follows the move at less than half its rate (parallax).
+2. **Layers** (``layers``, ``stage``): the subject of a photograph is cut out and the
+   background filled in behind it from the background itself; the background follows the
+   move at less than half its rate (parallax). A painted picture is filmed whole.
 3. **A talking face** (``face_anim``, ``visemes``): the mouth takes the shape of each
    sound the voice speaks (shut on m, b, p; open on a; rounded on o, u; wide on i), the
    eyes blink, the head sways; only where a face was found.
@@ -154,9 +155,11 @@ class MotionEngine:
             raise JobCancelled("cancelled while framing the picture")
 
         # 2. Layers: the subject cut out, the background filled in behind it.
-        layers = separate(framing.picture, framing.faces) if effects.parallax or (
-            effects.talking_face and framing.faces
-        ) else None
+        # A painted picture (text-to-video) is filmed whole: its soft, hazy layers give a
+        # cut nothing to hold on to, and a cut-out ridge sliding over the ridge left in
+        # its background doubles every outline as the move goes on (a ghost).
+        wanted = photographed and (effects.parallax or (effects.talking_face and framing.faces))
+        layers = separate(framing.picture, framing.faces) if wanted else None
         background = background_poses(poses) if layers is not None and effects.parallax else poses
 
         if is_cancelled():
