@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFilter
 
-from kinema.engines.chinese import in_english
+from kinema.chinese import in_english
 from kinema.media.encode import rgb_to_yuv420p
 
 __all__ = [

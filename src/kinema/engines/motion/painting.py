@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
-from kinema.engines.chinese import in_english
+from kinema.chinese import in_english
 
 __all__ = ["paint_first_frame"]
 

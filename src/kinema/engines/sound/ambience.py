@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from kinema.engines.chinese import in_english
+from kinema.chinese import in_english
 
 __all__ = ["BED_LEVEL_DBFS", "QUIET_LEVEL_DBFS", "ambience", "scene_layers"]
 
