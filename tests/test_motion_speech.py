@@ -259,3 +259,16 @@ def test_a_line_no_voice_can_speak_is_noted_on_the_clip_not_dropped_silently():
 
     assert len(clip.notes) == 1 and "ሰላም ነው።" in clip.notes[0]
     assert clip_for("She says: 'Hello there, welcome.'").notes == ()
+
+
+def test_the_chinese_prompt_makes_a_clip_whose_voice_rises_above_the_bed(tmp_path: Path):
+    path = tmp_path / "chinese.mp4"
+    encode_mp4(clip_for(CHINESE, seconds=8.0), path)
+    with av.open(str(path)) as container:
+        audio = np.concatenate([f.to_ndarray() for f in container.decode(audio=0)], axis=1)
+    levels = rms_per_half_second(audio.mean(axis=0), RATE)
+
+    # the bed alone before the line (placed where its quote sits: about 3.7 s in) ...
+    assert levels[:6].max() < 0.05
+    # ... and the voice well above it while it speaks
+    assert levels.max() > 0.08 and levels.max() > 3 * np.median(levels[:6])
