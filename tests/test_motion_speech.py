@@ -78,17 +78,22 @@ def render(tmp_path: Path, prompt: str, picture: Image.Image) -> list[np.ndarray
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
-def lip_gaps(frames: list[np.ndarray]) -> np.ndarray:
-    """Per frame, the mean height (pixels) of mouth-dark pixels in the mouth's central
-    columns, less frame 0's: the face from the LBP cascade, the mouth in its lower third."""
+def mouth_of(frame: np.ndarray) -> tuple[slice, slice]:
+    """The mouth's box: the lower third of the face the LBP cascade finds, its middle."""
     cascade = Cascade(skimage_data.lbp_frontal_face_cascade_filename())
     hits = cascade.detect_multi_scale(
-        img=frames[0], scale_factor=1.2, step_ratio=1, min_size=(60, 60), max_size=(360, 360)
+        img=frame, scale_factor=1.2, step_ratio=1, min_size=(60, 60), max_size=(360, 360)
     )
     assert hits, "no face in frame 0"
     hit = max(hits, key=lambda found: found["width"])
     x, y, w, h = hit["c"], hit["r"], hit["width"], hit["height"]
-    mouth = (slice(y + int(0.6 * h), y + int(1.0 * h)), slice(x + int(0.3 * w), x + int(0.7 * w)))
+    return (slice(y + int(0.6 * h), y + int(1.0 * h)), slice(x + int(0.3 * w), x + int(0.7 * w)))
+
+
+def lip_gaps(frames: list[np.ndarray]) -> np.ndarray:
+    """Per frame, the mean height (pixels) of mouth-dark pixels in the mouth's central
+    columns, less frame 0's."""
+    mouth = mouth_of(frames[0])
 
     def gap(frame: np.ndarray) -> float:
         grey = cv2.cvtColor(np.ascontiguousarray(frame[mouth]), cv2.COLOR_RGB2GRAY)
@@ -96,6 +101,17 @@ def lip_gaps(frames: list[np.ndarray]) -> np.ndarray:
 
     gaps = np.array([gap(frame) for frame in frames])
     return gaps - gaps[0]
+
+
+def teeth_shown(frames: list[np.ndarray]) -> np.ndarray:
+    """Per frame, how many pixels of the mouth's box are as bright as teeth."""
+    mouth = mouth_of(frames[0])
+    return np.array(
+        [
+            float((cv2.cvtColor(np.ascontiguousarray(f[mouth]), cv2.COLOR_RGB2GRAY) > 210).sum())
+            for f in frames
+        ]
+    )
 
 
 def lips_follow_the_sounds(gaps: np.ndarray, phones: tuple[Phone, ...], line) -> list[str]:
@@ -148,6 +164,10 @@ def test_the_lips_close_on_m_b_p_open_on_a_and_follow_the_sounds(tmp_path: Path,
     (line,) = soundtrack.lines
 
     assert lips_follow_the_sounds(gaps, soundtrack.phones, line) == []
+    # she smiles with her teeth showing: on m, b, p the lips close over them
+    teeth = teeth_shown(frames)
+    shut = teeth[middles(soundtrack.phones, BILABIALS.__contains__)]
+    assert teeth[0] > 100 and shut.max() < 0.4 * teeth[0], (teeth[0], shut)
     # still outside the line
     before = gaps[: int(line.start_s * FPS) - 2]
     after = gaps[int(line.end_s * FPS) + 4 :]
@@ -167,6 +187,8 @@ def test_a_mouth_that_follows_loudness_alone_fails_the_same_checks(
 
     assert gaps.max() > 2.0  # it does move...
     assert lips_follow_the_sounds(gaps, soundtrack.phones, line) != []  # ...but not with the sounds
+    teeth = teeth_shown(frames)
+    assert teeth[middles(soundtrack.phones, BILABIALS.__contains__)].max() > 0.5 * teeth[0]
 
 
 # --- Chinese ----------------------------------------------------------------------------

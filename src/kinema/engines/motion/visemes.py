@@ -59,7 +59,8 @@ _REST: Shape = (0.0, 0.0)
 
 @dataclass(frozen=True)
 class MouthTrack:
-    """Per frame: how open the mouth is (0..1) and how its corners sit (-1..1)."""
+    """Per frame: how open the mouth is (0..1; below 0 the lips are pressed together, -1
+    shut) and how its corners sit (-1..1)."""
 
     open: np.ndarray
     spread: np.ndarray
@@ -105,8 +106,8 @@ def mouth_track(phones: Sequence[Phone], fps: int, count: int) -> MouthTrack:
             closing[start:end] = True
     blended = cv2.GaussianBlur(targets, (1, 0), sigmaX=0, sigmaY=_BLEND_S * _RATE)
     if closing.any():  # the lips close fully on a bilabial, and open again after it
-        distance = _distance_to(closing) / (_CLOSING_S * _RATE)
-        blended[:, 0] *= np.clip(distance, 0.0, 1.0)
+        distance = np.clip(_distance_to(closing) / (_CLOSING_S * _RATE), 0.0, 1.0)
+        blended[:, 0] = blended[:, 0] * distance - (1.0 - distance)  # pressed: below 0
     times = np.minimum(np.round(np.arange(count) / fps * _RATE).astype(int), length - 1)
     opened = blended[times, 0].copy()
     spread = blended[times, 1].copy()
@@ -114,8 +115,8 @@ def mouth_track(phones: Sequence[Phone], fps: int, count: int) -> MouthTrack:
         if phone.symbol in _BILABIALS:
             middle = round((phone.start_s + phone.end_s) / 2 * fps)
             if 0 <= middle < count:
-                opened[middle] = 0.0
-    return MouthTrack(np.clip(opened, 0.0, 1.0), np.clip(spread, -1.0, 1.0))
+                opened[middle] = -1.0
+    return MouthTrack(np.clip(opened, -1.0, 1.0), np.clip(spread, -1.0, 1.0))
 
 
 def _samples(seconds: float, length: int) -> int:
