@@ -18,12 +18,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kinema.catalog import Catalog
 from kinema.cli_catalog import catalog_app
-from kinema.cli_ops import jobs_app, register_key_commands
+from kinema.cli_ops import cells, jobs_app, register_key_commands
+from kinema.cli_pull import register_pull_command
 from kinema.client import DEFAULT_MODEL, GenerationFailed, KinemaAPIError, KinemaClient
 from kinema.settings import Settings
 
@@ -33,6 +34,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(catalog_app, name="catalog")
 register_key_commands(keys_app)
+register_pull_command(app)
 console = Console()
 errors = Console(stderr=True)
 
@@ -60,12 +62,28 @@ def serve(
         bool, typer.Option("--no-worker", help="API only: run no jobs here (same as --workers 0).")
     ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            help="Catalog profile: 'gpu' serves the Veo ids from the best open model pulled "
+            "here that fits the GPU (KINEMA_CATALOG_PROFILE)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API, with a worker in the same process unless --no-worker."""
+    from kinema.profiles import ProfileUnavailable
     from kinema.server import serve as run
 
     _configure_logging(log_level)
-    run(_settings(host=host, port=port, workers=0 if no_worker else workers), log_level=log_level)
+    workers = 0 if no_worker else workers
+    try:
+        run(
+            _settings(host=host, port=port, workers=workers, catalog_profile=profile),
+            log_level=log_level,
+        )
+    except ProfileUnavailable as error:
+        errors.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -97,7 +115,7 @@ def worker(
     try:
         runtime = Runtime.build(_settings(gpus=gpus), workers=max(concurrency, 1), models=chosen)
     except KinemaError as error:
-        errors.print(f"[red]error:[/red] {error.message}")
+        errors.print(f"[red]error:[/red] {escape(error.message)}")
         raise typer.Exit(2) from None
     stop = threading.Event()
     for number in (signal.SIGINT, signal.SIGTERM):
@@ -187,7 +205,7 @@ def generate(
             )
         except (KinemaAPIError, GenerationFailed) as error:
             progress.stop()
-            errors.print(f"[red]error:[/red] {error}")
+            errors.print(f"[red]error:[/red] {escape(str(error))}")
             raise typer.Exit(1) from None
     console.print(f"wrote [bold]{path}[/bold] ({path.stat().st_size / 1e6:.1f} MB)")
     console.print(f"generation {generation_id}")
@@ -217,7 +235,9 @@ def keys_create(name: Annotated[str, typer.Argument(help="A label for the key.")
 
     runtime = Runtime.build(_settings(), workers=0)
     key, secret = runtime.keys.create(name)
-    errors.print(f"created key {key.id} ({key.name}); store it now, it is not shown again.")
+    errors.print(
+        f"created key {key.id} ({escape(key.name)}); store it now, it is not shown again."
+    )
     errors.print(f"webhooks for this key are signed with: {runtime.keys.webhook_secret(key.id)}")
     console.print(secret)
 
@@ -231,9 +251,8 @@ def keys_list() -> None:
     table = Table("id", "name", "prefix", "created", "revoked")
     for key in runtime.keys.list():
         revoked = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else ""
-        table.add_row(
-            key.id, key.name, key.prefix, key.created_at.isoformat(timespec="seconds"), revoked
-        )
+        created = key.created_at.isoformat(timespec="seconds")
+        table.add_row(*cells(key.id, key.name, key.prefix, created, revoked))
     console.print(table)
 
 
@@ -247,9 +266,9 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="Key id or prefix.")]) -
     try:
         revoked = runtime.keys.revoke(key)
     except NotFound as error:
-        errors.print(f"[red]error:[/red] {error.message}")
+        errors.print(f"[red]error:[/red] {escape(error.message)}")
         raise typer.Exit(1) from None
-    console.print(f"revoked {revoked.id} ({revoked.name})")
+    console.print(f"revoked {revoked.id} ({escape(revoked.name)})")
 
 
 @app.command()
@@ -275,13 +294,13 @@ def usage(
             found = [k for k in keys if key in (k.id, k.prefix, k.name)]
             if len(found) != 1:
                 problem = "matches several keys; use the id" if found else "is not a key"
-                errors.print(f"[red]error:[/red] {key!r} {problem}")
+                errors.print(f"[red]error:[/red] {escape(repr(key))} {problem}")
                 raise typer.Exit(1)
             owner = found[0].id
         try:
             start = parse_since(since) if since else None
         except InvalidRequest as error:
-            errors.print(f"[red]error:[/red] {error.message}")
+            errors.print(f"[red]error:[/red] {escape(error.message)}")
             raise typer.Exit(1) from None
         lines = usage_report(runtime.db, owner=owner, since=start)
     finally:
@@ -290,7 +309,7 @@ def usage(
     table = Table("key", "engine", "jobs", "seconds")
     for line in lines:
         owner = names.get(line.owner, line.owner)
-        table.add_row(owner, line.engine or "-", str(line.jobs), f"{line.seconds:.1f}")
+        table.add_row(*cells(owner, line.engine or "-", line.jobs, f"{line.seconds:.1f}"))
     total = sum(line.seconds for line in lines)
     table.add_row("total", "", str(sum(line.jobs for line in lines)), f"{total:.1f}")
     console.print(table)
@@ -299,8 +318,13 @@ def usage(
 @app.command()
 def models() -> None:
     """List the models this installation serves, with their limits and engines."""
-    settings = _settings()
-    catalog = Catalog.load(settings.catalog_path)
+    from kinema.profiles import ProfileUnavailable, load_catalog
+
+    try:
+        catalog = load_catalog(_settings())
+    except ProfileUnavailable as error:
+        errors.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
     table = Table("model", "dialect", "engine", "inputs", "durations", "resolutions", "audio")
     for model_id in catalog.model_ids():
         spec = catalog.models[model_id]

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from kinema.types import Job, JobStatus
-
-if TYPE_CHECKING:  # the job layer reports to this module, never the other way round
-    from kinema.jobs.inspect import QueueStats
+from kinema.types import Job, JobStatus, QueueStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -121,7 +117,15 @@ class Metrics:
     # --- HTTP ---
 
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.http_seconds.labels(method, route, str(status)).observe(seconds)
+        # Anyone may send any method name (no key needed): one label value per invented
+        # method would grow the series without bound, so those share ``other``.
+        label = method if method in HTTP_METHODS else "other"
+        self.http_seconds.labels(label, route, str(status)).observe(seconds)
+
+
+HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+)
 
 
 class StateCollector(Collector):

@@ -22,6 +22,7 @@ import numpy as np
 from kinema.engines.sound.ambience import BED_LEVEL_DBFS, ambience
 from kinema.engines.sound.languages import line_language
 from kinema.engines.sound.phones import Phone, ipa, shifted
+from kinema.engines.sound.spoken import spoken_text
 from kinema.engines.sound.voice import NEURAL_SAMPLE_RATE, Speaker, neural_voice, speaker_for
 from kinema.errors import EngineError
 from kinema.media.resample import resample
@@ -535,10 +536,11 @@ def _say(line: Line, language: str, rate: float, sample_rate: int, seed: int) ->
     """Speak with the neural voice when the line is English and it loads and says
     something, else with espeak-ng's voice for the line's language."""
     speaker: Speaker = line.speaker or "female"
+    text = spoken_text(line.text)
     neural = neural_voice() if language == "en" else None
     if neural is not None:
         samples, phones = neural.say(
-            line.text,
+            text,
             speed=rate,
             speaker=speaker,
             pitch=2 ** ((line.pitch - 50) / 100),
@@ -551,9 +553,7 @@ def _say(line: Line, language: str, rate: float, sample_rate: int, seed: int) ->
             return _Spoken(samples, f"neural-{speaker}", phones)
     base = "en-us" if language == "en" else language
     variant = base if line.whisper else f"{base}+{'f3' if speaker == 'female' else 'm3'}"
-    audio, phones = speak_timed(
-        line.text, rate, pitch=line.pitch, whisper=line.whisper, voice=variant
-    )
+    audio, phones = speak_timed(text, rate, pitch=line.pitch, whisper=line.whisper, voice=variant)
     samples = resample(audio, sample_rate).samples[0].copy()
     name = "espeak" if language == "en" else f"espeak-{language}"
     return _Spoken(samples, f"{name}-{speaker}", phones)
