@@ -81,9 +81,9 @@ def build_components(weights: Path) -> dict[str, Any]:
             continue
         library, name = value
         parts[key] = None if library is None else build_component(weights / key, library, name)
-    for key, part in parts.items():
-        if isinstance(part, torch.nn.Module) and key != "vae":
-            part.to(BF16)
+    for part in parts.values():
+        if isinstance(part, torch.nn.Module):
+            part.to(BF16)  # as from_pretrained(dtype=bfloat16); engines widen what they keep
     return parts
 
 
