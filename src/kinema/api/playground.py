@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from kinema.api.deps import RuntimeDep
+from kinema.api.deps import ServiceDep
 from kinema.catalog import ModelSpec
 
 router = APIRouter(tags=["playground"], include_in_schema=False)
@@ -50,9 +50,9 @@ def page() -> Response:
 
 
 @router.get("/playground/models.json")
-def models(runtime: RuntimeDep) -> JSONResponse:
+def models(service: ServiceDep) -> JSONResponse:
     """Every model with the fields it takes, for the page's form."""
-    catalog = runtime.catalog
+    catalog = service.catalog
     return JSONResponse(
         {"models": [describe(catalog.models[m]) for m in catalog.model_ids()]},
         headers={"Cache-Control": "no-cache"},

@@ -72,6 +72,7 @@ class RunControl:
         self.cancelled = threading.Event()
         self.lost = threading.Event()
         self.shutdown = threading.Event()
+        self.engine: str | None = None  # the engine the job was routed to last
 
     def should_stop(self) -> bool:
         return self.cancelled.is_set() or self.lost.is_set() or self.shutdown.is_set()
@@ -117,7 +118,7 @@ class Executor:
                 log.info("job %s attempt %d ended %s", job.id, job.attempt, state.value)
                 self.observer.job_finished(
                     job,
-                    engine=self._engine_name(job),
+                    engine=control.engine or self._engine_name(job),
                     state=state,
                     generation_s=self._clock() - started,
                     video_s=video_s,
@@ -130,6 +131,9 @@ class Executor:
         self.observer.job_finished(job, engine=self._engine_name(job), state=job.status)
 
     def _engine_name(self, job: Job) -> str:
+        """The engine that ran ``job`` (its row's), else its model's first."""
+        if job.engine is not None:
+            return job.engine
         spec = self.catalog.models.get(job.model)
         return spec.engine if spec is not None else "unknown"
 
@@ -264,8 +268,9 @@ class Executor:
             time.sleep(self.route_wait_s)
 
     def _run_engine(self, job: Job, name: str, control: RunControl) -> list[VideoResult]:
+        control.engine = name
         engine = self.engines.get(name)
-        report = self._progress_writer(job, control)
+        report = self._progress_writer(job, name, control)
         if isinstance(engine, Forwarder):
             _check_forwardable(job, name)
             return [
@@ -387,13 +392,14 @@ class Executor:
     def _image(self, key: str | None) -> Image.Image | None:
         return decode_image(self.storage.get_bytes(key)) if key else None
 
-    def _progress_writer(self, job: Job, control: RunControl) -> Callable[[float], None]:
+    def _progress_writer(
+        self, job: Job, engine: str, control: RunControl
+    ) -> Callable[[float], None]:
         # The first write waits one interval, so a job shorter than that writes no
         # progress at all (its success sets 1.0); once a bar is showing, its end is written.
         started = self._clock()
         last_write = [started]
         last_report: list[float | None] = [None]  # the first report's wait includes setup
-        engine = self._engine_name(job)
 
         def on_progress(fraction: float) -> None:
             now = self._clock()
