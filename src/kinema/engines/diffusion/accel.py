@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 _TRANSFORMERS = ("transformer", "transformer_2")
+_TEXT_ENCODERS = ("text_encoder", "text_encoder_2")
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -82,9 +83,13 @@ def module_bytes(module: torch.nn.Module) -> int:
 
 
 def footprint(pipe: Any, offload: str) -> int:
-    """Bytes the pipeline's weights take on the device: all of them, the largest component
-    with model offload (one at a time), none with sequential offload (streamed by layer)."""
-    sizes = [module_bytes(module) for module in modules_of(pipe).values()]
+    """Bytes the pipeline's weights take on the device: all of them (but the text encoders
+    with their offload), the largest component with model offload (one at a time), none
+    with sequential offload (streamed by layer)."""
+    modules = modules_of(pipe)
+    if offload == "text_encoder":  # they visit the GPU only while a prompt is encoded
+        modules = {k: v for k, v in modules.items() if k not in _TEXT_ENCODERS}
+    sizes = [module_bytes(module) for module in modules.values()]
     if offload == "sequential" or not sizes:
         return 0
     return max(sizes) if offload == "model" else sum(sizes)
@@ -228,9 +233,6 @@ def place(pipe: Any, options: DiffusionOptions, device: torch.device, engine: st
         pipe.enable_sequential_cpu_offload(device=device)
     else:
         pipe.to(device)
-
-
-_TEXT_ENCODERS = ("text_encoder", "text_encoder_2")
 
 
 def offload_text_encoders(pipe: Any, device: torch.device) -> None:

@@ -223,6 +223,8 @@ def plan_engine(
     world = max(1, len(options.devices))
     given = _given_measures(options)
     choices = [given] if not options.plan_memory else _escalations(given)
+    if world > 1:  # offload cannot be combined with context parallelism: tiling only
+        choices = [m for m in choices if not any(x.startswith("offload=") for x in m)]
     best: EnginePlan | None = None
     for measures in choices:
         predictions = tuple(_predict(kind, c, measures, world, gpu_gib) for c in combinations)
@@ -344,8 +346,6 @@ def _smallest(plan: EnginePlan, models: list[str]) -> float:
 
 def detected_gpu_gib(options: DiffusionOptions) -> float | None:
     """The memory of the GPU the engine runs on, where torch sees one; None otherwise."""
-    if options.memory_budget_gb is not None:
-        return options.memory_budget_gb
     if (options.device or "cuda").startswith("cpu"):
         return None
     try:
