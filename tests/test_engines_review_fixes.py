@@ -148,11 +148,13 @@ def test_every_rank_sees_every_gpu_and_takes_its_own_by_rank(monkeypatch: pytest
 
 
 def test_context_parallel_needs_tokens_that_divide_and_no_varlen_attention():
-    # LTX-Video at 1216x704: 38 x 22 = 836 tokens a latent frame, not a multiple of 8.
+    # 1216x704 on TI2V 5B: 38 x 22 = 836 tokens a latent frame, not a multiple of 8.
     eight = [f"cuda:{i}" for i in range(8)]
     with pytest.raises(EngineError, match=r"'1216x704'.*does not divide by 8 devices"):
-        catalog_with("ltx", devices=eight)
-    catalog_with("ltx", devices=eight[:4])  # 836 = 4 x 209
+        catalog_with("wan_ti2v", devices=eight, sizes=["1216x704"])
+    catalog_with("wan_ti2v", devices=eight[:4], sizes=["1216x704"])  # 836 = 4 x 209
+    with pytest.raises(EngineError, match="not the per-token timesteps"):
+        catalog_with("ltx", devices=eight[:2])
     with pytest.raises(EngineError, match="cannot be combined with devices"):
         catalog_with("wan_ti2v", devices=eight[:2], attention_backend="flash_varlen")
 

@@ -189,6 +189,13 @@ def _hub_backend_offline(backend: str | None) -> str | None:
 
 def _context_parallel_problem(rules: ModelRules, options: DiffusionOptions) -> str | None:
     world = len(options.devices)
+    if rules.text_mask:  # LTX-Video and LTX-2
+        return (
+            "devices (context parallelism) cannot run this model in diffusers 0.42: its "
+            "context-parallel plan splits the video tokens but not the per-token timesteps "
+            "the image-to-video pipelines pass (the first frame is kept clean), so the "
+            "first block fails on mismatched shapes; run it on one GPU per job"
+        )
     if options.attention_backend in _VARLEN_BACKENDS:
         return (
             f"attention_backend {options.attention_backend!r} (packed variable-length "

@@ -354,6 +354,12 @@ def enable_context_parallel(pipe: Any, world: int, engine: str) -> None:
                 f"engine {engine}: {type(transformer).__name__} has no context-parallel plan "
                 "in this diffusers; run it on one device"
             )
+        if type(transformer).__name__.startswith("LTX"):
+            raise EngineError(
+                f"engine {engine}: diffusers' context-parallel plan for "
+                f"{type(transformer).__name__} splits the video tokens but not the per-token "
+                "timesteps its image-to-video pipelines pass; run it on one GPU per job"
+            )
         heads = transformer.config.get("num_attention_heads")
         if heads and heads % world:
             raise EngineError(
