@@ -87,10 +87,10 @@ def worker(
     on the shared PostgreSQL and can run on any machine that reaches it and the storage;
     otherwise it claims from the jobs table like the embedded pool.
     """
-    from kinema.api.webhooks import build_deliverer
     from kinema.errors import KinemaError
     from kinema.observability.logs import configure_logging
     from kinema.runtime import Runtime
+    from kinema.webhooks.renderers import build_deliverer
 
     configure_logging(_settings().log_format, log_level)
     chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None

@@ -43,15 +43,27 @@ class OutputView:
     video_object_uri: str | None = None  # s3:// URI of its copy, when the caller asked
 
 
-@dataclass(frozen=True)
 class InlineFile:
     """A stored file that a rendered body carries base64-encoded (Vertex AI's inline
     videos). Rendering places this marker; the writer of the body (``inline_json``)
     streams the file's bytes in its place, so a poll never holds the video in memory nor
-    reads storage on the event loop."""
+    reads storage on the event loop. (A plain class: JSON encoders turn dataclasses into
+    objects of their own accord.)"""
 
-    key: str
-    size: int
+    __slots__ = ("key", "size")
+
+    def __init__(self, key: str, size: int) -> None:
+        self.key = key
+        self.size = size
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, InlineFile) and (other.key, other.size) == (self.key, self.size)
+
+    def __hash__(self) -> int:
+        return hash((self.key, self.size))
+
+    def __repr__(self) -> str:
+        return f"InlineFile({self.key!r}, {self.size})"
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,9 @@ from kinema.errors import (
     TransientError,
 )
 from kinema.jobs.forward import ForwardedJobs, recorded_operation
-from kinema.jobs.keys import delivered_video_key, output_thumbnail_key, output_video_key
+from kinema.jobs.keys import delivered_video_key
 from kinema.jobs.observer import JobObserver, NoObserver
+from kinema.jobs.outputs import keep_output
 from kinema.jobs.store import JobStore
 from kinema.media.encode import encode_mp4
 from kinema.media.images import decode_image
@@ -429,27 +430,9 @@ class Executor:
             encoded = encode_mp4(clip, video_path, thumbnail_path=thumb_path)
             if control.should_stop():
                 raise JobCancelled("job stopped while its video was being written")
-            # Keys carry the attempt so a late, fenced-out attempt never overwrites the
-            # output of the attempt that committed.
-            video_key = output_video_key(job.id, job.attempt, index)
-            size = self.storage.put_file(video_key, video_path)
-            thumb_key = None
-            if thumb_path.exists():
-                thumb_key = output_thumbnail_key(job.id, job.attempt, index)
-                self.storage.put_file(thumb_key, thumb_path)
+            return keep_output(self.storage, job, index, video_path, thumb_path, encoded, engine)
         finally:
             _remove(video_path, thumb_path)
-        return VideoResult(
-            video_key=video_key,
-            thumbnail_key=thumb_key,
-            width=encoded.width,
-            height=encoded.height,
-            fps=encoded.fps,
-            duration_s=encoded.duration_s,
-            has_audio=encoded.has_audio,
-            size_bytes=size,
-            engine=engine,
-        )
 
 
 def _seed_for(job_id: str, request: GenerationRequest) -> int:
