@@ -21,9 +21,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kinema.catalog import Catalog
 from kinema.cli_catalog import catalog_app
 from kinema.cli_ops import jobs_app, register_key_commands
+from kinema.cli_pull import register_pull_command
 from kinema.client import DEFAULT_MODEL, GenerationFailed, KinemaAPIError, KinemaClient
 from kinema.settings import Settings
 
@@ -33,6 +33,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(catalog_app, name="catalog")
 register_key_commands(keys_app)
+register_pull_command(app)
 console = Console()
 errors = Console(stderr=True)
 
@@ -60,12 +61,28 @@ def serve(
         bool, typer.Option("--no-worker", help="API only: run no jobs here (same as --workers 0).")
     ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            help="Catalog profile: 'gpu' serves the Veo ids from the best open model pulled "
+            "here that fits the GPU (KINEMA_CATALOG_PROFILE)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API, with a worker in the same process unless --no-worker."""
+    from kinema.profiles import ProfileUnavailable
     from kinema.server import serve as run
 
     _configure_logging(log_level)
-    run(_settings(host=host, port=port, workers=0 if no_worker else workers), log_level=log_level)
+    workers = 0 if no_worker else workers
+    try:
+        run(
+            _settings(host=host, port=port, workers=workers, catalog_profile=profile),
+            log_level=log_level,
+        )
+    except ProfileUnavailable as error:
+        errors.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -299,8 +316,13 @@ def usage(
 @app.command()
 def models() -> None:
     """List the models this installation serves, with their limits and engines."""
-    settings = _settings()
-    catalog = Catalog.load(settings.catalog_path)
+    from kinema.profiles import ProfileUnavailable, load_catalog
+
+    try:
+        catalog = load_catalog(_settings())
+    except ProfileUnavailable as error:
+        errors.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
     table = Table("model", "dialect", "engine", "inputs", "durations", "resolutions", "audio")
     for model_id in catalog.model_ids():
         spec = catalog.models[model_id]

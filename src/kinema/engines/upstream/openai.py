@@ -1,4 +1,6 @@
-"""OpenAI-style ``/v1/videos``: what vLLM-Omni, SGLang Diffusion and gateways serve.
+"""OpenAI-style ``/v1/videos`` with OpenAI's own fields: what gateways serve (vLLM-Omni and
+SGLang Diffusion have their own protocols, ``vllm_omni`` and ``sglang``, which send the
+frame count at the served model's rate and their sampling fields).
 
 Create is multipart, as the ``openai`` SDK sends it (``prompt``, ``model``, ``seconds`` as
 a string, ``size`` as ``WxH``, the first frame as the ``input_reference`` file part), with
