@@ -45,9 +45,14 @@ ENGINES = {name: cfg for name, cfg in SHIPPED["engines"].items() if cfg["kind"] 
 BATCH = {kind: memory.batch for kind, memory in MODELS.items()}
 
 
-def local(path: str) -> Path:
-    """A catalog path (/models/X/...) inside the fixtures."""
-    return fixture(path.removeprefix("/models/"))
+def local(source: str) -> Path:
+    """A catalog entry's weights (a hub repository or a path ending in its name) inside
+    the fixtures."""
+    return fixture(source.rstrip("/").rsplit("/", 1)[-1])
+
+
+def weights_of(cfg: dict[str, Any]) -> Path:
+    return local(cfg.get("weights") or cfg["repo"])
 
 
 def offered() -> list[Any]:
@@ -59,7 +64,7 @@ def offered() -> list[Any]:
         config = catalog.engines[spec.engine]
         if config.kind not in DIFFUSION_KINDS:
             continue
-        transformer = (local(config.options["weights"]) / "transformer/config.json").read_text()
+        transformer = (weights_of(config.options) / "transformer/config.json").read_text()
         rules = RULES[config.kind]
         for _model, size, seconds in _offers(spec):
             made = made_size(config, size)
@@ -97,7 +102,9 @@ def on_hopper(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def lora_from_fixture(spec: Any, engine: str) -> dict[str, torch.Tensor]:
     """The Lightning file's tensors as its key list says: meta tensors of the right shapes
     (a real scalar alpha), instead of 1.2 GB read from disk."""
-    listing = read(Path(spec.weights))
+    listing = read(
+        local(spec.repo or spec.weights) / f"{spec.weight_name}".replace(".safetensors", ".json")
+    )
     tensors: dict[str, torch.Tensor] = {}
     for key, shape in listing["keys"].items():
         if key.endswith(".alpha"):
@@ -112,9 +119,7 @@ def test_load_path_at_full_size(name: str, on_hopper: None, monkeypatch: pytest.
     options = dict(ENGINES[name])
     kind = options.pop("kind")
     fps = options.pop("fps")
-    weights = local(options["weights"])
-    for spec in options.get("lora", []):
-        spec["weights"] = str(local(spec["weights"]).with_suffix(".json"))
+    weights = weights_of(options)
     monkeypatch.setattr(lora, "_state_dict", lora_from_fixture)
     if options.get("upsampler"):
         monkeypatch.setattr(
@@ -173,9 +178,9 @@ _TRANSFORMERS: dict[str, Any] = {}
 
 def transformer_of(name: str) -> Any:
     """One full-size transformer per set of weights, built once for the module."""
-    weights = ENGINES[name]["weights"]
+    weights = str(weights_of(ENGINES[name]))
     if weights not in _TRANSFORMERS:
-        config = read(local(weights) / "transformer" / "config.json")
+        config = read(Path(weights) / "transformer" / "config.json")
         _TRANSFORMERS.clear()  # one at a time: fake weights of a 14B model still take RAM
         import diffusers
 
@@ -219,7 +224,7 @@ DECODES = [
 def test_vae_decode_of_the_largest_clip_matches_the_plan(
     name: str, kind: str, size: tuple[int, int], frames: int
 ):
-    weights = local(ENGINES[name]["weights"])
+    weights = weights_of(ENGINES[name])
     vae = build_component(
         weights / "vae", "diffusers", read(weights / "vae/config.json")["_class_name"]
     )
@@ -295,7 +300,7 @@ def test_context_parallel_split_over_2_4_and_8_gpus(
             Catalog.from_dict({"engines": {name: entry}}, plan=False)
         return
     Catalog.from_dict({"engines": {name: entry}}, plan=False)
-    config = read(local(cfg["weights"]) / "transformer" / "config.json") | {"num_layers": 2}
+    config = read(weights_of(cfg) / "transformer" / "config.json") | {"num_layers": 2}
     import diffusers
 
     with torch.device("meta"):
