@@ -240,13 +240,7 @@ def test_vae_decode_of_the_largest_clip_matches_the_plan(
         video = vae.decode(latents, **conditioning, return_dict=False)[0]
     assert tuple(video.shape) == (1, 3, frames, height, width)
     predicted = MODELS[kind].decode_peak_gib(width, height, frames, tiled=False)
-    measured = memory.peak / GIB
-    if MODELS[kind].whole_clip_decode:
-        # LTX's whole-clip decoders grow faster than frames x pixels (calibrated at the
-        # longest clips); the linear table over-predicts shorter ones, never under.
-        assert measured * 0.9 <= predicted <= measured * 2.2
-    else:
-        assert predicted == pytest.approx(measured, rel=0.10)
+    assert predicted == pytest.approx(memory.peak / GIB, rel=0.10)
 
 
 SPLITS = [
