@@ -47,11 +47,20 @@ def test_predictions_follow_tokens_gpus_and_measures():
     assert usable_gib(80) == pytest.approx(74.5)
 
 
-def test_a_model_that_fits_nowhere_on_the_gpu_stops_the_catalog():
-    refusal = r"engine wan2\.2-i2v-a14b: models \['wan2\.2-i2v-a14b'\] fit in none"
-    with pytest.raises(EngineError, match=refusal):
-        Catalog.from_dict(_only(SHIPPED, "wan2.2-i2v-a14b"), gpu_memory_gb=16)
-    unplanned = Catalog.from_dict(_only(SHIPPED, "wan2.2-i2v-a14b"), gpu_memory_gb=16, plan=False)
+def test_a_model_that_fits_nowhere_on_the_gpu_is_named_and_its_requests_refused(
+    caplog: pytest.LogCaptureFixture,
+):
+    data = _only(SHIPPED, "wan2.2-i2v-a14b")
+    catalog = Catalog.from_dict(data, gpu_memory_gb=16)
+    assert "models ['wan2.2-i2v-a14b'] fit in none of their sizes" in caplog.text
+    fields = {"prompt": "a cat", "image": "data:image/png;base64,AAAA", "duration": 2}
+    with pytest.raises(InvalidRequest, match="GiB of GPU memory"):
+        catalog.build_request("wan2.2-i2v-a14b", fields)
+    from kinema.engines.diffusion.memory import plan_catalog
+
+    with pytest.raises(EngineError, match="fit in none"):
+        plan_catalog(catalog.engines, {"wan2.2-i2v-a14b": [("m", (1280, 720), 2)]}, 16, strict=True)
+    unplanned = Catalog.from_dict(data, gpu_memory_gb=16, plan=False)
     assert unplanned.memory_plans == {}
 
 

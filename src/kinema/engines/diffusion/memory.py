@@ -18,13 +18,15 @@ run and fails if this table drifts from the models by more than 10 %. Weights ar
 parameter counts of the published configurations at the serving dtypes.
 
 At catalog load the planner picks, per engine, the cheapest measures that make every
-offered combination fit (nothing; VAE tiling; text-encoder offload; both; model offload),
-and records the combinations that fit under none: a request for one of those is refused
-with a 400 before it is queued. ``kinema catalog plan`` prints the whole table.
+offered combination fit (nothing; VAE tiling; text-encoder offload; both; model offload);
+a request for a combination that fits under none is refused with a 400 before it is
+queued (a model none of whose combinations fit is named in the log at startup).
+``kinema catalog plan`` prints the whole table.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +34,8 @@ from typing import Any
 from kinema.engines.diffusion.checks import RULES
 from kinema.engines.diffusion.options import DiffusionOptions
 from kinema.engines.diffusion.shapes import FrameRule, fit_size
+
+log = logging.getLogger(__name__)
 
 GIB = 1024**3
 RESERVE_GIB = 1.5  # CUDA context, cuBLAS and cuDNN workspaces: outside PyTorch's allocator
@@ -314,8 +318,9 @@ def plan_catalog(
 ) -> tuple[dict[str, Any], dict[str, EnginePlan]]:
     """Plan every diffusers engine that models offer: the engines with the chosen measures
     added to their options, and each engine's plan. ``gpu_gib`` overrides the engines' own
-    ``gpu_memory_gb`` (and the detected GPU). ``strict``: raise ``EngineError`` when a
-    model has no offered combination that fits at all."""
+    ``gpu_memory_gb`` (and the detected GPU). A model with no offered combination that
+    fits at all is logged (its requests are refused), or with ``strict`` raises
+    ``EngineError``."""
     from kinema.engines.config import DIFFUSION_KINDS, EngineConfig
     from kinema.errors import EngineError
 
@@ -335,13 +340,16 @@ def plan_catalog(
                 name, config.kind, config.fps, {**config.options, **plan.options()}
             )
         hopeless = _models_that_never_fit(plan)
-        if strict and hopeless:
-            raise EngineError(
+        if hopeless:
+            message = (
                 f"engine {name}: models {hopeless} fit in none of their sizes and durations on "
                 f"a {gib:g} GiB GPU, even with {', '.join(plan.measures) or 'no measures'} "
                 f"(smallest predicted peak {_smallest(plan, hopeless):.1f} GiB of "
                 f"{usable_gib(gib):.1f} usable); give them a bigger GPU or drop the engine"
             )
+            if strict:
+                raise EngineError(message)
+            log.warning("%s; their requests are refused", message)
     return planned, plans
 
 
@@ -387,8 +395,8 @@ def check_request(
     ]
     shorter = f"; at this size it makes at most {max(fitting)} s" if fitting else ""
     return (
-        f"{seconds} s at {width}x{height} needs about {prediction.peak_gib:.0f} GiB of GPU "
-        f"memory and this server's GPU has {usable_gib(plan.gpu_gib):.0f} GiB usable{shorter}"
+        f"{seconds} s at {width}x{height} needs about {prediction.peak_gib:.1f} GiB of GPU "
+        f"memory and this server's GPU has {usable_gib(plan.gpu_gib):.1f} GiB usable{shorter}"
     )
 
 
