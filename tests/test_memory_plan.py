@@ -137,3 +137,18 @@ def test_a_request_the_gpu_cannot_hold_is_a_400_in_each_dialects_shape(server: L
     assert gemini.status_code == 400, gemini.text
     error = gemini.json()["error"]
     assert error["status"] == "INVALID_ARGUMENT" and "GiB of GPU memory" in error["message"]
+
+
+def test_the_planners_geometry_is_the_engines():
+    """The planner reads sizes and frame rules without importing torch: they must be the
+    engine classes' own."""
+    import importlib
+
+    from kinema.engines.diffusion import MODEL_FILES
+    from kinema.engines.diffusion.checks import RULES
+
+    for kind, (module, name) in MODEL_FILES.items():
+        engine = getattr(importlib.import_module(f"kinema.engines.diffusion.{module}"), name)
+        rules = RULES[kind]
+        assert engine.native_sizes == rules.sizes, kind
+        assert (engine.frame_step, engine.max_frames) == (rules.frame_step, rules.max_frames)
