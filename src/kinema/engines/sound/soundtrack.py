@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from kinema.engines.sound.ambience import BED_LEVEL_DBFS, ambience
+from kinema.engines.sound.spoken import spoken_text
 from kinema.engines.sound.voice import NEURAL_SAMPLE_RATE, Speaker, neural_voice, speaker_for
 from kinema.errors import EngineError
 from kinema.media.resample import resample
@@ -424,10 +425,11 @@ def _trimmed(speech: np.ndarray, sample_rate: int) -> np.ndarray:
 def _say(line: Line, rate: float, sample_rate: int, seed: int) -> tuple[np.ndarray, str]:
     """Speak with the neural voice when it loads and says something, else espeak-ng."""
     speaker: Speaker = line.speaker or "female"
+    text = spoken_text(line.text)
     neural = neural_voice()
     if neural is not None:
         samples = neural.say(
-            line.text,
+            text,
             speed=rate,
             speaker=speaker,
             pitch=2 ** ((line.pitch - 50) / 100),
@@ -438,5 +440,5 @@ def _say(line: Line, rate: float, sample_rate: int, seed: int) -> tuple[np.ndarr
             spoken = Audio(samples[np.newaxis, :], NEURAL_SAMPLE_RATE)
             return resample(spoken, sample_rate).samples[0].copy(), f"neural-{speaker}"
     variant = "en-us" if line.whisper else ("en-us+f3" if speaker == "female" else "en-us+m3")
-    spoken = speak(line.text, rate, pitch=line.pitch, whisper=line.whisper, voice=variant)
+    spoken = speak(text, rate, pitch=line.pitch, whisper=line.whisper, voice=variant)
     return resample(spoken, sample_rate).samples[0].copy(), f"espeak-{speaker}"
