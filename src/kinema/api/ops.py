@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -91,7 +91,7 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         given = _header(scope, b"x-request-id")
-        request_id = given if given and _SANE_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = given if given and _SANE_ID.fullmatch(given) else os.urandom(16).hex()
         token = context.request_id.set(request_id)
         started = time.perf_counter()
         responded = False
