@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 
 import psycopg
 import pytest
@@ -37,6 +38,14 @@ def postgres_required() -> bool:
     """Whether an unreachable PostgreSQL fails the PostgreSQL tests instead of skipping them."""
     flag = os.environ.get("KINEMA_TEST_REQUIRE_POSTGRES", "")
     return flag.lower() in ("1", "true", "yes") or os.environ.get("CI", "").lower() == "true"
+
+
+def missing_tool(reason: str) -> NoReturn:
+    """Skip a test whose tool (node, npm, openssl, scikit-image, a prepared SDK) is missing;
+    under ``CI=true`` fail it instead, as an unreachable PostgreSQL does: CI must run all."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason + " (required: CI is set)")
+    pytest.skip(reason)
 
 
 def inherited_settings(environ: Mapping[str, str]) -> list[str]:

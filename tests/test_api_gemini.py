@@ -371,10 +371,15 @@ def test_cancel_mid_run_ends_the_operation_cancelled(server: LiveServer, png: by
         cancelled = client.post(f"/v1beta/{name}:cancel")
         assert (cancelled.status_code, cancelled.json()) == (200, {})
         asked = time.monotonic()
-        done = wait_done(client, name, timeout_s=10)
-        assert time.monotonic() - asked < 2.5
+        done = wait_done(client, name, timeout_s=30)
+        elapsed = time.monotonic() - asked
     assert done["error"]["code"] == 1
     assert "response" not in done
+    # The render stopped where it was, not at its end (the job's own record, on a machine
+    # of any speed); the time is only a guard against a hang.
+    stopped = server.runtime.store.get_any(name.rsplit("/", 1)[1])
+    assert stopped.progress < 0.9, f"rendered on to {stopped.progress:.2f} after the cancel"
+    assert elapsed < 10, elapsed
 
 
 def test_delete_removes_a_finished_operation(server: LiveServer):

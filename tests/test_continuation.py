@@ -1,6 +1,12 @@
-"""The motion engine continuing a camera move: what it reads from the source's last frames."""
+"""The motion engine continuing a camera move: what it reads from the source's last frames.
+
+The source is a real MP4 and its closing pictures are the ones the executor picks
+(``closing_pictures``), so a change of how far back it looks is tested here too."""
 
 from __future__ import annotations
+
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,13 +14,13 @@ from PIL import Image
 
 from kinema.engines.motion.continuation import continued_move, estimate_move
 from kinema.engines.motion.engine import MotionEngine
-from kinema.types import EngineRequest
+from kinema.jobs.execute import closing_pictures
+from kinema.media.encode import encode_mp4
+from kinema.types import Clip, EngineRequest
 from tests.support import pattern_image
 
-LOOK_BACK = 5  # a fifth of the 24-frame clip, as the executor looks back
 
-
-def render(prompt: str, seed: int = 11, **extra: object) -> list[np.ndarray]:
+def source_clip(prompt: str, seed: int = 11, **extra: object) -> Clip:
     request = EngineRequest(
         prompt=prompt,
         width=320,
@@ -26,12 +32,15 @@ def render(prompt: str, seed: int = 11, **extra: object) -> list[np.ndarray]:
         image=pattern_image(640, 360, seed=3),
         **extra,  # type: ignore[arg-type]
     )
-    clip = MotionEngine().run(request, lambda fraction: None, lambda: False)
-    return [np.array(frame) for frame in clip.frames]
+    return MotionEngine().run(request, lambda fraction: None, lambda: False)
 
 
-def closing(frames: list[np.ndarray]) -> tuple[Image.Image, ...]:
-    return Image.fromarray(frames[-LOOK_BACK - 1]), Image.fromarray(frames[-1])
+def closing(prompt: str) -> tuple[Image.Image, ...]:
+    """The pictures the executor hands an extension of the video ``prompt`` makes."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "source.mp4"
+        encode_mp4(source_clip(prompt), path)
+        return tuple(closing_pictures(path)[1])
 
 
 def extension(previous: tuple[Image.Image, ...], prompt: str = "") -> EngineRequest:
@@ -61,19 +70,19 @@ def extension(previous: tuple[Image.Image, ...], prompt: str = "") -> EngineRequ
     ],
 )
 def test_an_extension_without_a_named_move_keeps_the_sources_move(prompt: str, kind: str):
-    move = continued_move(extension(closing(render(prompt))), forced=None)
+    move = continued_move(extension(closing(prompt)), forced=None)
     assert move is not None
     assert move.kind == kind
 
 
 def test_a_move_the_new_prompt_names_wins():
-    move = continued_move(extension(closing(render("pan right")), "tilt down"), forced=None)
+    move = continued_move(extension(closing("pan right"), "tilt down"), forced=None)
     assert move is not None and move.kind == "tilt_down"
 
 
 def test_a_request_that_continues_nothing_or_a_forced_camera_is_left_alone():
     assert continued_move(extension(()), forced=None) is None
-    assert continued_move(extension(closing(render("pan right"))), forced="static") is None
+    assert continued_move(extension(closing("pan right")), forced="static") is None
 
 
 def test_a_flat_picture_gives_no_estimate():
@@ -82,7 +91,7 @@ def test_a_flat_picture_gives_no_estimate():
 
 
 def test_the_extension_opens_on_the_frame_it_continues():
-    previous = closing(render("pan right"))
+    previous = closing("pan right")
     clip = MotionEngine().run(extension(previous), lambda fraction: None, lambda: False)
     first = next(iter(clip.frames))
     assert np.abs(first.astype(int) - np.array(previous[-1]).astype(int)).mean() < 1.0

@@ -296,7 +296,9 @@ def test_cancel_stops_a_running_job_without_waiting_for_a_heartbeat(tmp_path: Pa
         runtime.close()
 
     assert done.status is JobStatus.CANCELLED
-    assert elapsed < 1.5, elapsed
+    # The first heartbeat comes 10 s after the start: a stop it passed on would take about
+    # 9 s from here. Half of that leaves a loaded machine room and still tells them apart.
+    assert elapsed < 5.0, elapsed
 
 
 def test_an_entry_left_doing_by_a_dead_worker_runs_again(tmp_path: Path, pg_url: str):

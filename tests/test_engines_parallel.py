@@ -15,6 +15,8 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -23,6 +25,7 @@ import pytest
 from kinema.engines.diffusion.engine import DiffusionEngine
 from kinema.engines.diffusion.parallel import RankGroup
 from tests.diffusers_support import Weights, create, never, request, save_all, tiny_engine, watch
+from tests.fixture_engines import model_toml
 from tests.support import LiveServer, live_server, make_settings
 
 pytestmark = pytest.mark.timeout(600)
@@ -188,11 +191,37 @@ def test_worker_gpus_put_every_diffusers_engine_on_those_gpus():
         on_gpus(config, "cuda:0")
 
 
-def test_kinema_worker_takes_gpus():
+def test_kinema_worker_gpus_reach_the_diffusers_engine_it_builds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """``kinema worker --gpus 2,3``: the engine the worker builds for a job runs on cuda:2
+    and cuda:3, whatever device its catalog entry names."""
     from typer.testing import CliRunner
 
     from kinema.cli import app
+    from kinema.engines import registry
+    from kinema.errors import KinemaError
+    from kinema.runtime import Runtime
 
-    result = CliRunner().invoke(app, ["worker", "--help"])
-    assert result.exit_code == 0
-    assert "--gpus" in result.output
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(
+        '[engines.wan]\nkind = "wan_ti2v"\nfps = 24\nweights = "/w"\ndevice = "cuda:5"\n'
+        + model_toml("m", engine="wan", dialect="v1")
+    )
+    built: list[Any] = []
+
+    def diffusers_engine(config: Any, residency: Any) -> Any:
+        built.append(config)
+        raise KinemaError("captured")
+
+    def start(runtime: Runtime) -> None:  # the worker's first job asks for its engine
+        runtime.engines.get("wan")
+
+    monkeypatch.setattr(registry, "_diffusers_engine", diffusers_engine)
+    monkeypatch.setattr(Runtime, "start", start)
+    env = {"KINEMA_DATA_DIR": str(tmp_path / "data"), "KINEMA_CATALOG_PATH": str(catalog)}
+    result = CliRunner().invoke(app, ["worker", "--gpus", "2,3", "--models", "m"], env=env)
+    assert isinstance(result.exception, KinemaError), result.output
+    [config] = built
+    assert config.options["devices"] == ["cuda:2", "cuda:3"]
+    assert "device" not in config.options

@@ -19,6 +19,7 @@ from PIL import Image
 from kinema.errors import InvalidImage, UnsafeURL
 from kinema.media.fetch import ImageFetcher, format_size
 from kinema.settings import Settings
+from tests.conftest import missing_tool
 
 
 def _png_bytes() -> bytes:
@@ -132,7 +133,7 @@ TLS_NAME = "images.example.test"
 def certificates(tmp_path_factory: pytest.TempPathFactory) -> _Certificates:
     """A throwaway CA and a server certificate for TLS_NAME, made with the openssl tool."""
     if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not installed")
+        missing_tool("the openssl command is not installed")
     folder = tmp_path_factory.mktemp("tls")
     (folder / "leaf.ext").write_text(
         f"subjectAltName=DNS:{TLS_NAME}\nbasicConstraints=CA:FALSE\n"

@@ -199,17 +199,25 @@ def test_gpu_memory_is_reported_when_torch_sees_a_gpu(
         def get_device_properties(index: int) -> SimpleNamespace:
             return SimpleNamespace(total_memory=8192)
 
+    class NoCuda(Cuda):
+        @staticmethod
+        def is_available() -> bool:
+            return False
+
     settings = make_settings(tmp_path, catalog_path=write_catalog(tmp_path))
     runtime = Runtime.build(settings, workers=0)
-    real_torch = sys.modules.get("torch")
     try:
-        without = runtime.metrics.render().decode()
+        # Whatever this machine has: torch not loaded, then loaded without a GPU, then one.
+        monkeypatch.delitem(sys.modules, "torch", raising=False)
+        without_torch = runtime.metrics.render().decode()
+        monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=NoCuda))
+        without_gpu = runtime.metrics.render().decode()
         monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=Cuda))
         with_gpu = runtime.metrics.render().decode()
     finally:
         runtime.close()
-    if real_torch is None or not real_torch.cuda.is_available():
-        assert "kinema_gpu_memory" not in without
+    assert "kinema_gpu_memory" not in without_torch
+    assert "kinema_gpu_memory" not in without_gpu
     assert 'kinema_gpu_memory_allocated_bytes{device="0"} 1024.0' in with_gpu
     assert 'kinema_gpu_memory_reserved_bytes{device="0"} 2048.0' in with_gpu
     assert 'kinema_gpu_memory_total_bytes{device="0"} 8192.0' in with_gpu
@@ -433,3 +441,33 @@ def test_a_worker_process_serves_metrics_on_its_own_port(tmp_path: Path):
     assert f"kinema_jobs_finished_total{{{finished}}} 1.0" in text
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/metrics")
+
+
+def test_a_job_whose_worker_was_lost_is_counted_finished_in_metrics(tmp_path: Path):
+    """The supervisor fails a job whose worker died on its last attempt; /metrics counts it
+    (the store reports it to ``on_finished``, and the pool must pass that on)."""
+    settings = make_settings(
+        tmp_path, catalog_path=write_catalog(tmp_path), max_attempts=1, heartbeat_s=0.1
+    )
+    runtime = Runtime.build(settings, workers=1)
+    try:
+        request = runtime.catalog.build_request("slow", {"prompt": "p"})
+        job, _ = runtime.store.submit(owner="o", request=request, dialect="v1")
+        dead = runtime.store.claim_next(worker_id="dead", lease_s=0.3)  # then it dies
+        assert dead is not None and dead.id == job.id
+        runtime.start()
+        deadline = time.monotonic() + 60
+        while not runtime.store.get_any(job.id).status.terminal:
+            assert time.monotonic() < deadline, "the lost worker's job was never ended"
+            time.sleep(0.05)
+        rendered = runtime.metrics.render().decode()
+    finally:
+        runtime.close()
+    assert runtime.store.get_any(job.id).error_code == "worker_lost"
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(rendered)
+        for sample in family.samples
+    }
+    finished = dict(model="slow", engine="slow", dialect="v1", state="failed")
+    assert value(samples, "kinema_jobs_finished_total", **finished) == 1

@@ -18,6 +18,7 @@ from kinema.errors import InvalidRequest, NotFound
 from kinema.jobs.execute import RunControl, sample_seeds
 from kinema.jobs.keys import job_prefix
 from kinema.jobs.store import JobStore
+from kinema.jobs.usage import usage
 from kinema.runtime import Runtime
 from kinema.types import GenerationRequest, Job, JobStatus, VideoResult, output_ref
 from kinema.views import Creation
@@ -81,6 +82,16 @@ def test_sample_seeds_start_with_the_request_seed_and_repeat_for_it():
     assert len(set(seeds)) == 4
     assert sample_seeds(1234, 4) == seeds
     assert sample_seeds(1235, 4)[1:] != seeds[1:]
+
+
+def test_usage_counts_the_seconds_of_every_sample(runtime: Runtime):
+    create(runtime, prompt="a harbour at dawn", sample_count=3, seed=5)
+    job = run_next(runtime)
+    assert job.status is JobStatus.SUCCEEDED and len(job.outputs) == 3
+    [row] = usage(runtime.db, owner=OWNER)
+    assert row.jobs == 1
+    assert row.seconds == pytest.approx(3 * job.outputs[0].duration_s)
+    assert row.seconds == pytest.approx(sum(output.duration_s for output in job.outputs))
 
 
 def test_three_samples_are_three_distinct_valid_videos_each_with_a_thumbnail(runtime: Runtime):
@@ -273,19 +284,33 @@ def test_extension_survives_its_source_being_deleted(runtime: Runtime, source: J
     assert extended.status is JobStatus.SUCCEEDED, extended.error_message
 
 
+class CancelMidRender(RunControl):
+    """The owner cancels once the engine has asked ``after`` times whether to stop (it asks
+    as it renders frames)."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+        self.checks = 0
+
+    def should_stop(self) -> bool:
+        self.checks += 1
+        if self.checks > self.after:
+            self.cancelled.set()
+        return super().should_stop()
+
+
 def test_cancelled_extension_leaves_its_source_whole_and_extendable(
     runtime: Runtime, source: Job
 ):
-    create(runtime, prompt="", video=output_ref(source.id), duration=1)
-    control = RunControl()
-    control.cancelled.set()
+    extension = create(runtime, prompt="", video=output_ref(source.id), duration=1)
+    control = CancelMidRender(after=3)
     cancelled = run_next(runtime, control)
+    assert control.checks > 3, "cancelled before the engine rendered a frame"
     assert cancelled.status is JobStatus.CANCELLED
-    assert not any(
-        key
-        for key in (o.video_key for o in cancelled.outputs)
-        if runtime.storage.local_path(key)
-    )
+    job_dir = runtime.settings.resolved_storage_dir / "jobs" / extension.id
+    assert not list(job_dir.glob("video-*")) and not list(job_dir.glob("thumbnail-*"))
+    assert list(runtime.storage.scratch_dir().iterdir()) == []
 
     assert probe(video(runtime, source.outputs[0])).frames == 2 * FPS
     create(runtime, prompt="", video=output_ref(source.id), duration=1)

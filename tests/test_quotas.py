@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Connection, text
 
-from kinema.errors import InvalidRequest
+from kinema.errors import InvalidRequest, QuotaExceeded
+from kinema.runtime import Runtime
 from tests.conftest import reset_postgres
 from tests.fixture_engines import model_toml
 from tests.support import LiveServer, live_server, make_settings
@@ -175,3 +178,66 @@ def test_creates_racing_for_the_last_slot_admit_exactly_one(
         with ThreadPoolExecutor(8) as pool:
             statuses = sorted(pool.map(create, range(8)))
     assert statuses == [200] + [429] * 7
+
+
+def test_the_quota_check_locks_the_key_so_a_second_create_waits_for_the_first(
+    tmp_path: Path, postgres_url: str
+):
+    """The race made deterministic (PostgreSQL, READ COMMITTED): the first create's
+    transaction is held open after its quota check passed and before it commits. The
+    second create must wait for it (the key's row lock), then count the first job and be
+    refused; without the lock it would count none and both would be admitted."""
+    reset_postgres(postgres_url)
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(CATALOG)
+    settings = make_settings(tmp_path, catalog_path=catalog, database_url=postgres_url)
+    runtime = Runtime.build(settings, workers=0)
+    try:
+        key, _ = runtime.keys.create("racer")
+        runtime.keys.set_quota(key.id, max_active_jobs=1, max_video_s_per_day=None)
+        request = runtime.catalog.build_request("slow-v1", {"prompt": "p", "duration": 1})
+        gate = runtime.service.quotas
+        checked, go_on = threading.Event(), threading.Event()
+        outcomes: dict[str, str] = {}
+
+        def held_open(connection: Connection) -> None:
+            gate.check(key.id, request, connection)
+            checked.set()
+            assert go_on.wait(30)
+
+        def create(name: str, guard: Callable[[Connection], None]) -> None:
+            try:
+                runtime.store.submit(owner=key.id, request=request, dialect="v1", guard=guard)
+                outcomes[name] = "admitted"
+            except QuotaExceeded:
+                outcomes[name] = "refused"
+
+        first = threading.Thread(target=create, args=("first", held_open))
+        first.start()
+        assert checked.wait(30)
+        second = threading.Thread(
+            target=create, args=("second", lambda c: gate.check(key.id, request, c))
+        )
+        second.start()
+
+        def waiting_on_a_lock() -> bool:
+            with runtime.db.connect() as connection:
+                count = connection.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
+                )
+            return bool(count)
+
+        deadline = time.monotonic() + 30
+        while second.is_alive() and not waiting_on_a_lock():
+            assert time.monotonic() < deadline, "the second create neither ended nor waited"
+            time.sleep(0.05)
+        go_on.set()
+        first.join(30)
+        second.join(30)
+    finally:
+        go_on.set()
+        runtime.close()
+    assert outcomes == {"first": "admitted", "second": "refused"}

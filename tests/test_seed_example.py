@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.conftest import missing_tool
 from tests.support import LiveServer, live_server, make_settings, poll_until_done, probe
 
 SAMPLE = Path(__file__).parents[1] / "src" / "kinema" / "assets" / "sample.jpg"
@@ -129,7 +130,7 @@ def test_seed_002_node_example_completes_with_its_string_duration(server: LiveSe
     data URI, which the API accepts) and ``https`` -> ``http`` (loopback has no TLS)."""
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed: the seed's Node.js example needs it")
+        missing_tool("node is not installed: the seed's Node.js example needs it")
     image = "data:image/jpeg;base64," + base64.b64encode(SAMPLE.read_bytes()).decode()
     source = SEED_002_NODE.read_text()
     for seed_text, ours in [

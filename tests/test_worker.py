@@ -11,6 +11,7 @@ import pytest
 
 from kinema.errors import TransientError
 from kinema.jobs.execute import RunControl
+from kinema.jobs.keys import output_video_key
 from kinema.jobs.store import JobStore
 from kinema.runtime import Runtime
 from kinema.types import GenerationRequest, Job, JobStatus
@@ -153,6 +154,30 @@ def test_an_attempt_that_lost_its_lease_commits_nothing(tmp_path: Path):
         assert current.status is JobStatus.RUNNING and current.attempt == 2
         job_dir = runtime.settings.resolved_storage_dir / "jobs" / job.id
         assert not list(job_dir.glob("video-*"))
+    finally:
+        runtime.close()
+
+
+def test_a_success_removes_what_a_dead_earlier_attempt_had_stored(tmp_path: Path):
+    runtime = build(tmp_path, workers=1, frame_s=0.0)  # pool built but never started
+    try:
+        job = submit(runtime, duration=1)
+        dead = runtime.store.claim_next(worker_id="old", lease_s=30)
+        assert dead is not None and dead.attempt == 1
+        # The first worker stored its video, then was killed before recording it.
+        runtime.storage.put_bytes(output_video_key(job.id, 1), b"an unrecorded video")
+        later = JobStore(runtime.db, clock=lambda: dead.created_at.replace(year=2999))
+        assert later.requeue_expired(max_attempts=3) == 1
+        fresh = runtime.store.claim_next(worker_id="new", lease_s=30)
+        assert fresh is not None and fresh.attempt == 2
+
+        assert runtime.pool is not None
+        runtime.pool.executor.execute(fresh, RunControl())
+
+        done = runtime.store.get_any(job.id)
+        job_dir = runtime.settings.resolved_storage_dir / "jobs" / job.id
+        assert done.status is JobStatus.SUCCEEDED
+        assert sorted(p.name for p in job_dir.glob("video-*")) == ["video-2.mp4"]
     finally:
         runtime.close()
 

@@ -229,6 +229,7 @@ class Seen:
     headers: dict[str, str]
     at: float  # time.monotonic()
     fault: str | None
+    body: bytes = b""  # as the client sent it
 
 
 @dataclass
@@ -314,6 +315,7 @@ class FaultProxy:
                     {k.lower(): v for k, v in headers.items()},
                     time.monotonic(),
                     fault.action if fault else None,
+                    body,
                 )
             )
         if fault is not None and fault.action == "drop":

@@ -18,11 +18,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from kinema.cli_catalog import catalog_app
-from kinema.cli_ops import jobs_app, register_key_commands
+from kinema.cli_ops import cells, jobs_app, register_key_commands
 from kinema.cli_pull import register_pull_command
 from kinema.client import DEFAULT_MODEL, GenerationFailed, KinemaAPIError, KinemaClient
 from kinema.settings import Settings
@@ -114,7 +115,7 @@ def worker(
     try:
         runtime = Runtime.build(_settings(gpus=gpus), workers=max(concurrency, 1), models=chosen)
     except KinemaError as error:
-        errors.print(f"[red]error:[/red] {error.message}")
+        errors.print(f"[red]error:[/red] {escape(error.message)}")
         raise typer.Exit(2) from None
     stop = threading.Event()
     for number in (signal.SIGINT, signal.SIGTERM):
@@ -204,7 +205,7 @@ def generate(
             )
         except (KinemaAPIError, GenerationFailed) as error:
             progress.stop()
-            errors.print(f"[red]error:[/red] {error}")
+            errors.print(f"[red]error:[/red] {escape(str(error))}")
             raise typer.Exit(1) from None
     console.print(f"wrote [bold]{path}[/bold] ({path.stat().st_size / 1e6:.1f} MB)")
     console.print(f"generation {generation_id}")
@@ -234,7 +235,9 @@ def keys_create(name: Annotated[str, typer.Argument(help="A label for the key.")
 
     runtime = Runtime.build(_settings(), workers=0)
     key, secret = runtime.keys.create(name)
-    errors.print(f"created key {key.id} ({key.name}); store it now, it is not shown again.")
+    errors.print(
+        f"created key {key.id} ({escape(key.name)}); store it now, it is not shown again."
+    )
     errors.print(f"webhooks for this key are signed with: {runtime.keys.webhook_secret(key.id)}")
     console.print(secret)
 
@@ -248,9 +251,8 @@ def keys_list() -> None:
     table = Table("id", "name", "prefix", "created", "revoked")
     for key in runtime.keys.list():
         revoked = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else ""
-        table.add_row(
-            key.id, key.name, key.prefix, key.created_at.isoformat(timespec="seconds"), revoked
-        )
+        created = key.created_at.isoformat(timespec="seconds")
+        table.add_row(*cells(key.id, key.name, key.prefix, created, revoked))
     console.print(table)
 
 
@@ -264,9 +266,9 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="Key id or prefix.")]) -
     try:
         revoked = runtime.keys.revoke(key)
     except NotFound as error:
-        errors.print(f"[red]error:[/red] {error.message}")
+        errors.print(f"[red]error:[/red] {escape(error.message)}")
         raise typer.Exit(1) from None
-    console.print(f"revoked {revoked.id} ({revoked.name})")
+    console.print(f"revoked {revoked.id} ({escape(revoked.name)})")
 
 
 @app.command()
@@ -292,13 +294,13 @@ def usage(
             found = [k for k in keys if key in (k.id, k.prefix, k.name)]
             if len(found) != 1:
                 problem = "matches several keys; use the id" if found else "is not a key"
-                errors.print(f"[red]error:[/red] {key!r} {problem}")
+                errors.print(f"[red]error:[/red] {escape(repr(key))} {problem}")
                 raise typer.Exit(1)
             owner = found[0].id
         try:
             start = parse_since(since) if since else None
         except InvalidRequest as error:
-            errors.print(f"[red]error:[/red] {error.message}")
+            errors.print(f"[red]error:[/red] {escape(error.message)}")
             raise typer.Exit(1) from None
         lines = usage_report(runtime.db, owner=owner, since=start)
     finally:
@@ -307,7 +309,7 @@ def usage(
     table = Table("key", "engine", "jobs", "seconds")
     for line in lines:
         owner = names.get(line.owner, line.owner)
-        table.add_row(owner, line.engine or "-", str(line.jobs), f"{line.seconds:.1f}")
+        table.add_row(*cells(owner, line.engine or "-", line.jobs, f"{line.seconds:.1f}"))
     total = sum(line.seconds for line in lines)
     table.add_row("total", "", str(sum(line.jobs for line in lines)), f"{total:.1f}")
     console.print(table)

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from kinema.errors import KinemaError
 from kinema.settings import Settings
@@ -26,6 +28,11 @@ console = Console()
 errors = Console(stderr=True)
 
 
+def cells(*values: object) -> list[Text]:
+    """Table cells shown as they are: a key named ``[bold]x[/]`` is not rich markup."""
+    return [Text(str(value)) for value in values]
+
+
 def _runtime() -> Runtime:
     from kinema.runtime import Runtime
 
@@ -33,7 +40,7 @@ def _runtime() -> Runtime:
 
 
 def _fail(error: KinemaError) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {error.message}")
+    errors.print(f"[red]error:[/red] {escape(error.message)}")
     return typer.Exit(1)
 
 
@@ -44,10 +51,12 @@ def _when(moment: datetime | None) -> str:
 def _find(runtime: Runtime, job_id: str) -> Job:
     found = runtime.inspector.find(job_id)
     if not found:
-        errors.print(f"[red]error:[/red] no job {job_id!r}")
+        errors.print(f"[red]error:[/red] no job {escape(repr(job_id))}")
         raise typer.Exit(1)
     if len(found) > 1:
-        errors.print(f"[red]error:[/red] {job_id!r} matches several jobs; give more of the id")
+        errors.print(
+            f"[red]error:[/red] {escape(repr(job_id))} matches several jobs; give more of the id"
+        )
         raise typer.Exit(1)
     return found[0]
 
@@ -99,14 +108,16 @@ def jobs_list(
         table = Table("id", "status", "model", "dialect", "key", "progress", "created", "error")
         for job in jobs:
             table.add_row(
-                job.id,
-                job.status.value,
-                job.model,
-                job.dialect,
-                job.owner,
-                f"{job.progress * 100:.0f}%",
-                _when(job.created_at),
-                job.error_code or "",
+                *cells(
+                    job.id,
+                    job.status.value,
+                    job.model,
+                    job.dialect,
+                    job.owner,
+                    f"{job.progress * 100:.0f}%",
+                    _when(job.created_at),
+                    job.error_code or "",
+                )
             )
         console.print(table)
     finally:
@@ -189,7 +200,7 @@ def keys_quota(
             return "unlimited" if value is None else str(value)
 
         console.print(
-            f"key {current.id} ({current.name}): "
+            f"key {current.id} ({escape(current.name)}): "
             f"max_active_jobs={shown(current.max_active_jobs)} "
             f"max_video_s_per_day={shown(current.max_video_s_per_day)}"
         )

@@ -189,6 +189,28 @@ class TransientError(KinemaError):
     code = "transient_error"
 
 
+class Unavailable(TransientError):
+    """A part the server depends on (its database, object storage) cannot be reached now.
+
+    Not the request's fault and not the engine's: an HTTP request gets a 503 with
+    ``Retry-After`` (RFC 9110, section 15.6.4), and a worker waits for the part to come back
+    instead of spending the job's attempts (``Settings.outage_wait_s``)."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after_s: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class InsufficientStorage(Unavailable):
+    """A disk the server writes to is full: 507 (RFC 4918, section 11.5), ``Retry-After``."""
+
+    status = 507
+    code = "insufficient_storage"
+
+
 class JobCancelled(KinemaError):
     """Raised inside a running engine when its job was cancelled."""
 

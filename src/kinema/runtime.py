@@ -121,6 +121,7 @@ class Runtime:
                 max_attempts=settings.max_attempts,
                 retry_base_s=settings.transient_retry_base_s,
                 observer=metrics,
+                outage_wait_s=settings.outage_wait_s,
             )
             pool = WorkerPool(
                 store,

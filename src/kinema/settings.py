@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # PostgreSQL, one queue per model, for ``kinema worker`` processes on any machine.
     dispatch: Literal["embedded", "procrastinate"] = "embedded"
     transient_retry_base_s: float = 2.0  # first delay before retrying a transient failure
+    # How long a running job waits for an unavailable database, bucket or full disk to come
+    # back (retrying with backoff, spending no attempt) before it fails saying which.
+    outage_wait_s: float = 300.0
 
     # --- embedded worker pool ---
     workers: int = 1  # jobs generated at once inside ``kinema serve``; 0 = API only
@@ -108,6 +111,9 @@ class Settings(BaseSettings):
     fetch_max_redirects: int = 5
     max_image_bytes: int = 50 * 1024 * 1024
     max_video_bytes: int = 200 * 1024 * 1024  # a source video sent inline for an extension
+    # Pixels one job may make: width x height x frames x videos, an extension's source
+    # included (four 8-second 4k videos at 24 fps are 6.4e9); more is refused with a 400.
+    max_job_pixels: int = 8 * 10**9
 
     @field_validator("fetch_allow_hosts", "trusted_hosts", "trusted_proxies", mode="before")
     @classmethod

@@ -2,13 +2,16 @@
 
 A route class per dialect catches ``KinemaError`` (and FastAPI's request validation
 errors) raised while serving that dialect's routes and hands them to the dialect's
-renderer, so domain code raises one hierarchy and every client sees its own shape.
+renderer, so domain code raises one hierarchy and every client sees its own shape. An
+unavailable part of the server (the database, object storage, a full disk) is one of
+them too (``kinema.outages``): a 503 or 507 with ``Retry-After``, never a bare 500.
 An ``Envelope`` says which paths an error shape covers: each dialect's, and the signed
 file links' (``kinema.api.files``), which are no dialect.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -26,7 +29,11 @@ from kinema.errors import (
     MethodNotAllowed,
     RateLimited,
     RequestTimeout,
+    Unavailable,
 )
+from kinema.outages import as_outage
+
+log = logging.getLogger(__name__)
 
 ErrorRenderer = Callable[[Request, KinemaError], Response]
 
@@ -47,9 +54,10 @@ class Envelope:
 
 
 def error_headers(error: KinemaError) -> dict[str, str]:
-    """Headers every dialect adds to an error response (``Retry-After`` on 429, ``Allow``
-    on 405, and ``Connection: close`` on 408: the rest of a late body is not waited for)."""
-    if isinstance(error, RateLimited):
+    """Headers every dialect adds to an error response (``Retry-After`` on 429, 503 and
+    507, ``Allow`` on 405, and ``Connection: close`` on 408: the rest of a late body is
+    not waited for)."""
+    if isinstance(error, RateLimited | Unavailable):
         return {"Retry-After": str(max(1, math.ceil(error.retry_after_s)))}
     if isinstance(error, MethodNotAllowed) and error.allow:
         return {"Allow": error.allow}
@@ -67,6 +75,21 @@ def from_validation_error(error: RequestValidationError) -> InvalidRequest:
     first = problems[0] if problems else FieldProblem(("body",), "is invalid")
     summary = f"{'.'.join(map(str, first.path))}: {first.message}"
     return InvalidRequest(summary, problems)
+
+
+def outage_of(request: Request, error: Exception) -> KinemaError | None:
+    """``error`` as the ``Unavailable`` it means (logged with its cause), or None."""
+    outage = as_outage(error)
+    if outage is not None:
+        log.warning(
+            "%s %s: %s (%s: %s)",
+            request.method,
+            request.url.path,
+            outage.message,
+            type(error).__name__,
+            error,
+        )
+    return outage
 
 
 def dialect_route(render: ErrorRenderer) -> type[APIRoute]:
@@ -89,6 +112,11 @@ def dialect_route(render: ErrorRenderer) -> type[APIRoute]:
                     # FastAPI's own "error parsing the body" (e.g. bytes that are not UTF-8)
                     problem = FieldProblem(("body",), str(error.detail))
                     return render(request, InvalidRequest(f"body: {error.detail}", [problem]))
+                except Exception as error:
+                    outage = outage_of(request, error)
+                    if outage is None:
+                        raise
+                    return render(request, outage)
 
             return handle
 

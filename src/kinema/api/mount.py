@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kinema.api.dialect import Dialect, Poll
-from kinema.api.errors import Envelope, dialect_route, error_headers
+from kinema.api.errors import Envelope, dialect_route, error_headers, outage_of
 from kinema.api.poll import PollLane, serve_events, serve_poll
 from kinema.errors import (
     InvalidRequest,
@@ -29,6 +29,7 @@ from kinema.errors import (
     PayloadTooLarge,
     safe_text,
 )
+from kinema.outages import CANDIDATES
 
 _EVENT_STREAM = {
     "description": "Server-sent events: `progress` on every change, then one `done`; each "
@@ -93,6 +94,16 @@ def mount(app: KinemaApp, dialects: Sequence[Dialect], envelopes: Sequence[Envel
         return render(request, _route_error(request, error))
 
     app.add_exception_handler(HTTPException, route_error)
+
+    async def outage_error(request: Request, error: Exception) -> Response:
+        # Routes outside the dialects (files, operations): still an envelope, not a 500.
+        outage = outage_of(request, error)
+        if outage is None:
+            raise error
+        return render(request, outage)
+
+    for kind in CANDIDATES:
+        app.add_exception_handler(kind, outage_error)
 
 
 def path_renderer(envelopes: Sequence[Envelope]) -> Callable[[Request, KinemaError], Response]:

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kinema.api.deps import get_service
 from kinema.api.dialect import Dialect, Poll, query_value
+from kinema.api.errors import outage_of
 from kinema.api.events import job_event_stream
 from kinema.errors import InvalidRequest, KinemaError
 from kinema.inline_json import has_inline, materialized, stream_body
@@ -82,6 +83,11 @@ async def _answer(
         return _dumps(rendered), poll.headers(view)
     except KinemaError as error:
         return dialect.render_error(request, error)
+    except Exception as error:
+        outage = outage_of(request, error)
+        if outage is None:
+            raise
+        return dialect.render_error(request, outage)
 
 
 async def serve_poll(
@@ -103,6 +109,11 @@ async def serve_events(
         view, service, owner = _read(dialect, poll, request, params, None)
     except KinemaError as error:
         return dialect.render_error(request, error)
+    except Exception as error:
+        outage = outage_of(request, error)
+        if outage is None:
+            raise
+        return dialect.render_error(request, outage)
     ref = poll.locate(request, params, None)
 
     def read() -> JobView:
@@ -126,6 +137,11 @@ async def _stream(
         view, service, owner = _read(dialect, poll, request, params, None)
     except KinemaError as error:
         return dialect.render_error(request, error)
+    except Exception as error:
+        outage = outage_of(request, error)
+        if outage is None:
+            raise
+        return dialect.render_error(request, outage)
     ref = poll.locate(request, params, None)
 
     def read() -> JobView:

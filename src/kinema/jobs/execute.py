@@ -3,8 +3,11 @@
 ``Executor.execute(job)`` is the one function every dispatcher calls (the embedded pool
 and the procrastinate queue worker). It never raises for a job's own failure: the
 outcome is written to the store, fenced by the job's attempt number, so a worker that
-lost its lease cannot overwrite a newer attempt. A ``TransientError`` sends the attempt
-back to the queue with exponential backoff until ``max_attempts``.
+lost its lease cannot overwrite a newer attempt. A ``TransientError`` of an engine sends
+the attempt back to the queue with exponential backoff until ``max_attempts``. An outage
+of the database, the bucket or the disk is waited out in place (``jobs.patience``): the
+attempt's storage calls and outcome writes are repeated, and a render that met one (a
+full disk under the encoder) is made again, for ``outage_wait_s``; no attempt is spent.
 
 A model may list several engines: the job goes to the first available one (an upstream
 engine under its ``max_in_flight``, a local engine this process can run) and falls back
@@ -26,7 +29,8 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
@@ -43,15 +47,17 @@ from kinema.errors import (
     TransientError,
 )
 from kinema.jobs.forward import ForwardedJobs, recorded_operation
-from kinema.jobs.keys import delivered_video_key
+from kinema.jobs.keys import delivered_video_key, output_thumbnail_key, output_video_key
 from kinema.jobs.observer import JobObserver, NoObserver
 from kinema.jobs.outputs import keep_output
+from kinema.jobs.patience import Patience, PatientStorage
 from kinema.jobs.store import JobStore
 from kinema.media.encode import encode_mp4
 from kinema.media.images import decode_image
-from kinema.media.source_video import SourceVideo, inspect_video
+from kinema.media.source_video import SourceVideo, VideoFacts, inspect_video
 from kinema.media.splice import splice
 from kinema.observability.context import job_context
+from kinema.outages import as_outage
 from kinema.storage import Storage
 from kinema.types import Clip, EngineRequest, GenerationRequest, Job, JobStatus, VideoResult
 
@@ -93,17 +99,19 @@ class Executor:
         route_wait_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         observer: JobObserver | None = None,
+        outage_wait_s: float = 300.0,
     ) -> None:
         self.store = store
         self.observer: JobObserver = observer or NoObserver()
-        self.storage = storage
+        self.patience = Patience(outage_wait_s)
+        self.storage = PatientStorage(storage, self.patience)
         self.catalog = catalog
         self.engines = engines
         self.progress_interval_s = progress_interval_s
         self.max_attempts = max_attempts
         self.retry_base_s = retry_base_s
         self.route_wait_s = route_wait_s  # how often a job waiting for an engine looks again
-        self.forwarder = ForwardedJobs(store, storage, catalog)
+        self.forwarder = ForwardedJobs(store, self.storage, catalog)
         self._clock = clock
 
     def execute(self, job: Job, control: RunControl) -> None:
@@ -111,7 +119,7 @@ class Executor:
 
         Every log line meanwhile names the job and its key; the outcome is reported to
         the observer with the attempt's wall time."""
-        with job_context(job.id, job.owner):
+        with job_context(job.id, job.owner), self.patience.watching(control.should_stop):
             started = self._clock()
             final = self._execute(job, control)
             if final is not None:
@@ -142,16 +150,17 @@ class Executor:
         """Run and record ``job``; its final state (and seconds of video), or None when
         this attempt did not end the job (lease lost, released, retried later)."""
         try:
-            outputs = self._generate(job, control)
-            if job.request.storage_uri is not None:
-                outputs = self._deliver(job, outputs)
+            outputs = self.patience.call(
+                lambda: self._produce(job, control), f"job {job.id}", control.should_stop
+            )
         except JobCancelled:
             if control.lost.is_set():
                 log.warning("job %s attempt %d lost its lease; dropped", job.id, job.attempt)
                 return None
             if control.shutdown.is_set() and not control.cancelled.is_set():
                 # Not the owner's wish: put the job back so the next start runs it at once.
-                self._record(lambda: self.store.release(job.id, job.attempt), job)
+                release = partial(self.store.release, job.id, job.attempt)
+                self._record(release, job, patient=False)
                 return None
             if self._record(lambda: self.store.acknowledge_cancel(job.id, job.attempt), job):
                 return JobStatus.CANCELLED, None
@@ -168,7 +177,11 @@ class Executor:
             log.exception("job %s crashed", job.id)
             return self._fail(job, "engine_error", f"{type(error).__name__}: {error}")
         try:
-            self.store.succeed(job.id, job.attempt, outputs)
+            self.patience.call(
+                lambda: self.store.succeed(job.id, job.attempt, outputs),
+                f"recording job {job.id}'s success",
+                lambda: control.lost.is_set() or control.shutdown.is_set(),
+            )
         except Exception as error:
             # A newer attempt owns the job now, or the success could not be written (the
             # database is gone): this attempt's files must not survive. In the second case
@@ -178,7 +191,28 @@ class Executor:
             log.warning("job %s attempt %d %s", job.id, job.attempt, why, exc_info=not lost)
             self._discard(outputs)
             return None
+        self._remove_earlier_attempts(job)
         return JobStatus.SUCCEEDED, sum(output.duration_s for output in outputs)
+
+    def _remove_earlier_attempts(self, job: Job) -> None:
+        """Files an earlier attempt stored before its worker died (killed between storing
+        a video and recording it): no one will ever name them, so they go now."""
+        count = max(1, job.request.sample_count)
+        self._remove_keys(
+            key
+            for attempt in range(1, job.attempt)
+            for index in range(count)
+            for key in (
+                output_video_key(job.id, attempt, index),
+                output_thumbnail_key(job.id, attempt, index),
+            )
+        )
+
+    def _produce(self, job: Job, control: RunControl) -> list[VideoResult]:
+        outputs = self._generate(job, control)
+        if job.request.storage_uri is not None:
+            outputs = self._deliver(job, outputs)
+        return outputs
 
     def _retry_later(self, job: Job, error: TransientError) -> tuple[JobStatus, None] | None:
         """Back to the queue with exponential backoff, until attempts run out."""
@@ -197,10 +231,13 @@ class Executor:
             return JobStatus.FAILED, None
         return None
 
-    def _record(self, write: Callable[[], object], job: Job) -> bool:
-        """Make a fenced write; False when the attempt had lost its lease."""
+    def _record(self, write: Callable[[], object], job: Job, *, patient: bool = True) -> bool:
+        """Make a fenced write (waiting out a database outage unless not ``patient``: a
+        shutdown does not wait); False when the attempt had lost its lease or the write
+        could not be made."""
         try:
-            write()
+            what = f"recording job {job.id}'s outcome"
+            self.patience.call(write, what, lambda: not patient)
         except LeaseLost:
             log.warning("job %s attempt %d: outcome dropped, lease lost", job.id, job.attempt)
             return False
@@ -297,7 +334,7 @@ class Executor:
             if path is None:
                 path, scratch_copy = self._scratch_copy(request.video, job), True
             try:
-                facts, closing = inspect_video(path, look_back=_LOOK_BACK)
+                facts, closing = closing_pictures(path)
             except BaseException:
                 if scratch_copy:
                     path.unlink(missing_ok=True)
@@ -385,10 +422,18 @@ class Executor:
         return copy
 
     def _discard(self, outputs: list[VideoResult]) -> None:
-        for output in outputs:
-            for key in (output.video_key, output.thumbnail_key):
-                if key:
-                    self.storage.delete(key)
+        """Remove an attempt's files; one that cannot be removed now is logged (the job's
+        directory goes when the job is deleted or expires)."""
+        self._remove_keys(
+            key for output in outputs for key in (output.video_key, output.thumbnail_key) if key
+        )
+
+    def _remove_keys(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            try:
+                self.storage.delete(key)
+            except Exception as error:
+                log.warning("could not remove %s: %s", key, error)
 
     def _image(self, key: str | None) -> Image.Image | None:
         return decode_image(self.storage.get_bytes(key)) if key else None
@@ -416,6 +461,10 @@ class Executor:
                 self.store.set_progress(job.id, job.attempt, fraction * _ENGINE_SHARE)
             except LeaseLost:
                 control.lost.set()
+            except Exception as error:  # a bar not moved for a while: the render goes on
+                if as_outage(error) is None:
+                    raise
+                log.warning("job %s: progress not written: %s", job.id, error)
 
         return on_progress
 
@@ -430,9 +479,16 @@ class Executor:
             encoded = encode_mp4(clip, video_path, thumbnail_path=thumb_path)
             if control.should_stop():
                 raise JobCancelled("job stopped while its video was being written")
-            return keep_output(self.storage, job, index, video_path, thumb_path, encoded, engine)
+            kept = keep_output(self.storage, job, index, video_path, thumb_path, encoded, engine)
+            return dataclasses.replace(kept, notes=tuple(clip.notes))
         finally:
             _remove(video_path, thumb_path)
+
+
+def closing_pictures(path: Path) -> tuple[VideoFacts, list[Image.Image]]:
+    """A source video's facts and the pictures an extension continues from: the frame
+    ``_LOOK_BACK`` of its length before the last, then the last."""
+    return inspect_video(path, look_back=_LOOK_BACK)
 
 
 def _seed_for(job_id: str, request: GenerationRequest) -> int:

@@ -7,12 +7,14 @@ with a redirect to a short-lived presigned URL of the object. Files being writte
 a local scratch directory until ``put_file`` uploads them.
 
 Connection failures, timeouts and the store's 5xx/throttling answers raise
-``TransientError``, so a worker retries the job later instead of failing it.
+``Unavailable`` (a 503 to a client; a worker waits for the store to come back). Its
+message says only that: botocore's own names the endpoint, which is logged instead.
 """
 
 from __future__ import annotations
 
 import builtins
+import logging
 import mimetypes
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,13 +23,16 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, cast
 from urllib.parse import parse_qs, urlsplit
 
-from kinema.errors import NotFound, TransientError
+from kinema.errors import NotFound, Unavailable
 from kinema.storage.local import check_key
 
 _RETRYABLE_CODES = frozenset(
     {"SlowDown", "RequestTimeout", "ServiceUnavailable", "InternalError", "Throttling"}
 )
 _DELETE_BATCH = 1000  # DeleteObjects takes at most this many keys
+_CONNECT_TIMEOUT_S = 5.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,7 @@ def _client_for(location: S3Location) -> Any:
 
     config = Config(
         retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=_CONNECT_TIMEOUT_S,  # botocore's 60 s would hold a request that long
         s3={"addressing_style": location.addressing_style or "auto"},
         signature_version="s3v4",
     )
@@ -199,7 +205,7 @@ def _content_type(key: str) -> dict[str, Any]:
 
 @contextmanager
 def _translated(key: str | None = None) -> Iterator[None]:
-    """Map botocore's errors to kinema's: missing -> NotFound, passing -> TransientError."""
+    """Map botocore's errors to kinema's: missing -> NotFound, passing -> Unavailable."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -210,10 +216,12 @@ def _translated(key: str | None = None) -> Iterator[None]:
         if code in ("NoSuchKey", "404", "NotFound"):
             raise NotFound(f"no such file: {key!r}") from None
         if status >= 500 or code in _RETRYABLE_CODES:
-            raise TransientError(f"object storage unavailable: {code or status}") from error
+            log.warning("object storage answered %s for %r", code or status, key)
+            raise Unavailable(f"object storage is unavailable ({code or status})") from error
         raise
     except BotoCoreError as error:  # connection refused, timeouts, ...
-        raise TransientError(f"object storage unreachable: {error}") from error
+        log.warning("object storage unreachable (%r): %s", key, error)
+        raise Unavailable("object storage is unreachable") from error
 
 
 def _chunks(items: Iterator[str], size: int) -> Iterator[builtins.list[str]]:
