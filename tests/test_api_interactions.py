@@ -3,8 +3,9 @@ end, then raw REST for isolation, malformed input, references, extension, webhoo
 idempotency and event streams.
 
 The SDKs run from ``.venv-genai3`` (google-genai) and ``.node-genai3`` (@google/genai) at
-the repository root, which ``scripts/test.sh`` installs; the SDK scripts in ``tests/sdk/``
-are unchanged clients but for base URL and key.
+the repository root, which ``scripts/test.sh`` installs (the suite installs nothing; where
+they are missing these tests are skipped, or fail under ``CI=true``); the SDK scripts in
+``tests/sdk/`` are unchanged clients but for base URL and key.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pytest
 from PIL import Image
 
 from kinema.api.dialects.interactions import ERROR_SCHEMA
+from tests.conftest import missing_tool
 from tests.support import (
     LiveServer,
     encode_image,
@@ -98,7 +100,7 @@ def test_python_sdk_makes_refines_streams_and_cancels(
     server: LiveServer, png: Path, tmp_path: Path
 ):
     if not (GENAI3_PYTHON.parent.parent / ".ready").exists():
-        pytest.skip("google-genai 3.6.1 is not installed in .venv-genai3 (scripts/test.sh)")
+        missing_tool("google-genai 3.6.1 is not installed in .venv-genai3: run scripts/test.sh")
     script = str(SDK_DIR / "genai3_interactions.py")
     args = [server.url, server.api_key, MODEL, str(png), str(tmp_path)]
     result = run_sdk([str(GENAI3_PYTHON), script, *args])
@@ -110,8 +112,10 @@ def test_python_sdk_makes_refines_streams_and_cancels(
 
 
 def test_js_sdk_makes_refines_streams_and_cancels(server: LiveServer, png: Path, tmp_path: Path):
-    if shutil.which("node") is None or not (NODE_MODULES.parent / ".ready").exists():
-        pytest.skip("@google/genai 3.6.1 is not installed in .node-genai3 (scripts/test.sh)")
+    if shutil.which("node") is None:
+        missing_tool("node is not installed: the @google/genai JS SDK test needs it")
+    if not (NODE_MODULES.parent / ".ready").exists():
+        missing_tool("@google/genai 3.6.1 is not installed in .node-genai3: run scripts/test.sh")
     script = str(SDK_DIR / "genai3_interactions.cjs")
     env = {**os.environ, "NODE_PATH": str(NODE_MODULES)}
     args = [server.url, server.api_key, MODEL, str(png), str(tmp_path)]
