@@ -47,7 +47,7 @@ def main() -> None:
         image = "data:image/jpeg;base64," + base64.b64encode(SAMPLE.read_bytes()).decode()
 
         def run(fields: dict[str, object]) -> tuple[float, Job]:
-            runtime.create("bench", "gemini", Creation(model=MODEL, fields=fields))
+            runtime.service.create("bench", "gemini", Creation(model=MODEL, fields=fields))
             job = runtime.store.claim_next(worker_id="bench", lease_s=600)
             assert job is not None
             started = time.perf_counter()

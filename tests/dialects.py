@@ -76,7 +76,7 @@ class WireDialect:
             return
         # The AI/ML API and OpenAI have no cancel that keeps the job: the runtime's cancel.
         job_id = job_id_of(live, wire_id)
-        live.runtime.cancel(live.runtime.store.get_any(job_id).owner, job_id)
+        live.runtime.service.cancel(live.runtime.store.get_any(job_id).owner, job_id)
 
 
 def job_id_of(live: LiveServer, wire_id: str) -> str:
@@ -84,7 +84,7 @@ def job_id_of(live: LiveServer, wire_id: str) -> str:
     if wire_id.startswith("task-unified-"):
         from kinema.api.dialects.unified import job_ref
 
-        return live.runtime.find(owner_of(live), job_ref(wire_id)).id
+        return live.runtime.service.find(owner_of(live), job_ref(wire_id)).id
     if wire_id.startswith("models/"):  # Gemini: models/<model>/operations/<id>
         return wire_id.rsplit("/", 1)[1]
     if ":" in wire_id:  # AI/ML API: <uuid>:<model>

@@ -174,7 +174,7 @@ def test_sdk_webhook_config_gets_a_signed_completed_event(server: LiveServer, sd
         sdk_video(sdk, operation)
         [delivery] = receiver.wait_for(1)
     job = server.runtime.store.get_any(operation.name.rsplit("/", 1)[1])
-    event = delivery.verified(server.runtime.webhook_secret(job.owner))
+    event = delivery.verified(server.runtime.service.webhook_secret(job.owner))
     assert event["type"] == "generation.completed"
     data = event["data"]
     assert data["name"] == operation.name and data["done"] is True
@@ -200,7 +200,7 @@ def test_sdk_last_frame_and_reference_images_reach_the_job(
     assert operation.name is not None
     job_id = operation.name.rsplit("/", 1)[1]
     job = server.runtime.store.get_any(job_id)
-    server.runtime.cancel(job.owner, job_id)
+    server.runtime.service.cancel(job.owner, job_id)
     assert job.request.image and job.request.image.startswith(f"jobs/{job_id}/")
     assert job.request.last_image and job.request.last_image.startswith(f"jobs/{job_id}/")
     assert len(job.request.reference_images) == 1
@@ -411,7 +411,7 @@ def test_callback_url_extension_gets_a_signed_cancelled_event(server: LiveServer
             wait_done(client, name)
         [delivery] = receiver.wait_for(1)
     job = server.runtime.store.get_any(name.rsplit("/", 1)[1])
-    event = delivery.verified(server.runtime.webhook_secret(job.owner))
+    event = delivery.verified(server.runtime.service.webhook_secret(job.owner))
     assert event["type"] == "generation.cancelled"
     assert event["data"]["name"] == name and event["data"]["done"] is True
     assert event["data"]["error"]["code"] == 1  # google.rpc.Code CANCELLED
@@ -469,7 +469,7 @@ def test_resize_mode_pad_reaches_the_job_and_a_bad_one_is_invalid(server: LiveSe
     name = start(server, {"instances": [instance(png)], "parameters": {"resizeMode": "PAD"}})
     job_id = name.rsplit("/", 1)[1]
     job = server.runtime.store.get_any(job_id)
-    server.runtime.cancel(job.owner, job_id)
+    server.runtime.service.cancel(job.owner, job_id)
     assert job.request.resize_mode == "pad"
 
     with rest(server) as client:

@@ -204,7 +204,7 @@ def test_callback_url_gets_a_signed_event_with_the_video_object(
         assert finished.status == "completed", finished
         [delivery] = receiver.wait_for(1)
     owner = server.runtime.store.get_any(created.id.removeprefix("video_")).owner
-    event = delivery.verified(server.runtime.webhook_secret(owner))
+    event = delivery.verified(server.runtime.service.webhook_secret(owner))
     assert event["type"] == "generation.completed"
     data = event["data"]
     assert set(data) == VIDEO_KEYS

@@ -521,7 +521,7 @@ def test_vertex_storage_uri_copies_each_video_under_the_callers_folder(tmp_path:
                 headers={"Authorization": f"Bearer {live.api_key}"},
                 timeout=60,
             )
-            live.runtime.delete(job.owner, job_id)
+            live.runtime.service.delete(job.owner, job_id)
             sdk.close()
 
         assert uris == [f"{folder}/{job_id}/sample_{index}.mp4" for index in range(2)]

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from kinema.api.app import create_app, dialects
 from kinema.api.dialect import Dialect
 from kinema.types import GenerationRequest, JobStatus, VideoResult
-from kinema.views import JobView
+from kinema.views import InlineFile, JobView
 from tests.support import make_settings
 
 NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -47,7 +47,7 @@ def views() -> list[JobView]:
             if succeeded
             else None,
             "link_expires_at": 1 if succeeded else None,
-            "video_bytes": b"mp4" if succeeded else None,
+            "inline": InlineFile("jobs/x/video-1.mp4", 3) if succeeded else None,
         }
         made.append(JobView(**common))  # the poll's short read
         made.append(

@@ -138,7 +138,7 @@ def test_standard_takes_its_own_options(server: LiveServer, image_uri: str):
         seed=42,
     )
     created = create(server, body)
-    job = server.runtime.find(_owner(server), job_ref(created["id"]))
+    job = server.runtime.service.find(_owner(server), job_ref(created["id"]))
     assert job.request.person_generation == "allow_adult"
     assert (job.request.enhance_prompt, job.request.auto_fix) == (True, True)
     assert (job.request.safety_level, job.request.seed) == (3, 42)

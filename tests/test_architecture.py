@@ -97,3 +97,133 @@ def test_imports_never_run_back_up_the_layers():
             if name.startswith(forbidden):
                 offenders.append(f"{relative} imports {name}")
     assert offenders == []
+
+
+# --- the layout of docs/architecture.md: folders, one way imports, no circles ---------------
+
+
+def module_name(path: Path) -> str:
+    relative = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = relative.parts[:-1] if relative.name == "__init__" else relative.parts
+    return ".".join(parts)
+
+
+def every_import(path: Path, modules: set[str]) -> set[str]:
+    """The kinema modules ``path`` imports, ``if TYPE_CHECKING:`` blocks and relative
+    imports included; ``from package import name`` counts the submodule when ``name`` is one."""
+    here = module_name(path)
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("kinema"))
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            if not base.startswith("kinema"):
+                continue
+            for alias in node.names:
+                child = f"{base}.{alias.name}"
+                found.add(child if child in modules else base)
+    return {name for name in found if name in modules and name != here}
+
+
+def import_graph() -> dict[str, set[str]]:
+    paths = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    modules = set(paths)
+    return {name: every_import(path, modules) for name, path in paths.items()}
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_module_imports_itself_back_through_others():
+    assert circles(import_graph()) == []
+
+
+def test_the_circle_finder_finds_a_planted_back_import():
+    graph = import_graph()
+    graph["kinema.engines.config"] = {*graph["kinema.engines.config"], "kinema.catalog"}
+    assert ["kinema.catalog", "kinema.engines.config"] in circles(graph)
+
+
+def offenders_of(graph: dict[str, set[str]], layer: str, forbidden: tuple[str, ...]) -> list[str]:
+    return sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        if module == layer or module.startswith(layer + ".")
+        for target in targets
+        if any(target == f or target.startswith(f + ".") for f in forbidden)
+    )
+
+
+def test_the_catalog_stands_above_the_engines():
+    """The catalog reads the engines' config and checks; no engine reads the catalog."""
+    graph = import_graph()
+    assert offenders_of(graph, "kinema.engines", ("kinema.catalog",)) == []
+    assert "kinema.engines.config" in graph["kinema.catalog"]
+
+
+def test_engines_never_reach_the_http_layer_the_database_or_the_jobs():
+    graph = import_graph()
+    forbidden = ("kinema.api", "kinema.db", "kinema.schema", "kinema.jobs", "kinema.runtime")
+    forbidden += ("kinema.service", "kinema.storage", "kinema.webhooks", "kinema.server")
+    assert offenders_of(graph, "kinema.engines", forbidden) == []
+    for path in (PACKAGE / "engines").rglob("*.py"):
+        roots = imported_roots(path)
+        assert not roots & {"fastapi", "starlette", "sqlalchemy", "alembic"}, path
+
+
+def test_engine_families_live_in_their_own_folders():
+    engines = PACKAGE / "engines"
+    flat = sorted(p.name for p in engines.glob("*.py"))
+    assert flat == ["__init__.py", "base.py", "config.py", "registry.py"]
+    for family in ("motion", "sound", "diffusion", "upstream"):
+        assert (engines / family / "__init__.py").is_file(), family
+    models = {p.stem for p in (engines / "diffusion").glob("*.py")}
+    assert {"wan_i2v", "wan_ti2v", "ltx"} <= models
+
+
+def test_routes_reach_kinema_through_the_service_dependency():
+    """One place reads the app's state (``kinema.api.deps``); routes get the job service."""
+    readers = sorted(
+        str(path.relative_to(PACKAGE))
+        for path in (PACKAGE / "api").rglob("*.py")
+        for line in path.read_text().splitlines()
+        if "app.state.runtime" in line and "app.state.runtime =" not in line
+    )
+    assert readers == ["api/deps.py", "api/deps.py"]  # get_runtime, get_service

@@ -88,7 +88,7 @@ def test_jobs_list_show_retry_and_cancel(tmp_path: Path):
         key, _ = runtime.keys.create("ops")
         other, _ = runtime.keys.create("other")
         image = data_uri(pattern_image(64, 36))
-        failed = runtime.create(
+        failed = runtime.service.create(
             key.id, "v1", Creation(model="crashing-i2v", fields={"prompt": "x", "image": image})
         )
         wait_for(runtime, failed.id, JobStatus.FAILED)
@@ -96,7 +96,8 @@ def test_jobs_list_show_retry_and_cancel(tmp_path: Path):
         runtime.close()
     runtime = runtime_for(tmp_path, catalog, workers=0)  # nothing runs: jobs stay queued
     try:
-        queued = runtime.create(other.id, "v1", Creation(model="slow", fields={"prompt": "y"}))
+        creation = Creation(model="slow", fields={"prompt": "y"})
+        queued = runtime.service.create(other.id, "v1", creation)
         listed = kinema(env, "jobs", "list", "--state", "failed")
         assert listed.returncode == 0, listed.stderr
         assert failed.id in listed.stdout and queued.id not in listed.stdout

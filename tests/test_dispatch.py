@@ -259,14 +259,14 @@ def test_worker_runs_a_job_and_closes_its_entry(tmp_path: Path, pg_url: str):
     try:
         job = submit(runtime)
         done = wait_for(runtime, job.id, lambda j: j.status.terminal)
-        assert runtime.workers_online("slow") == 2
+        assert runtime.service.workers_online("slow") == 2
     finally:
         runtime.close()
 
     assert done.status is JobStatus.SUCCEEDED, done
     assert done.attempt == 1
     assert entries(runtime.db, job.id) == []  # succeeded entries are deleted
-    assert runtime.workers_online("slow") == 0  # a clean stop leaves the registry
+    assert runtime.service.workers_online("slow") == 0  # a clean stop leaves the registry
 
 
 def test_a_transient_failure_is_retried_after_a_backoff(tmp_path: Path, pg_url: str):

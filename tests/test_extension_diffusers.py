@@ -59,7 +59,7 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
 
 
 def create(runtime: Runtime, **fields: Any) -> None:
-    runtime.create("o", "openai", Creation(model="tiny-wan", fields=fields))
+    runtime.service.create("o", "openai", Creation(model="tiny-wan", fields=fields))
 
 
 def test_extension_conditions_the_pipeline_on_the_sources_last_frame(runtime: Runtime):

@@ -421,7 +421,7 @@ def test_a_worker_process_serves_metrics_on_its_own_port(tmp_path: Path):
     runtime = Runtime.build(settings, workers=1)
     runtime.start()
     try:
-        job = runtime.create("o", "v1", Creation(model="slow", fields={"prompt": "a"}))
+        job = runtime.service.create("o", "v1", Creation(model="slow", fields={"prompt": "a"}))
         deadline = time.monotonic() + 30
         while not runtime.store.get_any(job.id).status.terminal:
             assert time.monotonic() < deadline

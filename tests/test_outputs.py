@@ -49,12 +49,13 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
 
 def create(runtime: Runtime, owner: str = OWNER, **fields: Any) -> Job:
     fields.setdefault("size", SIZE)
-    return runtime.create(owner, "gemini", Creation(model=fields.pop("model", TINY), fields=fields))
+    creation = Creation(model=fields.pop("model", TINY), fields=fields)
+    return runtime.service.create(owner, "gemini", creation)
 
 
 def remix_of(runtime: Runtime, owner: str, job_id: str, prompt: str) -> Job:
     creation = Creation(model="", fields={"prompt": prompt})
-    return runtime.remix(owner, "openai", output_ref(job_id), creation)
+    return runtime.service.remix(owner, "openai", output_ref(job_id), creation)
 
 
 def video(runtime: Runtime, output: VideoResult) -> bytes:
@@ -119,7 +120,7 @@ def test_the_first_sample_renders_as_a_single_video_with_the_same_seed(runtime: 
 
 def test_more_samples_than_the_model_makes_is_refused_naming_the_field(runtime: Runtime):
     with pytest.raises(InvalidRequest) as caught:
-        runtime.create(
+        runtime.service.create(
             OWNER,
             "gemini",
             Creation(
@@ -266,7 +267,7 @@ def test_extension_accepted_before_its_source_expired_still_runs(runtime: Runtim
 
 def test_extension_survives_its_source_being_deleted(runtime: Runtime, source: Job):
     create(runtime, prompt="", video=output_ref(source.id), duration=1)
-    runtime.delete(OWNER, source.id)
+    runtime.service.delete(OWNER, source.id)
 
     extended = run_next(runtime)
     assert extended.status is JobStatus.SUCCEEDED, extended.error_message

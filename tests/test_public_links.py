@@ -47,7 +47,7 @@ def test_links_in_every_dialect_start_with_the_public_base_url(server: LiveServe
     assert video.status_code == 200 and probe(video.content).frames == 96
     assert dialect.video_url(forged.json()) is not None
     assert dialect.video_url(forged.json()).startswith(PUBLIC + "/")  # type: ignore[union-attr]
-    event = delivery.verified(server.runtime.webhook_secret(owner_of(server)))
+    event = delivery.verified(server.runtime.service.webhook_secret(owner_of(server)))
     hooked = dialect.video_url(event["data"])
     assert hooked is not None and hooked.startswith(PUBLIC + "/")
 

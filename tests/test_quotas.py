@@ -58,7 +58,7 @@ def test_active_jobs_quota_refuses_the_next_create_with_429_naming_it(live: Live
         # Cancelling the first frees the slot.
         generation_id = first.json()["id"]
         job_id = generation_id.split(":")[0].replace("-", "")
-        live.runtime.cancel(key_id(live, live.api_key), job_id)
+        live.runtime.service.cancel(key_id(live, live.api_key), job_id)
         third = client.post("/v2/video/generations", json={"model": "slow", "prompt": "c"})
         assert third.status_code == 200, third.text
 

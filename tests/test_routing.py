@@ -39,7 +39,9 @@ def _models() -> str:
     )
 
 
-def _run(tmp_path: Path, model: str) -> tuple[dict, str | None, int]:
+def _run(
+    tmp_path: Path, model: str, metrics: list[str] | None = None
+) -> tuple[dict, str | None, int]:
     catalog = tmp_path / "catalog.toml"
     catalog.write_text(CATALOG.format(marker=tmp_path / "flaky.marker") + _models())
     settings = make_settings(tmp_path, catalog_path=catalog)
@@ -53,6 +55,8 @@ def _run(tmp_path: Path, model: str) -> tuple[dict, str | None, int]:
             assert time.monotonic() < deadline, body
             time.sleep(0.05)
         job = server.runtime.store.get_any(task["id"].removeprefix("task_"))
+        if metrics is not None:
+            metrics.append(server.runtime.metrics.render().decode())
     return body, job.engine, job.attempt
 
 
@@ -67,6 +71,19 @@ def test_a_transient_failure_falls_back_to_the_next_engine_in_the_same_attempt(t
     assert body["status"] == "succeeded", body
     assert (engine, attempt) == ("grey", 1)
     assert (tmp_path / "flaky.marker").exists()  # the first engine was tried, and failed
+
+
+def test_metrics_name_the_engine_that_made_the_video_after_a_fallback(tmp_path: Path):
+    rendered: list[str] = []
+    body, _, _ = _run(tmp_path, "flaky-then-grey", metrics=rendered)
+    assert body["status"] == "succeeded", body
+    finished = [line for line in rendered[0].splitlines() if "kinema_jobs_finished_total{" in line]
+    assert any('engine="grey"' in line and 'state="succeeded"' in line for line in finished), (
+        finished
+    )
+    assert not any('engine="flaky"' in line for line in finished), finished
+    steps = [line for line in rendered[0].splitlines() if "engine_step" in line and "count" in line]
+    assert all('engine="flaky"' not in line for line in steps), steps
 
 
 def test_a_model_with_one_engine_that_cannot_run_here_fails_saying_why(tmp_path: Path):

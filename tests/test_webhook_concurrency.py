@@ -81,7 +81,7 @@ def test_a_worker_only_process_delivers_webhooks(tmp_path: Path):
     runtime = Runtime.build(settings, workers=0)
     key, _ = runtime.keys.create("worker-only")
     creation = Creation(model="quick", fields={"prompt": "p"}, callback_url=receiver.url)
-    job = runtime.create(key.id, "aimlapi", creation)
+    job = runtime.service.create(key.id, "aimlapi", creation)
     runtime.close()
     env = {
         **os.environ,

@@ -58,7 +58,7 @@ def test_each_dialect_delivers_its_own_status_object_signed(
         polled = dialect.wait(client, wire_id)
     assert dialect.state(polled) == COMPLETED
     [delivery] = receiver.wait_for(1)
-    event = delivery.verified(server.runtime.webhook_secret(owner_of(server)))
+    event = delivery.verified(server.runtime.service.webhook_secret(owner_of(server)))
 
     assert event["type"] == "generation.completed"
     assert event["id"] == delivery.headers["webhook-id"] and event["object"] == "event"
@@ -142,7 +142,7 @@ def test_a_failed_generation_sends_generation_failed(
         polled = dialect.wait(client, wire_id)
     assert dialect.state(polled) == FAILED
     [delivery] = receiver.wait_for(1)
-    event = delivery.verified(failing.runtime.webhook_secret(owner_of(failing)))
+    event = delivery.verified(failing.runtime.service.webhook_secret(owner_of(failing)))
     assert event["type"] == "generation.failed"
     assert dialect.state(event["data"]) == FAILED
     assert "the model exploded" in delivery.body.decode()

@@ -91,7 +91,7 @@ def test_cancelled_job_sends_a_cancelled_event(server: LiveServer):
     created = create(server, receiver.url, duration=8, resolution="1080p")
     job_id = created["id"].split(":")[0].replace("-", "")
     key = next(k for k in server.runtime.keys.list() if server.api_key.startswith(k.prefix))
-    server.runtime.cancel(key.id, job_id)
+    server.runtime.service.cancel(key.id, job_id)
     receiver.wait_for(1)
     event = receiver.deliveries[0].verified(owner_secret(server))
     assert event["type"] == "generation.cancelled"

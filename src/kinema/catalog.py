@@ -26,7 +26,8 @@ from typing import Any, Literal, cast
 from kinema.catalog_check import CatalogError, check_catalog, model_table, read_catalog_file
 from kinema.engines.config import EngineConfig, check_engine_config
 from kinema.errors import FieldProblem, InvalidRequest, UnknownModel
-from kinema.types import AspectRatio, GenerationRequest, Resolution
+from kinema.types import AspectRatio, GenerationRequest, Resolution, SourceKind
+from kinema.views import Creation
 
 InputKind = Literal["text", "image", "first_last", "reference", "any"]
 
@@ -237,6 +238,9 @@ class Catalog:
         priority: int = 0,
         off_peak: bool = False,
         adjustments: Sequence[dict[str, Any]] = (),
+        storage_uri: str | None = None,
+        wire_scope: str | None = None,
+        derived_from: tuple[str, SourceKind] | None = None,
     ) -> GenerationRequest:
         """Validate canonical ``fields`` against the model and fill in its defaults.
 
@@ -368,6 +372,26 @@ class Catalog:
             sample_count=samples or 1,
             video=video,
             adjustments=tuple(adjusted),
+            storage_uri=storage_uri,
+            wire_scope=wire_scope,
+            source_job_id=None if derived_from is None else derived_from[0],
+            source_kind=None if derived_from is None else derived_from[1],
+        )
+
+    def validate(self, creation: Creation, *, dialect: str) -> GenerationRequest:
+        """The canonical request of a create a dialect parsed (``build_request`` with every
+        part of ``creation`` it needs): the request the job keeps."""
+        return self.build_request(
+            creation.model,
+            creation.fields,
+            dialect=dialect,
+            wire_names=creation.wire_names,
+            callback_url=creation.callback_url,
+            off_peak=creation.off_peak,
+            adjustments=creation.adjustments,
+            storage_uri=creation.storage_uri,
+            wire_scope=creation.wire_scope,
+            derived_from=creation.derived_from,
         )
 
     @staticmethod

@@ -168,7 +168,7 @@ def jobs_cancel(
     try:
         job = _find(runtime, job_id)
         try:
-            job = runtime.cancel(job.owner, job.id)
+            job = runtime.service.cancel(job.owner, job.id)
         except KinemaError as error:
             raise _fail(error) from None
         note = " (its worker stops it shortly)" if job.status is JobStatus.RUNNING else ""
@@ -188,7 +188,7 @@ def jobs_retry(
     try:
         job = _find(runtime, job_id)
         try:
-            retried = runtime.retry(job.id)
+            retried = runtime.service.retry(job.id)
         except KinemaError as error:
             raise _fail(error) from None
         console.print(f"job {job.id} queued again as {retried.id}")

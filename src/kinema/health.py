@@ -50,7 +50,7 @@ def _storage(runtime: Runtime) -> Check:
 
 def _workers(runtime: Runtime) -> Check:
     try:
-        serving = {model: slots for model, slots in runtime.worker_slots().items() if slots}
+        serving = {model: slots for model, slots in runtime.service.worker_slots().items() if slots}
     except Exception as error:
         return Check("workers", False, f"{type(error).__name__}: {error}")
     if not serving:

@@ -1,7 +1,8 @@
 """Settings, read from ``KINEMA_*`` environment variables (or passed in by tests).
 
 Every object in kinema is built from one ``Settings`` value; nothing reads the
-environment anywhere else.
+environment anywhere else. The one reading that is not a ``KINEMA_*`` field is
+``provider_keys``: upstream providers' API keys, in the variables the catalog names.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -108,6 +109,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [h.strip().lower() for h in value.split(",") if h.strip()]
         return value
+
+    def provider_keys(self) -> Mapping[str, str]:
+        """Upstream providers' API keys by the environment variable each engine names
+        (``api_key_env``): read when an engine sets up, never copied into settings, logs
+        or the catalog."""
+        return os.environ
 
     @property
     def resolved_database_url(self) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kinema.fingerprint import fingerprint
 from kinema.types import GenerationRequest, JobStatus, SourceKind, VideoResult
 
 
@@ -38,8 +39,31 @@ class OutputView:
     result: VideoResult
     video_url: str  # signed, absolute
     thumbnail_url: str | None = None
-    video_bytes: bytes | None = None  # for dialects that answer inline
+    inline: InlineFile | None = None  # the MP4, for dialects that answer it inline
     video_object_uri: str | None = None  # s3:// URI of its copy, when the caller asked
+
+
+class InlineFile:
+    """A stored file that a rendered body carries base64-encoded (Vertex AI's inline
+    videos). Rendering places this marker; the writer of the body (``inline_json``)
+    streams the file's bytes in its place, so a poll never holds the video in memory nor
+    reads storage on the event loop. (A plain class: JSON encoders turn dataclasses into
+    objects of their own accord.)"""
+
+    __slots__ = ("key", "size")
+
+    def __init__(self, key: str, size: int) -> None:
+        self.key = key
+        self.size = size
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, InlineFile) and (other.key, other.size) == (self.key, self.size)
+
+    def __hash__(self) -> int:
+        return hash((self.key, self.size))
+
+    def __repr__(self) -> str:
+        return f"InlineFile({self.key!r}, {self.size})"
 
 
 @dataclass(frozen=True)
@@ -47,7 +71,7 @@ class JobView:
     """One job as every dialect renders it.
 
     ``request``, ``created_at`` and ``finished_at`` are None when the view was built from
-    the poll's short read (``Runtime.status(..., full=False)``).
+    the poll's short read (``JobService.status(..., full=False)``).
     """
 
     id: str
@@ -68,7 +92,7 @@ class JobView:
     frame: tuple[int, int] | None = None  # (width, height) asked for
     queue_position: int | None = None  # jobs ahead of a queued one
     workers_online: int | None = None  # scale-out: live job slots serving its model
-    video_bytes: bytes | None = None  # the MP4 itself, for dialects that answer inline
+    inline: InlineFile | None = None  # the MP4, for dialects that answer it inline
     video_object_uri: str | None = None  # s3:// URI of its copy, when the caller asked
     # Every video of a succeeded job, the first being the one the fields above describe.
     outputs: tuple[OutputView, ...] = ()
@@ -105,3 +129,18 @@ class Creation:
     # extension's source is found from its ``video`` field when it is accepted).
     derived_from: tuple[str, SourceKind] | None = None
     base_url: str | None = None  # of the creating request: the job's links start with it
+
+
+def creation_fingerprint(creation: Creation) -> str:
+    """What an ``Idempotency-Key`` retry must repeat: the create as the client sent it
+    (before images are fetched and stored), the same whatever base URL it came in on."""
+    described: dict[str, Any] = {
+        "model": creation.model,
+        "fields": dict(creation.fields),
+        "callback_url": creation.callback_url,
+        "off_peak": creation.off_peak,
+        "storage_uri": creation.storage_uri,
+    }
+    if creation.wire_scope is not None:  # absent otherwise: earlier fingerprints hold
+        described["wire_scope"] = creation.wire_scope
+    return fingerprint(described)

@@ -1,4 +1,9 @@
-"""Request dependencies shared by every dialect: the runtime and the caller's identity."""
+"""Request dependencies shared by every dialect: the job service and the caller's identity.
+
+Routes reach kinema through ``ServiceDep`` (``get_service`` where a function has the
+request but is not a route); only the operator routes (``/readyz``, ``/metrics``) see the
+runtime that built it.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from kinema.errors import Unauthenticated
 from kinema.keys import ANONYMOUS_OWNER, KeyStore, hash_key
 from kinema.ratelimit import RateLimiter
 from kinema.runtime import Runtime
+from kinema.service import JobService
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -20,7 +26,13 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
+def get_service(request: Request) -> JobService:
+    service: JobService = request.app.state.runtime.service
+    return service
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+ServiceDep = Annotated[JobService, Depends(get_service)]
 
 
 def bearer_token(request: Request) -> str | None:

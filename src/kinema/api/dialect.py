@@ -19,12 +19,12 @@ from typing import Any, ClassVar
 from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from kinema.api.deps import bearer_token, get_authenticator, request_base_url
+from kinema.api.deps import bearer_token, get_authenticator, get_service, request_base_url
 from kinema.api.errors import error_headers
 from kinema.errors import KinemaError
-from kinema.runtime import Runtime
+from kinema.inline_json import has_inline, stream_body
 from kinema.types import Job, JobStatus
 from kinema.views import Creation, JobRef, JobView
 
@@ -90,9 +90,9 @@ class Dialect:
     def create(self, request: Request, owner: str, creation: Creation) -> Job:
         """Accept ``creation`` for ``owner``; the job's links start with the base URL this
         request came in on (checked by ``RequestGuard``), never another request's."""
-        runtime: Runtime = request.app.state.runtime
+        service = get_service(request)
         creation = dataclasses.replace(creation, base_url=request_base_url(request))
-        return runtime.create(owner, self.name, creation)
+        return service.create(owner, self.name, creation)
 
     def respond(
         self,
@@ -101,11 +101,19 @@ class Dialect:
         *,
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
-    ) -> JSONResponse:
+    ) -> Response:
         """``job`` rendered for the caller (create, cancel and other non-poll routes)."""
-        runtime: Runtime = request.app.state.runtime
-        view = runtime.view(job, inline_video=self.inline_video)
-        return JSONResponse(self.render(view), status_code=status_code, headers=headers)
+        service = get_service(request)
+        view = service.view(job, inline_video=self.inline_video)
+        body = self.render(view)
+        if self.inline_video and has_inline(body):  # the video itself, streamed
+            return StreamingResponse(
+                stream_body(body, service.storage),
+                status_code=status_code,
+                headers=headers,
+                media_type="application/json",
+            )
+        return JSONResponse(body, status_code=status_code, headers=headers)
 
     # --- routes ---
 

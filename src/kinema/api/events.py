@@ -68,7 +68,8 @@ def job_event_stream(
             if current > seen:
                 seen = current
                 name = "done" if job.status.terminal else "progress"
-                data = json.dumps(render(job), separators=(",", ":"))
+                body = await asyncio.to_thread(render, job)  # it may read an inline video
+                data = json.dumps(body, separators=(",", ":"))
                 yield f"id: {current[0]}.{current[1]}\nevent: {name}\ndata: {data}\n\n".encode()
                 idle = 0.0
             if job.status.terminal or await request.is_disconnected():

@@ -20,10 +20,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from kinema.api.deps import get_service
 from kinema.api.dialect import Dialect
 from kinema.artifacts import Artifact
 from kinema.errors import KinemaError, NotFound
-from kinema.runtime import Runtime
 
 Expires = Annotated[
     str | None, Query(description="Unix time the link expires at", examples=["1796000000"])
@@ -123,8 +123,8 @@ class Files(Dialect):
         ) -> Response:
             """A file named by a signed link: 403 when the signature is wrong, 410 once
             expired."""
-            runtime: Runtime = request.app.state.runtime
-            return artifact_response(runtime.signed_file(key, expires, signature))
+            service = get_service(request)
+            return artifact_response(service.signed_file(key, expires, signature))
 
         @router.head("/files/{key:path}", response_class=FileResponse, responses=_FILE_RESPONSES)
         def download_head(

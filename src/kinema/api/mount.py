@@ -9,7 +9,7 @@ in its envelope. ``webhook_renderers`` and ``build_openapi`` read the same list.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
@@ -28,7 +28,8 @@ from kinema.errors import (
     PayloadTooLarge,
     safe_text,
 )
-from kinema.runtime import Runtime
+from kinema.inline_json import materialized
+from kinema.service import JobService
 from kinema.types import Job
 
 Renderer = Callable[[Job], dict[str, Any]]
@@ -178,12 +179,16 @@ def _add_poll(router: APIRouter, dialect: Dialect, poll: Poll) -> None:
     )
 
 
-def webhook_renderers(dialects: Sequence[Dialect], runtime: Runtime) -> dict[str, Renderer]:
+def webhook_renderers(dialects: Sequence[Dialect], service: JobService) -> dict[str, Renderer]:
     """Each dialect's webhook body: the job as that dialect's status object (its links
     start with the job's own base URL)."""
 
     def renderer(dialect: Dialect) -> Renderer:
-        return lambda job: dialect.render(runtime.view(job, inline_video=dialect.inline_video))
+        def render(job: Job) -> dict[str, Any]:
+            body = dialect.render(service.view(job, inline_video=dialect.inline_video))
+            return cast(dict[str, Any], materialized(body, service.storage))
+
+        return render
 
     return {dialect.name: renderer(dialect) for dialect in dialects if dialect.status_words}
 

@@ -21,7 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 
-from kinema.api.deps import BearerOwner, RuntimeDep
+from kinema.api.deps import BearerOwner, ServiceDep
 from kinema.catalog import Catalog, ModelSpec
 from kinema.client import DEFAULT_MODEL
 
@@ -56,10 +56,10 @@ def page() -> Response:
 
 
 @router.get("/playground/models.json")
-def models(runtime: RuntimeDep) -> JSONResponse:
+def models(service: ServiceDep) -> JSONResponse:
     """Every model with the fields it takes, for the page's form; the recommended one
     first."""
-    catalog = runtime.catalog
+    catalog = service.catalog
     first = recommended_model(catalog)
     ordered = [first, *(m for m in catalog.model_ids() if m != first)]
     return JSONResponse(
@@ -87,15 +87,15 @@ def favicon() -> Response:
 
 
 @router.get("/playground/focus/{job_id}")
-async def focus(job_id: str, owner: BearerOwner, runtime: RuntimeDep) -> JSONResponse:
+async def focus(job_id: str, owner: BearerOwner, service: ServiceDep) -> JSONResponse:
     """Where the subject of ``job_id``'s first thumbnail is, as fractions of its width and
     height: the centre of the largest face, else a third of the way down a portrait frame
     (where a subject's head usually is), else the middle."""
-    job = await run_in_threadpool(runtime.store.get, owner, job_id)
+    job = await run_in_threadpool(service.store.get, owner, job_id)
     result = job.result
     if result is None or result.thumbnail_key is None:
         return JSONResponse({"message": f"job {job_id} has no thumbnail"}, status_code=404)
-    data = await run_in_threadpool(runtime.storage.get_bytes, result.thumbnail_key)
+    data = await run_in_threadpool(service.storage.get_bytes, result.thumbnail_key)
     point = await run_in_threadpool(subject_point, data)
     return JSONResponse(point, headers={"Cache-Control": "private, max-age=86400"})
 

@@ -16,7 +16,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from fastapi import Request
@@ -24,10 +24,12 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from kinema.api.deps import get_service
 from kinema.api.dialect import Dialect, Poll
 from kinema.api.events import job_event_stream
 from kinema.errors import InvalidRequest, KinemaError
-from kinema.runtime import Runtime
+from kinema.inline_json import has_inline, materialized, stream_body
+from kinema.service import JobService
 from kinema.views import JobView
 
 log = logging.getLogger(__name__)
@@ -45,12 +47,12 @@ async def _json_body(request: Request) -> Any:
 
 def _read(
     dialect: Dialect, poll: Poll, request: Request, params: Mapping[str, str], body: Any
-) -> tuple[JobView, Runtime, str]:
-    runtime: Runtime = request.app.state.runtime
+) -> tuple[JobView, JobService, str]:
+    service = get_service(request)
     owner = dialect.owner(request)
     ref = poll.locate(request, params, body)
-    view = runtime.status(owner, ref, full=dialect.full_view, inline_video=dialect.inline_video)
-    return view, runtime, owner
+    view = service.status(owner, ref, full=dialect.full_view, inline_video=dialect.inline_video)
+    return view, service, owner
 
 
 def _dumps(body: Any) -> bytes:
@@ -66,8 +68,15 @@ async def _answer(
     """The poll's JSON body and extra headers, or an error in the dialect's envelope."""
     try:
         body = await _json_body(request) if poll.method == "POST" else None
-        view = _read(dialect, poll, request, params, body)[0]
-        return _dumps(dialect.render(view)), poll.headers(view)
+        view, service, _ = _read(dialect, poll, request, params, body)
+        rendered = dialect.render(view)
+        if dialect.inline_video and has_inline(rendered):  # the video itself, streamed
+            return StreamingResponse(
+                stream_body(rendered, service.storage),
+                media_type="application/json",
+                headers=dict(poll.headers(view)),
+            )
+        return _dumps(rendered), poll.headers(view)
     except KinemaError as error:
         return dialect.render_error(request, error)
 
@@ -88,17 +97,20 @@ async def serve_events(
 ) -> Response:
     """The poll's server-sent events twin: the same object on every change, then done."""
     try:
-        view, runtime, owner = _read(dialect, poll, request, params, None)
+        view, service, owner = _read(dialect, poll, request, params, None)
     except KinemaError as error:
         return dialect.render_error(request, error)
     ref = poll.locate(request, params, None)
 
     def read() -> JobView:
-        return runtime.status(
+        return service.status(
             owner, ref, full=dialect.full_view, inline_video=dialect.inline_video
         )
 
-    stream: StreamingResponse = job_event_stream(request, view, read, dialect.render)
+    def render(view: JobView) -> dict[str, Any]:
+        return cast(dict[str, Any], materialized(dialect.render(view), service.storage))
+
+    stream: StreamingResponse = job_event_stream(request, view, read, render)
     return stream
 
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import importlib
-import os
 import threading
 from collections.abc import Mapping
 
-from kinema.catalog import Catalog
 from kinema.engines.base import AnyEngine, Engine
 from kinema.engines.config import EngineConfig, check_engine_config
 from kinema.engines.diffusion import MODEL_FILES
@@ -37,7 +35,7 @@ def build_engine(
         from kinema.engines.upstream import UpstreamConfig, UpstreamEngine
 
         upstream = UpstreamConfig.from_options(config.name, config.options)
-        return UpstreamEngine(upstream, environ=os.environ if environ is None else environ)
+        return UpstreamEngine(upstream, environ={} if environ is None else environ)
     if config.kind == "motion":
         from kinema.engines.motion.engine import MotionEngine
 
@@ -95,11 +93,14 @@ class EngineHost:
     """Engines by name, built and ``setup()`` on first use, then kept resident."""
 
     def __init__(
-        self, catalog: Catalog, gpus: str = "", environ: Mapping[str, str] | None = None
+        self,
+        configs: Mapping[str, EngineConfig],
+        gpus: str = "",
+        environ: Mapping[str, str] | None = None,
     ) -> None:
-        for config in catalog.engines.values():  # a catalog built in code is checked too
+        for config in configs.values():  # a catalog built in code is checked too
             check_engine_config(config)
-        self._catalog = catalog
+        self._configs = configs
         self._gpus = gpus
         self._environ = environ
         self._engines: dict[str, AnyEngine] = {}
@@ -111,7 +112,7 @@ class EngineHost:
             engine = self._engines.get(name)
             if engine is None:
                 engine = build_engine(
-                    self._catalog.engines[name], self.residency, self._gpus, self._environ
+                    self._configs[name], self.residency, self._gpus, self._environ
                 )
                 engine.setup()
                 self._engines[name] = engine

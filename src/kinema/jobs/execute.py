@@ -43,8 +43,9 @@ from kinema.errors import (
     TransientError,
 )
 from kinema.jobs.forward import ForwardedJobs, recorded_operation
-from kinema.jobs.keys import delivered_video_key, output_thumbnail_key, output_video_key
+from kinema.jobs.keys import delivered_video_key
 from kinema.jobs.observer import JobObserver, NoObserver
+from kinema.jobs.outputs import keep_output
 from kinema.jobs.store import JobStore
 from kinema.media.encode import encode_mp4
 from kinema.media.images import decode_image
@@ -72,6 +73,7 @@ class RunControl:
         self.cancelled = threading.Event()
         self.lost = threading.Event()
         self.shutdown = threading.Event()
+        self.engine: str | None = None  # the engine the job was routed to last
 
     def should_stop(self) -> bool:
         return self.cancelled.is_set() or self.lost.is_set() or self.shutdown.is_set()
@@ -117,7 +119,7 @@ class Executor:
                 log.info("job %s attempt %d ended %s", job.id, job.attempt, state.value)
                 self.observer.job_finished(
                     job,
-                    engine=self._engine_name(job),
+                    engine=control.engine or self._engine_name(job),
                     state=state,
                     generation_s=self._clock() - started,
                     video_s=video_s,
@@ -144,6 +146,9 @@ class Executor:
         self.observer.lease_expired(job, worker_id=worker_id or "unknown")
 
     def _engine_name(self, job: Job) -> str:
+        """The engine that ran ``job`` (its row's), else its model's first."""
+        if job.engine is not None:
+            return job.engine
         spec = self.catalog.models.get(job.model)
         return spec.engine if spec is not None else "unknown"
 
@@ -278,8 +283,9 @@ class Executor:
             time.sleep(self.route_wait_s)
 
     def _run_engine(self, job: Job, name: str, control: RunControl) -> list[VideoResult]:
+        control.engine = name
         engine = self.engines.get(name)
-        report = self._progress_writer(job, control)
+        report = self._progress_writer(job, name, control)
         if isinstance(engine, Forwarder):
             _check_forwardable(job, name)
             return [
@@ -401,13 +407,14 @@ class Executor:
     def _image(self, key: str | None) -> Image.Image | None:
         return decode_image(self.storage.get_bytes(key)) if key else None
 
-    def _progress_writer(self, job: Job, control: RunControl) -> Callable[[float], None]:
+    def _progress_writer(
+        self, job: Job, engine: str, control: RunControl
+    ) -> Callable[[float], None]:
         # The first write waits one interval, so a job shorter than that writes no
         # progress at all (its success sets 1.0); once a bar is showing, its end is written.
         started = self._clock()
         last_write = [started]
         last_report: list[float | None] = [None]  # the first report's wait includes setup
-        engine = self._engine_name(job)
 
         def on_progress(fraction: float) -> None:
             now = self._clock()
@@ -437,27 +444,9 @@ class Executor:
             encoded = encode_mp4(clip, video_path, thumbnail_path=thumb_path)
             if control.should_stop():
                 raise JobCancelled("job stopped while its video was being written")
-            # Keys carry the attempt so a late, fenced-out attempt never overwrites the
-            # output of the attempt that committed.
-            video_key = output_video_key(job.id, job.attempt, index)
-            size = self.storage.put_file(video_key, video_path)
-            thumb_key = None
-            if thumb_path.exists():
-                thumb_key = output_thumbnail_key(job.id, job.attempt, index)
-                self.storage.put_file(thumb_key, thumb_path)
+            return keep_output(self.storage, job, index, video_path, thumb_path, encoded, engine)
         finally:
             _remove(video_path, thumb_path)
-        return VideoResult(
-            video_key=video_key,
-            thumbnail_key=thumb_key,
-            width=encoded.width,
-            height=encoded.height,
-            fps=encoded.fps,
-            duration_s=encoded.duration_s,
-            has_audio=encoded.has_audio,
-            size_bytes=size,
-            engine=engine,
-        )
 
 
 def _seed_for(job_id: str, request: GenerationRequest) -> int:

@@ -17,8 +17,8 @@ from kinema.engines.base import Forwarder
 from kinema.engines.upstream import Forwarding, Operation, UpstreamUnavailable
 from kinema.engines.upstream.protocol import Image
 from kinema.errors import EngineError, JobCancelled
+from kinema.jobs.outputs import keep_output
 from kinema.jobs.store import JobStore
-from kinema.jobs.submit import job_prefix
 from kinema.media.encode import write_thumbnail
 from kinema.media.probe import probe_video
 from kinema.storage import Storage
@@ -96,25 +96,11 @@ class ForwardedJobs:
             raise UpstreamUnavailable(
                 f"{engine} returned an unreadable video: {error.message}"
             ) from None
-        prefix = job_prefix(job.id)
-        video_key = f"{prefix}video-{job.attempt}.mp4"
-        thumb_key = f"{prefix}thumbnail-{job.attempt}.jpg"
         thumb_path = path.with_suffix(".jpg")
         try:
             write_thumbnail(video.first_frame, thumb_path)
-            size = self.storage.put_file(video_key, path)
-            self.storage.put_file(thumb_key, thumb_path)
+            kept = keep_output(self.storage, job, 0, path, thumb_path, video, engine)
         finally:
             thumb_path.unlink(missing_ok=True)
         log.info("job %s: %s delivered %.2f s of video", job.id, engine, video.duration_s)
-        return VideoResult(
-            video_key=video_key,
-            thumbnail_key=thumb_key,
-            width=video.width,
-            height=video.height,
-            fps=video.fps,
-            duration_s=video.duration_s,
-            has_audio=video.has_audio,
-            size_bytes=size,
-            engine=engine,
-        )
+        return kept

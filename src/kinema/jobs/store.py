@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-import hashlib
-import json
 import math
 import uuid
 from collections.abc import Callable, Collection, Sequence
@@ -44,6 +42,7 @@ from sqlalchemy.exc import IntegrityError
 
 from kinema.db import begin_write
 from kinema.errors import IdempotencyConflict, InvalidRequest, LeaseLost, NotFound
+from kinema.fingerprint import fingerprint
 from kinema.jobs.direct import DirectQuery, summary_outputs, summary_result
 from kinema.jobs.dispatch import Dispatch
 from kinema.jobs.outbox import enqueue
@@ -70,13 +69,13 @@ def _utcnow() -> datetime:
 
 
 def hash_request(request: GenerationRequest) -> str:
-    """The default ``request_hash``: sha256 of the canonical JSON of ``request``.
+    """The default ``request_hash``: the fingerprint of ``request``'s canonical JSON.
 
     Callers that rewrite a request before submitting it (image sources replaced by
-    storage keys) should hash the body as it arrived instead, so retries compare equal.
+    storage keys) hash the body as it arrived instead (``views.creation_fingerprint``),
+    so retries compare equal.
     """
-    canonical = json.dumps(request.to_json(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return fingerprint(request.to_json())
 
 
 class JobStore:
@@ -129,9 +128,9 @@ class JobStore:
         job by raising (the per-key quotas do, so their count and the insert are atomic).
 
         With an ``idempotency_key`` the owner already used, the earlier job comes back
-        (created False) if ``request_hash`` matches, else ``IdempotencyConflict``. Two
-        racing submits with one key both end on the same row: the unique index lets only
-        one insert win, and the loser reads the winner's row.
+        (created False) if ``request_hash`` matches, else ``IdempotencyConflict``: the
+        unique index lets only one insert win, and the loser reads the winner's row (the
+        job service answers a plain retry before this, from ``find_idempotent``).
 
         ``base_url`` is the base URL of the request that created the job: the links of
         its responses and webhooks start with it (unless a public base URL is configured).
@@ -139,10 +138,6 @@ class JobStore:
         already waiting, so a new owner's first job goes before another's second.
         """
         request_hash = request_hash or hash_request(request)
-        if idempotency_key is not None:
-            earlier = self._find_by_key(owner, idempotency_key)
-            if earlier is not None:
-                return _same_request(earlier, request_hash), False
         now = self._clock()
         new_id = job_id or uuid.uuid4().hex
         rank = request.priority if priority is None else priority

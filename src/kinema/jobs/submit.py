@@ -9,8 +9,6 @@ earlier job it was derived from, again.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -21,21 +19,15 @@ from kinema.catalog import ExtensionLimits
 from kinema.errors import InvalidRequest
 from kinema.jobs.keys import input_key, job_prefix
 from kinema.jobs.sources import SourceResolver
-from kinema.jobs.store import JobStore, hash_request
+from kinema.jobs.store import JobStore
 from kinema.media.fetch import ImageFetcher
 from kinema.media.images import read_image_source, validate_image
 from kinema.storage import Storage
 from kinema.types import GenerationRequest, Job, parse_output_ref
 
-__all__ = ["Submitter", "job_prefix", "request_fingerprint"]
+__all__ = ["Submitter", "job_prefix"]
 
 _EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
-
-
-def request_fingerprint(body: Any) -> str:
-    """A stable hash of a request body, for Idempotency-Key comparisons."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class Submitter:
@@ -64,21 +56,15 @@ class Submitter:
         extension: ExtensionLimits | None = None,
         base_url: str | None = None,
         guard: Callable[[Connection], None] | None = None,
-    ) -> Job:
-        """Make ``request`` a durable queued job owned by ``owner`` and return it.
+    ) -> tuple[Job, bool]:
+        """Make ``request`` a durable queued job owned by ``owner``; the job and whether it
+        was created (False: an identical create with the same ``idempotency_key`` won).
 
         ``wire_names`` maps canonical input fields to the names the client used, so input
         errors point at the right field. ``extension`` bounds a source video (the model's
         limits; a request with a video needs them). ``guard`` runs in the inserting
         transaction (``JobStore.submit``).
         """
-        if idempotency_key:  # a retry is answered before its images are fetched again
-            earlier = self.store.find_idempotent(
-                owner, idempotency_key, request_hash=request_hash or hash_request(request)
-            )
-            if earlier is not None:
-                return earlier
-
         job_id = uuid.uuid4().hex
         try:
             stored = self._store_inputs(job_id, owner, request, wire_names, extension)
@@ -98,7 +84,7 @@ class Submitter:
             raise
         if not created:  # lost a race with an identical submit: keep the winner only
             self.storage.delete_prefix(job_prefix(job_id))
-        return job
+        return job, created
 
     def _store_inputs(
         self,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 
 class Storage(Protocol):
@@ -14,6 +15,10 @@ class Storage(Protocol):
     def put_bytes(self, key: str, data: bytes) -> None: ...
 
     def get_bytes(self, key: str) -> bytes: ...
+
+    def open_read(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """``key``'s bytes as a file to read in chunks (``NotFound`` if there is none)."""
+        ...
 
     def delete(self, key: str) -> None: ...
 

@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from kinema.errors import NotFound
 
@@ -48,6 +49,12 @@ class LocalStorage:
     def get_bytes(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"no such file: {key!r}") from None
+
+    def open_read(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")
         except FileNotFoundError:
             raise NotFound(f"no such file: {key!r}") from None
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO, cast
 from urllib.parse import parse_qs, urlsplit
 
 from kinema.errors import NotFound, TransientError
@@ -105,6 +105,17 @@ class S3Storage:
             answer = self._client.get_object(Bucket=self.location.bucket, Key=self._key(key))
             body: bytes = answer["Body"].read()
         return body
+
+    @contextmanager
+    def open_read(self, key: str) -> Iterator[BinaryIO]:
+        with _translated(key):
+            answer = self._client.get_object(Bucket=self.location.bucket, Key=self._key(key))
+        body = answer["Body"]
+        try:
+            with _translated(key):
+                yield cast(BinaryIO, body)
+        finally:
+            body.close()
 
     def delete(self, key: str) -> None:
         with _translated():

@@ -151,17 +151,6 @@ class WebhookDeliverer:
     def _lease_s(self) -> float:
         return self.http.timeout_s + 30
 
-    def deliver_due(self) -> int:
-        """Attempt every event that is due now, once each, in this thread; how many."""
-        attempted = 0
-        while not self._stop.is_set():
-            event = self.outbox.claim_due(lease_s=self._lease_s())
-            if event is None:
-                return attempted
-            self.attempt(event)
-            attempted += 1
-        return attempted
-
     def attempt(self, event: WebhookEvent) -> None:
         body = event.body
         if body is None:

@@ -12,9 +12,9 @@ seconds per key and engine).
 
 Extensions, which strict clients ignore: ``progress`` (0..100) on every response,
 ``details`` (one entry per problem) on 400 responses, and ``meta.adjustments`` listing what
-was changed to serve a request as sent: seed 002's own example asks ``duration: "5"`` of
-a model that makes 4, 6 and 8 second videos; such a duration is made as the next longer
-one (6) and reported there, rather than refused.
+was changed to serve a request as sent: the AI/ML API's own Veo 3 example asks
+``duration: "5"`` of a model that makes 4, 6 and 8 second videos; such a duration is made
+as the next longer one (6) and reported there, rather than refused.
 
 Extension: ``extend_from`` (kinema extension) names an earlier completed generation of
 the same key (its ``id``); the new generation is that video followed by ``duration``
@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kinema.api.deps import BearerOwner, IdempotencyKey
@@ -277,7 +277,7 @@ class AimlApi(Dialect):
             body: CreateGeneration,
             owner: BearerOwner,
             idempotency_key: IdempotencyKey = None,
-        ) -> JSONResponse:
+        ) -> Response:
             """Create a video generation task; poll it with GET and ``generation_id``."""
             job = self.create(request, owner, self.parse_create(body, idempotency_key))
             return self.respond(request, job)
@@ -290,7 +290,7 @@ class AimlApi(Dialect):
             body: CreateGeneration,
             owner: BearerOwner,
             idempotency_key: IdempotencyKey = None,
-        ) -> JSONResponse:
+        ) -> Response:
             """Legacy path of the same create call (documented upstream as 201)."""
             job = self.create(request, owner, self.parse_create(body, idempotency_key))
             return self.respond(request, job, status_code=201)

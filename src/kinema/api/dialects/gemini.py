@@ -48,13 +48,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from kinema.api.deps import IdempotencyKey
+from kinema.api.deps import IdempotencyKey, get_service
 from kinema.api.dialect import Dialect, Poll
 from kinema.api.dialects import google
 from kinema.api.dialects.google import GoogleOwner, Instance, Wire
 from kinema.api.files import artifact_response
 from kinema.errors import InvalidRequest, KinemaError, NotFound, UnknownModel
-from kinema.runtime import Runtime
 from kinema.types import JobStatus, output_ref
 from kinema.views import Creation, JobRef, JobView
 
@@ -160,14 +159,14 @@ def video_source(video: dict[str, Any]) -> str:
 
 def predict_model(request: Request, model_action: str) -> str:
     """The model of ``{model}:predictLongRunning``; 404 before the body is even read."""
-    runtime: Runtime = request.app.state.runtime
+    service = get_service(request)
     version = request.url.path.split("/")[1]
     model = google.split_action(model_action, "predictLongRunning", version)
     model = model.removeprefix("models/")
     try:
-        return runtime.catalog.get(model, dialect=Gemini.name).id
+        return service.catalog.get(model, dialect=Gemini.name).id
     except UnknownModel as error:
-        served = ", ".join(runtime.catalog.model_ids(Gemini.name))
+        served = ", ".join(service.catalog.model_ids(Gemini.name))
         raise NotFound(
             f"models/{model} is not found for API version {version}, or is not "
             f"supported for predictLongRunning; this server serves: {served}"
@@ -299,9 +298,9 @@ class Gemini(Dialect):
             """Cancel (``{name}:cancel``): a queued video ends now, a running one within
             moments."""
             job_id = _operation_id(google.split_action(operation_id, "cancel", version))
-            runtime: Runtime = request.app.state.runtime
-            runtime.find(owner, JobRef(id=job_id, model=model))
-            runtime.cancel(owner, job_id)
+            service = get_service(request)
+            service.find(owner, JobRef(id=job_id, model=model))
+            service.cancel(owner, job_id)
             return {}
 
         @router.delete(f"/{version}/models/{{model}}/operations/{{operation_id}}")
@@ -310,9 +309,9 @@ class Gemini(Dialect):
         ) -> dict[str, Any]:
             """Remove a finished operation and its video (kinema extension); 400 while
             running."""
-            runtime: Runtime = request.app.state.runtime
-            job = runtime.find(owner, JobRef(id=_operation_id(operation_id), model=model))
-            runtime.delete(owner, job.id)
+            service = get_service(request)
+            job = service.find(owner, JobRef(id=_operation_id(operation_id), model=model))
+            service.delete(owner, job.id)
             return {}
 
         @router.get(f"/{version}/files/{{file_path:path}}", response_model=None)
@@ -326,18 +325,18 @@ class Gemini(Dialect):
             name, colon, action = file_path.rpartition("files/")[2].partition(":")
             if colon and action != "download":
                 raise NotFound(f"method {action!r} is not found for files")
-            runtime: Runtime = request.app.state.runtime
+            service = get_service(request)
             try:
                 job_id, index = parse_file_name(name)
                 if colon:
-                    return artifact_response(runtime.artifact(owner, job_id, "video", index))
-                job = runtime.find(owner, JobRef(id=job_id))
+                    return artifact_response(service.artifact(owner, job_id, "video", index))
+                job = service.find(owner, JobRef(id=job_id))
             except NotFound:
                 raise NotFound(f"files/{name} is not found: its operation has no video") from None
             if job.status is not JobStatus.SUCCEEDED or index >= len(job.outputs):
                 raise NotFound(f"files/{name} is not found: its operation has no video")
             video = job.outputs[index]
-            uri = video_uri(name, runtime.link_base(job))
+            uri = video_uri(name, service.link_base(job))
             return JSONResponse(
                 {
                     "name": f"files/{name}",

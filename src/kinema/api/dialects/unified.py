@@ -1,4 +1,4 @@
-"""The unified task dialect (seed 003): ``task-unified-...`` ids, as API gateways sell Veo.
+"""The unified task dialect: ``task-unified-...`` ids, as API gateways document and sell Veo.
 
 Paths (the seed names none; these are the ones such gateways serve):
 
@@ -51,13 +51,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from kinema.api.deps import BearerOwner, IdempotencyKey
+from kinema.api.deps import BearerOwner, IdempotencyKey, get_service
 from kinema.api.dialect import Dialect, Poll
 from kinema.errors import FieldProblem, InvalidRequest, KinemaError, NotFound
-from kinema.runtime import Runtime
 from kinema.types import JobStatus, output_ref
 from kinema.views import Creation, JobRef, JobView
 
@@ -337,12 +336,12 @@ class UnifiedTasks(Dialect):
             body: CreateTask,
             owner: BearerOwner,
             idempotency_key: IdempotencyKey = None,
-        ) -> JSONResponse:
+        ) -> Response:
             """Create an image-to-video task; poll it at ``GET /v1/tasks/{id}``."""
-            runtime: Runtime = request.app.state.runtime
+            service = get_service(request)
             creation = self.parse_create(body, idempotency_key)
             if body.extend_from is not None:  # ids carry only a job's head: look it up
-                source = runtime.find(owner, job_ref(body.extend_from))
+                source = service.find(owner, job_ref(body.extend_from))
                 creation = dataclasses.replace(
                     creation,
                     fields={**creation.fields, "video": output_ref(source.id)},
@@ -352,12 +351,12 @@ class UnifiedTasks(Dialect):
             return self.respond(request, job)
 
         @router.post("/v1/tasks/{task_id}/cancel", response_model=Task)
-        def cancel_task(request: Request, task_id: TaskId, owner: BearerOwner) -> JSONResponse:
+        def cancel_task(request: Request, task_id: TaskId, owner: BearerOwner) -> Response:
             """Cancel a task: a pending one ends now, a processing one within moments.
 
             The task ends ``failed`` with error code ``request_cancelled``; cancelling a
             finished task changes nothing and returns it as it is.
             """
-            runtime: Runtime = request.app.state.runtime
-            job = runtime.cancel(owner, runtime.find(owner, job_ref(task_id)).id)
+            service = get_service(request)
+            job = service.cancel(owner, service.find(owner, job_ref(task_id)).id)
             return self.respond(request, job)

@@ -1,4 +1,4 @@
-"""The ``/v1/video/generations`` dialect (seed 004), as New-API-style gateways serve Veo.
+"""The ``/v1/video/generations`` dialect, as New-API-style gateways document and serve Veo.
 
 - ``POST /v1/video/generations``: create.
 - ``GET /v1/video/generations/{task_id}``: poll.
@@ -51,14 +51,13 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from kinema.api.deps import BearerOwner, IdempotencyKey
+from kinema.api.deps import BearerOwner, IdempotencyKey, get_service
 from kinema.api.dialect import Dialect, Poll
 from kinema.catalog import FRAME_SIZES
 from kinema.errors import FieldProblem, InvalidRequest, KinemaError, NotFound
-from kinema.runtime import Runtime
 from kinema.types import JobStatus, output_ref
 from kinema.views import Creation, JobRef, JobView
 
@@ -253,7 +252,8 @@ def job_id_from_wire(task_id: str) -> str:
 def _fixed_seconds(
     model: str, fields: dict[str, Any], wire_names: dict[str, str]
 ) -> tuple[dict[str, Any], ...]:
-    """Veo 3.1 with a first frame: ``seconds`` "is fixed to 8" (seed 004)."""
+    """Veo 3.1 with a first frame: ``seconds`` "is fixed to 8" (the gateway's Veo
+    image-to-video page)."""
     if model not in EIGHT_SECONDS_WITH_IMAGE or "image" not in fields:
         return ()
     requested = fields.get("duration")
@@ -432,7 +432,7 @@ class VideoGenerations(Dialect):
             body: CreateVideoGeneration,
             owner: BearerOwner,
             idempotency_key: IdempotencyKey = None,
-        ) -> JSONResponse:
+        ) -> Response:
             """Submit a video task; poll ``GET /v1/video/generations/{task_id}`` until
             ``succeeded``."""
             job = self.create(request, owner, self.parse_create(body, idempotency_key))
@@ -441,8 +441,8 @@ class VideoGenerations(Dialect):
         @router.post("/v1/video/generations/{task_id}/cancel", response_model=VideoGeneration)
         def cancel_generation(
             request: Request, task_id: TaskId, owner: BearerOwner
-        ) -> JSONResponse:
+        ) -> Response:
             """Cancel a task: a queued one ends now, a running one within moments."""
-            runtime: Runtime = request.app.state.runtime
-            job = runtime.cancel(owner, job_id_from_wire(task_id))
+            service = get_service(request)
+            job = service.cancel(owner, job_id_from_wire(task_id))
             return self.respond(request, job)

@@ -57,7 +57,6 @@ Refused with a 400 that says so: ``gcsUri`` images, other ``gcsUri`` videos, mas
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -66,13 +65,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictInt
 
-from kinema.api.deps import IdempotencyKey
+from kinema.api.deps import IdempotencyKey, get_service
 from kinema.api.dialect import Dialect, Poll
 from kinema.api.dialects import google
 from kinema.api.dialects.google import GoogleOwner, Instance, Wire
 from kinema.errors import InvalidRequest, KinemaError, NotFound, UnknownModel
-from kinema.jobs.keys import output_of_delivered_key, output_of_video_key
-from kinema.runtime import Runtime
+from kinema.service import JobService
 from kinema.types import JobStatus, output_ref
 from kinema.views import Creation, JobRef, JobView
 
@@ -120,12 +118,6 @@ class PredictLongRunningRequest(Wire):
     instances: list[Instance]
     parameters: Parameters | None = None
     labels: dict[str, str] | None = None
-
-
-class FetchPredictOperationRequest(BaseModel):
-    operationName: str = Field(
-        examples=[f"{EXPRESS_SCOPE}/{MODELS}/veo-3.1-generate-001/operations/0f1e..."]
-    )
 
 
 class PredictOperation(BaseModel):
@@ -189,13 +181,13 @@ def _unsupported(sent: dict[str, Any], model_fps: int) -> None:
 
 def predict_model(request: Request, model_action: str) -> str:
     """The model of ``{model}:predictLongRunning``; 404 before the body is even read."""
-    runtime: Runtime = request.app.state.runtime
+    service = get_service(request)
     version = request.url.path.split("/")[1]
     model = google.split_action(model_action, "predictLongRunning", version)
     try:
-        return runtime.catalog.get(model, dialect=Vertex.name).id
+        return service.catalog.get(model, dialect=Vertex.name).id
     except UnknownModel as error:
-        served = ", ".join(runtime.catalog.model_ids(Vertex.name))
+        served = ", ".join(service.catalog.model_ids(Vertex.name))
         raise NotFound(
             f"Publisher Model `{MODELS}/{model}` is not found; this server serves: {served}"
         ) from error
@@ -231,8 +223,8 @@ class Vertex(Dialect):
                 video: dict[str, Any] = {"mimeType": "video/mp4"}
                 if output.video_object_uri is not None:
                     video["gcsUri"] = output.video_object_uri
-                elif output.video_bytes is not None:
-                    video["bytesBase64Encoded"] = base64.b64encode(output.video_bytes).decode()
+                elif output.inline is not None:  # streamed in by the body's writer
+                    video["bytesBase64Encoded"] = output.inline
                 videos.append(video)
             body["response"] = {
                 "@type": RESPONSE_TYPE,
@@ -251,7 +243,7 @@ class Vertex(Dialect):
 
     def parse_create(
         self,
-        runtime: Runtime,
+        service: JobService,
         owner: str,
         body: PredictLongRunningRequest,
         model: str,
@@ -259,17 +251,17 @@ class Vertex(Dialect):
         scope: str | None = None,
     ) -> Creation:
         fields = google.instance_fields(
-            body.instances, lambda video: self.video_source(runtime, owner, video)
+            body.instances, lambda video: self.video_source(service, owner, video)
         )
         parameters = body.parameters or Parameters()
         sent = parameters.model_dump(by_alias=True, exclude_unset=True, exclude_none=True)
         storage_uri = sent.pop("storageUri", None)
         if storage_uri is not None:
             try:
-                runtime.check_storage_uri(storage_uri)
+                service.check_storage_uri(storage_uri)
             except InvalidRequest as error:
                 raise InvalidRequest.for_field("parameters.storageUri", error.message) from None
-        engine = runtime.catalog.engines[runtime.catalog.get(model).engine]
+        engine = service.catalog.engines[service.catalog.get(model).engine]
         _unsupported(sent, engine.fps)
         fields |= google.parameter_fields(sent)
         return Creation(
@@ -282,7 +274,7 @@ class Vertex(Dialect):
         )
 
     @staticmethod
-    def video_source(runtime: Runtime, owner: str, video: dict[str, Any]) -> str:
+    def video_source(service: JobService, owner: str, video: dict[str, Any]) -> str:
         """``instances[0].video``: the inline video, or a job reference for the URI of a
         video this server wrote: the job's own object, or the copy a ``storageUri``
         answer named (recorded with the job's output, so only that key is taken)."""
@@ -294,18 +286,7 @@ class Vertex(Dialect):
                 video.get("mimeType"),
                 "instances[0].video.bytesBase64Encoded",
             )
-        key = runtime.storage.key_of_uri(uri) if isinstance(uri, str) else None
-        output = None if key is None else output_of_video_key(key)
-        if key is not None and output is None:
-            copied = output_of_delivered_key(key)
-            if copied is not None:
-                job_id, index = copied
-                try:
-                    job = runtime.store.get(owner, job_id)
-                except NotFound:  # as another key's own object URI is
-                    raise NotFound(f"video {job_id} not found") from None
-                if index < len(job.outputs) and job.outputs[index].delivered_key == key:
-                    output = copied
+        output = service.output_of_uri(owner, uri) if isinstance(uri, str) else None
         if output is None:
             raise InvalidRequest.for_field(
                 "instances[0].video.gcsUri",
@@ -386,8 +367,8 @@ class Vertex(Dialect):
         ) -> JSONResponse:
             """Start generating a video (``{model}:predictLongRunning``); returns an
             operation whose name the SDK polls with ``:fetchPredictOperation``."""
-            runtime: Runtime = request.app.state.runtime
-            creation = self.parse_create(runtime, owner, body, model, idempotency_key, wire)
+            service = get_service(request)
+            creation = self.parse_create(service, owner, body, model, idempotency_key, wire)
             job = self.create(request, owner, creation)
             name = operation_name(job.model, job.id, job.request.wire_scope)
             return JSONResponse({"name": name})

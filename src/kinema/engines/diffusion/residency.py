@@ -51,11 +51,6 @@ class Residency:
         with self._lock:
             return list(self._entries)
 
-    def footprints(self) -> dict[str, int]:
-        """Bytes each loaded model holds on its device."""
-        with self._lock:
-            return {name: entry.footprint for name, entry in self._entries.items()}
-
     def used_bytes(self, device: str) -> int:
         with self._lock:
             return sum(e.footprint for e in self._entries.values() if e.device == device)

@@ -36,11 +36,11 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from kinema.api.deps import BearerOwner, IdempotencyKey, request_base_url
+from kinema.api.deps import BearerOwner, IdempotencyKey, get_service, request_base_url
 from kinema.catalog import ModelSpec
 from kinema.errors import FieldProblem, InvalidRequest, NotFound
 from kinema.media.fetch import format_size
-from kinema.runtime import Runtime
+from kinema.service import JobService
 from kinema.types import output_ref
 from kinema.views import Creation, JobRef, JobView
 
@@ -53,7 +53,7 @@ class VideosDialect(Protocol):
 
     def job_id(self, video_id: str) -> str: ...
 
-    def model_spec(self, runtime: Runtime, model: Any) -> ModelSpec: ...
+    def model_spec(self, service: JobService, model: Any) -> ModelSpec: ...
 
     def poll_headers(self, view: JobView) -> dict[str, str]: ...
 
@@ -235,18 +235,18 @@ def _scalars(body: DerivedBody) -> tuple[dict[str, Any], str | None]:
 def add_derived_routes(dialect: VideosDialect, router: APIRouter) -> None:
     """Add extensions, remix, edits and the refused character routes to ``router``."""
 
-    def respond(request: Request, runtime: Runtime, job: Any) -> JSONResponse:
-        view = runtime.view(job)
+    def respond(request: Request, service: JobService, job: Any) -> JSONResponse:
+        view = service.view(job)
         return JSONResponse(dialect.render(view), headers=dialect.poll_headers(view))
 
-    def owned(runtime: Runtime, owner: str, job_id: str, wire: str) -> Any:
+    def owned(service: JobService, owner: str, job_id: str, wire: str) -> Any:
         try:
-            return runtime.find(owner, JobRef(id=job_id))
+            return service.find(owner, JobRef(id=job_id))
         except NotFound:
             raise NotFound(f"No video found with id '{wire}'.") from None
 
     def _extend(
-        runtime: Runtime,
+        service: JobService,
         owner: str,
         body: DerivedBody,
         idempotency_key: str | None,
@@ -257,11 +257,11 @@ def add_derived_routes(dialect: VideosDialect, router: APIRouter) -> None:
         if "seconds" in body.fields:
             fields["duration"] = body.fields["seconds"]
         if source_id is not None:
-            source = owned(runtime, owner, source_id, str(body.video_id))
+            source = owned(service, owner, source_id, str(body.video_id))
             model = source.model
             fields["video"] = output_ref(source_id)
         else:
-            model = dialect.model_spec(runtime, body.fields.get("model", "sora-2")).id
+            model = dialect.model_spec(service, body.fields.get("model", "sora-2")).id
             fields["video"] = body.upload
         creation = Creation(
             model=model,
@@ -271,7 +271,7 @@ def add_derived_routes(dialect: VideosDialect, router: APIRouter) -> None:
             idempotency_key=idempotency_key,
             base_url=base_url,
         )
-        return runtime.create(owner, dialect.name, creation)
+        return service.create(owner, dialect.name, creation)
 
     @router.post(
         "/v1/videos/extensions", response_model=None, openapi_extra={"requestBody": EXTEND_BODY}
@@ -280,13 +280,13 @@ def add_derived_routes(dialect: VideosDialect, router: APIRouter) -> None:
         request: Request, owner: BearerOwner, idempotency_key: IdempotencyKey = None
     ) -> JSONResponse:
         """Extend a completed video: the source, then ``seconds`` more, as one video."""
-        runtime: Runtime = request.app.state.runtime
-        body = await read_derived_body(request, runtime.settings.max_video_bytes)
+        service = get_service(request)
+        body = await read_derived_body(request, service.settings.max_video_bytes)
         return await _in_thread(
             lambda: respond(
                 request,
-                runtime,
-                _extend(runtime, owner, body, idempotency_key, request_base_url(request)),
+                service,
+                _extend(service, owner, body, idempotency_key, request_base_url(request)),
             )
         )
 
@@ -302,8 +302,8 @@ def add_derived_routes(dialect: VideosDialect, router: APIRouter) -> None:
         idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         """A new video from this video's picture, with a new prompt."""
-        runtime: Runtime = request.app.state.runtime
-        body = await read_derived_body(request, runtime.settings.max_video_bytes)
+        service = get_service(request)
+        body = await read_derived_body(request, service.settings.max_video_bytes)
         if body.video_id is not None or body.upload is not None:
             raise _unknown_parameter("video")
         _refuse(body, "seconds", "model")  # a remix keeps the source's
@@ -319,9 +319,9 @@ def add_derived_routes(dialect: VideosDialect, router: APIRouter) -> None:
         job_id = dialect.job_id(video_id)
 
         def remix() -> JSONResponse:
-            owned(runtime, owner, job_id, video_id)
-            job = runtime.remix(owner, dialect.name, output_ref(job_id), creation)
-            return respond(request, runtime, job)
+            owned(service, owner, job_id, video_id)
+            job = service.remix(owner, dialect.name, output_ref(job_id), creation)
+            return respond(request, service, job)
 
         return await _in_thread(remix)
 
@@ -331,8 +331,8 @@ def add_derived_routes(dialect: VideosDialect, router: APIRouter) -> None:
     ) -> JSONResponse:
         """A new video from a video's picture (an id's, or an upload's first frame) with a
         new prompt: the engines here re-film a picture, they do not repaint a video."""
-        runtime: Runtime = request.app.state.runtime
-        body = await read_derived_body(request, runtime.settings.max_video_bytes)
+        service = get_service(request)
+        body = await read_derived_body(request, service.settings.max_video_bytes)
         source_id = _source_id(dialect, body)
         _refuse(body, "seconds")  # an edit keeps the source's length
         if source_id is not None:
@@ -341,7 +341,7 @@ def add_derived_routes(dialect: VideosDialect, router: APIRouter) -> None:
 
         def edit() -> JSONResponse:
             if source_id is not None:
-                owned(runtime, owner, source_id, str(body.video_id))
+                owned(service, owner, source_id, str(body.video_id))
                 creation = Creation(
                     model="",
                     fields=fields,
@@ -351,9 +351,9 @@ def add_derived_routes(dialect: VideosDialect, router: APIRouter) -> None:
                     base_url=request_base_url(request),
                 )
                 source = output_ref(source_id)
-                job = runtime.remix(owner, dialect.name, source, creation, kind="edit")
+                job = service.remix(owner, dialect.name, source, creation, kind="edit")
             else:
-                spec = dialect.model_spec(runtime, body.fields.get("model", "sora-2"))
+                spec = dialect.model_spec(service, body.fields.get("model", "sora-2"))
                 creation = Creation(
                     model=spec.id,
                     fields={**fields, "image": body.upload},
@@ -362,8 +362,8 @@ def add_derived_routes(dialect: VideosDialect, router: APIRouter) -> None:
                     idempotency_key=idempotency_key,
                     base_url=request_base_url(request),
                 )
-                job = runtime.create(owner, dialect.name, creation)
-            return respond(request, runtime, job)
+                job = service.create(owner, dialect.name, creation)
+            return respond(request, service, job)
 
         return await _in_thread(edit)
 

@@ -55,7 +55,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from kinema.api.deps import BearerOwner, IdempotencyKey
+from kinema.api.deps import BearerOwner, IdempotencyKey, get_service
 from kinema.api.dialect import Dialect, Poll
 from kinema.api.dialects.openai.derived import add_derived_routes
 from kinema.api.files import artifact_response
@@ -70,7 +70,7 @@ from kinema.errors import (
     UnknownModel,
 )
 from kinema.media.fetch import format_size
-from kinema.runtime import Runtime
+from kinema.service import JobService
 from kinema.types import JobStatus
 from kinema.views import Creation, JobRef, JobView
 
@@ -218,10 +218,10 @@ class CreateBody:
 
 
 async def read_create_body(request: Request) -> CreateBody:
-    runtime: Runtime = request.app.state.runtime
+    service = get_service(request)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        return await _read_form(request, runtime.settings.max_image_bytes)
+        return await _read_form(request, service.settings.max_image_bytes)
     if media_type in ("application/json", ""):
         try:
             body = await request.json()
@@ -349,11 +349,11 @@ def _size_fields(spec: ModelSpec, size: Any) -> dict[str, Any]:
     return {"resolution": standard[0], "aspect_ratio": standard[1]}
 
 
-def _model_spec(runtime: Runtime, model: Any) -> ModelSpec:
+def _model_spec(service: JobService, model: Any) -> ModelSpec:
     if not isinstance(model, str) or not model:
         raise InvalidRequest.for_field("model", "must be a model id string")
     try:
-        return runtime.catalog.get(model, dialect=OpenAIVideos.name)
+        return service.catalog.get(model, dialect=OpenAIVideos.name)
     except UnknownModel as error:
         raise UnknownModel(error.message, [FieldProblem(("model",), error.message)]) from None
 
@@ -466,8 +466,8 @@ class OpenAIVideos(Dialect):
         return job_ref(video_id).id or ""
 
     @staticmethod
-    def model_spec(runtime: Runtime, model: Any) -> ModelSpec:
-        return _model_spec(runtime, model)
+    def model_spec(service: JobService, model: Any) -> ModelSpec:
+        return _model_spec(service, model)
 
     @staticmethod
     def poll_headers(view: JobView) -> dict[str, str]:
@@ -492,10 +492,10 @@ class OpenAIVideos(Dialect):
     # --- translating a create ---
 
     def parse_create(
-        self, runtime: Runtime, body: CreateBody, idempotency_key: str | None
+        self, service: JobService, body: CreateBody, idempotency_key: str | None
     ) -> Creation:
         sent = dict(body.fields)
-        spec = _model_spec(runtime, sent.pop("model", DEFAULT_MODEL))
+        spec = _model_spec(service, sent.pop("model", DEFAULT_MODEL))
         callback_url = _callback_url(sent.pop("callback_url", None))
         fields: dict[str, Any] = {k: sent[k] for k in ("prompt", *_EXTENSIONS) if k in sent}
         if "seconds" in sent:
@@ -566,10 +566,10 @@ class OpenAIVideos(Dialect):
             idempotency_key: IdempotencyKey = None,
         ) -> JSONResponse:
             """Create a video from a prompt and an optional first-frame image."""
-            runtime: Runtime = request.app.state.runtime
-            creation = self.parse_create(runtime, body, idempotency_key)
+            service = get_service(request)
+            creation = self.parse_create(service, body, idempotency_key)
             job = self.create(request, owner, creation)
-            view = runtime.view(job)
+            view = service.view(job)
             return JSONResponse(self.render(view), headers=self.poll_headers(view))
 
         @router.get("/v1/videos", response_model=VideoList)
@@ -583,7 +583,7 @@ class OpenAIVideos(Dialect):
             order: Annotated[Literal["asc", "desc"], Query()] = "desc",
         ) -> dict[str, Any]:
             """The key's videos by creation time, newest first unless ``order=asc``."""
-            runtime: Runtime = request.app.state.runtime
+            service = get_service(request)
             cursor = None
             if after is not None:
                 try:
@@ -591,10 +591,10 @@ class OpenAIVideos(Dialect):
                 except NotFound:
                     raise InvalidRequest.for_field("after", f"no video {after!r}") from None
             try:
-                jobs = runtime.jobs(owner, limit=limit + 1, after=cursor, order=order)
+                jobs = service.jobs(owner, limit=limit + 1, after=cursor, order=order)
             except InvalidRequest:
                 raise InvalidRequest.for_field("after", f"no video {after!r}") from None
-            data = [self.render(runtime.view(job)) for job in jobs[:limit]]
+            data = [self.render(service.view(job)) for job in jobs[:limit]]
             return {
                 "object": "list",
                 "data": data,
@@ -609,9 +609,9 @@ class OpenAIVideos(Dialect):
 
             A video still running after a short wait (its worker on another machine has
             not seen the cancel yet) is a 409, which the SDK retries."""
-            runtime: Runtime = request.app.state.runtime
+            service = get_service(request)
             try:
-                job = runtime.delete(owner, job_ref(video_id).id or "", wait=True)
+                job = service.delete(owner, job_ref(video_id).id or "", wait=True)
             except JobStillRunning:
                 raise JobStillRunning(
                     f"Video '{video_id}' is being cancelled; retry the delete in a moment."
@@ -637,10 +637,10 @@ class OpenAIVideos(Dialect):
         ) -> Response:
             """The video (with HTTP range support), its thumbnail or a spritesheet of its
             frames (built on first request and kept with the video's files)."""
-            runtime: Runtime = request.app.state.runtime
+            service = get_service(request)
             job_id = job_ref(video_id).id or ""
             try:
-                artifact = runtime.artifact(owner, job_id, variant, index)
+                artifact = service.artifact(owner, job_id, variant, index)
             except NotFound as error:
                 if error.message.startswith("job "):  # no such video for this key
                     raise

@@ -1,0 +1,60 @@
+"""Bodies that carry stored files base64-encoded are written as streams (Vertex AI's
+inline videos): the JSON is exactly what a whole-body encoder writes, chunks stay bounded,
+and no client text can pose as a file marker."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+
+from kinema.inline_json import CHUNK_BYTES, body_chunks, has_inline, materialized, stream_body
+from kinema.storage import LocalStorage
+from kinema.views import InlineFile
+
+
+def stored(tmp_path: Path, key: str, data: bytes) -> LocalStorage:
+    storage = LocalStorage(tmp_path / "store")
+    storage.put_bytes(key, data)
+    return storage
+
+
+def test_a_streamed_body_is_the_json_a_whole_encoder_writes(tmp_path: Path):
+    video = bytes(range(256)) * 10_000 + b"end"  # 2.56 MB: several chunks, not a multiple of 3
+    storage = stored(tmp_path, "jobs/a/video-1.mp4", video)
+    body = {
+        "name": "op/1",
+        "response": {
+            "videos": [
+                {"bytesBase64Encoded": InlineFile("jobs/a/video-1.mp4", len(video))},
+                {"mimeType": "video/mp4", "note": "é \u2028 \"quoted\""},
+            ]
+        },
+    }
+    chunks = list(body_chunks(body, storage))
+    parsed = json.loads(b"".join(chunks))
+    assert base64.b64decode(parsed["response"]["videos"][0]["bytesBase64Encoded"]) == video
+    assert parsed["response"]["videos"][1] == body["response"]["videos"][1]
+    assert max(len(chunk) for chunk in chunks) <= 4 * CHUNK_BYTES // 3
+    assert len(chunks) > 3
+
+
+def test_client_text_that_looks_like_a_marker_stays_text(tmp_path: Path):
+    storage = stored(tmp_path, "k.mp4", b"MP4")
+    forged = "\x00inline-0000000000000000-0\x00"
+    body = {"prompt": forged, "video": InlineFile("k.mp4", 3), "again": forged}
+    parsed = json.loads(b"".join(body_chunks(body, storage)))
+    assert parsed == {"prompt": forged, "video": base64.b64encode(b"MP4").decode(), "again": forged}
+
+
+def test_materialized_and_streamed_bodies_agree(tmp_path: Path):
+    storage = stored(tmp_path, "k.mp4", b"\x00\x01\x02" * 1000)
+    body = {"videos": [{"bytesBase64Encoded": InlineFile("k.mp4", 3000)}], "done": True}
+    assert has_inline(body) and not has_inline(materialized(body, storage))
+
+    async def collect() -> bytes:
+        return b"".join([chunk async for chunk in stream_body(body, storage)])
+
+    streamed = json.loads(asyncio.run(collect()))
+    assert streamed == materialized(body, storage)
