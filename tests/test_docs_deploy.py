@@ -120,3 +120,33 @@ def test_the_install_steps_use_the_wheel_or_a_checkout():
     assert 'pip install "kinema[scale]"' not in text  # kinema is on no package index
     assert "python -m build --wheel" in text and ".whl[scale]" in text
     assert "sudo" not in text
+
+
+COMPOSE_ENV = Path(__file__).parents[1] / "deploy" / "compose.env"
+
+
+def compose_environment(text: str) -> dict[str, str]:
+    """An ``env_file:`` as docker compose reads it: ``NAME=value``, whole-line comments."""
+    values: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name] = value
+    return values
+
+
+def test_the_compose_env_file_means_the_same_to_compose_and_kinema(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    values = compose_environment(COMPOSE_ENV.read_text("utf-8"))
+    for name, value in values.items():
+        # Compose v1 keeps quotes and both keep an inline "# ..." in the value: neither here.
+        assert value and value[0] not in "\"'" and " #" not in value, (name, value)
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.dispatch == "procrastinate"
+    location = S3Location.parse(values["KINEMA_STORAGE_URL"])
+    assert (location.bucket, location.endpoint_url) == ("kinema-media", "http://s3:9000")
+    assert location.public_endpoint_url == "http://localhost:9000"
+    assert settings.resolved_database_url.startswith("postgresql://kinema:kinema@db:5432/")
