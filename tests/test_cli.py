@@ -366,3 +366,8 @@ def test_generate_takes_an_openai_only_id(tmp_path: Path):
     assert made.stdout.strip().splitlines()[-1].startswith("generation video_")
     facts = probe(output.read_bytes())
     assert (facts.width, facts.height, facts.frames) == (720, 1280, 96)
+
+
+def test_an_unknown_model_is_one_line_however_long_the_list(tmp_path: Path):
+    result = kinema(tmp_path, "generate", "-", "x", "--model", "no/such-model", columns=80)
+    assert_one_line_error(result, "no/such-model", "google/veo-3.1-i2v-fast")

@@ -45,7 +45,7 @@ app.add_typer(catalog_app, name="catalog")
 register_key_commands(keys_app)
 register_worker_commands(app)
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
 CLI_KEY_FILE = "cli.key"  # the key ``kinema generate`` uses on its in-process server
 
 

@@ -27,7 +27,7 @@ jobs_app = typer.Typer(
     help="Inspect and act on every key's jobs (operators).", rich_markup_mode=None
 )
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
 
 
 def _runtime() -> Runtime:
