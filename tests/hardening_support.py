@@ -13,12 +13,15 @@ from typing import Any
 import httpx
 import jsonschema
 
+from kinema.api.app import error_envelopes
 from kinema.api.dialects import dialects
 from kinema.settings import Settings
 from tests.support import make_settings
 
 DIALECTS = ("aimlapi", "gemini", "vertex", "openai", "unified", "v1")
-ERROR_SCHEMAS: dict[str, dict[str, Any]] = {d.name: d.error_schema for d in dialects()}
+ERROR_SCHEMAS: dict[str, dict[str, Any]] = {
+    envelope.name: envelope.schema for envelope in error_envelopes(dialects())
+}
 
 # One text-to-video model every dialect serves, rendering a few grey frames at once.
 QUICK_CATALOG = """

@@ -227,3 +227,91 @@ def test_routes_reach_kinema_through_the_service_dependency():
         if "app.state.runtime" in line and "app.state.runtime =" not in line
     )
     assert readers == ["api/deps.py", "api/deps.py"]  # get_runtime, get_service
+
+
+# --- Workers and wire tables never need the web framework -------------------------------
+#
+# A worker process (``kinema worker``) renders webhook bodies from the wire tables
+# (``kinema.wire``) through ``kinema.webhooks.renderers``; it must not import FastAPI or
+# Starlette, nor the dialects that need them.
+
+WIRE_ALLOWED = ("kinema.wire", "kinema.views", "kinema.types", "kinema.errors")
+WEB_OR_ROUTE_MODELS = ("fastapi", "starlette", "pydantic")
+
+WORKER_PROBE = """
+import json, os, signal, sys, threading, time
+
+import kinema.cli
+import kinema.engines.upstream.engine
+import kinema.jobs.execute
+import kinema.runtime
+import kinema.webhooks.renderers
+import kinema.wire
+
+
+def stop_when_running():
+    # The worker installs its SIGTERM handler once its runtime is built: then stop it.
+    while signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+threading.Thread(target=stop_when_running, daemon=True).start()
+kinema.cli.worker(models=None, concurrency=1, gpus=None, log_level="warning")
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[1:])))
+"""
+
+
+def imported_in_subprocess(script: str, roots: tuple[str, ...], env: dict[str, str]) -> list[str]:
+    """The modules under ``roots`` that are loaded once ``script`` has run in a fresh
+    interpreter (it prints them as a JSON list on its last line)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    environment = {**os.environ, **env, "PYTHONPATH": str(PACKAGE.parent)}
+    done = subprocess.run(
+        [sys.executable, "-c", script, *roots],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return list(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_a_worker_process_never_imports_the_web_framework(tmp_path: Path):
+    """``kinema worker`` runs (runtime, executor, upstream engines, webhook deliverer built
+    from the wire tables) and stops on SIGTERM without FastAPI or Starlette loaded."""
+    env = {"KINEMA_DATA_DIR": str(tmp_path / "data"), "KINEMA_SIGNING_SECRET": "test-secret"}
+    loaded = imported_in_subprocess(WORKER_PROBE, ("fastapi", "starlette"), env)
+    assert loaded == []
+
+
+def test_the_wire_tables_import_no_web_framework_nor_route_models():
+    script = (
+        "import json, sys\n"
+        "import kinema.wire\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in sys.argv[1:])))"
+    )
+    assert imported_in_subprocess(script, WEB_OR_ROUTE_MODELS, {}) == []
+    for path in (PACKAGE / "wire").rglob("*.py"):
+        assert not imported_roots(path) & set(WEB_OR_ROUTE_MODELS), path
+        for name in kinema_imports(path):
+            assert name.startswith(WIRE_ALLOWED), f"{path.name} imports {name}"
+
+
+def test_every_dialect_renders_with_its_wire_table():
+    """The server dialects and the webhook renderers use one status object per API."""
+    from kinema.api.dialects import dialects
+    from kinema.wire import STATUS_OBJECTS
+
+    served = {dialect.name: dialect for dialect in dialects()}
+    assert set(served) == set(STATUS_OBJECTS)
+    for name, status_object in STATUS_OBJECTS.items():
+        assert served[name].render == status_object.render, name
+        assert served[name].inline_video == status_object.inline_video, name

@@ -20,8 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kinema.api.app import error_envelopes
 from kinema.api.dialects import dialects
-from kinema.api.mount import dialect_for
+from kinema.api.mount import envelope_for
 from tests.hardening_support import ERROR_SCHEMAS
 from tests.support import LiveServer, live_server, make_settings
 
@@ -30,7 +31,7 @@ from tests.support import LiveServer, live_server, make_settings
 EXAMPLES = 15
 EXAMPLES_RICH = 60
 
-SERVED = dialects()  # each with the path prefixes whose errors it renders
+SERVED = error_envelopes(dialects())  # each with the path prefixes whose errors it renders
 
 HOSTILE_STRINGS = st.sampled_from(  # the likeliest culprits first
     [
@@ -166,10 +167,10 @@ def encode(body: Any, deep: int) -> bytes:
 
 
 def dialect_of(path: str) -> str:
-    dialect = dialect_for(SERVED, path)
-    if dialect is None:
+    envelope = envelope_for(SERVED, path)
+    if envelope is None:
         raise AssertionError(f"{path} is under no dialect")
-    return dialect.name
+    return envelope.name
 
 
 @pytest.fixture(scope="module")

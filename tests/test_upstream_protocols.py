@@ -214,7 +214,10 @@ def test_upstream_config_refuses_bad_entries_naming_the_field(
 def test_a_model_lists_its_engines_in_order():
     catalog = Catalog.from_dict(
         {
-            "engines": {"gpu": {"kind": "motion"}, "hosted": {"kind": "upstream"}},
+            "engines": {
+                "gpu": {"kind": "motion"},
+                "hosted": {"kind": "upstream", "protocol": "v1", "base_url": "https://p.example"},
+            },
             "models": {
                 "m": {
                     "dialect": "v1",

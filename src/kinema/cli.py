@@ -21,10 +21,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kinema import cli_errors, cli_generate
-from kinema.catalog import Catalog, ModelSpec
+from kinema.catalog import ModelSpec
 from kinema.cli_catalog import catalog_app
 from kinema.cli_help import JSON_OPTION, plain_help
 from kinema.cli_ops import jobs_app, register_key_commands, register_worker_commands
+from kinema.cli_pull import register_pull_command
 from kinema.cli_table import Column, print_json, print_rows
 from kinema.client import DEFAULT_MODEL, GenerationFailed, KinemaAPIError
 from kinema.settings import Settings
@@ -44,6 +45,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(catalog_app, name="catalog")
 register_key_commands(keys_app)
 register_worker_commands(app)
+register_pull_command(app)
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
 CLI_KEY_FILE = "cli.key"  # the key ``kinema generate`` uses on its in-process server
@@ -86,16 +88,33 @@ def serve(
         bool, typer.Option("--no-worker", help="API only: run no jobs here (same as --workers 0).")
     ] = False,
     log_level: Annotated[str, typer.Option(metavar="LEVEL", help="uvicorn log level.")] = "info",
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PROFILE",
+            help="Catalog profile: 'gpu' serves the Veo ids from the best open model pulled "
+            "here that fits the GPU (KINEMA_CATALOG_PROFILE).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API, with a worker in the same process unless --no-worker.
 
     Settings come from KINEMA_* environment variables (docs/deploy.md); the options here
     override them.
     """
+    from kinema.profiles import ProfileUnavailable
     from kinema.server import serve as run
 
     _configure_logging(log_level)
-    run(_settings(host=host, port=port, workers=0 if no_worker else workers), log_level=log_level)
+    workers = 0 if no_worker else workers
+    try:
+        run(
+            _settings(host=host, port=port, workers=workers, catalog_profile=profile),
+            log_level=log_level,
+        )
+    except ProfileUnavailable as error:
+        errors.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -119,9 +138,9 @@ def worker(
     queues on the shared PostgreSQL and can run on any machine that reaches it and the
     storage; otherwise it claims from the jobs table like the embedded pool.
     """
-    from kinema.api.webhooks import build_deliverer
     from kinema.observability.logs import configure_logging
     from kinema.runtime import Runtime
+    from kinema.webhooks.renderers import build_deliverer
 
     configure_logging(_settings().log_format, log_level)
     chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
@@ -390,7 +409,13 @@ def usage(
 @app.command()
 def models(as_json: JSON_OPTION = False) -> None:
     """List the models this installation serves, with their limits and engines."""
-    catalog = Catalog.load(_settings().catalog_path)
+    from kinema.profiles import ProfileUnavailable, load_catalog
+
+    try:
+        catalog = load_catalog(_settings())
+    except ProfileUnavailable as error:
+        errors.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
     specs = [catalog.models[model_id] for model_id in catalog.model_ids()]
     if as_json:
         print_json(console, [_model_json(spec) for spec in specs])

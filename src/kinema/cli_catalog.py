@@ -15,13 +15,15 @@ catalog_app = typer.Typer(
 
 
 def _catalog_file() -> tuple[Path, bool]:
-    """The catalog file in use, and whether it is the one shipped with kinema."""
+    """The catalog file in use, and whether it is one shipped with kinema (under the gpu
+    profile, the GPU catalog the profile starts from)."""
     from kinema.settings import Settings
 
-    configured = Settings().catalog_path
-    if configured is not None:
-        return Path(configured), False
-    return Path(str(resources.files("kinema").joinpath("catalog.toml"))), True
+    settings = Settings()
+    if settings.catalog_path is not None:
+        return Path(settings.catalog_path), False
+    name = "catalog.gpu.toml" if settings.catalog_profile == "gpu" else "catalog.toml"
+    return Path(str(resources.files("kinema").joinpath(name))), True
 
 
 @catalog_app.command("path")

@@ -19,9 +19,11 @@ from typing import Any, Self
 
 import httpx
 
+from kinema.wire import aimlapi as wire
+
 DEFAULT_MODEL = "google/veo-3.1-i2v-fast"
-IN_PROGRESS = frozenset({"queued", "generating", "waiting", "active"})
-CREATE_PATH = "/v2/video/generations"
+IN_PROGRESS = wire.IN_PROGRESS
+CREATE_PATH = wire.GENERATIONS_PATH
 
 Update = Callable[[dict[str, Any]], None]
 
@@ -68,9 +70,9 @@ def image_field(image: str | Path | bytes) -> str:
 def _create_body(
     model: str, prompt: str, image: str | Path | bytes | None, fields: dict[str, Any]
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": model, "prompt": prompt}
+    body: dict[str, Any] = {wire.MODEL: model, wire.FIELDS["prompt"]: prompt}
     if image is not None:
-        body["image_url"] = image_field(image)
+        body[wire.FIELDS["image"]] = image_field(image)
     body.update({k: v for k, v in fields.items() if v is not None})
     return body
 
@@ -90,7 +92,7 @@ def _decode(response: httpx.Response) -> dict[str, Any]:
 def _finished(generation: dict[str, Any]) -> bool:
     if generation.get("status") in IN_PROGRESS:
         return False
-    if generation.get("status") != "completed":
+    if generation.get("status") != wire.COMPLETED:
         raise GenerationFailed(generation)
     return True
 
@@ -149,7 +151,7 @@ class KinemaClient:
         return _decode(self._http.post(CREATE_PATH, json=body, headers=headers))
 
     def get(self, generation_id: str) -> dict[str, Any]:
-        return _decode(self._http.get(CREATE_PATH, params={"generation_id": generation_id}))
+        return _decode(self._http.get(CREATE_PATH, params={wire.ID_PARAMETER: generation_id}))
 
     def wait(
         self, generation_id: str, *, timeout_s: float | None = None, on_update: Update | None = None
@@ -235,7 +237,7 @@ class AsyncKinemaClient:
         return _decode(await self._http.post(CREATE_PATH, json=body, headers=headers))
 
     async def get(self, generation_id: str) -> dict[str, Any]:
-        response = await self._http.get(CREATE_PATH, params={"generation_id": generation_id})
+        response = await self._http.get(CREATE_PATH, params={wire.ID_PARAMETER: generation_id})
         return _decode(response)
 
     async def wait(

@@ -8,6 +8,7 @@ not guessable passwords.
 
 from __future__ import annotations
 
+import base64
 import builtins
 import hashlib
 import secrets
@@ -22,7 +23,6 @@ from sqlalchemy import Engine, Row, or_, select, update
 from kinema.db import begin_write
 from kinema.errors import InvalidRequest, NotFound
 from kinema.schema import api_keys
-from kinema.webhooks.signing import new_secret
 
 KEY_PREFIX = "kin_"
 ANONYMOUS_OWNER = "anonymous"  # every request's owner while authentication is disabled
@@ -31,6 +31,13 @@ _MAX_KEY_CHARS = 256  # longer tokens are not ours; reject before hashing
 # Recording every use would make each API request a database write; once a minute
 # is precise enough to tell which keys are still in use.
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+SECRET_PREFIX = "whsec_"  # every key's webhook secret, in Standard Webhooks' format
+
+
+def new_secret() -> str:
+    """A webhook signing secret: ``whsec_`` and 32 random bytes in base64."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def _utcnow() -> datetime:

@@ -37,6 +37,7 @@ from kinema.keys import KeyStore
 from kinema.media.fetch import ImageFetcher
 from kinema.media.http import SafeHttpClient
 from kinema.observability.metrics import Metrics, StateCollector
+from kinema.profiles import load_catalog
 from kinema.quotas import QuotaGate
 from kinema.service import JobService
 from kinema.settings import Settings
@@ -93,13 +94,16 @@ class Runtime:
         storage = open_storage(
             settings.storage_url, settings.resolved_storage_dir, settings.data_dir / "scratch"
         )
-        catalog = Catalog.load(settings.catalog_path)
+        catalog = load_catalog(settings)
         chosen = None if models is None else tuple(models)
         for model in chosen or ():
             catalog.get(model)  # an unknown model is an error now, not an idle worker
         fetcher = ImageFetcher.from_settings(settings)
         engines = EngineHost(
-            catalog.engines, gpus=settings.gpus, environ=settings.provider_keys()
+            catalog.engines,
+            gpus=settings.gpus,
+            environ=settings.provider_keys(),
+            models_dir=settings.resolved_models_dir,
         )
         count = settings.workers if workers is None else workers
         registry = WorkerRegistry(db)

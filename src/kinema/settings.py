@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     # for an S3-compatible store shared by every machine (credentials: the AWS_* variables).
     storage_url: str | None = None
     catalog_path: Path | None = None  # default: the catalog shipped with kinema
+    # "gpu": the Veo ids served by the best open model whose weights are in models_dir and
+    # that fits the GPU (docs/gpu.md, "The GPU profile"); the engines come from catalog_path
+    # or, when unset, from the shipped catalog.gpu.toml.
+    catalog_profile: Literal["default", "gpu"] = "default"
+    models_dir: Path | None = None  # where `kinema pull` puts weights; default data_dir/models
+    gpu_memory_gb: float | None = None  # the GPU profile's GPU size; default: what torch sees
 
     # --- HTTP ---
     host: str = "127.0.0.1"
@@ -123,6 +129,10 @@ class Settings(BaseSettings):
     @property
     def resolved_storage_dir(self) -> Path:
         return self.storage_dir or self.data_dir / "files"
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir or self.data_dir / "models"
 
     def resolved_signing_secret(self) -> bytes:
         """The HMAC key for download links: the setting, or a random one kept on disk."""

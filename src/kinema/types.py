@@ -236,3 +236,12 @@ class Clip:
 
 ProgressCallback = Callable[[float], None]  # fraction done, 0.0 .. 1.0
 CancelCheck = Callable[[], bool]  # True once the job should stop
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """One model's queue, as the metrics report it."""
+
+    model: str
+    depth: int  # jobs queued (not asked to cancel)
+    oldest_age_s: float  # how long the oldest of them has waited; 0 when none

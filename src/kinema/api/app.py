@@ -9,15 +9,17 @@ from typing import Any
 from fastapi import FastAPI
 
 from kinema import __version__
-from kinema.api import ops, playground
+from kinema.api import files, ops, playground
 from kinema.api.deps import Authenticator
+from kinema.api.dialect import Dialect
 from kinema.api.dialects import dialects
+from kinema.api.errors import Envelope
 from kinema.api.middleware import RequestGuard
 from kinema.api.mount import KinemaApp, build_openapi, mount, path_renderer
-from kinema.api.webhooks import build_deliverer
 from kinema.ratelimit import RateLimiter
 from kinema.runtime import Runtime
 from kinema.settings import Settings
+from kinema.webhooks.renderers import build_deliverer
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -52,14 +54,16 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         limiter=RateLimiter(runtime.settings.rate_limit_per_minute),
     )
     served = dialects()
-    mount(app, served)
+    envelopes = error_envelopes(served)
+    mount(app, served, envelopes)
+    app.include_router(files.router)
     app.include_router(ops.router)
     app.include_router(playground.router)
     # Every request, polls included, passes the guard first (proxies, Host, body size and
     # deadline), inside the request-id and latency middleware.
     guard = RequestGuard(
         app.route,
-        render=path_renderer(served),
+        render=path_renderer(envelopes),
         trusted_hosts=runtime.settings.trusted_hosts,
         trusted_proxies=runtime.settings.trusted_proxies,
         max_body_bytes=runtime.settings.max_body_bytes,
@@ -69,9 +73,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = build_openapi(app, served)
+            app.openapi_schema = build_openapi(app, served, envelopes)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
     return app
+
+
+def error_envelopes(served: list[Dialect]) -> list[Envelope]:
+    """Every error shape the app answers in: each dialect's, and the signed links'."""
+    return [*(dialect.envelope() for dialect in served), files.ENVELOPE]

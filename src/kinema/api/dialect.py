@@ -6,8 +6,10 @@ request), renders a ``JobView`` and a ``KinemaError`` in its own shapes, declare
 error schema, and lists its routes: ``polls`` (served by the one fast poll helper, each
 with a server-sent events twin) and ``add_routes`` for the rest (create, cancel, ...).
 
-``kinema.api.mount`` builds every dialect's routes, its webhook renderer and its OpenAPI
-entries from a list of dialects, so a new dialect is one module and one list entry.
+``kinema.api.mount`` builds every dialect's routes and its OpenAPI entries from a list of
+dialects; what its status object looks like (and its paths, words and field names) is
+its wire table's, in ``kinema.wire``, which webhook bodies are rendered from too. A new
+dialect is a wire table, one module here and one list entry.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from kinema.api.deps import bearer_token, get_authenticator, get_service, request_base_url
-from kinema.api.errors import error_headers
+from kinema.api.errors import Envelope, error_headers
 from kinema.errors import KinemaError
 from kinema.inline_json import has_inline, stream_body
 from kinema.types import Job, JobStatus
@@ -75,6 +77,7 @@ class Dialect:
     # --- translation ---
 
     def render(self, view: JobView) -> dict[str, Any]:
+        """The API's status object (its wire table's ``render``, in ``kinema.wire``)."""
         raise NotImplementedError
 
     def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
@@ -86,6 +89,9 @@ class Dialect:
             status_code=error.status,
             headers=error_headers(error),
         )
+
+    def envelope(self) -> Envelope:
+        return Envelope(self.name, self.title, self.prefixes, self.error_schema, self.render_error)
 
     def create(self, request: Request, owner: str, creation: Creation) -> Job:
         """Accept ``creation`` for ``owner``; the job's links start with the base URL this

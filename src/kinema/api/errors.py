@@ -3,12 +3,15 @@
 A route class per dialect catches ``KinemaError`` (and FastAPI's request validation
 errors) raised while serving that dialect's routes and hands them to the dialect's
 renderer, so domain code raises one hierarchy and every client sees its own shape.
+An ``Envelope`` says which paths an error shape covers: each dialect's, and the signed
+file links' (``kinema.api.files``), which are no dialect.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request, Response
@@ -26,6 +29,21 @@ from kinema.errors import (
 )
 
 ErrorRenderer = Callable[[Request, KinemaError], Response]
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """An error shape and the paths it covers.
+
+    A path is under a prefix when equal to it or followed by "/"; errors raised before a
+    route is found (404, 405, 413, a bad Host) are rendered by the envelope of the
+    longest prefix the path is under."""
+
+    name: str
+    title: str  # the OpenAPI tag of its operations
+    prefixes: tuple[str, ...]
+    schema: dict[str, Any]
+    render: ErrorRenderer
 
 
 def error_headers(error: KinemaError) -> dict[str, str]:

@@ -1,6 +1,9 @@
 """Signed, expiring downloads of stored files (``/files/{key}``), with HTTP range requests,
 and the one way every route turns an ``Artifact`` into a response.
 
+Plain routes (``router``), not a dialect: no job is ever rendered here, but errors under
+``/files`` have their own envelope (``ENVELOPE``).
+
 A local store's files are served from disk (ranges included). A remote store's (S3) are
 not proxied by signed links: they answer 307 with a short-lived presigned URL of the
 object, which serves the bytes, ranges included, straight from the bucket.
@@ -17,11 +20,11 @@ from typing import Annotated, Any, BinaryIO
 
 import anyio
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from kinema.api.deps import get_service
-from kinema.api.dialect import Dialect
+from kinema.api.errors import Envelope, dialect_route, error_headers
 from kinema.artifacts import Artifact
 from kinema.errors import KinemaError, NotFound
 
@@ -96,39 +99,41 @@ def artifact_response(artifact: Artifact) -> Response:
     return Response(artifact.data, media_type=artifact.media_type)
 
 
-class Files(Dialect):
-    """Not a generation API: the signed links every dialect hands out."""
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["message", "path", "statusCode"],
+    "properties": {
+        "message": {"type": "string"},
+        "path": {"type": "string"},
+        "statusCode": {"type": "integer"},
+    },
+}
 
-    name = "files"
-    title = "files"
-    prefixes = ("/files",)
-    status_words = {}
-    error_schema = {
-        "type": "object",
-        "required": ["message", "path", "statusCode"],
-        "properties": {
-            "message": {"type": "string"},
-            "path": {"type": "string"},
-            "statusCode": {"type": "integer"},
-        },
-    }
 
-    def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
-        return {"message": error.message, "path": request.url.path, "statusCode": error.status}
+def render_error(request: Request, error: KinemaError) -> Response:
+    """The signed links' own error shape ``{message, path, statusCode}``."""
+    body = {"message": error.message, "path": request.url.path, "statusCode": error.status}
+    return JSONResponse(body, status_code=error.status, headers=error_headers(error))
 
-    def add_routes(self, router: APIRouter) -> None:
-        @router.get("/files/{key:path}", response_class=FileResponse, responses=_FILE_RESPONSES)
-        def download(
-            request: Request, key: str, expires: Expires = None, signature: Signature = None
-        ) -> Response:
-            """A file named by a signed link: 403 when the signature is wrong, 410 once
-            expired."""
-            service = get_service(request)
-            return artifact_response(service.signed_file(key, expires, signature))
 
-        @router.head("/files/{key:path}", response_class=FileResponse, responses=_FILE_RESPONSES)
-        def download_head(
-            request: Request, key: str, expires: Expires = None, signature: Signature = None
-        ) -> Response:
-            """Headers of a signed file (size, type), without its body."""
-            return download(request, key, expires, signature)
+# Not a generation API: the signed links every dialect hands out, with their own errors.
+ENVELOPE = Envelope("files", "files", ("/files",), ERROR_SCHEMA, render_error)
+router = APIRouter(route_class=dialect_route(render_error), tags=[ENVELOPE.title])
+
+
+@router.get("/files/{key:path}", response_class=FileResponse, responses=_FILE_RESPONSES)
+def download(
+    request: Request, key: str, expires: Expires = None, signature: Signature = None
+) -> Response:
+    """A file named by a signed link: 403 when the signature is wrong, 410 once
+    expired."""
+    service = get_service(request)
+    return artifact_response(service.signed_file(key, expires, signature))
+
+
+@router.head("/files/{key:path}", response_class=FileResponse, responses=_FILE_RESPONSES)
+def download_head(
+    request: Request, key: str, expires: Expires = None, signature: Signature = None
+) -> Response:
+    """Headers of a signed file (size, type), without its body."""
+    return download(request, key, expires, signature)

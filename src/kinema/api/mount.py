@@ -1,15 +1,16 @@
-"""One mount step: every dialect's routes, error envelope, webhook renderer and OpenAPI.
+"""One mount step: every dialect's routes, error envelope and OpenAPI.
 
-``mount(app, dialects)`` gives each dialect a router whose route class renders errors in
-the dialect's envelope, registers its polls (served by ``PollLane``) with their events
-twins, adds its other routes, and answers route-level 404/405 under its path prefixes
-in its envelope. ``webhook_renderers`` and ``build_openapi`` read the same list.
+``mount(app, dialects, envelopes)`` gives each dialect a router whose route class renders
+errors in the dialect's envelope, registers its polls (served by ``PollLane``) with their
+events twins, adds its other routes, and answers route-level 404/405 under each envelope's
+path prefixes in that envelope. ``build_openapi`` reads the same lists. (Webhook bodies
+are rendered from the wire tables: ``kinema.webhooks.renderers``.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
@@ -18,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kinema.api.dialect import Dialect, Poll
-from kinema.api.errors import dialect_route, error_headers
+from kinema.api.errors import Envelope, dialect_route, error_headers
 from kinema.api.poll import PollLane, serve_events, serve_poll
 from kinema.errors import (
     InvalidRequest,
@@ -28,11 +29,6 @@ from kinema.errors import (
     PayloadTooLarge,
     safe_text,
 )
-from kinema.inline_json import materialized
-from kinema.service import JobService
-from kinema.types import Job
-
-Renderer = Callable[[Job], dict[str, Any]]
 
 _EVENT_STREAM = {
     "description": "Server-sent events: `progress` on every change, then one `done`; each "
@@ -76,8 +72,9 @@ class KinemaApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def mount(app: KinemaApp, dialects: Sequence[Dialect]) -> None:
-    """Serve ``dialects`` on ``app`` (polls first, so they win over the other routes)."""
+def mount(app: KinemaApp, dialects: Sequence[Dialect], envelopes: Sequence[Envelope]) -> None:
+    """Serve ``dialects`` on ``app`` (polls first, so they win over the other routes);
+    route-level errors are rendered in the envelope of ``envelopes`` the path is under."""
     lane: list[tuple[Dialect, Poll]] = []
     for dialect in dialects:
         router = APIRouter(route_class=dialect_route(dialect.render_error), tags=[dialect.title])
@@ -89,7 +86,7 @@ def mount(app: KinemaApp, dialects: Sequence[Dialect]) -> None:
     app.poll_lane = PollLane(lane)
     app.state.dialects = tuple(dialects)
 
-    render = path_renderer(dialects)
+    render = path_renderer(envelopes)
 
     async def route_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
@@ -98,17 +95,17 @@ def mount(app: KinemaApp, dialects: Sequence[Dialect]) -> None:
     app.add_exception_handler(HTTPException, route_error)
 
 
-def path_renderer(dialects: Sequence[Dialect]) -> Callable[[Request, KinemaError], Response]:
-    """Renders an error in the envelope of the dialect whose prefix the path is under;
-    outside every dialect, FastAPI's plain ``{"detail"}``."""
+def path_renderer(envelopes: Sequence[Envelope]) -> Callable[[Request, KinemaError], Response]:
+    """Renders an error in the envelope whose prefix the path is under; outside every
+    envelope, FastAPI's plain ``{"detail"}``."""
 
     def render(request: Request, error: KinemaError) -> Response:
-        dialect = dialect_for(dialects, request.url.path)
-        if dialect is None:
+        envelope = envelope_for(envelopes, request.url.path)
+        if envelope is None:
             return JSONResponse(
                 {"detail": error.message}, status_code=error.status, headers=error_headers(error)
             )
-        return dialect.render_error(request, error)
+        return envelope.render(request, error)
 
     return render
 
@@ -131,14 +128,14 @@ def _route_error(request: Request, error: HTTPException) -> KinemaError:
     raise error
 
 
-def dialect_for(dialects: Sequence[Dialect], path: str) -> Dialect | None:
-    """The dialect with the longest prefix ``path`` is under (equal, or then a "/")."""
-    best: tuple[int, Dialect | None] = (0, None)
-    for dialect in dialects:
-        for prefix in dialect.prefixes:
+def envelope_for(envelopes: Sequence[Envelope], path: str) -> Envelope | None:
+    """The envelope with the longest prefix ``path`` is under (equal, or then a "/")."""
+    best: tuple[int, Envelope | None] = (0, None)
+    for envelope in envelopes:
+        for prefix in envelope.prefixes:
             under = path == prefix or path.startswith(prefix + "/")
             if under and len(prefix) > best[0]:
-                best = (len(prefix), dialect)
+                best = (len(prefix), envelope)
     return best[1]
 
 
@@ -179,21 +176,9 @@ def _add_poll(router: APIRouter, dialect: Dialect, poll: Poll) -> None:
     )
 
 
-def webhook_renderers(dialects: Sequence[Dialect], service: JobService) -> dict[str, Renderer]:
-    """Each dialect's webhook body: the job as that dialect's status object (its links
-    start with the job's own base URL)."""
-
-    def renderer(dialect: Dialect) -> Renderer:
-        def render(job: Job) -> dict[str, Any]:
-            body = dialect.render(service.view(job, inline_video=dialect.inline_video))
-            return cast(dict[str, Any], materialized(body, service.storage))
-
-        return render
-
-    return {dialect.name: renderer(dialect) for dialect in dialects if dialect.status_words}
-
-
-def build_openapi(app: FastAPI, dialects: Sequence[Dialect]) -> dict[str, Any]:
+def build_openapi(
+    app: FastAPI, dialects: Sequence[Dialect], envelopes: Sequence[Envelope]
+) -> dict[str, Any]:
     """FastAPI's document, with each dialect's error envelope as every operation's
     ``default`` response, event streams as ``text/event-stream``, and FastAPI's generic
     422 (never sent: dialects answer validation errors with 400) removed."""
@@ -202,7 +187,7 @@ def build_openapi(app: FastAPI, dialects: Sequence[Dialect]) -> dict[str, Any]:
     )
     components = schema.setdefault("components", {})
     components.setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
-    envelopes: Mapping[str, dict[str, Any]] = {d.title: d.error_schema for d in dialects}
+    schemas: Mapping[str, dict[str, Any]] = {e.title: e.schema for e in envelopes}
     for path, operations in schema["paths"].items():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
@@ -211,10 +196,10 @@ def build_openapi(app: FastAPI, dialects: Sequence[Dialect]) -> dict[str, Any]:
             if path.endswith("/events"):
                 responses["200"] = _EVENT_STREAM
             tag = (operation.get("tags") or [None])[0]
-            if tag in envelopes:
+            if tag in schemas:
                 responses["default"] = {
                     "description": "An error, in this API's own error envelope",
-                    "content": {"application/json": {"schema": envelopes[tag]}},
+                    "content": {"application/json": {"schema": schemas[tag]}},
                 }
     for dialect in dialects:
         dialect.openapi(schema)

@@ -26,6 +26,12 @@ class EngineConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def upstream_options(self) -> dict[str, Any]:
+        """The options of a forwarding engine, with the served model's frame rate (``fps``,
+        which the catalog keeps beside ``kind``): the GPU servers' protocols need it."""
+        return {**self.options, "fps": self.fps}
+
+    @property
     def forwards(self) -> bool:
         """Whether this engine forwards jobs to a provider instead of rendering frames."""
         return self.kind == "upstream"
@@ -41,4 +47,4 @@ def check_engine_config(config: EngineConfig) -> None:
     elif config.forwards:
         from kinema.engines.upstream.config import UpstreamConfig
 
-        UpstreamConfig.from_options(config.name, config.options)
+        UpstreamConfig.from_options(config.name, config.upstream_options)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 
 from kinema.engines.base import AnyEngine, Engine
 from kinema.engines.config import EngineConfig, check_engine_config
-from kinema.engines.diffusion import MODEL_FILES
+from kinema.engines.diffusion import MODEL_FILES, local_weights
 from kinema.engines.diffusion.residency import Residency
 from kinema.errors import NotSupported
 
@@ -23,18 +24,20 @@ def build_engine(
     residency: Residency | None = None,
     gpus: str = "",
     environ: Mapping[str, str] | None = None,
+    models_dir: Path | None = None,
 ) -> AnyEngine:
     """Instantiate the engine implementation named by ``config.kind``.
 
     ``residency`` is shared by the diffusers engines of one process, so that loading a
     model can unload the least recently used others. ``gpus`` ("0,1") puts the diffusers
     engines on those GPUs: one, or each job across several. ``environ`` is where upstream
-    engines read their API key from (``api_key_env``).
+    engines read their API key from (``api_key_env``). ``models_dir`` is where ``kinema
+    pull`` put weights: the diffusers engines' hub repositories are read from there.
     """
     if config.forwards:
         from kinema.engines.upstream import UpstreamConfig, UpstreamEngine
 
-        upstream = UpstreamConfig.from_options(config.name, config.options)
+        upstream = UpstreamConfig.from_options(config.name, config.upstream_options)
         return UpstreamEngine(upstream, environ={} if environ is None else environ)
     if config.kind == "motion":
         from kinema.engines.motion.engine import MotionEngine
@@ -43,6 +46,8 @@ def build_engine(
     if config.kind == "python":
         return _import_engine(config)
     if config.kind in DIFFUSERS_ENGINES:
+        if models_dir is not None:
+            config = local_weights.resolve(config, models_dir)
         return _diffusers_engine(on_gpus(config, gpus), residency or Residency())
     raise NotSupported(
         f"engine kind {config.kind!r} (engine {config.name!r}) is not available in this build"
@@ -97,12 +102,14 @@ class EngineHost:
         configs: Mapping[str, EngineConfig],
         gpus: str = "",
         environ: Mapping[str, str] | None = None,
+        models_dir: Path | None = None,
     ) -> None:
         for config in configs.values():  # a catalog built in code is checked too
             check_engine_config(config)
         self._configs = configs
         self._gpus = gpus
         self._environ = environ
+        self._models_dir = models_dir
         self._engines: dict[str, AnyEngine] = {}
         self._lock = threading.Lock()
         self.residency = Residency()  # which diffusers models hold GPU memory
@@ -112,7 +119,11 @@ class EngineHost:
             engine = self._engines.get(name)
             if engine is None:
                 engine = build_engine(
-                    self._configs[name], self.residency, self._gpus, self._environ
+                    self._configs[name],
+                    self.residency,
+                    self._gpus,
+                    self._environ,
+                    self._models_dir,
                 )
                 engine.setup()
                 self._engines[name] = engine

@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, func, select
 
 from kinema.jobs.rows import job_from_row
 from kinema.schema import jobs
-from kinema.types import Job, JobStatus
+from kinema.types import Job, JobStatus, QueueStats
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class QueueStats:
-    model: str
-    depth: int  # jobs queued (not asked to cancel)
-    oldest_age_s: float  # how long the oldest of them has waited; 0 when none
 
 
 class JobInspector:

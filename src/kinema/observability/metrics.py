@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from kinema.types import Job, JobStatus
-
-if TYPE_CHECKING:  # the job layer reports to this module, never the other way round
-    from kinema.jobs.inspect import QueueStats
+from kinema.types import Job, JobStatus, QueueStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

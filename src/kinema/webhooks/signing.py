@@ -10,18 +10,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
 
-SECRET_PREFIX = "whsec_"
+from kinema.keys import SECRET_PREFIX
+
 TOLERANCE_S = 5 * 60
 
 
 class SignatureError(Exception):
     pass
-
-
-def new_secret() -> str:
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def _key(secret: str) -> bytes:

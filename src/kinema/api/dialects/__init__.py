@@ -1,4 +1,5 @@
-"""The wire APIs this server speaks: a new one is a module and an entry here."""
+"""The wire APIs this server speaks: a new one is a wire table (``kinema.wire``), a module
+here and an entry in ``dialects()``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from kinema.api.dialects.openai.videos import OpenAIVideos
 from kinema.api.dialects.unified import UnifiedTasks
 from kinema.api.dialects.v1_generations import VideoGenerations
 from kinema.api.dialects.vertex import Vertex
-from kinema.api.files import Files
 
 
 def dialects() -> list[Dialect]:
@@ -20,5 +20,4 @@ def dialects() -> list[Dialect]:
         OpenAIVideos(),
         UnifiedTasks(),
         VideoGenerations(),
-        Files(),
     ]

@@ -36,31 +36,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kinema.api.deps import BearerOwner, IdempotencyKey
 from kinema.api.dialect import Dialect, Poll, query_value
-from kinema.errors import InvalidRequest, KinemaError, NotFound
-from kinema.types import JobStatus, output_ref
-from kinema.views import Creation, JobRef, JobView
-
-TOKENS_PER_SECOND = 15_000
-
-# wire field -> canonical field
-WIRE_FIELDS = {
-    "prompt": "prompt",
-    "image_url": "image",
-    "last_image_url": "last_image",
-    "tail_image_url": "last_image",
-    "image_urls": "reference_images",
-    "duration": "duration",
-    "aspect_ratio": "aspect_ratio",
-    "resolution": "resolution",
-    "generate_audio": "generate_audio",
-    "seed": "seed",
-    "negative_prompt": "negative_prompt",
-    "enhance_prompt": "enhance_prompt",
-    "auto_fix": "auto_fix",
-}
-_DEFAULT_WIRE = {canonical: wire for wire, canonical in WIRE_FIELDS.items()}
-_DEFAULT_WIRE["last_image"] = "last_image_url"
-POLL_PATHS = ("/v2/video/generations", "/v2/generate/video/google/generation")
+from kinema.errors import InvalidRequest, KinemaError
+from kinema.types import output_ref
+from kinema.views import Creation, JobRef
+from kinema.wire import aimlapi as wire
 
 
 class CreateGeneration(BaseModel):
@@ -122,18 +101,12 @@ class Generation(BaseModel):
 
 
 class AimlApi(Dialect):
-    name = "aimlapi"
+    name = wire.NAME
     title = "AI/ML API"
     prefixes = ("/v2",)
     full_view = False
-    status_words = {
-        JobStatus.QUEUED: "queued",
-        JobStatus.RUNNING: "generating",
-        JobStatus.SUCCEEDED: "completed",
-        JobStatus.FAILED: "error",
-        JobStatus.CANCELLED: "error",
-        JobStatus.EXPIRED: "error",
-    }
+    inline_video = wire.INLINE_VIDEO
+    status_words = wire.STATUS_WORDS
     error_schema = {
         "type": "object",
         "required": ["message", "path", "requestId", "statusCode", "timestamp"],
@@ -147,59 +120,14 @@ class AimlApi(Dialect):
         },
     }
 
-    # --- ids ---
+    # --- ids and rendering (the wire table's) ---
 
-    @staticmethod
-    def wire_id(job_id: str, model: str) -> str:
-        """``<uuid>:<model>`` (the job id, 32 hex digits, in the UUID's dashed form)."""
-        h = job_id
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}:{model}"
+    wire_id = staticmethod(wire.wire_id)
+    render = staticmethod(wire.render)
 
     @staticmethod
     def job_ref(generation_id: str) -> JobRef:
-        head = generation_id.split(":", 1)[0].strip()
-        try:
-            return JobRef(id=uuid.UUID(head).hex)
-        except ValueError:
-            raise NotFound(f"generation {generation_id!r} not found") from None
-
-    # --- rendering ---
-
-    def render(self, view: JobView) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": self.wire_id(view.id, view.model),
-            "status": self.status_words[view.status],
-            "video": None,
-            "error": None,
-            "meta": None,
-            "progress": view.percent,
-        }
-        if view.video_url is not None and view.result is not None:
-            duration = round(view.result.duration_s, 3)
-            body["video"] = {"url": view.video_url, "duration": duration}
-            body["videos"] = [
-                {"url": output.video_url, "duration": round(output.result.duration_s, 3)}
-                for output in view.outputs
-            ]
-            body["duration"] = duration
-            usage: dict[str, Any] = {
-                "seconds": duration,
-                "tokens_used": round(duration * TOKENS_PER_SECOND),
-                "engine": view.result.engine,  # the catalog engine that made it (kinema)
-            }
-            body["meta"] = {"usage": usage}
-        elif view.status is JobStatus.CANCELLED:
-            body["error"] = {"name": "Cancelled", "message": "the generation was cancelled"}
-        elif view.status is JobStatus.EXPIRED:
-            body["error"] = {"name": "Expired", "message": "the video was removed after retention"}
-        elif view.status is JobStatus.FAILED:
-            body["error"] = {
-                "name": view.error_code or "error",
-                "message": view.error_message or "generation failed",
-            }
-        if view.adjustments:
-            body["meta"] = {**(body["meta"] or {}), "adjustments": view.adjustments}
-        return body
+        return JobRef(id=wire.job_id(generation_id))
 
     def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -224,15 +152,15 @@ class AimlApi(Dialect):
         model = sent.pop("model")
         callback_url = sent.pop("callback_url", None)
         fields: dict[str, Any] = {}
-        wire_names = dict(_DEFAULT_WIRE)
+        wire_names = dict(wire.FIELDS)
         extend_from = sent.pop("extend_from", None)
         if extend_from is not None:
             fields["video"] = output_ref(AimlApi.job_ref(extend_from).id or "")
             wire_names["video"] = "extend_from"
-        for wire, value in sent.items():
-            canonical = WIRE_FIELDS.get(wire, wire)
+        for sent_as, value in sent.items():
+            canonical = wire.WIRE_FIELDS.get(sent_as, sent_as)
             fields[canonical] = value
-            wire_names[canonical] = wire
+            wire_names[canonical] = sent_as
         return Creation(
             model=model,
             fields=fields,
@@ -245,13 +173,13 @@ class AimlApi(Dialect):
 
     def polls(self) -> list[Poll]:
         def locate(request: Request, params: Mapping[str, str], body: Any) -> JobRef:
-            generation_id = query_value(request, "generation_id")
+            generation_id = query_value(request, wire.ID_PARAMETER)
             if not generation_id:
-                raise InvalidRequest.for_field("generation_id", "is required")
+                raise InvalidRequest.for_field(wire.ID_PARAMETER, "is required")
             return self.job_ref(generation_id)
 
         parameter = {
-            "name": "generation_id",
+            "name": wire.ID_PARAMETER,
             "in": "query",
             "required": True,
             "schema": {"type": "string", "minLength": 1},
@@ -261,17 +189,17 @@ class AimlApi(Dialect):
             Poll(
                 path,
                 locate,
-                events=path + "/events" if path == POLL_PATHS[0] else None,
+                events=path + "/events" if path == wire.GENERATIONS_PATH else None,
                 summary="Fetch a video generation: once `completed`, `video.url` is a signed link",
                 parameters=(parameter,),
                 response_model=Generation,
             )
-            for path in POLL_PATHS
+            for path in wire.POLL_PATHS
         ]
 
     def add_routes(self, router: APIRouter) -> None:
 
-        @router.post("/v2/video/generations", response_model=Generation)
+        @router.post(wire.GENERATIONS_PATH, response_model=Generation)
         def create_generation(
             request: Request,
             body: CreateGeneration,
@@ -282,9 +210,7 @@ class AimlApi(Dialect):
             job = self.create(request, owner, self.parse_create(body, idempotency_key))
             return self.respond(request, job)
 
-        @router.post(
-            "/v2/generate/video/google/generation", response_model=Generation, status_code=201
-        )
+        @router.post(wire.LEGACY_PATH, response_model=Generation, status_code=201)
         def create_generation_legacy(
             request: Request,
             body: CreateGeneration,

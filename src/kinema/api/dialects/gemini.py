@@ -55,12 +55,9 @@ from kinema.api.dialects.google import GoogleOwner, Instance, Wire
 from kinema.api.files import artifact_response
 from kinema.errors import InvalidRequest, KinemaError, NotFound, UnknownModel
 from kinema.types import JobStatus, output_ref
-from kinema.views import Creation, JobRef, JobView
-
-API_VERSIONS = ("v1beta", "v1")
-FILES_VERSION = "v1beta"  # video uris name this version; the file routes answer under both
-RESPONSE_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse"
-_HEX32 = frozenset("0123456789abcdef")
+from kinema.views import Creation, JobRef
+from kinema.wire import gemini as wire
+from kinema.wire import google as google_wire
 
 
 class Parameters(Wire):
@@ -114,29 +111,6 @@ class Operation(BaseModel):
     error: dict[str, Any] | None = None
 
 
-def _operation_id(value: str) -> str:
-    if len(value) != 32 or not _HEX32.issuperset(value):
-        raise NotFound(f"operation {value!r} is not found")
-    return value
-
-
-def file_name(job_id: str, index: int = 0) -> str:
-    """The ``files/`` name of output ``index`` of a job (``[a-z0-9]+``, as the SDK needs)."""
-    return job_id if index == 0 else f"{job_id}s{index}"
-
-
-def parse_file_name(name: str) -> tuple[str, int]:
-    """``(job id, output index)`` of a ``files/`` name; NotFound for anything else."""
-    job_id, s, index = name.partition("s")
-    if s and not (index.isdigit() and index[0] != "0"):
-        raise NotFound(f"files/{name} is not found")
-    return _operation_id(job_id), int(index) if s else 0
-
-
-def video_uri(name: str, base_url: str) -> str:
-    return f"{base_url}/{FILES_VERSION}/files/{name}:download?alt=media"
-
-
 def video_source(video: dict[str, Any]) -> str:
     """``instances[0].video``: a job reference for a uri of ours, else the inline video."""
     google.video_fields(video, {"uri", "encodedVideo", "encoding"})
@@ -148,7 +122,7 @@ def video_source(video: dict[str, Any]) -> str:
             )
         name = uri.rpartition("files/")[2].partition(":")[0].partition("?")[0]
         try:
-            job_id, index = parse_file_name(name)
+            job_id, index = wire.parse_file_name(name)
         except NotFound:
             raise NotFound(f"video {uri!r} is not found") from None
         return output_ref(job_id, index)
@@ -161,7 +135,7 @@ def predict_model(request: Request, model_action: str) -> str:
     """The model of ``{model}:predictLongRunning``; 404 before the body is even read."""
     service = get_service(request)
     version = request.url.path.split("/")[1]
-    model = google.split_action(model_action, "predictLongRunning", version)
+    model = google.split_action(model_action, google_wire.PREDICT, version)
     model = model.removeprefix("models/")
     try:
         return service.catalog.get(model, dialect=Gemini.name).id
@@ -181,37 +155,20 @@ def _timestamp(moment: datetime | None) -> str | None:
 
 
 class Gemini(Dialect):
-    name = "gemini"
+    name = wire.NAME
     title = "Gemini API"
     prefixes = ("/v1beta", "/v1/models", "/v1/files")
     full_view = False
-    status_words = {status: status.name for status in JobStatus}
+    inline_video = wire.INLINE_VIDEO
+    status_words = wire.STATUS_WORDS
     error_schema = google.ERROR_SCHEMA
 
     def owner(self, request: Request) -> str:
         return google.google_owner(request)
 
-    # --- rendering ---
+    # --- rendering (the wire table's) ---
 
-    def render(self, view: JobView) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "name": f"models/{view.model}/operations/{view.id}",
-            "done": view.status.terminal,
-            "metadata": google.operation_metadata(view),
-        }
-        if view.status is JobStatus.SUCCEEDED:
-            samples = [
-                {"video": {"uri": video_uri(file_name(view.id, output.index), view.base_url)}}
-                for output in view.outputs
-            ]
-            body["response"] = {
-                "@type": RESPONSE_TYPE,
-                "generateVideoResponse": {"generatedSamples": samples},
-            }
-        error = google.operation_error(view)
-        if error is not None:
-            body["error"] = error
-        return body
+    render = staticmethod(wire.render)
 
     def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
         return google.error_body(error)
@@ -230,7 +187,7 @@ class Gemini(Dialect):
         return Creation(
             model=model,
             fields=fields,
-            wire_names=google.WIRE_NAMES,
+            wire_names=google_wire.WIRE_NAMES,
             callback_url=callback_url,
             callback_field=callback_field,
             idempotency_key=idempotency_key,
@@ -259,27 +216,29 @@ class Gemini(Dialect):
 
     def polls(self) -> list[Poll]:
         def locate(request: Request, params: Mapping[str, str], body: Any) -> JobRef:
-            return JobRef(id=_operation_id(params["operation_id"]), model=params["model"])
+            return JobRef(id=wire.operation_id(params["operation_id"]), model=params["model"])
 
         return [
             Poll(
-                f"/{version}/models/{{model}}/operations/{{operation_id}}",
+                _operation_route(version),
                 locate,
-                events=f"/{version}/models/{{model}}/operations/{{operation_id}}/events",
+                events=_operation_route(version) + "/events",
                 summary="The operation's state; once done, its video uri or its error",
                 parameters=(_path_param("model"), _path_param("operation_id")),
                 response_model=Operation,
             )
-            for version in API_VERSIONS
+            for version in wire.API_VERSIONS
         ]
 
     def add_routes(self, router: APIRouter) -> None:
-        for version in API_VERSIONS:
+        for version in wire.API_VERSIONS:
             self._add_version(router, version)
 
     def _add_version(self, router: APIRouter, version: str) -> None:
 
-        @router.post(f"/{version}/models/{{model_action}}", response_model=Operation)
+        model_route = wire.MODEL_PATH.format(version=version, model="{model_action}")
+
+        @router.post(model_route, response_model=Operation)
         def predict_long_running(
             request: Request,
             owner: GoogleOwner,
@@ -289,28 +248,30 @@ class Gemini(Dialect):
         ) -> JSONResponse:
             """Start generating a video (``{model}:predictLongRunning``); returns an operation."""
             job = self.create(request, owner, self.parse_create(body, model, idempotency_key))
-            return JSONResponse({"name": f"models/{job.model}/operations/{job.id}"})
+            name = wire.OPERATION_NAME.format(model=job.model, operation_id=job.id)
+            return JSONResponse({"name": name})
 
-        @router.post(f"/{version}/models/{{model}}/operations/{{operation_id}}")
+        @router.post(_operation_route(version))
         def cancel_operation(
             request: Request, model: str, operation_id: str, owner: GoogleOwner
         ) -> dict[str, Any]:
             """Cancel (``{name}:cancel``): a queued video ends now, a running one within
             moments."""
-            job_id = _operation_id(google.split_action(operation_id, "cancel", version))
+            action = google.split_action(operation_id, google_wire.CANCEL, version)
+            job_id = wire.operation_id(action)
             service = get_service(request)
             service.find(owner, JobRef(id=job_id, model=model))
             service.cancel(owner, job_id)
             return {}
 
-        @router.delete(f"/{version}/models/{{model}}/operations/{{operation_id}}")
+        @router.delete(_operation_route(version))
         def delete_operation(
             request: Request, model: str, operation_id: str, owner: GoogleOwner
         ) -> dict[str, Any]:
             """Remove a finished operation and its video (kinema extension); 400 while
             running."""
             service = get_service(request)
-            job = service.find(owner, JobRef(id=_operation_id(operation_id), model=model))
+            job = service.find(owner, JobRef(id=wire.operation_id(operation_id), model=model))
             service.delete(owner, job.id)
             return {}
 
@@ -327,7 +288,7 @@ class Gemini(Dialect):
                 raise NotFound(f"method {action!r} is not found for files")
             service = get_service(request)
             try:
-                job_id, index = parse_file_name(name)
+                job_id, index = wire.parse_file_name(name)
                 if colon:
                     return artifact_response(service.artifact(owner, job_id, "video", index))
                 job = service.find(owner, JobRef(id=job_id))
@@ -336,7 +297,7 @@ class Gemini(Dialect):
             if job.status is not JobStatus.SUCCEEDED or index >= len(job.outputs):
                 raise NotFound(f"files/{name} is not found: its operation has no video")
             video = job.outputs[index]
-            uri = video_uri(name, service.link_base(job))
+            uri = wire.video_uri(name, service.link_base(job))
             return JSONResponse(
                 {
                     "name": f"files/{name}",
@@ -351,6 +312,11 @@ class Gemini(Dialect):
                     "videoMetadata": {"videoDuration": f"{video.duration_s:g}s"},
                 }
             )
+
+
+def _operation_route(version: str) -> str:
+    """The route path of an operation: its name's model and id are path parameters."""
+    return wire.OPERATION_PATH.format(version=version, name=wire.OPERATION_NAME)
 
 
 def _path_param(name: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""What Google's two Veo APIs share: the error envelope, auth, and the predict body.
+"""What Google's two Veo APIs share: the error envelope, auth, and the predict body (its
+field names are the wire table's, ``kinema.wire.google``).
 
 The Gemini API (``dialects.gemini``) and Vertex AI (``dialects.vertex``) take the same
 ``{"instances": [...], "parameters": {...}}`` body to ``{model}:predictLongRunning`` and
@@ -18,8 +19,7 @@ from pydantic.alias_generators import to_camel
 from kinema.api.deps import bearer_token, get_authenticator
 from kinema.api.dialect import field_name
 from kinema.errors import InvalidRequest, KinemaError, NotFound, Unauthenticated
-from kinema.types import JobStatus
-from kinema.views import JobView
+from kinema.wire import google as wire
 
 BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
 
@@ -41,16 +41,6 @@ RPC_STATUS = {
     503: "UNAVAILABLE",
 }
 
-# google.rpc.Code numbers used in a failed operation's ``error.code``
-CANCELLED, INVALID_ARGUMENT, NOT_FOUND, INTERNAL, UNAVAILABLE = 1, 3, 5, 13, 14
-_FAILURE_CODES = {
-    "invalid_request": INVALID_ARGUMENT,
-    "invalid_image": INVALID_ARGUMENT,
-    "worker_lost": UNAVAILABLE,
-    "upstream_refused": INVALID_ARGUMENT,  # the provider refused the forwarded request
-    "upstream_unavailable": UNAVAILABLE,
-}
-
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["error"],
@@ -66,38 +56,6 @@ ERROR_SCHEMA: dict[str, Any] = {
             },
         }
     },
-}
-
-# canonical field -> wire path, as messages and ``fieldViolations`` name it
-WIRE_NAMES = {
-    "prompt": "instances[0].prompt",
-    "image": "instances[0].image",
-    "last_image": "instances[0].lastFrame",
-    "reference_images": "instances[0].referenceImages",
-    "duration": "parameters.durationSeconds",
-    "aspect_ratio": "parameters.aspectRatio",
-    "resolution": "parameters.resolution",
-    "person_generation": "parameters.personGeneration",
-    "negative_prompt": "parameters.negativePrompt",
-    "enhance_prompt": "parameters.enhancePrompt",
-    "seed": "parameters.seed",
-    "generate_audio": "parameters.generateAudio",
-    "resize_mode": "parameters.resizeMode",
-    "sample_count": "parameters.sampleCount",
-    "video": "instances[0].video",
-}
-# parameters field -> canonical field
-PARAMETER_FIELDS = {
-    "durationSeconds": "duration",
-    "aspectRatio": "aspect_ratio",
-    "resolution": "resolution",
-    "personGeneration": "person_generation",
-    "negativePrompt": "negative_prompt",
-    "enhancePrompt": "enhance_prompt",
-    "seed": "seed",
-    "generateAudio": "generate_audio",
-    "resizeMode": "resize_mode",
-    "sampleCount": "sample_count",
 }
 
 
@@ -146,25 +104,6 @@ def split_action(segment: str, expected: str, api_version: str) -> str:
     if not colon or action != expected:
         raise NotFound(f"method {segment!r} is not found for API version {api_version}")
     return head
-
-
-def operation_error(view: JobView) -> dict[str, Any] | None:
-    """A finished operation's ``error`` (google.rpc code and message), or None."""
-    if view.status is JobStatus.CANCELLED:
-        return {"code": CANCELLED, "message": view.error_message or "the operation was cancelled"}
-    if view.status is JobStatus.EXPIRED:
-        return {"code": NOT_FOUND, "message": "the video was removed after retention"}
-    if view.status is JobStatus.FAILED:
-        return {
-            "code": _FAILURE_CODES.get(view.error_code or "", INTERNAL),
-            "message": view.error_message or "generation failed",
-        }
-    return None
-
-
-def operation_metadata(view: JobView) -> dict[str, Any]:
-    state = "PENDING" if view.status is JobStatus.QUEUED else view.status.name
-    return {"state": state, "progressPercent": view.percent}
 
 
 # --- the predict body ---
@@ -230,14 +169,14 @@ def instance_fields(instances: list[Instance], video_source: VideoSource) -> dic
     if instance.video is not None:
         fields["video"] = video_source(instance.video)
     if instance.image is not None:
-        fields["image"] = image_source(instance.image, WIRE_NAMES["image"])
+        fields["image"] = image_source(instance.image, wire.WIRE_NAMES["image"])
     if instance.last_frame is not None:
-        fields["last_image"] = image_source(instance.last_frame, WIRE_NAMES["last_image"])
+        fields["last_image"] = image_source(instance.last_frame, wire.WIRE_NAMES["last_image"])
     if instance.reference_images is not None:
         sources = []
         for i, reference in enumerate(instance.reference_images):
-            field = f"{WIRE_NAMES['reference_images']}[{i}]"
-            if (reference.reference_type or "ASSET").upper() != "ASSET":
+            field = f"{wire.WIRE_NAMES['reference_images']}[{i}]"
+            if (reference.reference_type or wire.ASSET).upper() != wire.ASSET:
                 raise InvalidRequest.for_field(
                     f"{field}.referenceType", "only ASSET reference images are supported"
                 )
@@ -248,7 +187,7 @@ def instance_fields(instances: list[Instance], video_source: VideoSource) -> dic
 
 def parameter_fields(sent: dict[str, Any]) -> dict[str, Any]:
     """Canonical fields of ``parameters`` (wire names, unset and None left out)."""
-    return {PARAMETER_FIELDS[wire]: value for wire, value in sent.items()}
+    return {wire.PARAMETER_FIELDS[name]: value for name, value in sent.items()}
 
 
 def inline_video(data: Any, mime: Any, field: str) -> str:

@@ -45,9 +45,7 @@ is the catalog's business. ``results`` lists every video a task made.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -56,47 +54,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kinema.api.deps import BearerOwner, IdempotencyKey, get_service
 from kinema.api.dialect import Dialect, Poll
-from kinema.errors import FieldProblem, InvalidRequest, KinemaError, NotFound
-from kinema.types import JobStatus, output_ref
-from kinema.views import Creation, JobRef, JobView
-
-ID_PREFIX = "task-unified-"
-_ID_HEX = 10  # job id hex digits carried by the 8 base32 characters (40 bits)
-_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
-_ID_TIME = re.compile(r"[0-9]{1,12}")  # ASCII digits: ``str.isdigit`` also takes "²"
-
-# wire field -> canonical field
-WIRE_FIELDS = {
-    "prompt": "prompt",
-    "image_url": "image",
-    "image_urls": "image",
-    "duration": "duration",
-    "aspect_ratio": "aspect_ratio",
-    "resolution": "resolution",
-    "generate_audio": "generate_audio",
-    "auto_fix_prompt": "auto_fix",
-    "auto_fix": "auto_fix",
-    "safety_level": "safety_level",
-    "safety": "safety_level",
-    "enhance_prompt": "enhance_prompt",
-    "person_generation": "person_generation",
-    "negative_prompt": "negative_prompt",
-    "seed": "seed",
-}
-_DEFAULT_WIRE = {
-    "prompt": "prompt",
-    "image": "image_url",
-    "duration": "duration",
-    "aspect_ratio": "aspect_ratio",
-    "resolution": "resolution",
-    "generate_audio": "generate_audio",
-    "auto_fix": "auto_fix_prompt",
-    "safety_level": "safety_level",
-    "enhance_prompt": "enhance_prompt",
-    "person_generation": "person_generation",
-    "negative_prompt": "negative_prompt",
-    "seed": "seed",
-}
+from kinema.errors import FieldProblem, InvalidRequest, KinemaError
+from kinema.types import output_ref
+from kinema.views import Creation, JobRef
+from kinema.wire import unified as wire
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -166,49 +127,18 @@ def _param(problem: FieldProblem) -> str:
     return ".".join(map(str, problem.path))
 
 
-def _created(moment: datetime | None) -> int:
-    return 0 if moment is None else int(moment.timestamp())
-
-
-# --- ids ---
-
-
-def wire_id(job_id: str, created_at: datetime | None) -> str:
-    bits = int(job_id[:_ID_HEX], 16)
-    chars = "".join(_BASE32[(bits >> shift) & 31] for shift in range(35, -1, -5))
-    return f"{ID_PREFIX}{_created(created_at)}-{chars}"
-
-
-def job_ref(task_id: str) -> JobRef:
-    """The job a task id names: the head of its id and its creation second."""
-    head, _, chars = task_id.removeprefix(ID_PREFIX).partition("-")
-    missing = NotFound(f"task {task_id!r} not found")
-    if not task_id.startswith(ID_PREFIX) or not _ID_TIME.fullmatch(head) or len(chars) != 8:
-        raise missing
-    bits = 0
-    for char in chars.lower():
-        index = _BASE32.find(char)
-        if index < 0:
-            raise missing
-        bits = bits << 5 | index
-    return JobRef(id_prefix=f"{bits:0{_ID_HEX}x}", created_s=int(head))
+job_ref = wire.job_ref
 
 
 TaskId = Annotated[str, Path(examples=["task-unified-1757165031-uyujaw3d"])]
 
 
 class UnifiedTasks(Dialect):
-    name = "unified"
+    name = wire.NAME
     title = "Unified tasks"
     prefixes = ("/v1/tasks", "/v1/videos/generations")
-    status_words = {
-        JobStatus.QUEUED: "pending",
-        JobStatus.RUNNING: "processing",
-        JobStatus.SUCCEEDED: "completed",
-        JobStatus.FAILED: "failed",
-        JobStatus.CANCELLED: "failed",
-        JobStatus.EXPIRED: "failed",
-    }
+    inline_video = wire.INLINE_VIDEO
+    status_words = wire.STATUS_WORDS
     error_schema = {
         "type": "object",
         "required": ["error"],
@@ -227,41 +157,9 @@ class UnifiedTasks(Dialect):
         },
     }
 
-    # --- rendering ---
+    # --- rendering (the wire table's) ---
 
-    def render(self, view: JobView) -> dict[str, Any]:
-        info: dict[str, Any] = {
-            "can_cancel": not view.status.terminal and not view.cancel_requested,
-            "video_duration": None if view.request is None else view.request.duration_s,
-        }
-        if view.queue_position is not None:
-            info["queue_position"] = view.queue_position
-        if view.workers_online is not None:  # scale-out: 0 says no worker serves this model
-            info["workers_online"] = view.workers_online
-        body: dict[str, Any] = {
-            "created": _created(view.created_at),
-            "id": wire_id(view.id, view.created_at),
-            "model": view.model,
-            "object": "video.generation.task",
-            "progress": view.percent,
-            "status": self.status_words[view.status],
-            "task_info": info,
-            "type": "video",
-        }
-        if view.video_url is not None:
-            body["results"] = [output.video_url for output in view.outputs]
-        elif view.status is JobStatus.CANCELLED:
-            message = view.error_message or "the task was cancelled"
-            body["error"] = {"code": "request_cancelled", "message": message}
-        elif view.status is JobStatus.EXPIRED:
-            message = "the video was removed after retention; submit the task again"
-            body["error"] = {"code": "result_expired", "message": message}
-        elif view.status is JobStatus.FAILED:
-            body["error"] = {
-                "code": view.error_code or "generation_failed",
-                "message": view.error_message or "generation failed",
-            }
-        return body
+    render = staticmethod(wire.render)
 
     def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -283,20 +181,20 @@ class UnifiedTasks(Dialect):
             exclude_unset=True, exclude={"model", "callback_url", "extend_from"}
         )
         fields: dict[str, Any] = {}
-        wire_names = dict(_DEFAULT_WIRE)
-        for wire, value in sent.items():
-            canonical = WIRE_FIELDS.get(wire, wire)
+        wire_names = dict(wire.FIELDS)
+        for sent_as, value in sent.items():
+            canonical = wire.WIRE_FIELDS.get(sent_as, sent_as)
             if canonical in fields:
                 taken = wire_names[canonical]
-                raise InvalidRequest.for_field(wire, f"is the same field as {taken}; send one")
-            if wire == "image_urls":
+                raise InvalidRequest.for_field(sent_as, f"is the same field as {taken}; send one")
+            if sent_as == "image_urls":
                 if not isinstance(value, list) or len(value) != 1:
                     raise InvalidRequest.for_field(
-                        wire, "takes exactly one image (the first frame)"
+                        sent_as, "takes exactly one image (the first frame)"
                     )
                 value = value[0]
             fields[canonical] = value
-            wire_names[canonical] = wire
+            wire_names[canonical] = sent_as
         return Creation(
             model=body.model,
             fields=fields,
@@ -319,9 +217,9 @@ class UnifiedTasks(Dialect):
         }
         return [
             Poll(
-                "/v1/tasks/{task_id}",
+                wire.TASK_PATH,
                 locate,
-                events="/v1/tasks/{task_id}/events",
+                events=wire.TASK_PATH + "/events",
                 summary="The task's status; once completed, results holds the signed video URL",
                 parameters=(parameter,),
                 response_model=Task,
@@ -330,7 +228,7 @@ class UnifiedTasks(Dialect):
 
     def add_routes(self, router: APIRouter) -> None:
 
-        @router.post("/v1/videos/generations", response_model=Task)
+        @router.post(wire.CREATE_PATH, response_model=Task)
         def create_task(
             request: Request,
             body: CreateTask,
@@ -350,7 +248,7 @@ class UnifiedTasks(Dialect):
             job = self.create(request, owner, creation)
             return self.respond(request, job)
 
-        @router.post("/v1/tasks/{task_id}/cancel", response_model=Task)
+        @router.post(wire.CANCEL_PATH, response_model=Task)
         def cancel_task(request: Request, task_id: TaskId, owner: BearerOwner) -> Response:
             """Cancel a task: a pending one ends now, a processing one within moments.
 

@@ -57,11 +57,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from kinema.api.deps import BearerOwner, IdempotencyKey, get_service
 from kinema.api.dialect import Dialect, Poll
 from kinema.catalog import FRAME_SIZES
-from kinema.errors import FieldProblem, InvalidRequest, KinemaError, NotFound
-from kinema.types import JobStatus, output_ref
-from kinema.views import Creation, JobRef, JobView
-
-ID_PREFIX = "task_"
+from kinema.errors import FieldProblem, InvalidRequest, KinemaError
+from kinema.types import output_ref
+from kinema.views import Creation, JobRef
+from kinema.wire import v1_generations as wire
 
 # Models whose first-frame videos are always 8 seconds long upstream.
 EIGHT_SECONDS_WITH_IMAGE = frozenset({"veo-3.1-generate-preview", "veo-3.1-fast-generate-preview"})
@@ -69,25 +68,15 @@ EIGHT_SECONDS_WITH_IMAGE = frozenset({"veo-3.1-generate-preview", "veo-3.1-fast-
 PIXEL_SIZES = {f"{w}x{h}": key for key, (w, h) in FRAME_SIZES.items()}
 _PIXEL_SIZE = re.compile(r"^\s*(\d+)\s*[xX*]\s*(\d+)\s*$")
 
-# wire field -> canonical field, for the fields that pass straight through
-WIRE_FIELDS = {
-    "prompt": "prompt",
-    "aspect_ratio": "aspect_ratio",
-    "generate_audio": "generate_audio",
-    "negative_prompt": "negative_prompt",
-    "seed": "seed",
-    "enhance_prompt": "enhance_prompt",
-    "person_generation": "person_generation",
-}
 _SPECIAL = frozenset(
     {
-        "model",
-        "images",
+        wire.MODEL,
+        wire.IMAGES,
         "image",
         "input_reference",
-        "seconds",
+        wire.SECONDS,
         "duration",
-        "size",
+        wire.SIZE,
         "resolution",
         "callback_url",
         "off_peak",
@@ -178,7 +167,7 @@ class VideoGeneration(BaseModel):
 
 
 def _images(sent: dict[str, Any], fields: dict[str, Any], wire_names: dict[str, str]) -> None:
-    given = [name for name in ("images", "image", "input_reference") if name in sent]
+    given = [name for name in (wire.IMAGES, "image", "input_reference") if name in sent]
     if len(given) > 1:
         message = f"send the first frame once, not also in {given[0]}"
         raise InvalidRequest.for_field(given[1], message)
@@ -187,7 +176,7 @@ def _images(sent: dict[str, Any], fields: dict[str, Any], wire_names: dict[str, 
     name = given[0]
     value = sent[name]
     frames = value if isinstance(value, list) else [value]
-    if name == "images" and len(frames) > 2:
+    if name == wire.IMAGES and len(frames) > 2:
         raise InvalidRequest.for_field(name, "takes a first frame and at most a last frame")
     if frames:
         fields["image"] = frames[0]
@@ -198,8 +187,8 @@ def _images(sent: dict[str, Any], fields: dict[str, Any], wire_names: dict[str, 
 
 
 def _seconds(sent: dict[str, Any], fields: dict[str, Any], wire_names: dict[str, str]) -> None:
-    given = [name for name in ("seconds", "duration") if sent.get(name) is not None]
-    if len(given) == 2 and str(sent["seconds"]) != str(sent["duration"]):
+    given = [name for name in (wire.SECONDS, "duration") if sent.get(name) is not None]
+    if len(given) == 2 and str(sent[wire.SECONDS]) != str(sent["duration"]):
         raise InvalidRequest.for_field("duration", "differs from seconds; send one of them")
     if given:
         fields["duration"] = sent[given[0]]
@@ -207,7 +196,7 @@ def _seconds(sent: dict[str, Any], fields: dict[str, Any], wire_names: dict[str,
 
 
 def _size(sent: dict[str, Any], fields: dict[str, Any], wire_names: dict[str, str]) -> None:
-    size, resolution = sent.get("size"), sent.get("resolution")
+    size, resolution = sent.get(wire.SIZE), sent.get("resolution")
     if size is None:
         if resolution is not None:
             fields["resolution"] = resolution
@@ -238,15 +227,8 @@ def _param(problem: FieldProblem) -> str:
     return ".".join(map(str, problem.path))
 
 
-def wire_id(job_id: str) -> str:
-    return ID_PREFIX + job_id
-
-
-def job_id_from_wire(task_id: str) -> str:
-    job_id = task_id.strip().removeprefix(ID_PREFIX)
-    if len(job_id) != 32 or job_id.strip("0123456789abcdef"):
-        raise NotFound(f"task {task_id!r} not found")
-    return job_id
+wire_id = wire.wire_id
+job_id_from_wire = wire.job_id
 
 
 def _fixed_seconds(
@@ -269,17 +251,11 @@ TaskId = Annotated[str, Path(examples=["task_5f0c3e6a9b2d4c1e8f7a6b5c4d3e2f10"])
 
 
 class VideoGenerations(Dialect):
-    name = "v1"
+    name = wire.NAME
     title = "/v1/video/generations"
-    prefixes = ("/v1/video/generations",)
-    status_words = {
-        JobStatus.QUEUED: "queued",
-        JobStatus.RUNNING: "in_progress",
-        JobStatus.SUCCEEDED: "succeeded",
-        JobStatus.FAILED: "failed",
-        JobStatus.CANCELLED: "cancelled",
-        JobStatus.EXPIRED: "failed",
-    }
+    prefixes = (wire.CREATE_PATH,)
+    inline_video = wire.INLINE_VIDEO
+    status_words = wire.STATUS_WORDS
     error_schema = {
         "type": "object",
         "required": ["error"],
@@ -298,66 +274,9 @@ class VideoGenerations(Dialect):
         },
     }
 
-    # --- rendering ---
+    # --- rendering (the wire table's) ---
 
-    def render(self, view: JobView) -> dict[str, Any]:
-        width, height = view.frame or (0, 0)
-        request = view.request
-        body: dict[str, Any] = {
-            "id": wire_id(view.id),
-            "task_id": wire_id(view.id),
-            "object": "video",
-            "model": view.model,
-            "status": self.status_words[view.status],
-            "progress": view.percent,
-            "created_at": 0 if view.created_at is None else int(view.created_at.timestamp()),
-            "completed_at": int(view.finished_at.timestamp()) if view.finished_at else None,
-            "seconds": "" if request is None else str(request.duration_s),
-            "size": f"{width}x{height}",
-            "off_peak": False if request is None else request.off_peak,
-            "error": None,
-        }
-        if view.queue_position is not None:
-            body["queue_position"] = view.queue_position
-        if view.workers_online is not None:
-            body["workers_online"] = view.workers_online
-        if view.adjustments:
-            body["adjustments"] = view.adjustments
-        result = view.result
-        if view.video_url is not None and result is not None:
-            body |= {
-                "videos": [
-                    {"url": o.video_url, "duration": round(o.result.duration_s, 3)}
-                    for o in view.outputs
-                ],
-                "url": view.video_url,
-                "video_url": view.video_url,
-                "expires_at": view.link_expires_at,
-                "format": "mp4",
-                "metadata": {
-                    "duration": round(result.duration_s, 3),
-                    "fps": result.fps,
-                    "width": result.width,
-                    "height": result.height,
-                    "has_audio": result.has_audio,
-                },
-            }
-        elif view.status is JobStatus.CANCELLED:
-            body["error"] = {
-                "code": view.error_code or "cancelled",
-                "message": view.error_message or "the generation was cancelled",
-            }
-        elif view.status is JobStatus.EXPIRED:
-            body["error"] = {
-                "code": "expired",
-                "message": "the video was removed after retention; submit the task again",
-            }
-        elif view.status is JobStatus.FAILED:
-            body["error"] = {
-                "code": view.error_code or "generation_failed",
-                "message": view.error_message or "generation failed",
-            }
-        return body
+    render = staticmethod(wire.render)
 
     def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
         fallback = "invalid_request_error" if error.status < 500 else "server_error"
@@ -378,12 +297,12 @@ class VideoGenerations(Dialect):
     def parse_create(body: CreateVideoGeneration, idempotency_key: str | None) -> Creation:
         sent = body.model_dump(exclude_unset=True)
         fields: dict[str, Any] = {}
-        wire_names = {canonical: wire for wire, canonical in WIRE_FIELDS.items()}
-        wire_names |= {"image": "images", "last_image": "images", "duration": "seconds"}
-        wire_names["resolution"] = "size"
-        for wire, value in sent.items():
-            if wire not in _SPECIAL:
-                fields[WIRE_FIELDS.get(wire, wire)] = value
+        wire_names = {canonical: name for name, canonical in wire.WIRE_FIELDS.items()}
+        wire_names |= {"image": wire.IMAGES, "last_image": wire.IMAGES, "duration": wire.SECONDS}
+        wire_names["resolution"] = wire.SIZE
+        for name, value in sent.items():
+            if name not in _SPECIAL:
+                fields[wire.WIRE_FIELDS.get(name, name)] = value
         _images(sent, fields, wire_names)
         _seconds(sent, fields, wire_names)
         if body.extend_from is not None:
@@ -415,9 +334,9 @@ class VideoGenerations(Dialect):
         }
         return [
             Poll(
-                "/v1/video/generations/{task_id}",
+                wire.TASK_PATH,
                 locate,
-                events="/v1/video/generations/{task_id}/events",
+                events=wire.TASK_PATH + "/events",
                 summary="The task's status; once succeeded, url is a signed link to the MP4",
                 parameters=(parameter,),
                 response_model=VideoGeneration,
@@ -426,7 +345,7 @@ class VideoGenerations(Dialect):
 
     def add_routes(self, router: APIRouter) -> None:
 
-        @router.post("/v1/video/generations", response_model=VideoGeneration)
+        @router.post(wire.CREATE_PATH, response_model=VideoGeneration)
         def create_generation(
             request: Request,
             body: CreateVideoGeneration,
@@ -438,7 +357,7 @@ class VideoGenerations(Dialect):
             job = self.create(request, owner, self.parse_create(body, idempotency_key))
             return self.respond(request, job)
 
-        @router.post("/v1/video/generations/{task_id}/cancel", response_model=VideoGeneration)
+        @router.post(wire.CANCEL_PATH, response_model=VideoGeneration)
         def cancel_generation(
             request: Request, task_id: TaskId, owner: BearerOwner
         ) -> Response:

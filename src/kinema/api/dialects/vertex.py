@@ -57,7 +57,6 @@ Refused with a 400 that says so: ``gcsUri`` images, other ``gcsUri`` videos, mas
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -71,19 +70,10 @@ from kinema.api.dialects import google
 from kinema.api.dialects.google import GoogleOwner, Instance, Wire
 from kinema.errors import InvalidRequest, KinemaError, NotFound, UnknownModel
 from kinema.service import JobService
-from kinema.types import JobStatus, output_ref
-from kinema.views import Creation, JobRef, JobView
-
-API_VERSIONS = ("v1beta1", "v1")
-EXPRESS_SCOPE = "projects/kinema/locations/global"
-MODELS = "publishers/google/models"
-PROJECT_MODELS = f"projects/{{project}}/locations/{{location}}/{MODELS}"
-RESPONSE_TYPE = "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse"
-_HEX32 = frozenset("0123456789abcdef")
-# A project id (or number, or domain-scoped id) or a location: what Google's take, a bit wider.
-_SEGMENT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._:-]{0,61}[A-Za-z0-9])?")
-_NAME_SCOPE = re.compile(r"projects/(?P<project>[^/]*)/locations/(?P<location>[^/]*)/")
-_SHOWN = 120  # characters of a client's operation name an error repeats
+from kinema.types import output_ref
+from kinema.views import Creation, JobRef
+from kinema.wire import google as google_wire
+from kinema.wire import vertex as wire
 
 
 class Parameters(Wire):
@@ -128,46 +118,12 @@ class PredictOperation(BaseModel):
     error: dict[str, Any] | None = None
 
 
-def wire_scope(project: str, location: str) -> str:
-    """``projects/{project}/locations/{location}``, once both are checked: a value that no
-    project or location could be is a 400 that does not repeat it."""
-    for what, value in (("project", project), ("location", location)):
-        if not _SEGMENT.fullmatch(value):
-            raise InvalidRequest(
-                f"the {what} must be 1 to 63 letters, digits, '.', ':', '_' or '-', "
-                "starting and ending with a letter or digit"
-            )
-    return f"projects/{project}/locations/{location}"
-
-
 def operation_scope(request: Request) -> str | None:
     """The checked scope of a project-mode path; None in express mode (no project)."""
     params = request.path_params
     if "project" not in params:
         return None
-    return wire_scope(params["project"], params["location"])
-
-
-def operation_name(model: str, job_id: str, scope: str | None) -> str:
-    """A job's operation name: in the client's project and location, or in express mode
-    (no project) in the fixed ``EXPRESS_SCOPE``."""
-    return f"{scope or EXPRESS_SCOPE}/{MODELS}/{model}/operations/{job_id}"
-
-
-def _operation_id(name: str) -> str:
-    """The job id at the end of an operation name (``.../operations/{id}``).
-
-    The name's project and location are checked, not matched: the job is found by its
-    id, model and key, so the name a create answered and the fixed-scope form that
-    earlier versions answered in both modes poll the same job."""
-    scope = _NAME_SCOPE.match(name)
-    if scope is not None:
-        wire_scope(scope["project"], scope["location"])
-    job_id = name.rpartition("/operations/")[2]
-    if len(job_id) != 32 or not _HEX32.issuperset(job_id):
-        shown = name if len(name) <= _SHOWN else name[:_SHOWN] + "..."
-        raise NotFound(f"operation {shown!r} is not found")
-    return job_id
+    return wire.wire_scope(params["project"], params["location"])
 
 
 def _unsupported(sent: dict[str, Any], model_fps: int) -> None:
@@ -183,13 +139,13 @@ def predict_model(request: Request, model_action: str) -> str:
     """The model of ``{model}:predictLongRunning``; 404 before the body is even read."""
     service = get_service(request)
     version = request.url.path.split("/")[1]
-    model = google.split_action(model_action, "predictLongRunning", version)
+    model = google.split_action(model_action, google_wire.PREDICT, version)
     try:
         return service.catalog.get(model, dialect=Vertex.name).id
     except UnknownModel as error:
         served = ", ".join(service.catalog.model_ids(Vertex.name))
         raise NotFound(
-            f"Publisher Model `{MODELS}/{model}` is not found; this server serves: {served}"
+            f"Publisher Model `{wire.MODELS}/{model}` is not found; this server serves: {served}"
         ) from error
 
 
@@ -198,43 +154,19 @@ OperationScope = Annotated[str | None, Depends(operation_scope)]
 
 
 class Vertex(Dialect):
-    name = "vertex"
+    name = wire.NAME
     title = "Vertex AI"
     prefixes = ("/v1beta1", "/v1/projects", "/v1/publishers")
-    inline_video = True
-    status_words = {status: status.name for status in JobStatus}
+    inline_video = wire.INLINE_VIDEO
+    status_words = wire.STATUS_WORDS
     error_schema = google.ERROR_SCHEMA
 
     def owner(self, request: Request) -> str:
         return google.google_owner(request)
 
-    # --- rendering ---
+    # --- rendering (the wire table's) ---
 
-    def render(self, view: JobView) -> dict[str, Any]:
-        scope = None if view.request is None else view.request.wire_scope
-        body: dict[str, Any] = {
-            "name": operation_name(view.model, view.id, scope),
-            "done": view.status.terminal,
-            "metadata": google.operation_metadata(view),
-        }
-        if view.status is JobStatus.SUCCEEDED:
-            videos = []
-            for output in view.outputs:
-                video: dict[str, Any] = {"mimeType": "video/mp4"}
-                if output.video_object_uri is not None:
-                    video["gcsUri"] = output.video_object_uri
-                elif output.inline is not None:  # streamed in by the body's writer
-                    video["bytesBase64Encoded"] = output.inline
-                videos.append(video)
-            body["response"] = {
-                "@type": RESPONSE_TYPE,
-                "videos": videos,
-                "raiMediaFilteredCount": 0,
-            }
-        error = google.operation_error(view)
-        if error is not None:
-            body["error"] = error
-        return body
+    render = staticmethod(wire.render)
 
     def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
         return google.error_body(error)
@@ -267,7 +199,7 @@ class Vertex(Dialect):
         return Creation(
             model=model,
             fields=fields,
-            wire_names=google.WIRE_NAMES,
+            wire_names=google_wire.WIRE_NAMES,
             idempotency_key=idempotency_key,
             storage_uri=storage_uri,
             wire_scope=scope,
@@ -278,18 +210,19 @@ class Vertex(Dialect):
         """``instances[0].video``: the inline video, or a job reference for the URI of a
         video this server wrote: the job's own object, or the copy a ``storageUri``
         answer named (recorded with the job's output, so only that key is taken)."""
-        google.video_fields(video, {"gcsUri", "bytesBase64Encoded", "mimeType"})
-        uri = video.get("gcsUri")
+        uri_field, bytes_field = wire.VIDEO_URI, wire.VIDEO_BYTES
+        google.video_fields(video, {uri_field, bytes_field, google_wire.MIME_TYPE})
+        uri = video.get(uri_field)
         if uri is None:
             return google.inline_video(
-                video.get("bytesBase64Encoded"),
-                video.get("mimeType"),
-                "instances[0].video.bytesBase64Encoded",
+                video.get(bytes_field),
+                video.get(google_wire.MIME_TYPE),
+                f"instances[0].video.{bytes_field}",
             )
         output = service.output_of_uri(owner, uri) if isinstance(uri, str) else None
         if output is None:
             raise InvalidRequest.for_field(
-                "instances[0].video.gcsUri",
+                f"instances[0].video.{uri_field}",
                 "only a video this server wrote can be named by URI; send bytesBase64Encoded",
             )
         return output_ref(*output)
@@ -298,12 +231,13 @@ class Vertex(Dialect):
 
     def polls(self) -> list[Poll]:
         def locate(request: Request, params: Mapping[str, str], body: Any) -> JobRef:
-            name = body.get("operationName") if isinstance(body, dict) else None
+            field = wire.OPERATION_NAME_FIELD
+            name = body.get(field) if isinstance(body, dict) else None
             if not isinstance(name, str) or not name:
-                raise InvalidRequest.for_field("operationName", "is required")
+                raise InvalidRequest.for_field(field, "is required")
             if "project" in params:
-                wire_scope(params["project"], params["location"])
-            return JobRef(id=_operation_id(name), model=params["model"])
+                wire.wire_scope(params["project"], params["location"])
+            return JobRef(id=wire.operation_id(name), model=params["model"])
 
         request_body = {
             "required": True,
@@ -311,15 +245,15 @@ class Vertex(Dialect):
                 "application/json": {
                     "schema": {
                         "type": "object",
-                        "required": ["operationName"],
-                        "properties": {"operationName": {"type": "string"}},
+                        "required": [wire.OPERATION_NAME_FIELD],
+                        "properties": {wire.OPERATION_NAME_FIELD: {"type": "string"}},
                     }
                 }
             },
         }
         polls = []
-        for version in API_VERSIONS:
-            for scope in (PROJECT_MODELS, MODELS):
+        for version in wire.API_VERSIONS:
+            for scope in (wire.PROJECT_MODELS, wire.MODELS):
                 params = [
                     {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
                     for n in ("project", "location", "model")
@@ -327,7 +261,7 @@ class Vertex(Dialect):
                 ]
                 polls.append(
                     Poll(
-                        f"/{version}/{scope}/{{model}}:fetchPredictOperation",
+                        wire.FETCH_PATH.format(version=version, resource=scope + "/{model}"),
                         locate,
                         method="POST",
                         summary="The operation's state; once done, the video inline",
@@ -339,14 +273,14 @@ class Vertex(Dialect):
         return polls
 
     def add_routes(self, router: APIRouter) -> None:
-        for version in API_VERSIONS:
-            for scope in (PROJECT_MODELS, MODELS):
+        for version in wire.API_VERSIONS:
+            for scope in (wire.PROJECT_MODELS, wire.MODELS):
                 self._add_create(router, f"/{version}/{scope}/{{model_action}}")
 
     def _add_create(self, router: APIRouter, path: str) -> None:
         # The project and location are read by ``operation_scope`` (the operation's name
         # carries them); they are documented here since the handler does not take them.
-        scope = [
+        documented = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in ("project", "location")
             if "{" + name + "}" in path
@@ -355,20 +289,20 @@ class Vertex(Dialect):
         @router.post(
             path,
             response_model=PredictOperation,
-            openapi_extra={"parameters": scope} if scope else None,
+            openapi_extra={"parameters": documented} if documented else None,
         )
         def predict_long_running(
             request: Request,
             owner: GoogleOwner,
             model: PredictModel,
-            wire: OperationScope,
+            scope: OperationScope,
             body: PredictLongRunningRequest,
             idempotency_key: IdempotencyKey = None,
         ) -> JSONResponse:
             """Start generating a video (``{model}:predictLongRunning``); returns an
             operation whose name the SDK polls with ``:fetchPredictOperation``."""
             service = get_service(request)
-            creation = self.parse_create(service, owner, body, model, idempotency_key, wire)
+            creation = self.parse_create(service, owner, body, model, idempotency_key, scope)
             job = self.create(request, owner, creation)
-            name = operation_name(job.model, job.id, job.request.wire_scope)
+            name = wire.operation_name(job.model, job.id, job.request.wire_scope)
             return JSONResponse({"name": name})

@@ -36,8 +36,6 @@ from kinema.engines.diffusion.options import GIB, AudioPolicy, DiffusionOptions
 from kinema.engines.diffusion.progress import StepProgress
 from kinema.engines.diffusion.residency import Residency
 from kinema.engines.diffusion.shapes import FrameRule, Size, fit_size
-from kinema.engines.motion.painting import paint_first_frame
-from kinema.engines.sound.soundtrack import build_soundtrack
 from kinema.errors import EngineError, JobCancelled, NotSupported
 from kinema.types import Audio, CancelCheck, Clip, EngineRequest, ProgressCallback
 
@@ -200,6 +198,8 @@ class DiffusionEngine:
             image = request.reference_images[0]
         if image is None and self.text_pipeline_class is None:
             # An image-only model still serves text-to-video ids: it animates a painting.
+            from kinema.engines.motion.painting import paint_first_frame  # (OpenCV, via motion)
+
             image = paint_first_frame(request.prompt, width, height, request.seed)
         last = request.last_image if self.takes_last_image else None
         return Plan(
@@ -231,6 +231,8 @@ class DiffusionEngine:
                 pipe = self._ensure_loaded()
                 video, audio = self.generate(pipe, plan, on_progress, is_cancelled)
         if plan.audio and audio is None and self.audio_policy == "motion":
+            from kinema.engines.sound.soundtrack import build_soundtrack  # (PyAV, via media)
+
             audio = build_soundtrack(plan.prompt, plan.duration_s, plan.seed)
         if not plan.audio:
             audio = None
@@ -317,7 +319,8 @@ class DiffusionEngine:
         if path.exists():
             source = str(path)
         elif source.startswith(("/", ".", "~")):
-            raise EngineError(f"engine {self.name}: no weights directory at {source}")
+            pulled = f" (download it with: kinema pull {self.name})" if self.options.repo else ""
+            raise EngineError(f"engine {self.name}: no weights directory at {source}{pulled}")
         try:
             dtype: Any = self._dtype
             if self.float32_components and self._dtype != torch.float32:

@@ -34,6 +34,7 @@ class LoraSpec:
     weight_name: str | None = None  # the file inside a directory or hub repository
     scale: float = 1.0
     transformer: str = "transformer"  # "transformer_2": Wan 2.2 A14B's low-noise expert
+    repo: str | None = None  # the hub repository ``kinema pull`` fetches weight_name from
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class DiffusionOptions:
 
     weights: str  # a local directory in diffusers layout, or a hub id (downloaded on load)
     revision: str | None = None  # hub revision (branch, tag or commit) for a hub id
+    repo: str | None = None  # the hub repository ``kinema pull`` fetches (docs/gpu.md)
     variant: str | None = None  # weight file variant, e.g. "fp16" for *.fp16.safetensors
     device: str | None = None  # "cuda", "cuda:1", "cpu"; default: cuda when there is one
     dtype: str | None = None  # default: bfloat16 on a GPU, float32 on the CPU
@@ -87,12 +89,17 @@ class DiffusionOptions:
         unknown = sorted(set(options) - known)
         if unknown:
             raise EngineError(f"engine {engine}: unknown options {unknown}; known: {sorted(known)}")
-        if not options.get("weights"):
-            raise EngineError(f"engine {engine}: 'weights' (a directory or hub id) is required")
+        repo = _Reader(engine, options).text("repo")
+        if not options.get("weights") and not repo:
+            raise EngineError(
+                f"engine {engine}: 'weights' (a directory or hub id) or 'repo' (a hub "
+                "repository fetched with kinema pull) is required"
+            )
         reader = _Reader(engine, options)
         return cls(
-            weights=str(options["weights"]),
+            weights=str(options.get("weights") or repo),
             revision=reader.text("revision"),
+            repo=repo,
             variant=reader.text("variant"),
             device=reader.text("device"),
             dtype=reader.dtype(),
@@ -209,16 +216,20 @@ class _Reader:
         if isinstance(value, dict):
             value = [value]
         wanted = (
-            "a table (or list of tables) with weights, and optional weight_name, scale, "
-            "transformer"
+            "a table (or list of tables) with weights or repo, and optional weight_name, "
+            "scale, transformer"
         )
         if not isinstance(value, list):
             raise self._fail("lora", wanted)
         specs = []
         for item in value:
-            if not isinstance(item, dict) or not isinstance(item.get("weights"), str):
+            if not isinstance(item, dict):
                 raise self._fail("lora", wanted)
-            unknown = set(item) - {"weights", "weight_name", "scale", "transformer"}
+            repo = item.get("repo")
+            weights = item.get("weights", repo)
+            if not isinstance(weights, str) or not (repo is None or isinstance(repo, str)):
+                raise self._fail("lora", wanted)
+            unknown = set(item) - {"weights", "weight_name", "scale", "transformer", "repo"}
             scale = item.get("scale", 1.0)
             target = item.get("transformer", "transformer")
             name = item.get("weight_name")
@@ -230,7 +241,7 @@ class _Reader:
                 or not (name is None or isinstance(name, str))
             ):
                 raise self._fail("lora", wanted + f"; transformer one of {list(LORA_TARGETS)}")
-            specs.append(LoraSpec(item["weights"], name, float(scale), target))
+            specs.append(LoraSpec(weights, name, float(scale), target, repo))
         return tuple(specs)
 
     def choice(self, key: str, choices: tuple[str, ...]) -> str | None:

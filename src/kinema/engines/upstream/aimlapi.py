@@ -3,7 +3,7 @@
 Bearer key; ``Idempotency-Key`` on create. Statuses ``queued``/``generating`` (older:
 ``waiting``/``active``) run, ``completed`` carries ``video.url``, ``error`` carries
 ``error {name, message}``. The API has no cancel call, so a cancelled job simply stops
-being polled there.
+being polled there. Paths, words and fields: the API's wire table, ``kinema.wire.aimlapi``.
 """
 
 from __future__ import annotations
@@ -18,19 +18,7 @@ from kinema.engines.upstream.protocol import (
     failure,
     progress_percent,
 )
-
-# canonical optional field -> wire name
-FIELDS = {
-    "duration": "duration",
-    "aspect_ratio": "aspect_ratio",
-    "resolution": "resolution",
-    "generate_audio": "generate_audio",
-    "seed": "seed",
-    "negative_prompt": "negative_prompt",
-    "enhance_prompt": "enhance_prompt",
-    "auto_fix": "auto_fix",
-}
-PATH = "/v2/video/generations"
+from kinema.wire import aimlapi as wire
 
 
 def bearer(key: str | None) -> dict[str, str]:
@@ -38,7 +26,7 @@ def bearer(key: str | None) -> dict[str, str]:
 
 
 class AimlapiProtocol(Protocol):
-    name = "aimlapi"
+    name = wire.NAME
     references = True
     idempotent = True
 
@@ -46,31 +34,38 @@ class AimlapiProtocol(Protocol):
         return bearer(key)
 
     def submit(self, http: UpstreamHTTP, submission: Submission) -> str:
-        body: dict[str, Any] = {"model": submission.model}
+        fields = wire.FIELDS
+        body: dict[str, Any] = {wire.MODEL: submission.model}
         if submission.request.prompt:
-            body["prompt"] = submission.request.prompt
+            body[fields["prompt"]] = submission.request.prompt
         if submission.image is not None:
-            body["image_url"] = submission.image.data_uri
+            body[fields["image"]] = submission.image.data_uri
         if submission.last_image is not None:
-            body["last_image_url"] = submission.last_image.data_uri
+            body[fields["last_image"]] = submission.last_image.data_uri
         if submission.reference_images:
-            body["image_urls"] = [image.data_uri for image in submission.reference_images]
-        for field, wire in FIELDS.items():
-            value = submission.optional(field)
+            images = [image.data_uri for image in submission.reference_images]
+            body[fields["reference_images"]] = images
+        for option in wire.OPTIONS:
+            value = submission.optional(option)
             if value is not None:
-                body[wire] = value
+                body[fields[option]] = value
         answer = http.call(
-            "POST", PATH, json_body=body, headers=self.idempotency_headers(submission)
+            "POST",
+            wire.GENERATIONS_PATH,
+            json_body=body,
+            headers=self.idempotency_headers(submission),
         )
         return str(answer["id"])
 
     def poll(self, http: UpstreamHTTP, ref: str) -> Status:
-        body = http.call("GET", PATH, params={"generation_id": ref}, polling=True)
+        body = http.call(
+            "GET", wire.GENERATIONS_PATH, params={wire.ID_PARAMETER: ref}, polling=True
+        )
         status = str(body.get("status", ""))
-        if status == "completed":
+        if status == wire.COMPLETED:
             video = body.get("video") or {}
             return Status(done=True, progress=1.0, video_url=str(video["url"]))
-        if status == "error":
+        if status == wire.ERROR:
             error = body.get("error") or {}
             return failure(error.get("message"), error.get("name"), "the generation failed")
         return Status(done=False, progress=progress_percent(body.get("progress")))

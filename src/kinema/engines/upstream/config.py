@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kinema.engines.upstream.protocol import PROTOCOLS
+from kinema.engines.upstream.protocols import protocol_type
 
 # Catalog keys of an upstream engine; anything else goes to the protocol (api_version,
 # project, location, create_path, ...).
@@ -89,6 +90,10 @@ class UpstreamConfig:
         )
         if config.max_in_flight < 1 or config.deadline_s <= 0 or config.poll_s <= 0:
             raise ValueError(f"{where}: max_in_flight, deadline_s and poll_s must be positive")
+        try:  # the protocol's own keys (a served model's fps, say), checked at catalog load
+            protocol_type(protocol)(config.protocol_options)
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
         return config
 
     @property

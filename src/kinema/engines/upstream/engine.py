@@ -32,7 +32,6 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from kinema.engines.upstream.aimlapi import AimlapiProtocol
 from kinema.engines.upstream.config import UpstreamConfig
 from kinema.engines.upstream.errors import (
     OperationLost,
@@ -40,20 +39,14 @@ from kinema.engines.upstream.errors import (
     UpstreamRefused,
     UpstreamUnavailable,
 )
-from kinema.engines.upstream.gemini import GeminiProtocol
 from kinema.engines.upstream.http import UpstreamHTTP
-from kinema.engines.upstream.openai import OpenAIProtocol
 from kinema.engines.upstream.protocol import (
-    PROTOCOLS,
     Image,
     Operation,
-    Protocol,
     Status,
     Submission,
 )
-from kinema.engines.upstream.unified import UnifiedProtocol
-from kinema.engines.upstream.v1 import V1Protocol
-from kinema.engines.upstream.vertex import VertexProtocol
+from kinema.engines.upstream.protocols import protocol_type
 from kinema.errors import JobCancelled, RemoteFailure, UnsafeURL
 from kinema.media.http import SafeHttpClient
 from kinema.types import CancelCheck, GenerationRequest, ProgressCallback
@@ -61,19 +54,6 @@ from kinema.types import CancelCheck, GenerationRequest, ProgressCallback
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_PROTOCOL_TYPES: dict[str, type[Protocol]] = {
-    protocol.name: protocol
-    for protocol in (
-        GeminiProtocol,
-        VertexProtocol,
-        AimlapiProtocol,
-        OpenAIProtocol,
-        UnifiedProtocol,
-        V1Protocol,
-    )
-}
-assert tuple(_PROTOCOL_TYPES) == PROTOCOLS
 
 _SLICE_S = 0.05  # how often a wait looks at cancel and shutdown
 
@@ -114,7 +94,7 @@ class UpstreamEngine:
         self._environ = environ
         self._transport = transport
         self._clock = clock
-        self._protocol = _PROTOCOL_TYPES[config.protocol](config.protocol_options)
+        self._protocol = protocol_type(config.protocol)(config.protocol_options)
         self._key: str | None = None
         self._http: UpstreamHTTP | None = None
         self._downloader = SafeHttpClient(

@@ -23,45 +23,49 @@ from kinema.engines.upstream.protocol import (
     failure,
     progress_percent,
 )
+from kinema.wire import gemini as wire
+from kinema.wire import google
 
-# canonical optional field -> Veo ``parameters`` name
-PARAMETERS = {
-    "duration": "durationSeconds",
-    "aspect_ratio": "aspectRatio",
-    "resolution": "resolution",
-    "negative_prompt": "negativePrompt",
-    "enhance_prompt": "enhancePrompt",
-    "person_generation": "personGeneration",
-    "seed": "seed",
-    "generate_audio": "generateAudio",
-}
+# The options forwarded in ``parameters`` (wire names: ``kinema.wire.google.PARAMETERS``),
+# in the order they are sent.
+FORWARDED = (
+    "duration",
+    "aspect_ratio",
+    "resolution",
+    "negative_prompt",
+    "enhance_prompt",
+    "person_generation",
+    "seed",
+    "generate_audio",
+)
 _SDK_WITHHELD = frozenset({"seed", "generate_audio"})
 
 
 def veo_body(submission: Submission, *, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The ``instances`` + ``parameters`` body that Veo takes on both Google APIs."""
+    names = google.INSTANCE_FIELDS
     instance: dict[str, Any] = {}
     if submission.request.prompt:
-        instance["prompt"] = submission.request.prompt
+        instance[names["prompt"]] = submission.request.prompt
     if submission.image is not None:
-        instance["image"] = _image(submission.image)
+        instance[names["image"]] = _image(submission.image)
     if submission.last_image is not None:
-        instance["lastFrame"] = _image(submission.last_image)
+        instance[names["last_image"]] = _image(submission.last_image)
     if submission.reference_images:
-        instance["referenceImages"] = [
-            {"image": _image(image), "referenceType": "ASSET"}
+        instance[names["reference_images"]] = [
+            {"image": _image(image), google.REFERENCE_TYPE: google.ASSET}
             for image in submission.reference_images
         ]
-    parameters: dict[str, Any] = {"sampleCount": 1}
-    for field, wire in PARAMETERS.items():
+    parameters: dict[str, Any] = {google.PARAMETERS["sample_count"]: 1}
+    for field in FORWARDED:
         value = submission.optional(field)
         if value is not None and field not in skip:
-            parameters[wire] = value
+            parameters[google.PARAMETERS[field]] = value
     return {"instances": [instance], "parameters": parameters}
 
 
 def _image(image: Image) -> dict[str, str]:
-    return {"bytesBase64Encoded": image.base64, "mimeType": image.mime_type}
+    return {google.IMAGE_BYTES: image.base64, google.MIME_TYPE: image.mime_type}
 
 
 def operation_status(body: dict[str, Any]) -> Status | None:
@@ -78,28 +82,28 @@ def operation_status(body: dict[str, Any]) -> Status | None:
 
 def filtered(response: dict[str, Any]) -> Status | None:
     """A done operation whose videos the provider's safety filter removed."""
-    count = response.get("raiMediaFilteredCount") or 0
+    count = response.get(google.FILTERED_COUNT) or 0
     if not count:
         return None
-    reasons = response.get("raiMediaFilteredReasons") or []
+    reasons = response.get(google.FILTERED_REASONS) or []
     message = "; ".join(map(str, reasons)) or "the provider's safety filter removed the video"
     return Status(done=True, error=message, refused=True)
 
 
 class GeminiProtocol(Protocol):
-    name = "gemini"
+    name = wire.NAME
     references = True
     idempotent = True  # Google ignores the header; a kinema provider honours it
 
     @property
     def version(self) -> str:
-        return str(self.options.get("api_version", "v1beta"))
+        return str(self.options.get("api_version", wire.API_VERSIONS[0]))
 
     def auth_headers(self, key: str | None) -> dict[str, str]:
         return {"x-goog-api-key": key} if key else {}
 
     def submit(self, http: UpstreamHTTP, submission: Submission) -> str:
-        path = f"/{self.version}/models/{submission.model}:predictLongRunning"
+        path = wire.PREDICT_PATH.format(version=self.version, model=submission.model)
         skip = frozenset() if self.options.get("all_parameters") else _SDK_WITHHELD
         body = http.call(
             "POST",
@@ -110,7 +114,9 @@ class GeminiProtocol(Protocol):
         return str(body["name"])
 
     def poll(self, http: UpstreamHTTP, ref: str) -> Status:
-        body = http.call("GET", f"/{self.version}/{ref}", polling=True)
+        body = http.call(
+            "GET", wire.OPERATION_PATH.format(version=self.version, name=ref), polling=True
+        )
         status = operation_status(body)
         if status is not None:
             return status
@@ -122,5 +128,5 @@ class GeminiProtocol(Protocol):
         return Status(done=True, progress=1.0, video_url=str(samples[0]["video"]["uri"]))
 
     def cancel(self, http: UpstreamHTTP, ref: str) -> bool:
-        http.call("POST", f"/{self.version}/{ref}:cancel", json_body={})
+        http.call("POST", wire.CANCEL_PATH.format(version=self.version, name=ref), json_body={})
         return True

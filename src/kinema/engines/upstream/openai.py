@@ -1,4 +1,6 @@
-"""OpenAI-style ``/v1/videos``: what vLLM-Omni, SGLang Diffusion and gateways serve.
+"""OpenAI-style ``/v1/videos`` with OpenAI's own fields: what gateways serve (vLLM-Omni and
+SGLang Diffusion have their own protocols, ``vllm_omni`` and ``sglang``, which send the
+frame count at the served model's rate and their sampling fields).
 
 Create is multipart, as the ``openai`` SDK sends it (``prompt``, ``model``, ``seconds`` as
 a string, ``size`` as ``WxH``, the first frame as the ``input_reference`` file part), with
@@ -21,12 +23,14 @@ from kinema.engines.upstream.protocol import (
     failure,
     progress_percent,
 )
+from kinema.wire import openai_videos as wire
 
-EXTRA_FIELDS = ("seed", "negative_prompt", "generate_audio")
+# kinema's extra create fields, in the order they are sent
+EXTRA_FIELDS = (wire.SEED, wire.NEGATIVE_PROMPT, wire.GENERATE_AUDIO)
 
 
 class OpenAIProtocol(Protocol):
-    name = "openai"
+    name = wire.NAME
     last_frame = False  # one image field: the first frame
     idempotent = True
 
@@ -35,10 +39,10 @@ class OpenAIProtocol(Protocol):
 
     def submit(self, http: UpstreamHTTP, submission: Submission) -> str:
         form = {
-            "model": submission.model,
-            "prompt": submission.request.prompt,
-            "seconds": str(submission.request.duration_s),
-            "size": submission.size,
+            wire.MODEL: submission.model,
+            wire.PROMPT: submission.request.prompt,
+            wire.SECONDS: str(submission.request.duration_s),
+            wire.SIZE: submission.size,
         }
         for field in EXTRA_FIELDS:
             value = submission.optional(field)
@@ -50,23 +54,23 @@ class OpenAIProtocol(Protocol):
         }
         if submission.image is not None:
             image = submission.image
-            parts["input_reference"] = (image.filename, image.data, image.mime_type)
+            parts[wire.IMAGE] = (image.filename, image.data, image.mime_type)
         answer = http.call(
-            "POST", "/v1/videos", files=parts, headers=self.idempotency_headers(submission)
+            "POST", wire.VIDEOS_PATH, files=parts, headers=self.idempotency_headers(submission)
         )
         return str(answer["id"])
 
     def poll(self, http: UpstreamHTTP, ref: str) -> Status:
-        body = http.call("GET", f"/v1/videos/{ref}", polling=True)
+        body = http.call("GET", wire.VIDEO_PATH.format(video_id=ref), polling=True)
         status = str(body.get("status", ""))
-        if status == "completed":
-            url = f"{http.base_url}/v1/videos/{ref}/content"
+        if status == wire.COMPLETED:
+            url = http.base_url + wire.CONTENT_PATH.format(video_id=ref)
             return Status(done=True, progress=1.0, video_url=url)
-        if status == "failed":
+        if status == wire.FAILED:
             error = body.get("error") or {}
             return failure(error.get("message"), error.get("code"), "the video failed")
         return Status(done=False, progress=progress_percent(body.get("progress")))
 
     def cancel(self, http: UpstreamHTTP, ref: str) -> bool:
-        http.call("DELETE", f"/v1/videos/{ref}")
+        http.call("DELETE", wire.VIDEO_PATH.format(video_id=ref))
         return True

@@ -167,4 +167,13 @@ def is_refusal(code: Any, message: str = "") -> bool:
     return any(word in words for word in _REFUSAL_WORDS)
 
 
-PROTOCOLS: tuple[str, ...] = ("gemini", "vertex", "aimlapi", "openai", "unified", "v1")
+PROTOCOLS: tuple[str, ...] = (
+    "gemini",
+    "vertex",
+    "aimlapi",
+    "openai",
+    "unified",
+    "v1",
+    "vllm_omni",
+    "sglang",
+)

@@ -20,61 +20,60 @@ from kinema.engines.upstream.protocol import (
     failure,
     progress_percent,
 )
+from kinema.wire import unified as wire
 
-FIELDS = {
-    "duration": "duration",
-    "aspect_ratio": "aspect_ratio",
-    "resolution": "resolution",
-    "generate_audio": "generate_audio",
-    "auto_fix": "auto_fix_prompt",
-    "safety_level": "safety_level",
-    "enhance_prompt": "enhance_prompt",
-    "person_generation": "person_generation",
-    "negative_prompt": "negative_prompt",
-    "seed": "seed",
+# A path option's ``{id}``: the provider's task id.
+_DEFAULT_PATHS = {
+    "create_path": wire.CREATE_PATH,
+    "poll_path": wire.TASK_PATH.format(task_id="{id}"),
+    "cancel_path": wire.CANCEL_PATH.format(task_id="{id}"),
 }
 
 
 class UnifiedProtocol(Protocol):
-    name = "unified"
+    name = wire.NAME
     last_frame = False  # one image field: the first frame
     idempotent = True
 
-    def _path(self, name: str, default: str, ref: str = "") -> str:
-        return str(self.options.get(name, default)).replace("{id}", ref)
+    def _path(self, name: str, ref: str = "") -> str:
+        return str(self.options.get(name, _DEFAULT_PATHS[name])).replace("{id}", ref)
 
     def auth_headers(self, key: str | None) -> dict[str, str]:
         return bearer(key)
 
     def submit(self, http: UpstreamHTTP, submission: Submission) -> str:
-        body: dict[str, Any] = {"model": submission.model, "prompt": submission.request.prompt}
+        fields = wire.FIELDS
+        body: dict[str, Any] = {
+            wire.MODEL: submission.model,
+            fields["prompt"]: submission.request.prompt,
+        }
         if submission.image is not None:
-            body["image_url"] = submission.image.data_uri
-        for field, wire in FIELDS.items():
-            value = submission.optional(field)
+            body[fields["image"]] = submission.image.data_uri
+        for option in wire.OPTIONS:
+            value = submission.optional(option)
             if value is not None:
-                body[wire] = value
+                body[fields[option]] = value
         answer = http.call(
             "POST",
-            self._path("create_path", "/v1/videos/generations"),
+            self._path("create_path"),
             json_body=body,
             headers=self.idempotency_headers(submission),
         )
         return str(answer["id"])
 
     def poll(self, http: UpstreamHTTP, ref: str) -> Status:
-        body = http.call("GET", self._path("poll_path", "/v1/tasks/{id}", ref), polling=True)
+        body = http.call("GET", self._path("poll_path", ref), polling=True)
         status = str(body.get("status", ""))
-        if status == "completed":
+        if status == wire.COMPLETED:
             results = body.get("results") or []
             if not results:
                 return Status(done=True, error="the task completed without a result")
             return Status(done=True, progress=1.0, video_url=str(results[0]))
-        if status == "failed":
+        if status == wire.FAILED:
             error = body.get("error") or {}
             return failure(error.get("message"), error.get("code"), "the task failed")
         return Status(done=False, progress=progress_percent(body.get("progress")))
 
     def cancel(self, http: UpstreamHTTP, ref: str) -> bool:
-        http.call("POST", self._path("cancel_path", "/v1/tasks/{id}/cancel", ref), json_body={})
+        http.call("POST", self._path("cancel_path", ref), json_body={})
         return True

@@ -19,56 +19,50 @@ from kinema.engines.upstream.protocol import (
     failure,
     progress_percent,
 )
+from kinema.wire import v1_generations as wire
 
-FIELDS = {
-    "aspect_ratio": "aspect_ratio",
-    "generate_audio": "generate_audio",
-    "negative_prompt": "negative_prompt",
-    "seed": "seed",
-    "enhance_prompt": "enhance_prompt",
-    "person_generation": "person_generation",
-}
-PATH = "/v1/video/generations"
+# canonical option -> the wire field it is sent in (those that pass straight through)
+OPTIONS = {canonical: name for name, canonical in wire.WIRE_FIELDS.items() if name != "prompt"}
 
 
 class V1Protocol(Protocol):
-    name = "v1"
+    name = wire.NAME
     idempotent = True
 
     def auth_headers(self, key: str | None) -> dict[str, str]:
         return bearer(key)
 
     def submit(self, http: UpstreamHTTP, submission: Submission) -> str:
-        body: dict[str, Any] = {"model": submission.model, "prompt": submission.request.prompt}
+        body: dict[str, Any] = {wire.MODEL: submission.model, "prompt": submission.request.prompt}
         images = [i.data_uri for i in (submission.image, submission.last_image) if i is not None]
         if images:
-            body["images"] = images
+            body[wire.IMAGES] = images
         if "duration" in submission.options:
-            body["seconds"] = str(submission.request.duration_s)
+            body[wire.SECONDS] = str(submission.request.duration_s)
         if "resolution" in submission.options:
-            body["size"] = submission.request.resolution
-        for field, wire in FIELDS.items():
-            value = submission.optional(field)
+            body[wire.SIZE] = submission.request.resolution
+        for option, name in OPTIONS.items():
+            value = submission.optional(option)
             if value is not None:
-                body[wire] = value
+                body[name] = value
         answer = http.call(
-            "POST", PATH, json_body=body, headers=self.idempotency_headers(submission)
+            "POST", wire.CREATE_PATH, json_body=body, headers=self.idempotency_headers(submission)
         )
         return str(answer.get("task_id") or answer["id"])
 
     def poll(self, http: UpstreamHTTP, ref: str) -> Status:
-        body = http.call("GET", f"{PATH}/{ref}", polling=True)
+        body = http.call("GET", wire.TASK_PATH.format(task_id=ref), polling=True)
         status = str(body.get("status", ""))
-        if status in ("succeeded", "completed"):
+        if status in wire.SUCCEEDED:
             url = body.get("url") or body.get("video_url")
             if not url:
                 return Status(done=True, error="the task succeeded without a video url")
             return Status(done=True, progress=1.0, video_url=str(url))
-        if status in ("failed", "cancelled"):
+        if status in wire.ENDED:
             error = body.get("error") or {}
             return failure(error.get("message"), error.get("code"), f"the task {status}")
         return Status(done=False, progress=progress_percent(body.get("progress")))
 
     def cancel(self, http: UpstreamHTTP, ref: str) -> bool:
-        http.call("POST", f"{PATH}/{ref}/cancel", json_body={})
+        http.call("POST", wire.CANCEL_PATH.format(task_id=ref), json_body={})
         return True

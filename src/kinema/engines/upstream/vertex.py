@@ -18,23 +18,21 @@ from kinema.engines.upstream.errors import UpstreamUnavailable
 from kinema.engines.upstream.gemini import filtered, operation_status, veo_body
 from kinema.engines.upstream.http import UpstreamHTTP
 from kinema.engines.upstream.protocol import Protocol, Status, Submission
+from kinema.wire import vertex as wire
 
 
 class VertexProtocol(Protocol):
-    name = "vertex"
+    name = wire.NAME
     references = True
     idempotent = True  # Google ignores the header; a kinema provider honours it
 
     @property
     def version(self) -> str:
-        return str(self.options.get("api_version", "v1beta1"))
+        return str(self.options.get("api_version", wire.API_VERSIONS[0]))
 
     def _model_path(self, model: str) -> str:
         project, location = self.options.get("project"), self.options.get("location")
-        path = f"publishers/google/models/{model}"
-        if project:
-            path = f"projects/{project}/locations/{location or 'us-central1'}/{path}"
-        return path
+        return wire.model_resource(model, project, location or "us-central1")
 
     def auth_headers(self, key: str | None) -> dict[str, str]:
         if not key:
@@ -44,7 +42,8 @@ class VertexProtocol(Protocol):
         return {"x-goog-api-key": key}
 
     def submit(self, http: UpstreamHTTP, submission: Submission) -> str:
-        path = f"/{self.version}/{self._model_path(submission.model)}:predictLongRunning"
+        resource = self._model_path(submission.model)
+        path = wire.PREDICT_PATH.format(version=self.version, resource=resource)
         body = http.call(
             "POST",
             path,
@@ -54,32 +53,32 @@ class VertexProtocol(Protocol):
         return str(body["name"])
 
     def poll(self, http: UpstreamHTTP, ref: str) -> Status:
-        resource = ref.rpartition("/operations/")[0]
+        resource = wire.operation_resource(ref)
         body = http.call(
             "POST",
-            f"/{self.version}/{resource}:fetchPredictOperation",
-            json_body={"operationName": ref},
+            wire.FETCH_PATH.format(version=self.version, resource=resource),
+            json_body={wire.OPERATION_NAME_FIELD: ref},
             polling=True,
         )
         status = operation_status(body)
         if status is not None:
             return status
         response = body.get("response") or {}
-        videos = response.get("videos") or []
+        videos = response.get(wire.VIDEOS) or []
         if not videos:
             return filtered(response) or Status(done=True, error="the operation returned no video")
         video = videos[0]
-        if "bytesBase64Encoded" not in video:
+        if wire.VIDEO_BYTES not in video:
             raise UpstreamUnavailable(
                 "the provider stored the video in Cloud Storage (gcsUri); kinema needs it "
                 "inline: leave storageUri unset"
             )
         try:
-            data = base64.b64decode(video["bytesBase64Encoded"], validate=True)
+            data = base64.b64decode(video[wire.VIDEO_BYTES], validate=True)
         except (binascii.Error, ValueError):
             raise UpstreamUnavailable("the provider's inline video is not valid base64") from None
         return Status(done=True, progress=1.0, video_bytes=data)
 
     def cancel(self, http: UpstreamHTTP, ref: str) -> bool:
-        http.call("POST", f"/{self.version}/{ref}:cancel", json_body={})
+        http.call("POST", wire.CANCEL_PATH.format(version=self.version, name=ref), json_body={})
         return True

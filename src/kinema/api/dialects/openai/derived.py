@@ -43,6 +43,7 @@ from kinema.media.fetch import format_size
 from kinema.service import JobService
 from kinema.types import output_ref
 from kinema.views import Creation, JobRef, JobView
+from kinema.wire import openai_videos as wire
 
 
 class VideosDialect(Protocol):
@@ -63,8 +64,8 @@ class VideosDialect(Protocol):
 __all__ = ["add_derived_routes"]
 
 VIDEO_ID = "video[id]"
-_OPTIONAL = ("seed", "generate_audio", "negative_prompt")
-_SCALARS = ("prompt", "seconds", "model", "callback_url", *_OPTIONAL)
+_OPTIONAL = wire.EXTENSIONS
+_SCALARS = (wire.PROMPT, wire.SECONDS, wire.MODEL, "callback_url", *_OPTIONAL)
 CHARACTERS = (
     "Characters are a Sora feature: this server neither makes nor stores characters. "
     "Describe the person in the prompt, or start from a picture of them (input_reference)."

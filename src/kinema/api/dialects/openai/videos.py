@@ -13,8 +13,8 @@ Wire facts (checked against the SDK's source):
   other models default to their own frame (Veo: 1280x720).
 * Every response is a video object with all its nullable fields present.
 * ``create_and_poll`` sleeps for the ``openai-poll-after-ms`` header of each response while
-  the video is queued or in progress; kinema sends ``POLL_AFTER_MS`` on both create and
-  retrieve responses of unfinished videos.
+  the video is queued or in progress; kinema sends ``POLL_AFTER_MS`` (its wire table's) on
+  both create and retrieve responses of unfinished videos.
 * Errors are ``{"error": {"message", "type", "param", "code"}}``.
 
 Choices where OpenAI's behaviour is not kinema's:
@@ -47,7 +47,6 @@ import base64
 import math
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -71,13 +70,11 @@ from kinema.errors import (
 )
 from kinema.media.fetch import format_size
 from kinema.service import JobService
-from kinema.types import JobStatus
-from kinema.views import Creation, JobRef, JobView
+from kinema.views import Creation, JobRef
+from kinema.wire import openai_videos as wire
 
 DEFAULT_MODEL = "sora-2"  # what OpenAI uses when ``model`` is omitted
 DEFAULT_SIZE = "720x1280"  # OpenAI's default, for models that list it among their sizes
-ID_PREFIX = "video_"
-POLL_AFTER_MS = 1000  # a clip takes seconds to make; polling faster only adds load
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 
@@ -98,10 +95,9 @@ STANDARD_SIZES = {f"{w}x{h}": key for key, (w, h) in FRAME_SIZES.items()}
 _SIZE = re.compile(r"(\d{2,5})x(\d{2,5})")
 
 # Canonical fields that create takes besides the image, by wire name.
-_EXTENSIONS = ("seed", "generate_audio", "negative_prompt")
-_SCALARS = ("prompt", "model", "seconds", "size", "callback_url", *_EXTENSIONS)
-_IMAGE_URL = "input_reference[image_url]"
-_FILE_ID = "input_reference[file_id]"
+_SCALARS = (wire.PROMPT, wire.MODEL, wire.SECONDS, wire.SIZE, "callback_url", *wire.EXTENSIONS)
+_IMAGE_URL = f"{wire.IMAGE}[image_url]"
+_FILE_ID = f"{wire.IMAGE}[file_id]"
 
 
 def _param_name(path: tuple[str | int, ...]) -> str:
@@ -190,19 +186,11 @@ CREATE_BODY: dict[str, Any] = {
 # --- ids ---
 
 
-def wire_id(job_id: str) -> str:
-    return ID_PREFIX + job_id
+wire_id = wire.wire_id
 
 
 def job_ref(video_id: str) -> JobRef:
-    hex_id = video_id.removeprefix(ID_PREFIX)
-    if not video_id.startswith(ID_PREFIX) or not re.fullmatch(r"[0-9a-f]{32}", hex_id):
-        raise NotFound(f"No video found with id '{video_id}'.")
-    return JobRef(id=hex_id)
-
-
-def _unix(moment: datetime | None) -> int | None:
-    return None if moment is None else int(moment.timestamp())
+    return JobRef(id=wire.job_id(video_id))
 
 
 # --- reading a create body ---
@@ -241,13 +229,13 @@ async def _read_form(request: Request, max_image_bytes: int) -> CreateBody:
         _refuse_repeats([key for key, _ in items])
         fields: dict[str, Any] = {}
         image: str | None = None
-        image_param = "input_reference"
+        image_param = wire.IMAGE
         for key, value in items:
-            if key == "input_reference" and isinstance(value, UploadFile):
+            if key == wire.IMAGE and isinstance(value, UploadFile):
                 image = await _upload_as_data_uri(value, max_image_bytes)
             elif isinstance(value, UploadFile):
                 raise InvalidRequest.for_field(key, "must be a text field, not a file")
-            elif key in ("input_reference", _IMAGE_URL):
+            elif key in (wire.IMAGE, _IMAGE_URL):
                 image, image_param = value, key
             elif key == _FILE_ID:
                 raise _file_id_unsupported(key)
@@ -263,9 +251,9 @@ def _read_json(body: Any) -> CreateBody:
         raise InvalidRequest("The request body must be a JSON object.")
     fields: dict[str, Any] = {}
     image: str | None = None
-    image_param = "input_reference"
+    image_param = wire.IMAGE
     for key, value in body.items():
-        if key == "input_reference":
+        if key == wire.IMAGE:
             if isinstance(value, dict):
                 unknown = set(value) - {"image_url", "file_id"}
                 if unknown:
@@ -289,7 +277,7 @@ async def _upload_as_data_uri(upload: UploadFile, max_bytes: int) -> str:
     """A file part as a ``data:`` URI, the form the shared Submitter validates."""
     if upload.size is not None and upload.size > max_bytes:
         raise InvalidImage.for_field(
-            "input_reference",
+            wire.IMAGE,
             f"image is {format_size(upload.size)}; the limit is {format_size(max_bytes)}",
         )
     data = await upload.read()
@@ -366,42 +354,17 @@ def _callback_url(value: Any) -> str | None:
     return value
 
 
-def _seconds(view: JobView) -> str:
-    """The video's length; for an extension the joined length, as OpenAI reports it."""
-    request = view.request
-    if view.result is not None and request is not None and request.video is not None:
-        return f"{round(view.result.duration_s, 2):g}"
-    if request is None:
-        return ""
-    if request.video_duration_s is not None:
-        return f"{round(request.video_duration_s + request.duration_s, 2):g}"
-    return str(request.duration_s)
-
-
-def _remixed_from(view: JobView) -> str | None:
-    request = view.request
-    if request is None or request.source_job_id is None:
-        return None
-    return wire_id(request.source_job_id) if request.source_kind in ("remix", "edit") else None
-
-
 Variant = Literal["video", "thumbnail", "spritesheet"]
 INDEX_HELP = "kinema extension: which video of a job that made several (default 0, the first)"
 CreateBodyDep = Annotated[CreateBody, Depends(read_create_body)]
 
 
 class OpenAIVideos(Dialect):
-    name = "openai"
+    name = wire.NAME
     title = "OpenAI Videos"
-    prefixes = ("/v1/videos",)
-    status_words = {
-        JobStatus.QUEUED: "queued",
-        JobStatus.RUNNING: "in_progress",
-        JobStatus.SUCCEEDED: "completed",
-        JobStatus.FAILED: "failed",
-        JobStatus.CANCELLED: "failed",
-        JobStatus.EXPIRED: "failed",
-    }
+    prefixes = (wire.VIDEOS_PATH,)
+    inline_video = wire.INLINE_VIDEO
+    status_words = wire.STATUS_WORDS
     error_schema = {
         "type": "object",
         "required": ["error"],
@@ -419,46 +382,10 @@ class OpenAIVideos(Dialect):
         },
     }
 
-    # --- rendering ---
+    # --- rendering (the wire table's) ---
 
-    def render(self, view: JobView) -> dict[str, Any]:
-        if view.result is not None:
-            width, height = view.result.width, view.result.height
-        else:
-            width, height = view.frame or (0, 0)
-        completed_at = _unix(view.finished_at) if view.status.terminal else None
-        expires_at = None
-        if view.status is JobStatus.SUCCEEDED and completed_at is not None:
-            expires_at = completed_at + view.url_ttl_s
-        request = view.request
-        return {
-            "id": wire_id(view.id),
-            "object": "video",
-            "model": view.model,
-            "status": self.status_words[view.status],
-            "progress": view.percent,
-            "created_at": _unix(view.created_at),
-            "completed_at": completed_at,
-            "expires_at": expires_at,
-            "prompt": None if request is None else request.prompt,
-            "size": f"{width}x{height}",
-            "seconds": _seconds(view),
-            "remixed_from_video_id": _remixed_from(view),
-            "error": self._error(view),
-        }
-
-    @staticmethod
-    def _error(view: JobView) -> dict[str, str] | None:
-        if view.status is JobStatus.CANCELLED:
-            return {"code": "cancelled", "message": "The video was cancelled."}
-        if view.status is JobStatus.EXPIRED:
-            return {"code": "expired", "message": "The video's files were removed after retention."}
-        if view.status is JobStatus.FAILED:
-            return {
-                "code": view.error_code or "generation_failed",
-                "message": view.error_message or "Video generation failed.",
-            }
-        return None
+    render = staticmethod(wire.render)
+    poll_headers = staticmethod(wire.poll_headers)
 
     @staticmethod
     def job_id(video_id: str) -> str:
@@ -468,10 +395,6 @@ class OpenAIVideos(Dialect):
     @staticmethod
     def model_spec(service: JobService, model: Any) -> ModelSpec:
         return _model_spec(service, model)
-
-    @staticmethod
-    def poll_headers(view: JobView) -> dict[str, str]:
-        return {} if view.status.terminal else {"openai-poll-after-ms": str(POLL_AFTER_MS)}
 
     def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
         param = None
@@ -495,23 +418,23 @@ class OpenAIVideos(Dialect):
         self, service: JobService, body: CreateBody, idempotency_key: str | None
     ) -> Creation:
         sent = dict(body.fields)
-        spec = _model_spec(service, sent.pop("model", DEFAULT_MODEL))
+        spec = _model_spec(service, sent.pop(wire.MODEL, DEFAULT_MODEL))
         callback_url = _callback_url(sent.pop("callback_url", None))
-        fields: dict[str, Any] = {k: sent[k] for k in ("prompt", *_EXTENSIONS) if k in sent}
-        if "seconds" in sent:
-            fields["duration"] = sent["seconds"]
-        if "size" not in sent and DEFAULT_SIZE in spec.sizes:
-            sent["size"] = DEFAULT_SIZE
-        if "size" in sent:
-            fields.update(_size_fields(spec, sent["size"]))
+        fields: dict[str, Any] = {k: sent[k] for k in (wire.PROMPT, *wire.EXTENSIONS) if k in sent}
+        if wire.SECONDS in sent:
+            fields["duration"] = sent[wire.SECONDS]
+        if wire.SIZE not in sent and DEFAULT_SIZE in spec.sizes:
+            sent[wire.SIZE] = DEFAULT_SIZE
+        if wire.SIZE in sent:
+            fields.update(_size_fields(spec, sent[wire.SIZE]))
         if body.image is not None:
             fields["image"] = body.image
         wire_names = {
             "image": body.image_param,
-            "duration": "seconds",
-            "size": "size",
-            "resolution": "size",
-            "aspect_ratio": "size",
+            "duration": wire.SECONDS,
+            "size": wire.SIZE,
+            "resolution": wire.SIZE,
+            "aspect_ratio": wire.SIZE,
         }
         return Creation(
             model=spec.id,
@@ -529,9 +452,9 @@ class OpenAIVideos(Dialect):
 
         return [
             Poll(
-                "/v1/videos/{video_id}",
+                wire.VIDEO_PATH,
                 locate,
-                events="/v1/videos/{video_id}/events",
+                events=wire.VIDEO_PATH + "/events",
                 summary="A video's status and metadata",
                 parameters=(
                     {
@@ -557,7 +480,7 @@ class OpenAIVideos(Dialect):
         add_derived_routes(self, router)
 
         @router.post(
-            "/v1/videos", response_model=Video, openapi_extra={"requestBody": CREATE_BODY}
+            wire.VIDEOS_PATH, response_model=Video, openapi_extra={"requestBody": CREATE_BODY}
         )
         def create_video(
             request: Request,
@@ -572,7 +495,7 @@ class OpenAIVideos(Dialect):
             view = service.view(job)
             return JSONResponse(self.render(view), headers=self.poll_headers(view))
 
-        @router.get("/v1/videos", response_model=VideoList)
+        @router.get(wire.VIDEOS_PATH, response_model=VideoList)
         def list_videos(
             request: Request,
             owner: BearerOwner,
@@ -603,7 +526,7 @@ class OpenAIVideos(Dialect):
                 "has_more": len(jobs) > limit,
             }
 
-        @router.delete("/v1/videos/{video_id}", response_model=VideoDeleted)
+        @router.delete(wire.VIDEO_PATH, response_model=VideoDeleted)
         def delete_video(request: Request, video_id: str, owner: BearerOwner) -> dict[str, Any]:
             """Delete a video and its files; a queued or running one is cancelled first.
 
@@ -619,7 +542,7 @@ class OpenAIVideos(Dialect):
             return {"id": wire_id(job.id), "object": "video.deleted", "deleted": True}
 
         @router.get(
-            "/v1/videos/{video_id}/content",
+            wire.CONTENT_PATH,
             response_class=Response,
             responses={
                 200: {
