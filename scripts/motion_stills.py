@@ -18,19 +18,29 @@ from PIL import Image, ImageDraw, ImageOps
 from skimage import data
 
 from kinema.engines.motion.engine import MotionEngine
+from kinema.engines.sound.soundtrack import make_soundtrack
 from kinema.media.encode import encode_mp4
 from kinema.types import EngineRequest
 
+DEMO = (
+    "She says: 'Welcome to kinema. Everything you see and hear was made on this machine.' "
+    "The camera slowly pushes in as she smiles."
+)
+# (the sound, as the voice reports it; its label in ASCII, which the default font draws)
+SHOWN = (("m", "m: lips shut"), ("ɛ", "e of 'Welcome': open"), ("i", "ee: spread"),
+         ("u", "oo: rounded"))  # fmt: skip
 SPEECH = "The camera pans right as she smiles and says: 'Hello there, welcome to the launch pad.'"
 
 
-def clip_frames(picture: Image.Image, prompt: str, size: tuple[int, int], **options) -> list:
+def clip_frames(
+    picture: Image.Image, prompt: str, size: tuple[int, int], seconds: int = 4, **options
+) -> list:
     request = EngineRequest(
         prompt=prompt,
         width=size[0],
         height=size[1],
         fps=24,
-        num_frames=96,
+        num_frames=24 * seconds,
         generate_audio=True,
         seed=5,
         image=picture,
@@ -59,6 +69,20 @@ def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/motion")
     out.mkdir(parents=True, exist_ok=True)
     astronaut = Image.fromarray(data.astronaut())
+
+    # the demo's portrait, speaking: its face on the frames of four sounds of the line
+    portrait = Image.open(Path(__file__).resolve().parents[1] / "src/kinema/assets/astronaut.jpg")
+    frames = clip_frames(portrait, DEMO, (640, 360), camera="static", seconds=8)
+    phones = make_soundtrack(DEMO, 8.0, seed=5).phones
+    faces, labels = [frames[0]], ["at rest"]
+    for symbol, label in SHOWN:
+        phone = next(p for p in phones if p.symbol == symbol)
+        faces.append(frames[round((phone.start_s + phone.end_s) / 2 * 24)])
+        labels.append(label)
+    box = (235, 75, 405, 245)  # the face, in the 640x360 frame
+    strip([face.crop(box) for face in faces], labels, height=200).save(
+        out / "demo_speaking.jpg", quality=85
+    )
 
     frames = clip_frames(astronaut, SPEECH, (640, 360))
     picks = [0, 30, 52, 95]

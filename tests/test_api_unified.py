@@ -126,6 +126,21 @@ def test_generate_audio_true_adds_a_sound_track(server: LiveServer, image_uri: s
     assert facts.audio_codec == "aac"
 
 
+def test_a_line_no_voice_can_speak_is_said_in_the_task_not_dropped(
+    server: LiveServer, image_uri: str
+):
+    prompt = "The monk turns and says: 'ሰላም ነው።' Then he says: 'Peace be with you.'"
+    spoken = small(FAST, image_uri, generate_audio=True, prompt="She says: 'Good morning.'")
+    created = [create(server, small(FAST, image_uri, generate_audio=True, prompt=prompt))]
+    created.append(create(server, spoken))
+    with server.client() as client:
+        unspoken, fine = (poll_until_done(client, task["id"]) for task in created)
+    assert unspoken["status"] == "completed", unspoken
+    (note,) = unspoken["task_info"]["notes"]
+    assert "ሰላም ነው።" in note and "not spoken" in note
+    assert fine["status"] == "completed" and "notes" not in fine["task_info"]
+
+
 def test_standard_takes_its_own_options(server: LiveServer, image_uri: str):
     body = small(
         STANDARD,

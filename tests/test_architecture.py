@@ -178,7 +178,7 @@ def test_no_module_imports_itself_back_through_others():
 def test_the_circle_finder_finds_a_planted_back_import():
     graph = import_graph()
     graph["kinema.engines.config"] = {*graph["kinema.engines.config"], "kinema.catalog"}
-    assert ["kinema.catalog", "kinema.engines.config"] in circles(graph)
+    assert any({"kinema.catalog", "kinema.engines.config"} <= set(c) for c in circles(graph))
 
 
 def offenders_of(graph: dict[str, set[str]], layer: str, forbidden: tuple[str, ...]) -> list[str]:

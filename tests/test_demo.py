@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 from tests.support import probe
@@ -14,7 +16,7 @@ from tests.support import probe
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_demo_script_renders_the_sample_to_an_mp4(tmp_path: Path):
+def test_demo_script_renders_the_speaking_portrait_to_an_mp4(tmp_path: Path):
     venv = Path(sys.prefix)
     if not (venv / "bin" / "kinema").exists():
         pytest.fail(f"the kinema command is not installed in {venv} (pip install -e .)")
@@ -41,3 +43,10 @@ def test_demo_script_renders_the_sample_to_an_mp4(tmp_path: Path):
     assert facts.frames == 8 * 24
     assert (facts.video_codec, facts.audio_codec) == ("h264", "aac")
     assert facts.audio_duration_s == pytest.approx(8.0, abs=0.1)
+    # the portrait speaks from the start: the line is heard within the first two seconds
+    with av.open(str(output)) as container:
+        audio = np.concatenate([f.to_ndarray() for f in container.decode(audio=0)], axis=1)
+    mono, rate = audio.mean(axis=0), 48_000
+    opening = np.sqrt(np.mean(mono[int(0.8 * rate) : 2 * rate] ** 2))
+    closing = np.sqrt(np.mean(mono[int(7.0 * rate) :] ** 2))  # the bed alone, after the line
+    assert opening > 3 * closing, (opening, closing)

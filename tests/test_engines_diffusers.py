@@ -230,7 +230,8 @@ def test_speed_and_memory_options_are_applied(
     assert pipe.transformer.is_cache_enabled and pipe.transformer_2.is_cache_enabled
     assert pipe.vae.use_tiling
     # With a step cache the blocks compile with graph breaks (the cache hooks keep Python state).
-    assert compiled == [{"fullgraph": False, "mode": "max-autotune-no-cudagraphs"}] * 2
+    wanted = {"fullgraph": False, "dynamic": True, "mode": "max-autotune-no-cudagraphs"}
+    assert compiled == [wanted] * 2
     assert pipe.transformer.dtype == torch.float32
     clip = engine.run(request(image=None, last_image=pattern_image(90, 160)), lambda _: None, never)
     assert clip.num_frames == 9  # no image: it animates a picture painted from the prompt

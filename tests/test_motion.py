@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import get_args
 
 import av
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
@@ -446,3 +447,34 @@ def test_painting_is_deterministic_and_follows_the_prompt():
     assert ocean[lower, :, 2].mean() > ocean[lower, :, 0].mean() + 20  # blue water
     assert desert[lower, :, 0].mean() > desert[lower, :, 2].mean() + 40  # ochre sand
     assert forest[lower, :, 1].mean() > forest[lower, :, 2].mean()  # green ground
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "A lighthouse on the mountains at dawn, the camera pans left.",
+        "A forest in winter snow, the camera tilts up.",
+    ],
+)
+def test_text_to_video_has_no_ghosts_to_the_end_of_the_clip(prompt: str):
+    """The last frame is the first one moved by the camera, nothing doubled or faded: the
+    best affine map of frame 0 onto it (OpenCV's ECC) leaves almost nothing over."""
+    req = EngineRequest(
+        prompt=prompt, width=640, height=360, fps=24, num_frames=96, generate_audio=False, seed=3
+    )
+    frames = list(MotionEngine().run(req, lambda _: None, lambda: False).frames)
+    first, last = (
+        cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        for f in (frames[0], frames[-1])
+    )
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 200, 1e-6)
+    warp = np.eye(2, 3, dtype=np.float32)
+    _, warp = cv2.findTransformECC(last, first, warp, cv2.MOTION_AFFINE, criteria, None, 5)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    aligned = cv2.warpAffine(first, warp, (640, 360), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    left_over = np.abs(aligned - last)[40:-40, 60:-60]
+
+    assert left_over.mean() < 1.0 and np.percentile(left_over, 99) < 8.0, (
+        left_over.mean(),
+        np.percentile(left_over, 99),
+    )

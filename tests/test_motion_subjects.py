@@ -242,13 +242,17 @@ def speech_envelope(audio: np.ndarray, count: int) -> np.ndarray:
     )
 
 
-def test_the_mouth_moves_with_the_speech(tmp_path: Path):
+def test_the_mouth_moves_while_the_line_is_spoken_and_only_then(tmp_path: Path):
+    """(That it takes the shape of each sound is tested in ``test_motion_speech``.)"""
     frames, audio = render_mp4(tmp_path, astronaut(), SPEECH, (640, 360))
 
     energy = mouth_energy(frames)
     envelope = speech_envelope(audio, len(frames))
+    speaking = envelope > 3 * np.median(envelope[:6])  # the bed alone at the start
+    assert speaking.sum() > 20
+    assert np.median(energy[speaking]) > 4 * max(float(np.median(energy[~speaking])), 0.1)
     correlation = float(np.corrcoef(energy, envelope)[0, 1])
-    assert correlation >= 0.5, correlation
+    assert correlation >= 0.4, correlation
 
 
 def test_without_dialogue_the_mouth_stays_shut(tmp_path: Path):

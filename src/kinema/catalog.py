@@ -165,6 +165,7 @@ class Catalog:
                     raise ValueError(f"model {spec.id} names unknown engine {name!r}")
         self.engines = engines
         self.models = models
+        self.memory_plans: dict[str, Any] = {}  # engine -> its memory plan (diffusers engines)
 
     # --- loading ---
 
@@ -186,7 +187,13 @@ class Catalog:
             raise
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Catalog:
+    def from_dict(
+        cls, data: dict[str, Any], *, gpu_memory_gb: float | None = None, plan: bool = True
+    ) -> Catalog:
+        """Build and check a catalog; ``plan``: plan its GPU memory as a server does (a
+        model that fits nowhere on the GPU is logged, and its requests get a 400).
+
+        ``CatalogError`` names the table and field of a mistake in ``data``."""
         check_catalog(data)
         engines = {
             name: EngineConfig(
@@ -200,7 +207,34 @@ class Catalog:
         for config in engines.values():
             check_engine_config(config)  # its family's errors name the engine and the option
         models = {mid: _model_from_toml(mid, cfg) for mid, cfg in data.get("models", {}).items()}
-        return cls(engines, models)
+        catalog = cls(engines, models)
+        if plan:
+            catalog.plan_memory(gpu_memory_gb)
+        return catalog
+
+    def plan_memory(self, gpu_memory_gb: float | None = None, *, strict: bool = False) -> None:
+        """Plan the diffusers engines' GPU memory (``engines.diffusion.memory``): tiling and
+        offload added where needed, and the combinations no measure makes fit refused."""
+        from kinema.engines.diffusion.memory import plan_catalog
+
+        offers: dict[str, list[tuple[str, tuple[int, int], int]]] = {}
+        for spec in self.models.values():
+            for engine in spec.engines:
+                offers.setdefault(engine, []).extend(_offers(spec))
+        self.engines, self.memory_plans = plan_catalog(
+            self.engines, offers, gpu_memory_gb, strict=strict
+        )
+
+    def _memory_problem(
+        self, spec: ModelSpec, requested: tuple[int, int], seconds: int
+    ) -> str | None:
+        """Why the GPU cannot hold this request under its engine's plan, or None."""
+        plan = self.memory_plans.get(spec.engine)
+        if plan is None:
+            return None
+        from kinema.engines.diffusion.memory import check_request
+
+        return check_request(plan, self.engines[spec.engine], spec.id, requested, seconds)
 
     # --- lookups ---
 
@@ -342,6 +376,11 @@ class Catalog:
                 resize_mode, RESIZE_MODES, "crop", "resize_mode", problems, normalise=str.lower
             )
 
+        if not problems.items and duration is not None:
+            frame = _requested_size(size, str(resolution), str(aspect))
+            too_big = self._memory_problem(spec, frame, int(duration))
+            if too_big:
+                problems.add("duration", too_big)
         if problems.items:
             first = problems.items[0]
             summary = f"{first.path[0]}: {first.message}"
@@ -437,6 +476,33 @@ def _model_from_toml(model_id: str, cfg: dict[str, Any]) -> ModelSpec:
         fit_duration=bool(cfg.get("fit_duration", False)),
         person_generation=tuple(cfg.get("person_generation", PERSON_GENERATION)),
     )
+
+
+def _offers(spec: ModelSpec) -> list[tuple[str, tuple[int, int], int]]:
+    """Every (model, requested frame size, seconds) a model offers."""
+    offers = []
+    for resolution in spec.resolutions:
+        durations = spec.durations_at.get(resolution, spec.durations)
+        sizes = [
+            FRAME_SIZES[(resolution, a)]
+            for a in spec.aspect_ratios
+            if (resolution, a) in FRAME_SIZES
+        ]
+        offers += [(spec.id, size, seconds) for size in sizes for seconds in durations]
+    by_size = {size: res for (res, _), size in FRAME_SIZES.items() if res in spec.resolutions}
+    for text in spec.sizes:
+        width, _, height = text.partition("x")
+        size = (int(width), int(height))
+        durations = spec.durations_at.get(by_size.get(size, ""), spec.durations)
+        offers += [(spec.id, size, seconds) for seconds in durations]
+    return offers
+
+
+def _requested_size(size: str | None, resolution: str, aspect: str) -> tuple[int, int]:
+    if size:
+        width, _, height = size.partition("x")
+        return int(width), int(height)
+    return FRAME_SIZES.get((resolution, aspect), (0, 0))
 
 
 def _extension(cfg: dict[str, Any] | None) -> ExtensionLimits | None:

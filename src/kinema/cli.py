@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kinema import cli_errors, cli_generate
@@ -113,7 +114,7 @@ def serve(
             log_level=log_level,
         )
     except ProfileUnavailable as error:
-        errors.print(f"[red]error:[/red] {error}")
+        errors.print(f"[red]error:[/red] {escape(str(error))}")
         raise typer.Exit(2) from None
 
 
@@ -218,7 +219,7 @@ def generate(
         raise typer.Exit(2)
     is_url = source is not None and source.startswith(("http://", "https://"))
     if source is not None and not is_url and not Path(source).is_file():
-        errors.print(f"[red]error:[/red] no image file {source!r}")
+        errors.print(f"[red]error:[/red] no image file {escape(repr(source))}")
         raise typer.Exit(2)
     request = cli_generate.Request(
         model=model, prompt=prompt, image=source, duration=duration, resolution=resolution,
@@ -247,9 +248,10 @@ def generate(
             path, generation_id = cli_generate.generate(server, api_key, request, output, show)
         except (KinemaAPIError, GenerationFailed) as error:
             progress.stop()
-            errors.print(f"[red]error:[/red] {error}")
+            errors.print(f"[red]error:[/red] {escape(str(error))}")
             raise typer.Exit(1) from None
-    console.print(f"wrote [bold]{path}[/bold] ({path.stat().st_size / 1e6:.1f} MB)", soft_wrap=True)
+    size_mb = path.stat().st_size / 1e6
+    console.print(f"wrote [bold]{escape(str(path))}[/bold] ({size_mb:.1f} MB)", soft_wrap=True)
     console.print(f"generation {generation_id}", soft_wrap=True)  # whole, to copy into --extend
 
 
@@ -295,7 +297,9 @@ def keys_create(
 
     runtime = Runtime.build(_settings(), workers=0)
     key, secret = runtime.keys.create(name)
-    errors.print(f"created key {key.id} ({key.name}); store it now, it is not shown again.")
+    errors.print(
+        f"created key {key.id} ({escape(key.name)}); store it now, it is not shown again."
+    )
     errors.print(f"webhooks for this key are signed with: {runtime.keys.webhook_secret(key.id)}")
     console.print(secret)
 
@@ -345,7 +349,7 @@ def keys_revoke(
         revoked = runtime.keys.revoke(key)
     finally:
         runtime.close()
-    console.print(f"revoked {revoked.id} ({revoked.name})")
+    console.print(f"revoked {revoked.id} ({escape(revoked.name)})")
 
 
 @app.command()
@@ -373,7 +377,7 @@ def usage(
             found = [k for k in keys if key in (k.id, k.prefix, k.name)]
             if len(found) != 1:
                 problem = "matches several keys; use the id" if found else "is not a key"
-                errors.print(f"[red]error:[/red] {key!r} {problem}")
+                errors.print(f"[red]error:[/red] {escape(repr(key))} {problem}")
                 raise typer.Exit(1)
             owner = found[0].id
         start = parse_since(since) if since else None
@@ -414,7 +418,7 @@ def models(as_json: JSON_OPTION = False) -> None:
     try:
         catalog = load_catalog(_settings())
     except ProfileUnavailable as error:
-        errors.print(f"[red]error:[/red] {error}")
+        errors.print(f"[red]error:[/red] {escape(str(error))}")
         raise typer.Exit(2) from None
     specs = [catalog.models[model_id] for model_id in catalog.model_ids()]
     if as_json:

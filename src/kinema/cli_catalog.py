@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -62,3 +63,26 @@ def catalog_validate(
     for table, field in unknown_model_fields(read_catalog_file(path)):
         typer.echo(f"warning: [{table}] {field}: not a catalog field (ignored)", err=True)
     typer.echo(f"{path}: {len(catalog.engines)} engines, {len(catalog.models)} models: ok")
+
+
+@catalog_app.command("plan")
+def plan(
+    catalog: Path = typer.Option(
+        ..., "--catalog", metavar="FILE", help="The catalog TOML file to plan."
+    ),
+    gpu_memory_gb: float = typer.Option(
+        ..., "--gpu-memory-gb", metavar="GIB", help="Each GPU's memory (GiB)."
+    ),
+) -> None:
+    """Predicted GPU memory peak of every model x size x duration, and the measures (VAE
+    tiling, offload) the planner takes; exits 1 if an offered combination cannot fit."""
+    from kinema.catalog import Catalog
+    from kinema.engines.diffusion.memory import format_plan
+
+    loaded = Catalog.from_dict(tomllib.loads(catalog.read_text("utf-8")), plan=False)
+    loaded.plan_memory(gpu_memory_gb)
+    lines, fits = format_plan(loaded.memory_plans, gpu_memory_gb)
+    for line in lines:
+        typer.echo(line)
+    if not fits:
+        raise typer.Exit(1)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from kinema.cli_help import JSON_OPTION
 from kinema.cli_table import Column, print_json, print_rows
@@ -37,7 +38,7 @@ def _runtime() -> Runtime:
 
 
 def _fail(error: KinemaError) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {error.message}")
+    errors.print(f"[red]error:[/red] {escape(error.message)}")
     return typer.Exit(1)
 
 
@@ -48,10 +49,12 @@ def _when(moment: datetime | None) -> str:
 def _find(runtime: Runtime, job_id: str) -> Job:
     found = runtime.inspector.find(job_id)
     if not found:
-        errors.print(f"[red]error:[/red] no job {job_id!r}")
+        errors.print(f"[red]error:[/red] no job {escape(repr(job_id))}")
         raise typer.Exit(1)
     if len(found) > 1:
-        errors.print(f"[red]error:[/red] {job_id!r} matches several jobs; give more of the id")
+        errors.print(
+            f"[red]error:[/red] {escape(repr(job_id))} matches several jobs; give more of the id"
+        )
         raise typer.Exit(1)
     return found[0]
 
@@ -231,7 +234,7 @@ def keys_quota(
             return "unlimited" if value is None else str(value)
 
         console.print(
-            f"key {current.id} ({current.name}): "
+            f"key {current.id} ({escape(current.name)}): "
             f"max_active_jobs={shown(current.max_active_jobs)} "
             f"max_video_s_per_day={shown(current.max_video_s_per_day)}"
         )

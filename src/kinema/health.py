@@ -6,6 +6,7 @@ takes a write (and gives it back), and at least one model has a worker online.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 
@@ -13,7 +14,12 @@ from sqlalchemy import text
 
 from kinema.runtime import Runtime
 
+log = logging.getLogger(__name__)
+
 PROBE_PREFIX = "health/"
+# /readyz answers anyone: a failed check says only this, the exception (which may name an
+# endpoint, a bucket, a prefix or a key) goes to the log.
+UNREACHABLE = "unreachable"
 
 
 @dataclass(frozen=True)
@@ -31,8 +37,9 @@ def _database(runtime: Runtime) -> Check:
     try:
         with runtime.db.connect() as connection:
             connection.execute(text("SELECT 1"))
-    except Exception as error:
-        return Check("database", False, f"{type(error).__name__}: {error}")
+    except Exception:
+        log.warning("readiness: the database is unreachable", exc_info=True)
+        return Check("database", False, UNREACHABLE)
     return Check("database", True, "reachable")
 
 
@@ -43,16 +50,18 @@ def _storage(runtime: Runtime) -> Check:
         if runtime.storage.get_bytes(key) != b"ok":
             return Check("storage", False, "a probe read back different bytes")
         runtime.storage.delete(key)
-    except Exception as error:
-        return Check("storage", False, f"{type(error).__name__}: {error}")
+    except Exception:
+        log.warning("readiness: storage is unreachable", exc_info=True)
+        return Check("storage", False, UNREACHABLE)
     return Check("storage", True, "writable")
 
 
 def _workers(runtime: Runtime) -> Check:
     try:
         serving = {model: slots for model, slots in runtime.service.worker_slots().items() if slots}
-    except Exception as error:
-        return Check("workers", False, f"{type(error).__name__}: {error}")
+    except Exception:
+        log.warning("readiness: the worker registry is unreachable", exc_info=True)
+        return Check("workers", False, UNREACHABLE)
     if not serving:
         return Check("workers", False, "no worker is online for any model")
     return Check("workers", True, f"{len(serving)} of {len(runtime.catalog.models)} models served")

@@ -5,13 +5,16 @@ Two limits per key (``kinema keys quota``), each unset by default:
 - ``max_active_jobs``: jobs of the key queued or running at once (a running job being
   cancelled no longer counts);
 - ``max_video_s_per_day``: seconds of video requested in the last 24 hours (a rolling
-  window; failed and cancelled jobs give their seconds back).
+  window; failed and cancelled jobs give their seconds back), counted as usage bills
+  them (``billed_seconds``): every sample, and an extension's whole video, the source it
+  continues included, since that is the video it delivers.
 
 A create that would pass one raises ``QuotaExceeded``, which every dialect renders as its
 own 429 with ``Retry-After``. The runtime checks twice: once before the create's images are
-fetched (cheap refusals), and again inside the transaction that inserts the job, after
-locking the key's row (PostgreSQL; SQLite's write transaction is already exclusive), so
-creates racing for a key's last free slot cannot both pass.
+fetched (cheap refusals, an extension's source not yet measured), and again inside the
+transaction that inserts the job, with the source measured, after locking the key's row
+(PostgreSQL; SQLite's write transaction is already exclusive), so creates racing for a
+key's last free slot cannot both pass.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
@@ -34,6 +38,21 @@ ACTIVE_RETRY_S = 10.0  # a hint: jobs take seconds to minutes, so look again soo
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def billed_seconds(request: GenerationRequest) -> float:
+    """Seconds of video ``request`` delivers, as ``kinema usage`` will count them: each of
+    its samples is a video, and an extension's video is its source followed by the new
+    seconds."""
+    per_video = request.duration_s + (request.video_duration_s or 0.0)
+    return max(1, request.sample_count) * per_video
+
+
+def _billed(stored: Any) -> float:
+    """``billed_seconds`` of a request as the jobs table holds it."""
+    data = stored if isinstance(stored, dict) else {}
+    per_video = float(data.get("duration_s") or 0) + float(data.get("video_duration_s") or 0)
+    return max(1, int(data.get("sample_count") or 1)) * per_video
 
 
 class QuotaGate:
@@ -92,9 +111,8 @@ class QuotaGate:
         self, connection: Connection, owner: str, limit: int, request: GenerationRequest
     ) -> None:
         now = self._clock()
-        seconds = jobs.c.request["duration_s"].as_integer()
         query = (
-            select(jobs.c.created_at, seconds)
+            select(jobs.c.created_at, jobs.c.request)
             .where(
                 jobs.c.owner == owner,
                 jobs.c.created_at > now - DAY,
@@ -102,21 +120,21 @@ class QuotaGate:
             )
             .order_by(jobs.c.created_at)
         )
-        rows = [(row[0], int(row[1] or 0)) for row in connection.execute(query)]
+        rows = [(row[0], _billed(row[1])) for row in connection.execute(query)]
         used = sum(s for _, s in rows)
-        wanted = request.duration_s
-        if used + wanted <= limit:
+        wanted = billed_seconds(request)
+        if used + wanted <= limit + 1e-6:
             return
         # When enough of the window's oldest jobs age out for this one to fit.
-        freed, retry_at = 0, now + DAY
+        freed, retry_at = 0.0, now + DAY
         for created, s in rows:
             freed += s
-            if used - freed + wanted <= limit:
+            if used - freed + wanted <= limit + 1e-6:
                 retry_at = created + DAY
                 break
         raise QuotaExceeded(
             f"quota max_video_s_per_day exceeded: this key may request {limit} seconds of "
-            f"video per 24 hours, has used {used} and asked for {wanted} more",
+            f"video per 24 hours, has used {used:g} and asked for {wanted:g} more",
             max(1.0, math.ceil((retry_at - now).total_seconds())),
             quota="max_video_s_per_day",
         )

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from kinema.artifacts import Artifact, ArtifactKind, job_artifact, signed_file
 from kinema.catalog import Catalog
 from kinema.errors import InvalidRequest, JobStillRunning, NotFound
+from kinema.jobs.budget import OutputBudget
 from kinema.jobs.keys import (
     folder_problem,
     job_of_key,
@@ -37,7 +38,14 @@ from kinema.observability.metrics import Metrics
 from kinema.quotas import QuotaGate
 from kinema.settings import Settings
 from kinema.storage import LinkSigner, Storage
-from kinema.types import Job, JobStatus, JobSummary, SourceKind, VideoResult
+from kinema.types import (
+    GenerationRequest,
+    Job,
+    JobStatus,
+    JobSummary,
+    SourceKind,
+    VideoResult,
+)
 from kinema.views import (
     Creation,
     InlineFile,
@@ -91,8 +99,9 @@ class JobService:
                 return earlier
         self.quotas.check(owner, request)  # before fetching images: refuse cheaply
 
-        def guard(connection: sa.Connection) -> None:  # and again, atomically
-            self.quotas.check(owner, request, connection)
+        def guard(connection: sa.Connection, stored: GenerationRequest) -> None:
+            # ... and again, atomically, with an extension's source measured
+            self.quotas.check(owner, stored, connection)
 
         job, created = self.submitter.submit(
             owner=owner,
@@ -104,6 +113,10 @@ class JobService:
             extension=self.catalog.get(creation.model).extension,
             base_url=creation.base_url,
             guard=guard,
+            budget=OutputBudget.for_model(
+                self.catalog, creation.model, self.settings.max_job_pixels
+            ),
+            frame_size=self.catalog.frame_size(request),
         )
         if not created:  # an identical create won the race
             return job

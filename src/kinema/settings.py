@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     fetch_max_redirects: int = 5
     max_image_bytes: int = 50 * 1024 * 1024
     max_video_bytes: int = 200 * 1024 * 1024  # a source video sent inline for an extension
+    # Pixels one job may make: width x height x frames x videos, an extension's source
+    # included (four 8-second 4k videos at 24 fps are 6.4e9); more is refused with a 400.
+    max_job_pixels: int = 8 * 10**9
 
     @field_validator("fetch_allow_hosts", "trusted_hosts", "trusted_proxies", mode="before")
     @classmethod

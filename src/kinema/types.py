@@ -131,6 +131,8 @@ class VideoResult:
     engine: str | None = None  # the catalog engine that made it (usage is counted by it)
     # The key of its copy under the folder the caller named (``storage_uri``), if any.
     delivered_key: str | None = None
+    # What the engine could not do of what was asked (``Clip.notes``), for the caller.
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,8 @@ class Clip:
     """An engine's output: frames produced lazily (so memory stays bounded) plus audio.
 
     ``frames`` yields ``num_frames`` uint8 RGB arrays of shape (height, width, 3).
+    ``notes`` say what the engine could not do of what the request asked (a line of
+    dialogue in a language no voice speaks...), for the job's result.
     """
 
     width: int
@@ -232,6 +236,7 @@ class Clip:
     num_frames: int
     frames: Iterable[np.ndarray]
     audio: Audio | None = None
+    notes: tuple[str, ...] = ()
 
 
 ProgressCallback = Callable[[float], None]  # fraction done, 0.0 .. 1.0

@@ -102,6 +102,14 @@ class JobView:
         return round(self.progress * 100)
 
     @property
+    def notes(self) -> list[str]:
+        """What the engine could not do of what was asked (a line of dialogue in a
+        language no voice speaks...), from every output, each once."""
+        results: list[VideoResult | None] = [output.result for output in self.outputs]
+        found = [note for result in results or [self.result] if result for note in result.notes]
+        return list(dict.fromkeys(found))
+
+    @property
     def adjustments(self) -> list[dict[str, Any]]:
         """What kinema changed in the request to serve it (see ``GenerationRequest``)."""
         return [] if self.request is None else [dict(a) for a in self.request.adjustments]

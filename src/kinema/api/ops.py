@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -75,8 +75,12 @@ async def metrics(request: Request, runtime: RuntimeDep) -> Response:
     return Response(body, media_type=CONTENT_TYPE)
 
 
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
 class RequestMiddleware:
-    """Request ids and HTTP latency, as a plain ASGI middleware (streams pass through)."""
+    """Request ids, HTTP latency and ``X-Content-Type-Options: nosniff``, as a plain ASGI
+    middleware (streams pass through)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -87,7 +91,7 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         given = _header(scope, b"x-request-id")
-        request_id = given if given and _SANE_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = given if given and _SANE_ID.fullmatch(given) else os.urandom(16).hex()
         token = context.request_id.set(request_id)
         started = time.perf_counter()
         responded = False
@@ -104,6 +108,10 @@ class RequestMiddleware:
                 responded = True
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
+                # Every answer says what it is (a page, its assets, JSON, errors alike): no
+                # browser may guess an error echoing its input to be a script or a page.
+                if not any(name.lower() == _NOSNIFF[0] for name, _ in headers):
+                    headers.append(_NOSNIFF)
                 message = {**message, "headers": headers}
                 observe(message["status"])
             await send(message)

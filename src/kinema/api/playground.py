@@ -33,11 +33,13 @@ _ASSETS = {
 }
 # The page runs only its own script and styles. Images and videos may come from elsewhere:
 # a pasted image URL's preview, and videos in object storage (signed links redirect there).
+# Its forms are handled by the script and never submitted by the browser (the key field
+# would otherwise travel in a URL), hence ``form-action 'none'``.
 _CSP = (
     "default-src 'self'; img-src 'self' blob: data: http: https:; "
     "media-src 'self' blob: http: https:; "
     "connect-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; "
-    "base-uri 'none'; frame-ancestors 'none'"
+    "base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
 )
 
 

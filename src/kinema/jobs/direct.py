@@ -142,4 +142,7 @@ def _parsed_result(text: str) -> VideoResult:
 
 def video_result(data: dict[str, Any]) -> VideoResult:
     fields = VideoResult.__dataclass_fields__
-    return VideoResult(**{name: value for name, value in data.items() if name in fields})
+    known = {name: value for name, value in data.items() if name in fields}
+    if "notes" in known:
+        known["notes"] = tuple(known["notes"] or ())
+    return VideoResult(**known)

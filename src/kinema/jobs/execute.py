@@ -444,7 +444,8 @@ class Executor:
             encoded = encode_mp4(clip, video_path, thumbnail_path=thumb_path)
             if control.should_stop():
                 raise JobCancelled("job stopped while its video was being written")
-            return keep_output(self.storage, job, index, video_path, thumb_path, encoded, engine)
+            kept = keep_output(self.storage, job, index, video_path, thumb_path, encoded, engine)
+            return dataclasses.replace(kept, notes=tuple(clip.notes))
         finally:
             _remove(video_path, thumb_path)
 

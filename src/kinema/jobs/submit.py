@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 
 from kinema.catalog import ExtensionLimits
 from kinema.errors import InvalidRequest
+from kinema.jobs.budget import OutputBudget
 from kinema.jobs.keys import input_key, job_prefix
 from kinema.jobs.sources import SourceResolver
 from kinema.jobs.store import JobStore
@@ -55,7 +56,9 @@ class Submitter:
         request_hash: str | None = None,
         extension: ExtensionLimits | None = None,
         base_url: str | None = None,
-        guard: Callable[[Connection], None] | None = None,
+        guard: Callable[[Connection, GenerationRequest], None] | None = None,
+        budget: OutputBudget | None = None,
+        frame_size: tuple[int, int] | None = None,
     ) -> tuple[Job, bool]:
         """Make ``request`` a durable queued job owned by ``owner``; the job and whether it
         was created (False: an identical create with the same ``idempotency_key`` won).
@@ -63,11 +66,16 @@ class Submitter:
         ``wire_names`` maps canonical input fields to the names the client used, so input
         errors point at the right field. ``extension`` bounds a source video (the model's
         limits; a request with a video needs them). ``guard`` runs in the inserting
-        transaction (``JobStore.submit``).
+        transaction (``JobStore.submit``) with the request as it will be stored (an
+        extension's source measured). ``budget`` bounds what the job makes, its videos
+        being ``frame_size`` unless they continue a source (``OutputBudget``).
         """
+        if budget is not None and frame_size is not None and not request.video:
+            budget.check(request, *frame_size, wire_names)  # before fetching anything
         job_id = uuid.uuid4().hex
         try:
-            stored = self._store_inputs(job_id, owner, request, wire_names, extension)
+            stored = self._store_inputs(job_id, owner, request, wire_names, extension, budget)
+            bound = None if guard is None else _bind(guard, stored)
             job, created = self.store.submit(
                 owner=owner,
                 request=stored,
@@ -77,7 +85,7 @@ class Submitter:
                 priority=request.priority,
                 job_id=job_id,
                 base_url=base_url,
-                guard=guard,
+                guard=bound,
             )
         except BaseException:
             self.storage.delete_prefix(job_prefix(job_id))
@@ -93,6 +101,7 @@ class Submitter:
         request: GenerationRequest,
         wire_names: Mapping[str, str],
         extension: ExtensionLimits | None,
+        budget: OutputBudget | None,
     ) -> GenerationRequest:
         changes: dict[str, Any] = {}
 
@@ -127,6 +136,11 @@ class Submitter:
                 message = f"model {request.model} does not extend videos"
                 raise InvalidRequest.for_field(field, message)
             video = self.sources.video(owner, request.video, field, extension, request.duration_s)
+            if budget is not None:  # the new video is the source's size and continues it
+                facts = video.facts
+                budget.check_source(facts.width, facts.height, wire_names)
+                measured = dataclasses.replace(request, video_duration_s=facts.duration_s)
+                budget.check(measured, facts.width, facts.height, wire_names)
             key = input_key(job_id, "video", "mp4")
             self.storage.put_bytes(key, video.data)
             changes.update(
@@ -138,3 +152,12 @@ class Submitter:
         if request.source_job_id is not None:  # set by the caller (a remix names its source)
             changes.pop("source_job_id", None)
         return dataclasses.replace(request, **changes)
+
+
+def _bind(
+    guard: Callable[[Connection, GenerationRequest], None], request: GenerationRequest
+) -> Callable[[Connection], None]:
+    def bound(connection: Connection) -> None:
+        guard(connection, request)
+
+    return bound

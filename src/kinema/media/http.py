@@ -29,7 +29,9 @@ a URL look like it points somewhere it does not.
 
 Hosts in ``allow_hosts`` (exact names or IP literals, compared case-insensitively) skip
 the address check. That is for local development, where images are served from
-``localhost`` or a private network on purpose.
+``localhost`` or a private network on purpose. ``allow_origins`` (URLs) are narrower:
+only that scheme, host and port skip it, so a link or redirect to another port of the
+same host (a private service beside a provider) is checked like any other.
 """
 
 from __future__ import annotations
@@ -96,8 +98,14 @@ class SafeHttpClient:
         max_redirects: int = 5,
         resolver: Resolver | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        allow_origins: Iterable[str] = (),
     ) -> None:
         self.allow_hosts: frozenset[str] = frozenset(h.strip().lower() for h in allow_hosts)
+        # (host, port) of each allowed origin; a socket knows no scheme, and one port
+        # serves one of them
+        self.allow_origins: frozenset[tuple[str, int | None]] = frozenset(
+            _origin(httpx.URL(url))[1:] for url in allow_origins
+        )
         self.timeout_s = timeout_s
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
@@ -200,9 +208,10 @@ class SafeHttpClient:
             target.host, port
         )
 
-    def is_allowed(self, host: str) -> bool:
-        """Whether ``host`` (a name or an IP literal) skips the address check."""
-        if host.lower() in self.allow_hosts:
+    def is_allowed(self, host: str, port: int | None = None) -> bool:
+        """Whether ``host`` (a name or an IP literal), at ``port`` when given, skips the
+        address check."""
+        if host.lower() in self.allow_hosts or (host.lower(), port) in self.allow_origins:
             return True
         address = _parse_ip(host)
         return address is not None and address in self._allowed_addresses
@@ -320,7 +329,7 @@ class _VettingBackend(httpcore.NetworkBackend):
                 addresses = []
             if not addresses:
                 raise RemoteFailure.for_field(self._field, f"host {host} could not be resolved")
-        if self._fetcher.is_allowed(host):
+        if self._fetcher.is_allowed(host, port):
             return addresses
         for address in addresses:
             reason = refusal_reason(address)

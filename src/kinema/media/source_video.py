@@ -24,6 +24,7 @@ from kinema.errors import InvalidRequest
 from kinema.types import Audio
 
 __all__ = [
+    "MAX_DECODED_PIXELS",
     "MAX_SIDE",
     "InvalidVideo",
     "SourceVideo",
@@ -37,6 +38,9 @@ FieldPath = str | tuple[str | int, ...]
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]  # I420: Y, U, V
 
 MAX_SIDE = 4096  # longest side of a video kinema continues
+# Pixels decoded from one source before it is refused (about a minute of 1080p at 60 fps):
+# a file's header does not bound what its frames hold, so decoding counts as it goes.
+MAX_DECODED_PIXELS = 2**33
 _SAMPLE_RATE = 48_000
 
 
@@ -72,14 +76,19 @@ def video_duration_problem(facts: VideoFacts, max_input_s: float) -> str | None:
 
 
 def inspect_video(
-    source: Path | bytes, *, field: FieldPath = "video", look_back: float = 0.0
+    source: Path | bytes,
+    *,
+    field: FieldPath = "video",
+    look_back: float = 0.0,
+    max_pixels: int = MAX_DECODED_PIXELS,
 ) -> tuple[VideoFacts, list[Image.Image]]:
     """Decode ``source`` once: its facts and its closing pictures (RGB, oldest first): the
     frame ``look_back`` of its length before the last one (a share, 0..1; none for 0),
     then the last frame.
 
     Raises ``InvalidVideo`` (naming ``field``) for anything that is not a decodable video
-    with at least one frame and sides of at most ``MAX_SIDE``.
+    with at least one frame, every frame's sides at most ``MAX_SIDE`` (whatever the header
+    says) and at most ``max_pixels`` pixels in all.
     """
     try:
         with _open(source) as container:
@@ -100,7 +109,9 @@ def inspect_video(
             back = max(1, round(look_back * expected)) if look_back > 0 else 0
             last: collections.deque[av.VideoFrame] = collections.deque(maxlen=back + 1)
             count = 0
+            budget = _PixelBudget(field, max_pixels)
             for frame in container.decode(stream):
+                budget.take(frame)
                 last.append(frame)
                 count += 1
             has_audio = bool(container.streams.audio)
@@ -117,12 +128,37 @@ def first_frame(source: Path | bytes, *, field: FieldPath = "video") -> Image.Im
     """The first picture of a video, as RGB."""
     try:
         with _open(source) as container:
-            frame = next(container.decode(video=0), None)
+            if not container.streams.video:  # a sound file, say
+                raise InvalidVideo.for_field(field, "has no video stream")
+            frame = next(container.decode(container.streams.video[0]), None)
+            if frame is not None:
+                _PixelBudget(field, MAX_SIDE * MAX_SIDE).take(frame)
     except av.FFmpegError as error:
         raise InvalidVideo.for_field(field, f"is not a readable video ({error})") from None
     if frame is None:
         raise InvalidVideo.for_field(field, "has no frames")
     return Image.fromarray(_rgb(frame, frame.width, frame.height))
+
+
+class _PixelBudget:
+    """Checks each decoded frame's size, and the pixels decoded so far, against limits."""
+
+    def __init__(self, field: FieldPath, max_pixels: int) -> None:
+        self.field = field
+        self.left = max_pixels
+
+    def take(self, frame: av.VideoFrame) -> None:
+        width, height = frame.width, frame.height
+        if not (2 <= width <= MAX_SIDE and 2 <= height <= MAX_SIDE):
+            raise InvalidVideo.for_field(
+                self.field,
+                f"has a {width}x{height} frame; sides must be 2 to {MAX_SIDE} pixels",
+            )
+        self.left -= width * height
+        if self.left < 0:
+            raise InvalidVideo.for_field(
+                self.field, "holds more pixels than this server decodes from one video"
+            )
 
 
 class SourceVideo:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -88,6 +89,8 @@ class Metrics:
             buckets=_HTTP_BUCKETS,
             registry=r,
         )
+        # (method, route template, status) -> its histogram: all three come from fixed sets
+        self._http_children: dict[tuple[str, str, int], Any] = {}
 
     def watch(self, collector: Collector) -> None:
         """Add a collector read at every scrape (``StateCollector``)."""
@@ -128,7 +131,19 @@ class Metrics:
     # --- HTTP ---
 
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.http_seconds.labels(method, route, str(status)).observe(seconds)
+        # Anyone may send any method name (no key needed): one label value per invented
+        # method would grow the series without bound, so those share ``other``.
+        label = method if method in HTTP_METHODS else "other"
+        key = (label, route, status)
+        child = self._http_children.get(key)
+        if child is None:  # ``labels()`` hashes and checks its strings on every call
+            child = self._http_children[key] = self.http_seconds.labels(label, route, str(status))
+        child.observe(seconds)
+
+
+HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+)
 
 
 class StateCollector(Collector):

@@ -115,6 +115,8 @@ def render(view: JobView) -> dict[str, Any]:
     }
     if view.video_url is not None:
         body["results"] = [output.video_url for output in view.outputs]
+        if view.notes:  # what the engine could not do, e.g. a line it could not speak
+            info["notes"] = view.notes
     elif view.status is JobStatus.CANCELLED:
         message = view.error_message or "the task was cancelled"
         body["error"] = {"code": "request_cancelled", "message": message}

@@ -88,6 +88,8 @@ def render(view: JobView) -> dict[str, Any]:
         body["workers_online"] = view.workers_online
     if view.adjustments:
         body["adjustments"] = view.adjustments
+    if view.notes:  # what the engine could not do, e.g. a line it could not speak
+        body["notes"] = view.notes
     result = view.result
     if view.video_url is not None and result is not None:
         body |= {

@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 _TRANSFORMERS = ("transformer", "transformer_2")
+_TEXT_ENCODERS = ("text_encoder", "text_encoder_2")
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -82,9 +83,13 @@ def module_bytes(module: torch.nn.Module) -> int:
 
 
 def footprint(pipe: Any, offload: str) -> int:
-    """Bytes the pipeline's weights take on the device: all of them, the largest component
-    with model offload (one at a time), none with sequential offload (streamed by layer)."""
-    sizes = [module_bytes(module) for module in modules_of(pipe).values()]
+    """Bytes the pipeline's weights take on the device: all of them (but the text encoders
+    with their offload), the largest component with model offload (one at a time), none
+    with sequential offload (streamed by layer)."""
+    modules = modules_of(pipe)
+    if offload == "text_encoder":  # they visit the GPU only while a prompt is encoded
+        modules = {k: v for k, v in modules.items() if k not in _TEXT_ENCODERS}
+    sizes = [module_bytes(module) for module in modules.values()]
     if offload == "sequential" or not sizes:
         return 0
     return max(sizes) if offload == "model" else sum(sizes)
@@ -100,18 +105,54 @@ def execution_device(pipe: Any) -> torch.device:
     return torch.device(pipe._execution_device)
 
 
-def apply_speed_options(pipe: Any, options: DiffusionOptions, engine: str, *, steps: int) -> None:
-    """Attention backend, step cache and VAE tiling: set once, after loading."""
+# The attention backend a GPU gets when the catalog names none: PyTorch's cuDNN attention
+# needs no extra package, takes the text masks LTX passes, and is the fastest SDPA kernel
+# on Hopper and later (compute capability 9.0+).
+FAST_ATTENTION = "_native_cudnn"
+FAST_ATTENTION_FROM = (9, 0)
+
+
+def attention_backend(options: DiffusionOptions, device: torch.device) -> str | None:
+    """The backend to set: the catalog's, else cuDNN on Hopper or later, else diffusers'."""
+    if options.attention_backend:
+        return options.attention_backend
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) >= FAST_ATTENTION_FROM:
+        return FAST_ATTENTION
+    return None
+
+
+def compile_mode(options: DiffusionOptions, device: torch.device) -> str:
+    """``compile = "auto"`` (the default): the repeated blocks on a GPU, nothing on a CPU."""
+    if options.compile == "auto":
+        return "regional" if device.type == "cuda" else "off"
+    return options.compile
+
+
+def decode_dtype(options: DiffusionOptions, device: torch.device) -> torch.dtype | None:
+    """The VAE decoder's dtype where it differs from the VAE's: bfloat16 for few-step
+    entries on a GPU (their decode costs as much as the denoise; bfloat16 decodes the
+    same picture), as ``decode_dtype`` says otherwise. None: leave it as loaded."""
+    if options.decode_dtype is not None:
+        return _DTYPES[options.decode_dtype]
+    if options.few_step and device.type == "cuda":
+        return torch.bfloat16
+    return None
+
+
+def apply_speed_options(
+    pipe: Any, options: DiffusionOptions, engine: str, *, steps: int, device: torch.device
+) -> None:
+    """Attention backend, step cache, VAE tiling and decode dtype: set once, after loading."""
     from kinema.engines.diffusion.caches import enable_step_cache
 
+    backend = attention_backend(options, device)
     for transformer in transformers_of(pipe):
-        if options.attention_backend:
+        if backend:
             try:
-                transformer.set_attention_backend(options.attention_backend)
+                transformer.set_attention_backend(backend)
             except (AttributeError, ValueError, RuntimeError, ImportError) as error:
                 raise EngineError(
-                    f"engine {engine}: attention_backend {options.attention_backend!r} "
-                    f"is not usable here: {error}"
+                    f"engine {engine}: attention_backend {backend!r} is not usable here: {error}"
                 ) from None
         if options.cache != "none":
             enable_step_cache(pipe, transformer, options, engine, steps)
@@ -120,9 +161,42 @@ def apply_speed_options(pipe: Any, options: DiffusionOptions, engine: str, *, st
         if vae is None or not hasattr(vae, "enable_tiling"):
             raise EngineError(f"engine {engine}: this model's VAE cannot decode in tiles")
         vae.enable_tiling()
+    dtype = decode_dtype(options, device)
+    if dtype is not None and getattr(pipe, "vae", None) is not None:
+        decode_in(pipe.vae, dtype)
 
 
-def compile_transformers(pipe: Any, options: DiffusionOptions) -> None:
+def decode_in(vae: Any, dtype: torch.dtype) -> None:
+    """Run ``vae``'s decoder in ``dtype`` and its encoder as loaded (float32 for Wan, whose
+    image conditioning is encoded once): the decoder's weights are cast, and ``decode``
+    casts the latents in and the pixels back to the VAE's dtype."""
+    decoder_parts = [getattr(vae, name, None) for name in ("decoder", "post_quant_conv")]
+    parts = [part for part in decoder_parts if isinstance(part, torch.nn.Module)]
+    if not parts or all(_dtype(part) == dtype for part in parts):
+        return
+    outer = _dtype(vae)
+    for part in parts:
+        part.to(dtype)
+    decode = vae.decode
+
+    def decode_cast(z: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        output = decode(z.to(dtype), *args, **kwargs)
+        sample = getattr(output, "sample", None)
+        if isinstance(sample, torch.Tensor):
+            output.sample = sample.to(outer)
+            return output
+        if isinstance(output, tuple):
+            return tuple(t.to(outer) if isinstance(t, torch.Tensor) else t for t in output)
+        return output
+
+    vae.decode = decode_cast
+
+
+def _dtype(module: torch.nn.Module) -> torch.dtype:
+    return next(module.parameters()).dtype
+
+
+def compile_transformers(pipe: Any, options: DiffusionOptions, device: torch.device) -> None:
     """``torch.compile`` the denoisers: their repeated blocks only ("regional", which
     compiles in seconds and gets most of the gain) or whole ("full").
 
@@ -130,15 +204,20 @@ def compile_transformers(pipe: Any, options: DiffusionOptions) -> None:
     state between steps (``hasattr`` on their state objects, step counters) that dynamo
     cannot trace into one graph, so it breaks the graph there and compiles the rest.
     """
+    mode = compile_mode(options, device)
     kwargs: dict[str, Any] = {"fullgraph": options.cache == "none"}
+    if options.compile_dynamic:
+        # The sequence length changes with every size and frame count: one graph with a
+        # symbolic length instead of a recompile (minutes at 14B) for each new request shape.
+        kwargs["dynamic"] = True
     if options.compile_mode:
         kwargs["mode"] = options.compile_mode
     if options.compile_backend:
         kwargs["backend"] = options.compile_backend
     for transformer in transformers_of(pipe):
-        if options.compile == "regional" and hasattr(transformer, "compile_repeated_blocks"):
+        if mode == "regional" and hasattr(transformer, "compile_repeated_blocks"):
             transformer.compile_repeated_blocks(**kwargs)
-        elif options.compile != "off":
+        elif mode != "off":
             transformer.compile(**kwargs)
 
 
@@ -148,10 +227,28 @@ def place(pipe: Any, options: DiffusionOptions, device: torch.device, engine: st
         raise EngineError(f"engine {engine}: offload = {options.offload!r} needs a GPU device")
     if options.offload == "model":
         pipe.enable_model_cpu_offload(device=device)
+    elif options.offload == "text_encoder":
+        offload_text_encoders(pipe, device)
     elif options.offload == "sequential":
         pipe.enable_sequential_cpu_offload(device=device)
     else:
         pipe.to(device)
+
+
+def offload_text_encoders(pipe: Any, device: torch.device) -> None:
+    """Keep the text encoder(s) in host memory, on the GPU only while a prompt is encoded,
+    and everything else on the GPU: the encoder runs once a clip, so the transformer gets
+    its memory (11 GiB for UMT5-XXL, 23 GiB for Gemma 3 12B) for the cost of one copy."""
+    from accelerate import cpu_offload_with_hook
+
+    encoders = [getattr(pipe, name, None) for name in _TEXT_ENCODERS]
+    for part in modules_of(pipe).values():
+        if not any(part is encoder for encoder in encoders):
+            part.to(device)
+    for encoder in encoders:
+        if isinstance(encoder, torch.nn.Module):
+            _, hook = cpu_offload_with_hook(encoder, device)
+            encoder.register_forward_hook(lambda *_args, hook=hook: hook.offload())
 
 
 def quantize_fp8(pipe: Any, device: torch.device, engine: str) -> None:

@@ -16,6 +16,7 @@ message naming the engine and the option, instead of failing the first job on a 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,17 +26,53 @@ from kinema.errors import EngineError
 
 @dataclass(frozen=True)
 class ModelRules:
-    size_multiple: int  # frame width and height are multiples of this
+    size_multiple: int  # frame width and height are multiples of this (VAE x patch)
     text_mask: bool  # the transformer gets a text attention mask on every call
     batched_guidance: bool  # the pipeline runs both guidance branches in one batch
+    sizes: tuple[tuple[int, int], ...]  # native (width, height)
+    frame_step: int  # frame counts are frame_step * k + 1; one latent frame per step
+    max_frames: int
     experts: int = 1  # denoisers (Wan 2.2 A14B has two)
+
+    def tokens_per_frame(self, width: int, height: int) -> int:
+        """Video tokens of one latent frame at this size."""
+        return (width // self.size_multiple) * (height // self.size_multiple)
 
 
 RULES: dict[str, ModelRules] = {
-    "wan_ti2v": ModelRules(size_multiple=32, text_mask=False, batched_guidance=False),
-    "wan_i2v": ModelRules(size_multiple=16, text_mask=False, batched_guidance=False, experts=2),
-    "ltx": ModelRules(size_multiple=32, text_mask=True, batched_guidance=True),
-    "ltx2": ModelRules(size_multiple=32, text_mask=True, batched_guidance=True),
+    "wan_ti2v": ModelRules(
+        32,
+        text_mask=False,
+        batched_guidance=False,
+        sizes=((1280, 704), (704, 1280)),
+        frame_step=4,
+        max_frames=121,
+    ),
+    "wan_i2v": ModelRules(
+        16,
+        text_mask=False,
+        batched_guidance=False,
+        sizes=((832, 480), (480, 832), (1280, 720), (720, 1280)),
+        frame_step=4,
+        max_frames=81,
+        experts=2,
+    ),
+    "ltx": ModelRules(
+        32,
+        text_mask=True,
+        batched_guidance=True,
+        sizes=((1216, 704), (704, 1216), (768, 512), (512, 768)),
+        frame_step=8,
+        max_frames=257,
+    ),
+    "ltx2": ModelRules(
+        32,
+        text_mask=True,
+        batched_guidance=True,
+        sizes=((1280, 704), (704, 1280), (768, 512), (512, 768), (1920, 1088), (1088, 1920)),
+        frame_step=8,
+        max_frames=481,
+    ),
 }
 
 # diffusers attention backends that raise on an attention mask (flash-attn 2/3/4 and
@@ -119,8 +156,58 @@ def _problem(kind: str, rules: ModelRules, options: DiffusionOptions) -> str | N
         )
     if options.quantize == "fp8" and (options.device or "").startswith("cpu"):
         return 'quantize = "fp8" needs an NVIDIA GPU with float8 tensor cores (8.9+)'
+    hub = _hub_backend_offline(options.attention_backend)
+    if hub:
+        return hub
+    if len(options.devices) > 1:
+        split = _context_parallel_problem(rules, options)
+        if split:
+            return split
     if len(options.devices) == 1:
         return 'devices lists one device: use device = "..." (devices is for two or more)'
     if options.devices and options.offload != "none":
         return "devices (one job across several GPUs) cannot be combined with offload"
+    return None
+
+
+# Attention backends whose kernels diffusers downloads from the Hugging Face hub on first use.
+_HUB_SUFFIX = "_hub"
+_VARLEN_BACKENDS = frozenset({"flash_varlen", "flash_varlen_hub", "sage_varlen", "_flash_varlen_3"})
+
+
+def _hub_backend_offline(backend: str | None) -> str | None:
+    if backend is None or not backend.endswith(_HUB_SUFFIX):
+        return None
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return (
+            f"attention_backend {backend!r} downloads its kernel from the Hugging Face hub, "
+            "and this server is offline (HF_HUB_OFFLINE); use the same backend without "
+            '"_hub" (its package installed), or "_native_cudnn"'
+        )
+    return None
+
+
+def _context_parallel_problem(rules: ModelRules, options: DiffusionOptions) -> str | None:
+    world = len(options.devices)
+    if rules.text_mask:  # LTX-Video and LTX-2
+        return (
+            "devices (context parallelism) cannot run this model in diffusers 0.42: its "
+            "context-parallel plan splits the video tokens but not the per-token timesteps "
+            "the image-to-video pipelines pass (the first frame is kept clean), so the "
+            "first block fails on mismatched shapes; run it on one GPU per job"
+        )
+    if options.attention_backend in _VARLEN_BACKENDS:
+        return (
+            f"attention_backend {options.attention_backend!r} (packed variable-length "
+            "sequences) cannot be combined with devices (context parallelism splits each "
+            'sequence across the GPUs); use "_native_cudnn" or "flash"'
+        )
+    sizes = options.sizes or rules.sizes
+    uneven = [f"{w}x{h}" for w, h in sizes if rules.tokens_per_frame(w, h) % world]
+    if uneven:
+        return (
+            f"sizes {uneven} have a number of video tokens per frame that does not divide "
+            f"by {world} devices (context parallelism splits the tokens evenly); list "
+            "sizes whose tokens divide, or use fewer devices"
+        )
     return None

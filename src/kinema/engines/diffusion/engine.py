@@ -267,7 +267,10 @@ class DiffusionEngine:
         started = time.monotonic()
         return self._install(self._read_weights(), started)
 
-    def _install(self, pipe: Any, started: float) -> Any:
+    def prepare(self, pipe: Any) -> Any:
+        """Everything loading does short of placing on the device: weight checks, dtypes,
+        schedule, LoRAs, extras and speed options (the full-size checks run this on
+        weights built on the meta device)."""
         self.check_weights(pipe)
         for name in self.float32_components:  # e.g. the Wan VAE, which decodes in float32
             part = getattr(pipe, name, None)
@@ -277,7 +280,11 @@ class DiffusionEngine:
         lora.load(pipe, self.options, self.name)
         self.load_extras(pipe)
         steps = self.options.steps or self.default_steps
-        accel.apply_speed_options(pipe, self.options, self.name, steps=steps)
+        accel.apply_speed_options(pipe, self.options, self.name, steps=steps, device=self._device)
+        return pipe
+
+    def _install(self, pipe: Any, started: float) -> Any:
+        self.prepare(pipe)
         need = accel.footprint(pipe, self.options.offload)
         device = accel.device_key(self._device)
         evicted = self._residency.make_room(
@@ -297,7 +304,7 @@ class DiffusionEngine:
             from kinema.engines.diffusion.parallel import enable_context_parallel
 
             enable_context_parallel(pipe, self._context_parallel, self.name)
-        accel.compile_transformers(pipe, self.options)
+        accel.compile_transformers(pipe, self.options, self._device)
         pipe.set_progress_bar_config(disable=True)
         self._pipe = pipe
         self.loads += 1
@@ -327,17 +334,30 @@ class DiffusionEngine:
                 dtype = {"default": self._dtype} | dict.fromkeys(
                     self.float32_components, torch.float32
                 )
-            return pipeline_type.from_pretrained(
+            pipe = pipeline_type.from_pretrained(
                 source,
                 dtype=dtype,
                 revision=self.options.revision,
                 variant=self.options.variant,
+                **self._straight_to_device(),
             )
+            if self._straight_to_device():
+                pipe.hf_device_map = None  # all on one device: ``pipe.to`` stays allowed
+            return pipe
         except (OSError, ValueError, TypeError, KeyError) as error:
             raise EngineError(
                 f"engine {self.name}: cannot load {self.pipeline_class} weights from "
                 f"{self.options.weights}: {error}"
             ) from None
+
+    def _straight_to_device(self) -> dict[str, Any]:
+        """A rank of a context-parallel group reads its weights straight onto its GPU
+        (``device_map``), so N ranks do not each hold the whole pipeline in host memory.
+        diffusers takes "cuda" (the rank's current device), not "cuda:N"."""
+        on_gpu = self._context_parallel > 1 and self._device.type == "cuda"
+        if on_gpu and self.options.offload == "none" and self.options.quantize is None:
+            return {"device_map": "cuda"}
+        return {}
 
     def _place(self, pipe: Any, need: int) -> None:
         """Move the pipeline to the device; on out-of-memory, unload every idle model once

@@ -8,12 +8,22 @@ kinema downloads nothing while serving (docs/gpu.md has the download commands).
 
 With ``lora_fuse = true`` (the default) the LoRAs are merged into the weights once after
 loading and the adapter layers removed, so a step costs what it costs without them.
+
+LoRAs in the original Wan layout (LightX2V's Lightning files: ``diffusion_model.`` or
+``model.diffusion_model.`` + Wan's own module names + ``.lora_down``/``.lora_up``/``.alpha``,
+in float32, covering ``head.head``, ``time_projection`` and the text and time embeddings as
+well as the blocks) are normalised first, as LightX2V's own loader does: the prefix made
+``diffusion_model.``, each ``alpha / rank`` folded into its ``lora_up``, the ``alpha`` keys
+dropped and the tensors cast to the model's dtype. diffusers' converter applies ``alpha``
+inside the blocks only and raises on the others (and on the longer prefix).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from kinema.engines.diffusion.options import DiffusionOptions, LoraSpec
 from kinema.errors import EngineError
@@ -35,7 +45,8 @@ def load(pipe: Any, options: DiffusionOptions, engine: str) -> None:
         name = f"lora{index}"
         extra = {"load_into_transformer_2": True} if spec.transformer == "transformer_2" else {}
         try:
-            pipe.load_lora_weights(_state_dict(spec, engine), adapter_name=name, **extra)
+            state = normalise_wan_layout(_state_dict(spec, engine), _dtype_of(pipe, spec))
+            pipe.load_lora_weights(state, adapter_name=name, **extra)
         except (ValueError, KeyError, RuntimeError, ImportError) as error:
             raise EngineError(
                 f"engine {engine}: cannot load lora {spec.weights}: {error}"
@@ -97,3 +108,42 @@ def _state_dict(spec: LoraSpec, engine: str) -> dict[str, Any]:
     from safetensors.torch import load_file
 
     return dict(load_file(str(resolve(spec, engine))))
+
+
+_WAN_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
+
+
+def normalise_wan_layout(
+    state: dict[str, torch.Tensor], dtype: torch.dtype | None
+) -> dict[str, torch.Tensor]:
+    """A LoRA in the original Wan layout, made loadable by diffusers with its scale kept:
+    ``diffusion_model.`` prefix, ``alpha / rank`` folded into ``lora_up``, no ``alpha``
+    keys, ``dtype`` tensors. Other layouts (peft, diffusers) come back unchanged."""
+    if not any(key.startswith(_WAN_PREFIXES) for key in state):
+        return state
+    stripped = {_strip(key): tensor for key, tensor in state.items()}
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in stripped.items():
+        if key.endswith(".alpha"):
+            continue
+        if key.endswith(".lora_up.weight"):
+            module = key.removesuffix(".lora_up.weight")
+            alpha = stripped.get(f"{module}.alpha")
+            down = stripped.get(f"{module}.lora_down.weight")
+            if alpha is not None and down is not None:
+                tensor = tensor.float() * (float(alpha.item()) / down.shape[0])
+        out["diffusion_model." + key] = tensor.to(dtype) if dtype is not None else tensor
+    return out
+
+
+def _strip(key: str) -> str:
+    for prefix in _WAN_PREFIXES:
+        if key.startswith(prefix):
+            return key[len(prefix) :]
+    return key
+
+
+def _dtype_of(pipe: Any, spec: LoraSpec) -> torch.dtype | None:
+    part = getattr(pipe, spec.transformer, None)
+    dtype = getattr(part, "dtype", None)
+    return dtype if isinstance(dtype, torch.dtype) else None

@@ -8,7 +8,9 @@ job's generator on the GPU, and the recommended settings are ``decode_timestep``
 guidance-distilled checkpoints). With ``upsampler`` (0.9.7+, e.g.
 ``Lightricks/ltxv-spatial-upscaler-0.9.7``) a clip is made in two stages, as Lightricks
 recommends: denoised at ``upsample_scale`` (2/3) of the size, its latents upsampled 2x,
-then ``refine_steps`` steps at ``refine_strength`` over them, decoded and resized.
+then ``refine_steps`` steps at ``refine_strength`` over them, decoded and resized. The
+upsampled latents are matched to the first stage's per-channel statistics (AdaIN,
+``adain_factor`` 1.0) and guidance is 3.0, as Lightricks' 0.9.7 recipe has it.
 
 ``ltx2`` runs LTX-2, which makes the sound track together with the picture
 (``LTX2ImageToVideoPipeline``). Each version has its own guidance recipe: LTX-2.0 uses
@@ -20,6 +22,7 @@ transformer has cross-attention modulation). Frame sizes are multiples of 32.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -72,6 +75,14 @@ class LTXVideoEngine(DiffusionEngine):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._upsample: Any = None
+
+    TWO_STAGE_GUIDANCE = 3.0  # LTX-Video 0.9.7's recipe for its two-stage pipeline
+
+    def plan(self, request: Any) -> Plan:
+        plan = super().plan(request)
+        if self.options.upsampler is not None and self.options.guidance_scale is None:
+            return replace(plan, guidance_scale=self.TWO_STAGE_GUIDANCE)
+        return plan
 
     def call_arguments(self, plan: Plan) -> dict[str, Any]:
         return {"frame_rate": plan.fps}  # conditions the model's sense of motion speed
@@ -132,7 +143,10 @@ class LTXVideoEngine(DiffusionEngine):
         # 2. Upsample the latents 2x in space.
         self._upsample.to(self._upsample_device(target))
         upsampled = self._upsample(
-            latents=latents, output_type="latent", generator=arguments["generator"]
+            latents=latents,
+            adain_factor=self.options.adain_factor,
+            output_type="latent",
+            generator=arguments["generator"],
         ).frames
         # 3. Refine: a few steps over the upsampled latents, then decode (resized after).
         progress.stage(target, share, 1.0 - share)
@@ -165,7 +179,7 @@ class LTX2Engine(DiffusionEngine):
     native_audio = True
 
     def version(self, pipe: Any) -> str:
-        """"2.3" for weights with cross-attention modulation (LTX-2.3), else "2.0"."""
+        """ "2.3" for weights with cross-attention modulation (LTX-2.3), else "2.0"."""
         if self.options.version:
             return self.options.version
         config = pipe.transformer.config

@@ -11,9 +11,9 @@ from typing import Any, Literal, cast
 
 from kinema.errors import EngineError
 
-Offload = Literal["none", "model", "sequential"]
+Offload = Literal["none", "text_encoder", "model", "sequential"]
 AudioPolicy = Literal["motion", "refuse", "native"]
-CompileMode = Literal["off", "regional", "full"]
+CompileMode = Literal["auto", "off", "regional", "full"]
 
 DTYPES = ("bfloat16", "float16", "float32")
 _DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32"}
@@ -22,7 +22,8 @@ CACHES = ("none", "first_block", "mag", "taylorseer", "faster")
 QUANTIZE = ("fp8",)
 LORA_TARGETS = ("transformer", "transformer_2")
 _AUDIO = ("motion", "refuse", "native")
-_OFFLOAD = ("none", "model", "sequential")
+_OFFLOAD = ("none", "text_encoder", "model", "sequential")
+FEW_STEPS = 8  # an entry with at most this many steps is a few-step (distilled) model
 GIB = 1024**3
 
 
@@ -53,10 +54,13 @@ class DiffusionOptions:
     boundary_ratio: float | None = None  # Wan 2.2 A14B: where the low-noise expert takes over
     negative_prompt: str | None = None  # used when a request brings none
     audio: AudioPolicy | None = None  # default: the engine's (motion, or native for LTX-2)
-    compile: CompileMode = "off"  # torch.compile the transformer blocks, or all of it
+    # torch.compile the transformer blocks, or all of it; "auto": the blocks on a GPU
+    compile: CompileMode = "auto"
+    compile_dynamic: bool = True  # one graph for every frame count and size (no recompiles)
     compile_mode: str | None = None  # torch.compile mode, e.g. "max-autotune-no-cudagraphs"
     compile_backend: str | None = None  # torch.compile backend; default: inductor
-    attention_backend: str | None = None  # diffusers backend: "flash", "sage", "_native_cudnn"...
+    # diffusers backend: "flash", "sage", "_native_cudnn"...; default: cuDNN on Hopper+
+    attention_backend: str | None = None
     cache: str = "none"  # a step cache from CACHES (see docs/gpu.md)
     cache_threshold: float = 0.05
     cache_config: dict[str, Any] = field(default_factory=dict)  # more settings of that cache
@@ -72,9 +76,16 @@ class DiffusionOptions:
     upsample_scale: float = 2 / 3  # first stage at this share of the size, then upsampled x2
     refine_steps: int = 10  # second stage: denoising steps over the upsampled latents
     refine_strength: float = 0.4  # second stage: how much of the noise schedule it redoes
+    adain_factor: float = 1.0  # upsampled latents matched to the first stage's statistics
     devices: tuple[str, ...] = ()  # several: one job across them (context parallelism)
     vae_tiling: bool = False  # decode in overlapping tiles: much less memory at 720p
-    offload: Offload = "none"  # "model": one component on the GPU at a time; "sequential": layers
+    # the VAE decoder's dtype (encode stays float32); default: bfloat16 for few-step entries
+    decode_dtype: str | None = None
+    # "text_encoder": the text encoder visits the GPU per prompt; "model": one component
+    # on the GPU at a time; "sequential": layer by layer
+    offload: Offload = "none"
+    plan_memory: bool = True  # let the memory planner add tiling or offload where needed
+    gpu_memory_gb: float | None = None  # the GPU's memory to plan for; default: detected
     memory_budget_gb: float | None = None  # device memory this engine may assume (LRU eviction)
     reserve_gb: float = 4.0  # free memory kept for activations when no budget is given
     sizes: tuple[tuple[int, int], ...] = ()  # replaces the model's native size table
@@ -110,6 +121,7 @@ class DiffusionOptions:
             negative_prompt=reader.text("negative_prompt"),
             audio=cast(AudioPolicy | None, reader.choice("audio", _AUDIO)),
             compile=reader.compile(),
+            compile_dynamic=reader.flag("compile_dynamic", default=True),
             compile_mode=reader.text("compile_mode"),
             compile_backend=reader.text("compile_backend"),
             attention_backend=reader.text("attention_backend"),
@@ -128,9 +140,13 @@ class DiffusionOptions:
             upsample_scale=_or(reader.number("upsample_scale", low=0.1), 2 / 3),
             refine_steps=reader.integer("refine_steps", low=1) or 10,
             refine_strength=_or(reader.number("refine_strength", low=0.0), 0.4),
+            adain_factor=_or(reader.number("adain_factor", low=0.0), 1.0),
             devices=reader.texts("devices"),
             vae_tiling=reader.flag("vae_tiling"),
+            decode_dtype=reader.choice("decode_dtype", ("bfloat16", "float32")),
             offload=cast(Offload, reader.choice("offload", _OFFLOAD) or "none"),
+            plan_memory=reader.flag("plan_memory", default=True),
+            gpu_memory_gb=reader.number("gpu_memory_gb", low=1.0),
             memory_budget_gb=reader.number("memory_budget_gb", low=0.0),
             reserve_gb=_or(reader.number("reserve_gb", low=0.0), 4.0),
             sizes=reader.sizes(),
@@ -138,6 +154,11 @@ class DiffusionOptions:
             max_sequence_length=reader.integer("max_sequence_length", low=1),
             call=reader.table("call"),
         )
+
+    @property
+    def few_step(self) -> bool:
+        """A distilled entry: its few steps make the VAE decode a large share of a clip."""
+        return self.steps is not None and self.steps <= FEW_STEPS
 
     @property
     def memory_budget_bytes(self) -> int | None:
@@ -191,9 +212,7 @@ class _Reader:
             raise self._fail(key, f"a number >= {low}")
         return float(value)
 
-    def numbers(
-        self, key: str, *, low: float, high: float | None = None
-    ) -> tuple[float, ...]:
+    def numbers(self, key: str, *, low: float, high: float | None = None) -> tuple[float, ...]:
         value = self.options.get(key, [])
         wanted = f"a list of numbers >= {low}" + (f" and <= {high}" if high is not None else "")
         if not isinstance(value, list):
@@ -260,14 +279,14 @@ class _Reader:
         return value
 
     def compile(self) -> CompileMode:
-        value = self.options.get("compile", False)
+        value = self.options.get("compile", "auto")
         if value is True:
             return "regional"
         if value is False:
             return "off"
-        if value in ("off", "regional", "full"):
+        if value in ("auto", "off", "regional", "full"):
             return cast(CompileMode, value)
-        raise self._fail("compile", 'true, false, "regional" or "full"')
+        raise self._fail("compile", 'true, false, "auto", "regional" or "full"')
 
     def sizes(self) -> tuple[tuple[int, int], ...]:
         value = self.options.get("sizes", [])

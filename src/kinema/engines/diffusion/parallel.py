@@ -6,7 +6,10 @@ started with ``kinema worker --gpus 0,1,...``) runs each job on all of them:
 - The worker process owns the job as it owns every job: claim, progress, cancel, encode
   and finish. It loads no weights itself; it starts one process per device (the ranks),
   which join a ``torch.distributed`` group (NCCL on GPUs, gloo on the CPU) and each load
-  the whole model on their device.
+  the whole model straight onto their device. Every rank sees every GPU, in the order
+  ``devices`` lists them, and takes its own by rank (NCCL then uses NVLink between them).
+- Tokens are split evenly: the video tokens of one latent frame must divide by the number
+  of devices (checked when the catalog loads), and the attention heads too.
 - Each transformer gets ``enable_parallelism(ContextParallelConfig(ulysses_degree=N))``:
   the video tokens are split N ways along the sequence and attention runs Ulysses-style
   (all-to-all to split the heads instead, attention, all-to-all back), with the split plan
@@ -235,19 +238,13 @@ def _free_port() -> int:
 def rank_main(spec: RankSpec, conn: Connection, cancel: Any) -> None:
     """A rank: join the group, load the model, then run the jobs it is sent until told to
     stop (or until the worker's end of the pipe closes)."""
-    devices = [str(d) for d in spec.options["devices"]]
-    device = devices[spec.rank]
-    if device.startswith("cuda"):
-        # One visible GPU per rank, so diffusers' rank -> device mapping finds it as cuda:0.
-        index = device.partition(":")[2] or str(spec.rank)
-        os.environ["CUDA_VISIBLE_DEVICES"] = index
-        device = "cuda:0"
+    device = rank_device([str(d) for d in spec.options["devices"]], spec.rank)
     import torch
     import torch.distributed as dist
 
     gpu = device.startswith("cuda")
     if gpu:
-        torch.cuda.set_device(0)
+        torch.cuda.set_device(torch.device(device))
     else:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // spec.world))
     try:
@@ -272,6 +269,19 @@ def rank_main(spec: RankSpec, conn: Connection, cancel: Any) -> None:
         _serve(engine, spec, conn, cancel, torch.device(device))
     finally:
         dist.destroy_process_group()
+
+
+def rank_device(devices: list[str], rank: int) -> str:
+    """The device of ``rank``: its entry in the list every rank sees in the same order.
+
+    Every GPU stays visible to every rank (no ``CUDA_VISIBLE_DEVICES`` per rank): NCCL
+    needs to see its peers to use NVLink and peer-to-peer copies; with one visible GPU
+    per process it falls back to copies through host memory. "cuda" alone means GPU
+    ``rank``."""
+    device = devices[rank]
+    if device == "cuda":
+        return f"cuda:{rank}"
+    return device
 
 
 def _serve(engine: Any, spec: RankSpec, conn: Connection, cancel: Any, device: Any) -> None:
@@ -344,20 +354,25 @@ def enable_context_parallel(pipe: Any, world: int, engine: str) -> None:
                 f"engine {engine}: {type(transformer).__name__} has no context-parallel plan "
                 "in this diffusers; run it on one device"
             )
+        if type(transformer).__name__.startswith("LTX"):
+            raise EngineError(
+                f"engine {engine}: diffusers' context-parallel plan for "
+                f"{type(transformer).__name__} splits the video tokens but not the per-token "
+                "timesteps its image-to-video pipelines pass; run it on one GPU per job"
+            )
         heads = transformer.config.get("num_attention_heads")
         if heads and heads % world:
             raise EngineError(
                 f"engine {engine}: {heads} attention heads do not split across {world} devices"
             )
-        if torch.device(pipe.device).type == "cpu":
-            _resolve_on_cpu(transformer)
+        _resolve_on(transformer, torch.device(pipe.device))
         transformer.enable_parallelism(config=ContextParallelConfig(ulysses_degree=world))
 
 
-def _resolve_on_cpu(transformer: Any) -> None:
-    """diffusers 0.42 builds its device mesh for the accelerator only (``rank %
-    torch.accelerator.device_count()``, which is 0 without one); on the CPU the same
-    config is set up over a gloo mesh of CPU devices instead."""
+def _resolve_on(transformer: Any, device: Any) -> None:
+    """diffusers 0.42 maps a rank to ``rank % torch.accelerator.device_count()``: the wrong
+    GPU when a group runs on cuda:2 and cuda:3, and 0 on a CPU. The config is set up on the
+    rank's own device instead, over a mesh of that device type (NCCL or gloo)."""
     import types
 
     import torch
@@ -368,10 +383,10 @@ def _resolve_on_cpu(transformer: Any) -> None:
             config = ParallelConfig(context_parallel_config=config)
         cp = config.context_parallel_config
         mesh = torch.distributed.device_mesh.init_device_mesh(
-            "cpu", mesh_shape=cp.mesh_shape, mesh_dim_names=cp.mesh_dim_names
+            device.type, mesh_shape=cp.mesh_shape, mesh_dim_names=cp.mesh_dim_names
         )
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        config.setup(rank, world, torch.device("cpu"), mesh=mesh)
+        config.setup(rank, world, device, mesh=mesh)
         self._parallel_config = config
         return config
 

@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFilter
 
+from kinema.chinese import in_english
 from kinema.media.encode import rgb_to_yuv420p
 
 __all__ = [
@@ -176,14 +177,15 @@ _CUES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 def choose_camera(prompt: str, seed: int) -> CameraMove:
     """Pick the camera move a prompt asks for; ``seed`` fills in what it leaves open.
 
-    Recognised cues: push in / zoom in, pull out / zoom out, pan left|right, tilt up|down
+    Recognised cues (in English, or their Chinese words: ``chinese``): push in / zoom in,
+    pull out / zoom out, pan left|right, tilt up|down
     (also crane, pedestal), dolly in|out, orbit / arc / parallax, and a static or
     locked-off camera. Without a cue the camera makes a gentle push-in with a slight
     drift. The seed picks amplitudes within a small range, and the direction when the
     prompt names a move but not its direction; the same prompt and seed always give the
     same move.
     """
-    text = prompt.lower()
+    text = in_english(prompt).lower()  # Chinese camera words too: 推近, 拉远, 向左平移...
     found: list[tuple[int, int, str, str | None]] = []
     for order, (family, pattern) in enumerate(_CUES):
         match = pattern.search(text)

@@ -8,9 +8,11 @@ It is the embedded default: every model id can be served by it on any machine.
    blurred, darkened fill. At ``t = 0`` the camera rests, so frame 0 is exactly that
    framed picture; the move chosen from the prompt (``camera``) then eases in and out,
    its every pose held so that each face stays whole.
-2. **Layers** (``layers``, ``stage``): the subject is cut out and the background filled in
-   behind it; the background follows the move at less than half its rate (parallax).
-3. **A talking face** (``face_anim``): the mouth follows the loudness of the voice, the
+2. **Layers** (``layers``, ``stage``): the subject of a photograph is cut out and the
+   background filled in behind it from the background itself; the background follows the
+   move at less than half its rate (parallax). A painted picture is filmed whole.
+3. **A talking face** (``face_anim``, ``visemes``): the mouth takes the shape of each
+   sound the voice speaks (shut on m, b, p; open on a; rounded on o, u; wide on i), the
    eyes blink, the head sways; only where a face was found.
 4. **Sound** (``media.audio``): the prompt's quoted dialogue in a neural voice over a bed
    made from the scene's words.
@@ -52,6 +54,8 @@ from kinema.engines.motion.framing import Framing, ResizeMode, frame_picture
 from kinema.engines.motion.layers import separate
 from kinema.engines.motion.painting import paint_first_frame
 from kinema.engines.motion.stage import FaceTracks, LayeredShot, background_poses
+from kinema.engines.motion.visemes import MouthTrack, mouth_track
+from kinema.engines.sound.phones import Phone
 from kinema.engines.sound.soundtrack import Soundtrack, make_soundtrack, speech_sample_rate
 from kinema.engines.sound.voice import neural_voice
 from kinema.errors import EngineError, JobCancelled
@@ -151,9 +155,11 @@ class MotionEngine:
             raise JobCancelled("cancelled while framing the picture")
 
         # 2. Layers: the subject cut out, the background filled in behind it.
-        layers = separate(framing.picture, framing.faces) if effects.parallax or (
-            effects.talking_face and framing.faces
-        ) else None
+        # A painted picture (text-to-video) is filmed whole: its soft, hazy layers give a
+        # cut nothing to hold on to, and a cut-out ridge sliding over the ridge left in
+        # its background doubles every outline as the move goes on (a ghost).
+        wanted = photographed and (effects.parallax or (effects.talking_face and framing.faces))
+        layers = separate(framing.picture, framing.faces) if wanted else None
         background = background_poses(poses) if layers is not None and effects.parallax else poses
 
         if is_cancelled():
@@ -162,9 +168,12 @@ class MotionEngine:
         # 3. The sound started at step 0.
         audio = None
         speech = np.zeros(0, np.float32)
+        phones: tuple[Phone, ...] = ()
+        notes: tuple[str, ...] = ()
         if sound is not None:
             soundtrack = sound.result()
             audio, speech = soundtrack.audio, soundtrack.speech
+            phones, notes = soundtrack.phones, soundtrack.notes
 
         if is_cancelled():
             raise JobCancelled("cancelled while making the soundtrack")
@@ -173,7 +182,7 @@ class MotionEngine:
         canvas = Canvas.build(framing.picture, width, height, poses + background)
         tracks = None
         if layers is not None and framing.faces and effects.talking_face:
-            tracks = _face_tracks(speech, request, height)
+            tracks = _face_tracks(speech, phones, request, height)
         layered = (
             LayeredShot(canvas, framing.picture.size, room, layers, framing.faces, tracks)
             if layers is not None
@@ -204,7 +213,7 @@ class MotionEngine:
             on_progress=on_progress,
             is_cancelled=is_cancelled,
         )
-        return Clip(width, height, request.fps, count, frames, audio)
+        return Clip(width, height, request.fps, count, frames, audio, notes)
 
 
 @dataclass(frozen=True)
@@ -230,16 +239,27 @@ class _Effects:
         return cls(**values)
 
 
-def _face_tracks(speech: np.ndarray, request: EngineRequest, height: int) -> FaceTracks:
+def _face_tracks(
+    speech: np.ndarray, phones: tuple[Phone, ...], request: EngineRequest, height: int
+) -> FaceTracks:
     """Mouth, eyelids and sway per frame; frame 0 stays the still picture."""
     count, fps = request.num_frames, request.fps
     rng = np.random.default_rng(request.seed)
-    openness = speech_openness(speech, AUDIO_SAMPLE_RATE, fps, count)
+    mouth = _mouth(speech, phones, fps, count)
     closure = blink_track(count, fps, rng)
     sway = head_sway(count, fps, height, rng)
-    openness[0] = closure[0] = 0.0
+    mouth.open[0] = mouth.spread[0] = closure[0] = 0.0
     sway[0] = (0.0, 0.0, 0.0, 1.0)
-    return FaceTracks(openness, closure, sway)
+    return FaceTracks(mouth.open, closure, sway, mouth.spread)
+
+
+def _mouth(speech: np.ndarray, phones: tuple[Phone, ...], fps: int, count: int) -> MouthTrack:
+    """The mouth's shapes from the sounds spoken; from the loudness where the voice
+    reported none."""
+    if phones:
+        return mouth_track(phones, fps, count)
+    openness = speech_openness(speech, AUDIO_SAMPLE_RATE, fps, count)
+    return MouthTrack(openness, np.zeros(count, np.float32))
 
 
 def _placed_faces(faces: list[Face], picture: Image.Image, framing: Framing) -> tuple[Face, ...]:

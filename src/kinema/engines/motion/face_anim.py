@@ -5,9 +5,15 @@ All of it is a warp of the picture driven by the five landmarks the face detecto
 camera films it, so it costs a few hundred thousand pixels per frame whatever the output
 size.
 
-- **Mouth.** Speech loudness per frame (``speech_openness``) opens the jaw: the region
-  below the mouth line is pulled down (the chin with it, fading out under the chin) and
-  the gap between the lips darkens like an open mouth.
+- **Mouth.** Its shape per frame comes from the sounds spoken (``visemes``): how open it
+  is pulls the region below the mouth line down (the jaw, the chin with it, fading out
+  under the chin) and darkens the gap between the lips like an open mouth, as tall as
+  the jaw dropped; how the corners sit moves them out (a wide, spread mouth: the gap
+  wider and flatter) or draws them in (a rounded mouth: the gap narrower and rounder).
+  A negative openness presses the lips together: where the picture's mouth is parted at
+  rest (teeth showing, found from its pixels), the upper and the lower lip are drawn
+  over the gap until they meet, for m, b and p.
+  ``speech_openness`` (loudness alone) is kept for voices that report no sounds.
 - **Blinks.** At natural intervals (2-6 s apart, seeded) each eye closes and reopens over
   about 0.2 s: the upper lid (the skin just above the eye, stretched) slides down over it.
 - **Head and breath.** A slow, seeded sway of the subject's layer: a pixel or two of
@@ -34,6 +40,9 @@ _BLINK_GAP_S = (2.0, 6.0)
 _BLINK_S = 0.22  # close and reopen
 _MOUTH_DROP = 0.50  # jaw drop at full loudness, fraction of the mouth's half width
 _LIP_LINE = 0.08  # where the lips part, below the corners' line (fraction of the half width)
+_CORNER_OUT = 0.14  # a spread mouth's corners move out this far (fraction of the half width)
+_CORNER_IN = 0.24  # a rounded mouth's corners move in this far
+_TEETH_ABOVE = 18.0  # teeth are this much brighter (luma levels) than the lower lip
 _SWAY_PX = 1.6  # head travel, output pixels at 1080 lines
 _SWAY_DEG = 0.35
 _BREATH_S = 4.2  # one breath
@@ -108,11 +117,13 @@ class _Region:
     base_x: np.ndarray  # remap grid (float32), region coordinates
     base_y: np.ndarray
     field: np.ndarray  # vertical displacement at full strength (float32)
+    sideways: np.ndarray | None = None  # mouth: the corners' horizontal displacement
     dark: float | np.ndarray | None = None  # the open mouth darkens towards it (None: no)
     across: np.ndarray | None = None  # mouth: (x - centre) / half width, per pixel
     down: np.ndarray | None = None  # mouth: (y - centre) / half width, per pixel
     upper: np.ndarray | None = None  # eyes: the eye's upper edge, region rows, per pixel
     lid: np.ndarray | None = None  # eyes: the row the lid reaches when shut, per pixel
+    parted: tuple[float, float] | None = None  # mouth: the gap between the lips at rest
 
 
 class FaceRig:
@@ -133,9 +144,12 @@ class FaceRig:
         self._mouths: list[_Region] = []
         self._eyes: list[_Region] = []
         for face in faces:
+            parted = _parted(planes[0], face.scaled(scales[0], scales[0]))
             for plane, scale, dark in zip(planes, scales, darks, strict=True):
                 moved = face.scaled(scale, scale)
                 mouth = _mouth_region(plane, moved, dark)
+                if mouth is not None:
+                    mouth.parted = parted
                 if mouth is not None:
                     self._mouths.append(mouth)
                 if dark is None:  # an alpha plane: the eyes lie inside the face, opaque
@@ -144,22 +158,26 @@ class FaceRig:
                     region = _eye_region(plane, eye, moved.eye_distance)
                     if region is not None:
                         self._eyes.append(region)
-        self._shown: tuple[float, float] = (0.0, 0.0)
+        self._shown: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @property
     def empty(self) -> bool:
         return not self._mouths and not self._eyes
 
-    def apply(self, openness: float, closure: float) -> None:
-        """Show the faces with the mouth ``openness`` open and the eyes ``closure`` shut."""
-        openness, closure = _settled(openness), _settled(closure)
-        if openness != self._shown[0]:
+    def apply(self, openness: float, closure: float, spread: float = 0.0) -> None:
+        """Show the faces with the mouth ``openness`` open (below 0: the lips pressed
+        together), its corners ``spread`` (-1 rounded .. 1 wide), and the eyes
+        ``closure`` shut."""
+        openness = 0.0 if abs(openness) <= 0.01 else round(openness, 3)
+        closure = _settled(closure)
+        spread = 0.0 if abs(spread) <= 0.01 else round(spread, 3)
+        if (openness, spread) != self._shown[:2]:
             for region in self._mouths:
-                _warp_mouth(region, openness)
-        if closure != self._shown[1]:
+                _warp_mouth(region, openness, spread)
+        if closure != self._shown[2]:
             for region in self._eyes:
                 _warp_eye(region, closure)
-        self._shown = (openness, closure)
+        self._shown = (openness, spread, closure)
 
 
 def _settled(value: float) -> float:
@@ -188,15 +206,43 @@ def _clip(
     return box
 
 
-def _mouth_region(plane: np.ndarray, face: Face, dark: float | np.ndarray | None) -> _Region | None:
+def _parted(plane: np.ndarray, face: Face) -> tuple[float, float] | None:
+    """Where the lips are parted at rest (teeth showing between them), as the top and
+    bottom of the gap in the mouth's units (half its width, down from the corners'
+    line), or None for a closed mouth. Rows of the mouth's middle brighter than the lower
+    lip and chin by ``_TEETH_ABOVE`` count as teeth."""
     mx, my = face.mouth_centre
-    half = max(
+    half = _half_width(face)
+    grey = plane[..., 0] if plane.ndim == 3 else plane
+    columns = slice(max(0, round(mx - 0.4 * half)), round(mx + 0.4 * half))
+
+    def row(unit: float) -> float:
+        y = round(my + unit * half)
+        if not 0 <= y < grey.shape[0]:
+            return 0.0
+        return float(np.median(grey[y, columns]))
+
+    units = np.arange(-0.35, 0.6, 0.5 / max(half, 1.0))
+    lower = np.median([row(unit) for unit in np.linspace(0.45, 0.8, 6)])
+    teeth = [unit for unit in units if row(unit) > lower + _TEETH_ABOVE]
+    if not teeth or max(teeth) - min(teeth) < 0.1:
+        return None
+    return (float(min(teeth)) - 0.05, float(max(teeth)) + 0.05)
+
+
+def _half_width(face: Face) -> float:
+    return max(
         0.5
         * math.hypot(
             face.mouth_right[0] - face.mouth_left[0], face.mouth_right[1] - face.mouth_left[1]
         ),
         0.12 * face.box[2],
     )
+
+
+def _mouth_region(plane: np.ndarray, face: Face, dark: float | np.ndarray | None) -> _Region | None:
+    mx, my = face.mouth_centre
+    half = _half_width(face)
     box = _clip(plane, mx - 1.9 * half, my - 0.9 * half, mx + 1.9 * half, my + 2.8 * half)
     if box is None:
         return None
@@ -212,9 +258,15 @@ def _mouth_region(plane: np.ndarray, face: Face, dark: float | np.ndarray | None
     pristine = plane[top:bottom, left:right].copy()
     across_unit = ((xs - mx) / half).astype(np.float32)
     down_unit = ((ys - my) / half).astype(np.float32)
+    # the corners move along the mouth line: most at the corners, none at the middle or
+    # far out on the cheeks, fading above the upper lip and below the lower
+    reach = np.clip(1.0 - np.abs(np.abs(across_unit) - 1.0) / 0.9, 0.0, 1.0)
+    lips = np.clip(1.0 - np.abs(down_unit - 0.15) / 0.75, 0.0, 1.0)
+    corners = (half * np.sign(across_unit) * reach * lips).astype(np.float32)
     return _Region(
-        plane, top, left, pristine, xs - left, ys - top, field, dark, across_unit, down_unit
-    )
+        plane, top, left, pristine, xs - left, ys - top, field, corners, dark, across_unit,
+        down_unit,
+    )  # fmt: skip
 
 
 def _eye_region(plane: np.ndarray, eye: tuple[float, float], eye_distance: float) -> _Region | None:
@@ -238,23 +290,40 @@ def _eye_region(plane: np.ndarray, eye: tuple[float, float], eye_distance: float
     )  # fmt: skip
 
 
-def _warp_mouth(region: _Region, openness: float) -> None:
+def _warp_mouth(region: _Region, openness: float, spread: float = 0.0) -> None:
     target = region.plane[
         region.top : region.top + region.pristine.shape[0],
         region.left : region.left + region.pristine.shape[1],
     ]
-    if openness <= 0.01:
+    pressed = openness < 0.0 and region.parted is not None
+    opening = max(openness, 0.0)
+    if opening <= 0.01 and spread == 0.0 and not pressed:
         target[...] = region.pristine
         return
-    map_y = region.base_y - region.field * openness
+    map_y = region.base_y - region.field * opening
+    if pressed:
+        map_y = _pressed(region, map_y, -openness)
+    map_x = region.base_x
+    if spread != 0.0 and region.sideways is not None:
+        # a pixel shows what lay ``shift`` further in (spread) or out (rounded)
+        map_x = region.base_x - region.sideways * (
+            spread * (_CORNER_OUT if spread > 0 else _CORNER_IN)
+        )
     warped = cv2.remap(
-        region.pristine, region.base_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        region.pristine, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
-    if region.dark is not None and region.across is not None and region.down is not None:
-        # the opening: a lens between the lips, as tall as the jaw has dropped; worked out
-        # only over the rows and columns it can reach
+    if (
+        openness > 0.01
+        and region.dark is not None
+        and region.across is not None
+        and region.down is not None
+    ):
+        # the opening: a lens between the lips, as tall as the jaw has dropped, wider
+        # for a spread mouth and narrower for a rounded one; worked out only over the
+        # rows and columns it can reach
         gap = _MOUTH_DROP * openness
-        width = 0.75 * (0.6 + 0.4 * min(1.0, openness * 1.5))
+        corner = _CORNER_OUT if spread > 0 else _CORNER_IN
+        width = 0.75 * (0.6 + 0.4 * min(1.0, openness * 1.5)) * (1.0 + corner * spread)
         rows = np.searchsorted(region.down[:, 0], (_LIP_LINE - 0.05, _LIP_LINE + gap + 0.05))
         cols = np.searchsorted(region.across[0], (-width, width))
         box = (slice(int(rows[0]), int(rows[1])), slice(int(cols[0]), int(cols[1])))
@@ -269,6 +338,26 @@ def _warp_mouth(region: _Region, openness: float) -> None:
         shaded += (region.dark - shaded) * strength
         warped[box] = np.clip(np.rint(shaded), 0, 255).astype(np.uint8)
     target[...] = warped
+
+
+def _pressed(region: _Region, map_y: np.ndarray, press: float) -> np.ndarray:
+    """``map_y`` with the lips drawn over their parted gap, ``press`` of the way to
+    meeting: each lip's rows mirrored into the gap from its edge, the gap narrowing
+    towards the corners."""
+    assert region.parted is not None and region.down is not None and region.across is not None
+    top, bottom = region.parted
+    middle = (top + bottom) / 2
+    shrink = np.sqrt(np.clip(1.0 - (region.across / 0.85) ** 2, 0.0, 1.0))
+    upper = middle + (top - middle) * shrink  # the gap's edges in each column
+    lower = middle + (bottom - middle) * shrink
+    down = region.down
+    source = down.copy()
+    over_upper = (down >= upper) & (down <= upper + press * (middle - upper))
+    over_lower = (down <= lower) & (down >= lower - press * (lower - middle))
+    source[over_upper] = (2 * upper - down)[over_upper]
+    source[over_lower] = (2 * lower - down)[over_lower]
+    unit = 1.0 / max(float(down[1, 0] - down[0, 0]), 1e-6) if down.shape[0] > 1 else 1.0
+    return (map_y + (source - down) * unit).astype(np.float32)
 
 
 def _warp_eye(region: _Region, closure: float) -> None:

@@ -11,9 +11,15 @@ the picture at most ``_WORK_SIDE`` pixels wide, seeded by what is known about th
   and a result that is too small or too large to be an object is dropped (no layers: the
   camera films the picture flat).
 
-The background behind the subject is inpainted (OpenCV's Telea fast marching) on a small
-copy, smoothed, and laid only into the subject's region, so the rest of the background
-keeps the picture's own pixels. The cut-out's edge is feathered by a small blur.
+The background behind the subject is filled from the background itself: the cut (its
+enclosed holes filled, so the dark inside of a collar or a sleeve counts as the subject)
+is grown by a wide margin, so that no fringe pixel of the subject is a source, and the
+hole is filled on a small copy by a push-pull pyramid (each level the average of the
+known pixels below it, the hole taking the coarsest levels that reach past it): smooth
+colours of the surrounding background, without the streaks that propagating the hole's
+edge inward drags in. The fill is laid only into the subject's region, so the rest of
+the background keeps the picture's own pixels. The cut-out's edge is feathered by a
+small blur.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ _FLAT_SHARE = 0.5  # pictures with more flat pixels than this are dithered befor
 _MIN_AREA, _MAX_AREA = 0.03, 0.65  # a salient subject's share of the picture
 _FEATHER = 0.006  # blur of the cut-out's edge, fraction of the longer side
 _BEHIND = 0.012  # the fill covers this far (fraction of the side) past the subject
+_TRUST = 8.0  # a pyramid cell an eighth known keeps its own average (the nearest colours)
 _REVEAL = 0.06  # the fill is drawn from this far (fraction of the side) past the subject
 
 
@@ -81,6 +88,7 @@ def separate(picture: Image.Image, faces: list[Face] | tuple[Face, ...]) -> Laye
         return None
     if share == 0.0:  # the cut found nothing: fall back on the seeds' own shape
         mask = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    mask = _without_holes(mask)
     alpha = _feathered(mask, (width, height))
     background = _fill_behind(rgb, mask, alpha)
     return Layers(Image.fromarray(background, "RGB"), alpha, kind)
@@ -101,7 +109,10 @@ def _person_seeds(shape: tuple[int, int], faces: list[Face]) -> np.ndarray:
         head = ((xs - cx) / (0.62 * w)) ** 2 + ((ys - (cy - 0.12 * h)) / (0.78 * h)) ** 2 <= 1.0
         seeds[body | head] = cv2.GC_PR_FGD
         core = ((xs - cx) / (0.3 * w)) ** 2 + ((ys - cy) / (0.38 * h)) ** 2 <= 1.0
-        seeds[core] = cv2.GC_FGD
+        # the neck and collar right under the chin are the person's, however dark (a
+        # black collar looks like the shadows of the room to the colour models)
+        neck = (np.abs(xs - cx) <= 0.4 * w) & (ys >= top + h) & (ys <= top + 1.6 * h)
+        seeds[core | neck] = cv2.GC_FGD
         near = (np.abs(xs - cx) <= half + 1.2 * w) & (ys >= top - 0.9 * h)
         near |= ((xs - cx) / (1.4 * w)) ** 2 + ((ys - cy) / (1.5 * h)) ** 2 <= 1.0
         far &= ~near
@@ -187,6 +198,44 @@ def _untied(bgr: np.ndarray) -> np.ndarray:
     return np.where(flat[..., np.newaxis], dithered, bgr)
 
 
+def _without_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with the background it encloses (parts not reaching the picture's edge)
+    made subject: what a subject surrounds moves with it."""
+    outside = 1 - mask
+    _, labels = cv2.connectedComponents(outside, connectivity=4)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    enclosed = ~np.isin(labels, edge) & (outside > 0)
+    return (mask | enclosed).astype(np.uint8)
+
+
+def _push_pull(pixels: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """``pixels`` with the unknown ones (``known`` 0) filled from the known ones around
+    them: averages down a pyramid of the known pixels, then back up, each level keeping
+    what it knows and taking the rest from the level below."""
+    weight = known.astype(np.float32)
+    levels: list[tuple[np.ndarray, np.ndarray]] = [
+        (pixels.astype(np.float32) * weight[..., np.newaxis], weight)
+    ]
+    while min(levels[-1][1].shape) > 2:
+        total, count = levels[-1]
+        size = (max(1, total.shape[1] // 2), max(1, total.shape[0] // 2))
+        levels.append(
+            (
+                cv2.resize(total, size, interpolation=cv2.INTER_AREA),
+                cv2.resize(count, size, interpolation=cv2.INTER_AREA),
+            )
+        )
+    total, count = levels[-1]
+    filled = total.sum(axis=(0, 1)) / max(float(count.sum()), 1e-6) * np.ones_like(total)
+    for total, count in reversed(levels):
+        size = (total.shape[1], total.shape[0])
+        coarse = cv2.resize(filled, size, interpolation=cv2.INTER_LINEAR)
+        share = np.clip(count * _TRUST, 0.0, 1.0)[..., np.newaxis]
+        own = total / np.maximum(count, 1e-6)[..., np.newaxis]
+        filled = own * share + coarse * (1 - share)
+    return filled
+
+
 def _feathered(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     large = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
     sigma = max(1.0, _FEATHER * max(size))
@@ -211,7 +260,7 @@ def _fill_behind(rgb: np.ndarray, mask: np.ndarray, alpha: np.ndarray) -> np.nda
     fill_size = (max(8, round(width * scale)), max(8, round(height * scale)))
     tiny = cv2.resize(rgb, fill_size, interpolation=cv2.INTER_AREA)
     tiny_hole = cv2.resize(hole, fill_size, interpolation=cv2.INTER_NEAREST)
-    filled = cv2.inpaint(tiny, tiny_hole, 5, cv2.INPAINT_TELEA)
+    filled = _push_pull(tiny, 1 - tiny_hole)
     filled = cv2.GaussianBlur(filled, (0, 0), 1.5)
     filled = cv2.resize(filled, (width, height), interpolation=cv2.INTER_CUBIC)
     # a little past the alpha's feather, so a moving subject leaves no outline behind

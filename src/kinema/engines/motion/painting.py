@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
+from kinema.chinese import in_english
+
 __all__ = ["paint_first_frame"]
 
 RGB = tuple[float, float, float]
@@ -118,7 +120,7 @@ def paint_first_frame(prompt: str, width: int, height: int, seed: int) -> Image.
     """
     digest = hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest()
     rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
-    words = prompt.lower()
+    words = in_english(prompt).lower()  # Chinese scene words too
     sky = next((sky for pattern, sky in _SKIES if pattern.search(words)), _DAY)
     ground = next((ground for pattern, ground in _GROUNDS if pattern.search(words)), _MEADOW)
     colour_word = _COLOUR_WORD.search(words)

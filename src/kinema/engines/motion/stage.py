@@ -55,14 +55,24 @@ def background_poses(poses: list[Pose]) -> list[Pose]:
 
 @dataclass(frozen=True)
 class FaceTracks:
-    """Per frame: mouth openness (0..1), eyelid closure (0..1), sway (dx, dy, roll, zoom)."""
+    """Per frame: mouth openness (0..1), eyelid closure (0..1), sway (dx, dy, roll, zoom),
+    and the mouth's corners (-1 rounded .. 1 spread)."""
 
     openness: np.ndarray
     closure: np.ndarray
     sway: list[tuple[float, float, float, float]]
+    spread: np.ndarray | None = None
 
-    def key(self, index: int) -> tuple[float, float, tuple[float, float, float, float]]:
-        return (float(self.openness[index]), float(self.closure[index]), self.sway[index])
+    def spread_at(self, index: int) -> float:
+        return 0.0 if self.spread is None else float(self.spread[index])
+
+    def key(self, index: int) -> tuple[float, float, float, tuple[float, float, float, float]]:
+        return (
+            float(self.openness[index]),
+            self.spread_at(index),
+            float(self.closure[index]),
+            self.sway[index],
+        )
 
 
 class LayeredShot:
@@ -258,7 +268,10 @@ class LayeredShot:
 
     def _animate(self, rig: FaceRig | None, index: int) -> None:
         if rig is not None and self._tracks is not None:
-            rig.apply(float(self._tracks.openness[index]), float(self._tracks.closure[index]))
+            tracks = self._tracks
+            rig.apply(
+                float(tracks.openness[index]), float(tracks.closure[index]), tracks.spread_at(index)
+            )
 
     def _output_regions(
         self, pose: Pose, frame: tuple[int, int]

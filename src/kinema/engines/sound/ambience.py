@@ -25,6 +25,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from kinema.chinese import in_english
+
 __all__ = ["BED_LEVEL_DBFS", "QUIET_LEVEL_DBFS", "ambience", "scene_layers"]
 
 BED_LEVEL_DBFS = -30.0  # RMS of the ambience: present, but well under speech
@@ -58,8 +60,9 @@ _SCENES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 
 
 def scene_layers(prompt: str) -> list[str]:
-    """The layers a prompt's words call for, in the table's order (empty: room tone)."""
-    words = prompt.lower()
+    """The layers a prompt's words call for, in the table's order (empty: room tone); the
+    Chinese words for them count too (``chinese``)."""
+    words = in_english(prompt).lower()
     return [name for name, pattern in _SCENES if pattern.search(words)]
 
 

@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from kinema.engines.sound.ambience import BED_LEVEL_DBFS, ambience
+from kinema.engines.sound.languages import line_language
+from kinema.engines.sound.phones import Phone, ipa, shifted
+from kinema.engines.sound.spoken import spoken_text
 from kinema.engines.sound.voice import NEURAL_SAMPLE_RATE, Speaker, neural_voice, speaker_for
 from kinema.errors import EngineError
 from kinema.media.resample import resample
@@ -54,16 +57,23 @@ _QUOTED = re.compile(
     r"|(?<!\w)\u2018(?=\S)(?P<curly_single>[^\u2018\"]{1,400}?)(?<=\S)\u2019(?!\w)"
     r"|(?<!\w)'(?=\S)(?P<straight_single>[^\"]{1,400}?)(?<=\S)'(?!\w)"
     r"|\u00ab\s*(?P<guillemets>[^\u00bb]+?)\s*\u00bb"
+    r"|\u300c(?P<corner>[^\u300d]+?)\u300d"  # 「...」
+    r"|\u300e(?P<white_corner>[^\u300f]+?)\u300f"  # 『...』
+    # after a full-width colon, unquoted, to the end of the sentence: 她说：你好。
+    r"|(?<=\uff1a)(?![\s\u201c\u300c\u300e\"'])(?P<after_colon>[^\uff1a\n\u201c\u300c\u300e]+?"
+    r"(?:[\u3002\uff01\uff1f!?]|$))"
 )
 _SPEECH_CUE = re.compile(
     r"\b(?:say|says|said|saying|speak|speaks|asks?|asked|repl(?:y|ies|ied)|answers?"
     r"|whisper(?:s|ed|ing)?|shout(?:s|ed|ing)?|yell(?:s|ed|ing)?|scream(?:s|ed|ing)?"
     r"|calls?|murmurs?|mutters?|sings?|exclaims?|tells?|announces?|narrat\w*|voice\w*"
-    r"|dialogue|cries|sighs?|laughs?|adds?|continues|declares?|states?)\b|:\s*$"
+    r"|dialogue|cries|sighs?|laughs?|adds?|continues|declares?|states?)\b|[:\uff1a]\s*$"
+    # Chinese: says, asks, answers, shouts, calls, whispers, murmurs, sings, reads out
+    r"|说|道|问|答|喊|叫|嚷|低语|耳语|嘀咕|唱|念"
 )
 _SENTENCE_END = re.compile(r"[.!?;]")
-_QUOTE_OPENERS = re.compile("[\"'\u201c\u2018\u00ab]")
-_TERMINAL = re.compile(r"[.!?\u2026]\W*$")
+_QUOTE_OPENERS = re.compile("[\"'\u201c\u2018\u00ab\u300c\u300e]")
+_TERMINAL = re.compile(r"[.!?\u2026\u3002\uff01\uff1f]\W*$")
 _HINT_BEFORE_CHARS = 80
 _HINT_AFTER_CHARS = 40
 
@@ -170,8 +180,27 @@ _POS_CHARACTER = 1
 _PARAM_RATE, _PARAM_PITCH = 1, 3
 _ESPEAK_WPM = 175  # espeak's default pace, rate 1.0
 _ESPEAK_WPM_RANGE = (80, 450)
+_PHONEME_EVENTS = 0x0001 | 0x0002  # espeakINITIALIZE_PHONEME_EVENTS | ..._PHONEME_IPA
+_EVENT_LIST_TERMINATED, _EVENT_PHONEME = 0, 7
+
+
+class _Event(ctypes.Structure):
+    """espeak-ng's ``espeak_EVENT``; for a phoneme event ``id`` holds its IPA name."""
+
+    _fields_ = (
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),  # milliseconds
+        ("sample", ctypes.c_int),  # samples from the start of the text
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_char * 8),
+    )
+
+
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
 )
 
 # espeak-ng keeps its voice, parameters and output callback in process-wide C state and is
@@ -203,36 +232,63 @@ class _Espeak:
         ]
         # The path names the folder that holds ``espeak-ng-data``.
         data_root = str(Path(espeakng_loader.get_data_path()).parent).encode()
-        sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_root, 0)
+        sample_rate = lib.espeak_Initialize(
+            _AUDIO_OUTPUT_SYNCHRONOUS, 0, data_root, _PHONEME_EVENTS
+        )
         if sample_rate <= 0:
             raise EngineError("espeak-ng failed to initialise")
         self.sample_rate = sample_rate
         self._lib = lib
         self._chunks: list[np.ndarray] = []
+        self._events: list[tuple[int, str]] = []  # (sample, IPA name) of each phoneme
         self._callback = _SYNTH_CALLBACK(self._collect)  # must live as long as the library
         lib.espeak_SetSynthCallback(self._callback)
 
-    def _collect(self, wav: ctypes._Pointer[ctypes.c_short], count: int, _events: int) -> int:
+    def _collect(
+        self, wav: ctypes._Pointer[ctypes.c_short], count: int, events: ctypes._Pointer[_Event]
+    ) -> int:
         if count > 0 and wav:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
+        index = 0
+        while events and events[index].type != _EVENT_LIST_TERMINATED:
+            event = events[index]
+            if event.type == _EVENT_PHONEME:
+                self._events.append((event.sample, event.id.decode("utf-8", "replace")))
+            index += 1
         return 0  # keep going
 
-    def synthesise(self, text: str, voice: str, words_per_minute: int, pitch: int) -> np.ndarray:
+    def synthesise(
+        self, text: str, voice: str, words_per_minute: int, pitch: int
+    ) -> tuple[np.ndarray, tuple[Phone, ...]]:
+        """16-bit samples and the phones in them."""
         if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise EngineError(f"espeak-ng has no voice {voice!r}")
         self._lib.espeak_SetParameter(_PARAM_RATE, words_per_minute, 0)
         self._lib.espeak_SetParameter(_PARAM_PITCH, pitch, 0)
         encoded = text.encode()
-        self._chunks = []
+        self._chunks, self._events = [], []
         status = self._lib.espeak_Synth(
             encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
         )
         chunks, self._chunks = self._chunks, []
+        events, self._events = self._events, []
         if status != 0:
             raise EngineError(f"espeak-ng failed to speak (status {status})")
         if not chunks:
-            return np.zeros(0, dtype=np.int16)
-        return np.concatenate(chunks)
+            return np.zeros(0, dtype=np.int16), ()
+        pcm = np.concatenate(chunks)
+        return pcm, _phones(events, pcm.size, self.sample_rate)
+
+
+def _phones(events: list[tuple[int, str]], length: int, sample_rate: int) -> tuple[Phone, ...]:
+    """Each phoneme lasts from its event to the next one (the last, to the end)."""
+    phones = []
+    for (sample, name), (following, _) in zip(
+        events, [*events[1:], (length, "")], strict=True
+    ):
+        if following > sample:
+            phones.append(Phone(ipa(name), sample / sample_rate, following / sample_rate))
+    return tuple(phones)
 
 
 @functools.cache
@@ -261,15 +317,29 @@ def speak(
     ``rate`` scales espeak's normal pace of 175 words a minute (within 80..450), ``volume``
     scales espeak's own level, ``whisper`` uses the whisper variant of ``voice``.
     """
+    audio, _ = speak_timed(text, rate, volume=volume, pitch=pitch, whisper=whisper, voice=voice)
+    return audio
+
+
+def speak_timed(
+    text: str,
+    rate: float = 1.0,
+    *,
+    volume: float = 1.0,
+    pitch: int = 50,
+    whisper: bool = False,
+    voice: str = "en-us",
+) -> tuple[Audio, tuple[Phone, ...]]:
+    """``speak``, and the phones spoken (seconds from the start of the audio)."""
     low, high = _ESPEAK_WPM_RANGE
     words_per_minute = int(np.clip(round(_ESPEAK_WPM * rate), low, high))
     name = f"{voice}+whisper" if whisper else voice
     with _ESPEAK_LOCK:
         engine = _espeak()
-        pcm = engine.synthesise(text, name, words_per_minute, int(np.clip(pitch, 0, 100)))
+        pcm, phones = engine.synthesise(text, name, words_per_minute, int(np.clip(pitch, 0, 100)))
         sample_rate = engine.sample_rate
     samples = (pcm.astype(np.float32) / 32768.0) * float(volume)
-    return Audio(samples=samples[np.newaxis, :], sample_rate=sample_rate)
+    return Audio(samples=samples[np.newaxis, :], sample_rate=sample_rate), phones
 
 
 # --- resampling -----------------------------------------------------------------------
@@ -282,21 +352,29 @@ _RATE_RANGE = (0.5, 2.0)  # how far a line's pace may be pushed to fit (neural v
 
 @dataclass(frozen=True)
 class SpokenLine:
-    """Where a line landed in the track and who spoke it."""
+    """Where a line landed in the track, who spoke it, and the sounds in it."""
 
     line: Line
     start_s: float
     end_s: float
-    voice: str  # "neural-female", "neural-male", "espeak-female" or "espeak-male"
+    voice: str  # "neural-female", "espeak-male", "espeak-cmn-female"...
+    phones: tuple[Phone, ...] = ()  # seconds from the start of the track
 
 
 @dataclass(frozen=True)
 class Soundtrack:
-    """The mixed track, and the voice alone (mono, same rate) for lip movement."""
+    """The mixed track, the voice alone (mono, same rate) for lip movement, and notes on
+    what could not be done (a line in a language no voice here speaks)."""
 
     audio: Audio
     speech: np.ndarray
     lines: tuple[SpokenLine, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def phones(self) -> tuple[Phone, ...]:
+        """Every phone of every line, in order, in seconds from the start of the track."""
+        return tuple(phone for line in self.lines for phone in line.phones)
 
 
 def build_soundtrack(prompt: str, duration_s: float, seed: int, sample_rate: int = 48_000) -> Audio:
@@ -313,6 +391,9 @@ def make_soundtrack(
     samples; see ``ambience``). It steps back by 6 dB while a line is spoken. The neural
     voice is deterministic for a seed too; espeak-ng, the fallback, can differ by a
     millisecond or so from one call to the next (its pitch flutter runs on between calls).
+    English lines are spoken by the neural voice, lines in Chinese (and the other scripts
+    of ``languages``) by espeak-ng's voice for that language; a line in a script no voice
+    here speaks is left out and said so in ``notes``.
 
     Placement rule: a line starts where its quote sits in the prompt, in proportion,
     ``start = offset / len(prompt) * duration_s``; it is pushed back to start at least
@@ -326,26 +407,41 @@ def make_soundtrack(
     voice = np.zeros(num_samples, np.float32)
     speaking = np.zeros(num_samples, np.float32)
     placed_lines: list[SpokenLine] = []
+    notes: list[str] = []
     cursor = 0.0
-    for placed, line in enumerate(extract_dialogue(prompt)):
-        speech, voice_name = _spoken_line(line, duration_s - 2 * _EDGE_S, sample_rate, seed)
+    for line in extract_dialogue(prompt):
+        language = line_language(line.text)
+        if language is None:
+            notes.append(f"not spoken (no voice here speaks its language): {line.text!r}")
+            continue
+        spoken = _spoken_line(line, language, duration_s - 2 * _EDGE_S, sample_rate, seed)
+        speech = spoken.samples
         length_s = speech.shape[-1] / sample_rate
         ideal = line.offset / max(len(prompt), 1) * duration_s
-        earliest = cursor + _GAP_S if placed else 0.0
+        earliest = cursor + _GAP_S if placed_lines else 0.0
         start_s = max(0.0, min(max(ideal, earliest), duration_s - _EDGE_S - length_s))
         start = round(start_s * sample_rate)
         end = min(num_samples, start + speech.shape[-1])
         voice[start:end] += speech[: end - start]
         speaking[start:end] = 1.0
         cursor = end / sample_rate
-        placed_lines.append(SpokenLine(line, start / sample_rate, cursor, voice_name))
+        phones = shifted(spoken.phones, start / sample_rate)
+        placed_lines.append(
+            SpokenLine(line, start / sample_rate, cursor, spoken.voice, _until(phones, cursor))
+        )
     # Duck the ambience under speech, easing in and out over about a tenth of a second.
     speaking = _smooth(_smooth(speaking, sample_rate // 20), sample_rate // 20)
     ducking = 1.0 - (1.0 - 10 ** (_DUCKING_DB / 20)) * speaking
     track = bed * ducking + voice
     np.clip(track, -1.0, 1.0, out=track)
     audio = Audio(samples=track.astype(np.float32), sample_rate=sample_rate)
-    return Soundtrack(audio, voice, tuple(placed_lines))
+    return Soundtrack(audio, voice, tuple(placed_lines), tuple(notes))
+
+
+def _until(phones: tuple[Phone, ...], end_s: float) -> tuple[Phone, ...]:
+    """The phones that start before ``end_s``, the last one cut there."""
+    kept = [phone for phone in phones if phone.start_s < end_s]
+    return tuple(replace(phone, end_s=min(phone.end_s, end_s)) for phone in kept)
 
 
 def _smooth(signal: np.ndarray, width: int) -> np.ndarray:
@@ -362,21 +458,35 @@ def _seed_for(prompt: str, seed: int) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
-def _spoken_line(line: Line, room_s: float, sample_rate: int, seed: int) -> tuple[np.ndarray, str]:
+@dataclass(frozen=True)
+class _Spoken:
+    """A line's speech at the track's rate, the voice that spoke it, its phones (seconds
+    from the start of ``samples``)."""
+
+    samples: np.ndarray
+    voice: str
+    phones: tuple[Phone, ...]
+
+
+def _spoken_line(
+    line: Line, language: str, room_s: float, sample_rate: int, seed: int
+) -> _Spoken:
     """The line at ``sample_rate``, levelled to its volume, fitting in ``room_s``."""
     rate = line.rate
-    speech, voice = _say(line, rate, sample_rate, seed)
+    spoken = _say(line, language, rate, sample_rate, seed)
     room = max(1, int(room_s * sample_rate))
-    if speech.size > room:
-        neural = voice.startswith("neural")
+    if spoken.samples.size > room:
+        neural = spoken.voice.startswith("neural")
         fastest = _RATE_RANGE[1] if neural else _ESPEAK_WPM_RANGE[1] / _ESPEAK_WPM
-        rate = min(rate * speech.size / room * 1.05, fastest)
-        speech, voice = _say(line, rate, sample_rate, seed)
-    speech = _trimmed(speech, sample_rate)
+        rate = min(rate * spoken.samples.size / room * 1.05, fastest)
+        spoken = _say(line, language, rate, sample_rate, seed)
+    speech, cut = _trimmed(spoken.samples, sample_rate)
+    phones = shifted(spoken.phones, -cut / sample_rate)
     if speech.size > room:
         speech = speech[:room].copy()
         fade = min(room, int(0.05 * sample_rate))
         speech[room - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+    phones = tuple(phone for phone in _until(phones, speech.size / sample_rate) if phone.end_s > 0)
     level = _active_rms(speech, sample_rate)
     if level > 0.0:
         target = 10 ** (_SPEECH_DBFS / 20) * line.volume
@@ -386,7 +496,7 @@ def _spoken_line(line: Line, room_s: float, sample_rate: int, seed: int) -> tupl
     if ramp:
         speech[:ramp] *= np.linspace(0.0, 1.0, ramp, dtype=np.float32)
         speech[-ramp:] *= np.linspace(1.0, 0.0, ramp, dtype=np.float32)
-    return speech, voice
+    return _Spoken(speech, spoken.voice, phones)
 
 
 def _blocks(speech: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -408,26 +518,29 @@ def _active_rms(speech: np.ndarray, sample_rate: int) -> float:
     return float(np.sqrt(np.mean(np.square(active))))
 
 
-def _trimmed(speech: np.ndarray, sample_rate: int) -> np.ndarray:
+def _trimmed(speech: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
     """Without the silence before the first and after the last sound (40 dB under the
-    loudest block), keeping 30 ms on either side."""
+    loudest block), keeping 30 ms on either side; and how many samples went from the
+    start."""
     levels = _blocks(speech, sample_rate)
     if levels.size == 0 or levels.max() <= 0.0:
-        return speech
+        return speech, 0
     loud = np.flatnonzero(levels >= 0.01 * levels.max())
     size, keep = max(1, sample_rate // 50), int(0.03 * sample_rate)
     start = max(0, loud[0] * size - keep)
     end = min(speech.size, (loud[-1] + 1) * size + keep)
-    return speech[start:end].copy()
+    return speech[start:end].copy(), int(start)
 
 
-def _say(line: Line, rate: float, sample_rate: int, seed: int) -> tuple[np.ndarray, str]:
-    """Speak with the neural voice when it loads and says something, else espeak-ng."""
+def _say(line: Line, language: str, rate: float, sample_rate: int, seed: int) -> _Spoken:
+    """Speak with the neural voice when the line is English and it loads and says
+    something, else with espeak-ng's voice for the line's language."""
     speaker: Speaker = line.speaker or "female"
-    neural = neural_voice()
+    text = spoken_text(line.text)
+    neural = neural_voice() if language == "en" else None
     if neural is not None:
-        samples = neural.say(
-            line.text,
+        samples, phones = neural.say(
+            text,
             speed=rate,
             speaker=speaker,
             pitch=2 ** ((line.pitch - 50) / 100),
@@ -436,7 +549,11 @@ def _say(line: Line, rate: float, sample_rate: int, seed: int) -> tuple[np.ndarr
         )
         if samples.size:
             spoken = Audio(samples[np.newaxis, :], NEURAL_SAMPLE_RATE)
-            return resample(spoken, sample_rate).samples[0].copy(), f"neural-{speaker}"
-    variant = "en-us" if line.whisper else ("en-us+f3" if speaker == "female" else "en-us+m3")
-    spoken = speak(line.text, rate, pitch=line.pitch, whisper=line.whisper, voice=variant)
-    return resample(spoken, sample_rate).samples[0].copy(), f"espeak-{speaker}"
+            samples = resample(spoken, sample_rate).samples[0].copy()
+            return _Spoken(samples, f"neural-{speaker}", phones)
+    base = "en-us" if language == "en" else language
+    variant = base if line.whisper else f"{base}+{'f3' if speaker == 'female' else 'm3'}"
+    audio, phones = speak_timed(text, rate, pitch=line.pitch, whisper=line.whisper, voice=variant)
+    samples = resample(audio, sample_rate).samples[0].copy()
+    name = "espeak" if language == "en" else f"espeak-{language}"
+    return _Spoken(samples, f"{name}-{speaker}", phones)

@@ -27,6 +27,7 @@ def bearer(key: str | None) -> dict[str, str]:
 
 class AimlapiProtocol(Protocol):
     name = wire.NAME
+    ref_slashes = True  # ids name a model (``x:google/veo``); sent as a query
     references = True
     idempotent = True
 

@@ -14,14 +14,23 @@ dropped connections) is repeated with exponential backoff, or after the provider
 ``deadline_s`` (counted from the submission); then the provider is unavailable for this
 job (``UpstreamUnavailable``) and the worker falls back to the model's next engine.
 A refusal fails the job with the provider's message. An owner's cancel is forwarded
-(where the protocol has a cancel call) and the job ends cancelled either way.
+(where the protocol has a cancel call) and the job ends cancelled either way. The
+deadline, a cancel and a shutdown are looked at during a call too, not only between
+calls (``bounds``): a provider that answers a byte at a time holds no worker past them.
+
+The provider's operation names are checked before they are used, logged or recorded
+(``protocol.check_ref``): a name is put into the paths of keyed requests, so one that
+climbs out of them (``..``), breaks a line or repeats the key is refused.
 
 The output is downloaded through kinema's safe HTTP client (size cap, address rules), with
-the configured provider host allowed, and only requests to that host carry the key.
+the configured provider's origin (scheme, host and port) allowed, and only requests to
+that origin carry the key: a link or redirect to another port of the provider's host is
+held to the same address rules as any other host.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -32,6 +41,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from kinema.engines.upstream.bounds import CallStopped, call_bounds
 from kinema.engines.upstream.config import UpstreamConfig
 from kinema.engines.upstream.errors import (
     OperationLost,
@@ -45,6 +55,7 @@ from kinema.engines.upstream.protocol import (
     Operation,
     Status,
     Submission,
+    check_ref,
 )
 from kinema.engines.upstream.protocols import protocol_type
 from kinema.errors import JobCancelled, RemoteFailure, UnsafeURL
@@ -98,7 +109,8 @@ class UpstreamEngine:
         self._key: str | None = None
         self._http: UpstreamHTTP | None = None
         self._downloader = SafeHttpClient(
-            allow_hosts=(config.host, *config.allow_hosts),
+            allow_hosts=config.allow_hosts,
+            allow_origins=(config.base_url,),
             timeout_s=config.download_timeout_s,
             max_bytes=config.max_video_bytes,
         )
@@ -129,9 +141,15 @@ class UpstreamEngine:
     def forward(self, job: Forwarding) -> Path:
         """Submit (or resume) ``job`` at the provider; the path of the downloaded MP4."""
         http = self._require_http()
+        http.spool_dir = job.scratch
         if job.cancel_requested() or job.stopping():
             raise JobCancelled("stopped before anything was sent to the provider")
         operation = job.operation
+        if operation is not None and operation.engine == self.name and operation.ref:
+            problem = check_ref(operation.ref, self._protocol.ref_slashes, self._key)
+            if problem is not None:  # recorded before names were checked: start again
+                self._abandon(http, job, operation, cancel=False)
+                raise UpstreamUnavailable(f"{self.name}: the recorded operation {problem}")
         if operation is None or operation.engine != self.name or not operation.ref:
             # The count runs over the job's submissions to any engine, so a new one never
             # reuses the key of an operation abandoned earlier; a submission repeated
@@ -155,7 +173,11 @@ class UpstreamEngine:
                 raise UpstreamRefused(message)
             self._abandon(http, job, operation, cancel=False)
             raise UpstreamUnavailable(f"{self.name}: {message}")
-        return self._download(http, job, status, deadline)
+        try:
+            return self._download(http, job, status, deadline)
+        finally:
+            if status.video_file is not None:  # moved into place, or not wanted
+                status.video_file.unlink(missing_ok=True)
 
     def _submit(self, http: UpstreamHTTP, job: Forwarding, submissions: int) -> Operation:
         submission = Submission(
@@ -175,12 +197,18 @@ class UpstreamEngine:
                 f"{self.name}: the {self._protocol.name} protocol cannot carry {missing}"
             )
         started = self._clock()
-        ref = self._retrying(
-            job,
-            lambda: self._protocol.submit(http, submission),
-            started + self.config.deadline_s,
-            cancellable=True,
-        )
+        try:
+            ref = self._retrying(
+                job,
+                lambda: self._protocol.submit(http, submission),
+                started + self.config.deadline_s,
+                cancellable=True,
+            )
+        except CallStopped:
+            raise JobCancelled("stopped while the provider was answering the submission") from None
+        problem = check_ref(ref, self._protocol.ref_slashes, self._key)
+        if problem is not None:  # never logged nor recorded: it may hold anything
+            raise UpstreamUnavailable(f"{self.name}: the provider's operation {problem}")
         operation = Operation(self.name, ref, started, submissions)
         job.record(operation)  # durable before the first poll
         log.info("job %s: submitted to %s as %s", job.job_id, self.name, ref)
@@ -191,7 +219,13 @@ class UpstreamEngine:
     ) -> Status:
         while True:
             self._check(http, job, operation, deadline)
-            status = self._retrying(job, lambda: self._protocol.poll(http, operation.ref), deadline)
+            try:
+                status = self._retrying(
+                    job, lambda: self._protocol.poll(http, operation.ref), deadline
+                )
+            except CallStopped:  # cancelled or stopping during the poll: as between polls
+                self._check(http, job, operation, deadline)
+                raise JobCancelled("stopped while the provider was answering") from None
             if status.progress is not None:
                 job.on_progress(status.progress)
             if status.done:
@@ -234,6 +268,11 @@ class UpstreamEngine:
         self, http: UpstreamHTTP, job: Forwarding, status: Status, deadline: float
     ) -> Path:
         path = job.scratch / f"{job.job_id}-{self.name}.mp4"
+        if status.video_file is not None:
+            if status.video_file.stat().st_size > self.config.max_video_bytes:
+                raise UpstreamUnavailable(f"{self.name}: the video is larger than the limit")
+            status.video_file.replace(path)
+            return path
         if status.video_bytes is not None:
             if len(status.video_bytes) > self.config.max_video_bytes:
                 raise UpstreamUnavailable(f"{self.name}: the video is larger than the limit")
@@ -244,8 +283,12 @@ class UpstreamEngine:
         headers = self._protocol.auth_headers(self._key) if same_host else {}
 
         def fetch() -> bytes:
+            # The download is one more call: it ends by the job's deadline too.
+            downloader = copy.copy(self._downloader)  # configuration only: cheap to copy
+            left = max(1.0, deadline - self._clock())
+            downloader.timeout_s = min(self.config.download_timeout_s, left)
             try:
-                return self._downloader.get(
+                return downloader.get(
                     url, field="video", accept="video/mp4, */*", what="video", headers=headers
                 )
             except UnsafeURL as error:
@@ -265,9 +308,16 @@ class UpstreamEngine:
         self, job: Forwarding, call: Callable[[], T], deadline: float, *, cancellable: bool = False
     ) -> T:
         failures = 0
+        left = deadline - self._clock()  # the deadline is wall-clock time, bounds count up
+        bounds = time.monotonic() + left
+
+        def stop() -> bool:
+            return job.cancel_requested() or job.stopping()
+
         while True:
             try:
-                return call()
+                with call_bounds(bounds, stop):
+                    return call()
             except (KeyError, IndexError, TypeError) as error:
                 raise UpstreamUnavailable(
                     f"{self.name}: the provider's answer was not understood "

@@ -92,6 +92,7 @@ def filtered(response: dict[str, Any]) -> Status | None:
 
 class GeminiProtocol(Protocol):
     name = wire.NAME
+    ref_slashes = True  # its operation names are paths
     references = True
     idempotent = True  # Google ignores the header; a kinema provider honours it
 

@@ -10,9 +10,11 @@ can resume polling it.
 from __future__ import annotations
 
 import base64
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from kinema.engines.upstream.http import UpstreamHTTP
@@ -98,6 +100,7 @@ class Status:
     progress: float | None = None  # 0..1 when the provider reports it
     video_url: str | None = None  # where to download the result
     video_bytes: bytes | None = None  # the result itself, when the provider inlines it
+    video_file: Path | None = None  # ... or that, decoded to a file (a large answer)
     error: str | None = None  # the provider's message when the operation failed
     refused: bool = False  # the failure is a refusal (validation, content policy): final
 
@@ -109,6 +112,9 @@ class Protocol(ABC):
     idempotent: ClassVar[bool] = False  # whether submissions carry an Idempotency-Key
     last_frame: ClassVar[bool] = True  # whether a last frame image can be sent
     references: ClassVar[bool] = False  # whether reference images can be sent
+    # Whether the provider's operation names are paths (``models/m/operations/1``) rather
+    # than single ids; either way each segment must be a plain name (``check_ref``).
+    ref_slashes: ClassVar[bool] = False
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
@@ -139,6 +145,28 @@ class Protocol(ABC):
 
     def idempotency_headers(self, submission: Submission) -> dict[str, str]:
         return {"Idempotency-Key": submission.idempotency_key} if self.idempotent else {}
+
+
+# One segment of an operation name: letters, digits and the few marks providers use in
+# ids, starting with a letter or digit (so neither ``.`` nor ``..``), nothing that ends a
+# path, starts a query or breaks a line.
+_REF_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~:@+=,-]{0,255}")
+_MAX_REF = 1024
+
+
+def check_ref(ref: str, slashes: bool, secret: str | None) -> str | None:
+    """Why the provider's operation name ``ref`` may not be used, or None. The answer
+    never repeats the name: it may hold the key, or anything else."""
+    if secret and secret in ref:
+        return "name repeats kinema's key; it is not used, logged or recorded"
+    segments = ref.split("/") if slashes else [ref]
+    if len(ref) > _MAX_REF or not all(_REF_SEGMENT.fullmatch(part) for part in segments):
+        return (
+            "name is not a plain name (letters, digits and ._~:@+=,- "
+            + ("in /-separated parts" if slashes else "without /")
+            + f", at most {_MAX_REF} characters)"
+        )
+    return None
 
 
 def progress_percent(value: Any) -> float | None:

@@ -5,8 +5,9 @@ Express mode (an API key, ``x-goog-api-key``) posts to
 ``project`` and ``location``) posts under ``/v1beta1/projects/{P}/locations/{L}/...`` with
 ``Authorization: Bearer`` and the key variable holding an access token. A poll posts
 ``{"operationName": name}`` to ``{resource}:fetchPredictOperation``, where the resource is
-the name before ``/operations/``. The video comes back inline (``bytesBase64Encoded``);
-``gcsUri`` results (when a ``storageUri`` was configured) cannot be fetched by kinema.
+the name before ``/operations/``. The video comes back inline (``bytesBase64Encoded``; a
+large answer is decoded to a file as it arrives); ``gcsUri`` results (when a
+``storageUri`` was configured) cannot be fetched by kinema.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from kinema.engines.upstream.errors import UpstreamUnavailable
 from kinema.engines.upstream.gemini import filtered, operation_status, veo_body
 from kinema.engines.upstream.http import UpstreamHTTP
 from kinema.engines.upstream.protocol import Protocol, Status, Submission
+from kinema.engines.upstream.spool import SpooledVideo
 from kinema.wire import vertex as wire
 
 
 class VertexProtocol(Protocol):
     name = wire.NAME
+    ref_slashes = True  # its operation names are paths
     references = True
     idempotent = True  # Google ignores the header; a kinema provider honours it
 
@@ -59,6 +62,7 @@ class VertexProtocol(Protocol):
             wire.FETCH_PATH.format(version=self.version, resource=resource),
             json_body={wire.OPERATION_NAME_FIELD: ref},
             polling=True,
+            inline=wire.VIDEO_BYTES,
         )
         status = operation_status(body)
         if status is not None:
@@ -73,6 +77,8 @@ class VertexProtocol(Protocol):
                 "the provider stored the video in Cloud Storage (gcsUri); kinema needs it "
                 "inline: leave storageUri unset"
             )
+        if isinstance(video[wire.VIDEO_BYTES], SpooledVideo):  # a large one, on disk
+            return Status(done=True, progress=1.0, video_file=video[wire.VIDEO_BYTES].path)
         try:
             data = base64.b64decode(video[wire.VIDEO_BYTES], validate=True)
         except (binascii.Error, ValueError):
