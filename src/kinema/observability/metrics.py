@@ -70,9 +70,9 @@ class Metrics:
         self.leases_expired = Counter(
             "kinema_job_leases_expired",
             "Running jobs whose worker stopped renewing the lease (it died or hung), by "
-            "the worker that lost it and the outcome: queued (run again), failed "
-            "(worker_lost, no attempts left) or cancelled",
-            ["worker", "outcome"],
+            "outcome: queued (run again), failed (worker_lost, no attempts left) or "
+            "cancelled; the log line names the worker",
+            ["outcome"],
             registry=r,
         )
         self.webhooks = Counter(
@@ -120,7 +120,9 @@ class Metrics:
             self.video_seconds.labels(engine).observe(video_s)
 
     def lease_expired(self, job: Job, *, worker_id: str) -> None:
-        self.leases_expired.labels(worker_id, job.status.value).inc()
+        # Not labelled by worker: every lost worker would add series without bound (worker
+        # ids are new in each process); the warning logged with it names the worker.
+        self.leases_expired.labels(job.status.value).inc()
 
     def engine_step(self, engine: str, seconds: float) -> None:
         self.engine_step_seconds.labels(engine).observe(seconds)
