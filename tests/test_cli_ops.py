@@ -8,8 +8,10 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from kinema.jobs.workers import WorkerRegistry
 from kinema.runtime import Runtime
 from kinema.types import Job, JobStatus
 from kinema.views import Creation
@@ -151,3 +153,27 @@ def test_keys_quota_sets_shows_and_lifts_limits(tmp_path: Path):
     assert "max_active_jobs=unlimited max_video_s_per_day=60" in lift_one.stdout
     unknown = kinema(env, "keys", "quota", "kin_nothing")
     assert unknown.returncode == 1
+
+
+def test_workers_lists_live_and_dead_and_prunes_the_dead(tmp_path: Path):
+    env, catalog = setup(tmp_path)
+    runtime = runtime_for(tmp_path, catalog, workers=0)
+    now = datetime.now(UTC)
+    for worker_id, seen in (("live-1", now), ("dead-1", now - timedelta(hours=1))):
+        WorkerRegistry(runtime.db, clock=lambda seen=seen: seen).beat(
+            worker_id, host="h", models=["slow"], concurrency=2, stale_after_s=3600
+        )
+    runtime.close()
+    env["KINEMA_LEASE_S"] = "600"  # live-1 stays live however slow the machine
+
+    listed = kinema(env, "workers", "--json")
+    assert listed.returncode == 0, listed.stderr
+    states = {w["id"]: (w["state"], w["models"]) for w in json.loads(listed.stdout)}
+    assert states == {"live-1": ("live", ["slow"]), "dead-1": ("dead", ["slow"])}
+    table = kinema(env, "workers").stdout
+    assert "live-1" in table and "dead-1" in table and "dead" in table
+
+    pruned = kinema(env, "workers", "--prune", "--json")
+    assert pruned.returncode == 0, pruned.stderr
+    assert "removed 1 dead worker row" in pruned.stderr
+    assert [w["id"] for w in json.loads(pruned.stdout)] == ["live-1"]

@@ -3,11 +3,12 @@ re-queues, queue-entry fencing, cancel as abort, retries, stalled-entry recovery
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import tomllib
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from kinema.jobs.dispatch import (
     queue_name,
 )
 from kinema.jobs.store import JobStore
+from kinema.jobs.workers import WorkerRegistry
 from kinema.runtime import Runtime
 from kinema.types import GenerationRequest, Job, JobStatus
 from tests.conftest import reset_postgres
@@ -367,3 +369,60 @@ def test_jobs_queued_before_dispatch_was_switched_on_get_queue_entries(pg: Engin
     assert scaled.dispatch_waiting() == 0
     [entry] = entries(pg, job.id)
     assert dispatch_id(pg, job.id) == entry["id"]
+
+
+def test_a_lost_worker_is_logged_counted_and_its_queue_entry_aborted(
+    tmp_path: Path, pg_url: str, caplog: pytest.LogCaptureFixture
+):
+    runtime = build(tmp_path, pg_url)
+    job = submit(runtime)
+    entry = dispatch_id(runtime.db, job.id)
+    # A worker fetched the entry, claimed the job and died: its procrastinate entry stays
+    # 'doing', the job's lease runs out, its registry row goes silent.
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    WorkerRegistry(runtime.db, clock=lambda: an_hour_ago).beat(
+        "gone-host-1-abc", host="gone-host", models=None, concurrency=1, stale_after_s=2.0
+    )
+    with runtime.db.begin() as connection:
+        dead = connection.scalar(
+            text(
+                "INSERT INTO procrastinate_workers (last_heartbeat) "
+                "VALUES (now() - interval '1 hour') RETURNING id"
+            )
+        )
+        connection.execute(
+            text("UPDATE procrastinate_jobs SET status = 'doing', worker_id = :w WHERE id = :id"),
+            {"w": dead, "id": entry},
+        )
+    claimed = runtime.store.claim(
+        job.id, dispatch_id=entry, worker_id="gone-host-1-abc", lease_s=0.1
+    )
+    assert claimed is not None and claimed.attempt == 1
+    listed = runtime.registry.listing(live_within_s=2.0)
+    assert [(w["id"], w["live"]) for w in listed] == [("gone-host-1-abc", False)]
+
+    with caplog.at_level(logging.WARNING, logger="kinema.jobs.execute"):
+        runtime.start()
+        try:
+            done = wait_for(runtime, job.id, lambda j: j.status.terminal)
+            deadline = time.monotonic() + 20  # the stalled entry is settled every lease
+            while entries(runtime.db, job.id)[0]["status"] == "doing":
+                assert time.monotonic() < deadline, entries(runtime.db, job.id)
+                time.sleep(0.1)
+            scraped = runtime.metrics.render().decode()
+            survivors = runtime.registry.listing(live_within_s=2.0)
+        finally:
+            runtime.close()
+
+    assert done.status is JobStatus.SUCCEEDED and done.attempt == 2
+    said = [r.getMessage() for r in caplog.records if "lease expired" in r.getMessage()]
+    assert said == [
+        f"job {job.id} attempt 1: lease expired on worker gone-host-1-abc; re-queued for attempt 2"
+    ]
+    counted = 'kinema_job_leases_expired_total{outcome="queued"} 1.0'
+    assert counted in scraped
+    # The lost attempt's entry reads 'aborted' (not 'failed': the job succeeded); the one
+    # that succeeded was deleted like every successful entry.
+    assert [e["status"] for e in entries(runtime.db, job.id)] == ["aborted"]
+    # The dead worker's row was cleaned up by the live worker's heartbeat.
+    assert "gone-host-1-abc" not in {w["id"] for w in survivors}

@@ -9,7 +9,10 @@ docs/playground/ is made), else under the test's temporary directory.
 from __future__ import annotations
 
 import base64
+import io
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -387,3 +390,148 @@ def test_playground_takes_a_dropped_picture_and_a_picture_url(
     for job in (dropped, fetched):
         assert job.status is JobStatus.SUCCEEDED
     assert kept == [SAMPLE.read_bytes()] * 2  # each job kept the very picture it was given
+
+
+RECOMMENDED_CATALOG = """
+[engines.motion]
+kind = "motion"
+fps = 24
+
+[models."aaa/listed-first"]
+dialect = "aimlapi"
+engine = "motion"
+inputs = "image"
+durations = [2]
+default_duration = 2
+aspect_ratios = ["16:9"]
+resolutions = ["720p"]
+options = ["duration"]
+
+[models."google/veo-3.1-i2v-fast"]
+dialect = "aimlapi"
+engine = "motion"
+description = "Veo 3.1 Fast image-to-video"
+inputs = "image"
+durations = [2, 4]
+default_duration = 4
+aspect_ratios = ["16:9", "9:16"]
+resolutions = ["720p"]
+default_resolution = "720p"
+audio = true
+default_audio = false
+options = ["duration", "aspect_ratio", "resolution", "generate_audio"]
+"""
+
+
+def portrait_with_a_face(path: Path) -> Path:
+    """A 9:16 picture with a face near its top: the astronaut scikit-image ships, above a
+    plain floor, as a phone photo of someone standing would be."""
+    from PIL import Image
+
+    skimage_data = pytest.importorskip("skimage.data")
+    canvas = Image.new("RGB", (720, 1280), (118, 110, 102))
+    canvas.paste(Image.fromarray(skimage_data.astronaut()).resize((720, 720)), (0, 0))
+    canvas.save(path, quality=92)
+    return path
+
+
+def test_playground_recommends_remembers_frames_faces_and_copies_its_request(
+    tmp_path: Path, browser
+):
+    from PIL import Image
+
+    from kinema.engines.motion.faces import find_faces
+
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(RECOMMENDED_CATALOG)
+    settings = make_settings(tmp_path, catalog_path=catalog, progress_interval_s=0.1)
+    with live_server(settings, workers=1) as live:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(90_000)
+
+        # 1. The recommended model comes first and is chosen, not the alphabetical first.
+        page.goto(live.url + "/")
+        page.wait_for_selector("#model option", state="attached")
+        first = page.locator("#model option").first
+        assert first.get_attribute("value") == "google/veo-3.1-i2v-fast"
+        assert "(recommended)" in first.inner_text()
+        assert page.input_value("#model") == "google/veo-3.1-i2v-fast"
+        assert page.get_attribute("link[rel='icon']", "href") == "/favicon.ico"
+
+        # 2. The form survives a reload.
+        page.fill("#api-key", live.api_key)
+        page.click("#save-key")
+        page.fill("#prompt", "She looks up and smiles")
+        page.select_option("#aspect-ratio", "9:16")
+        page.select_option("#duration", "2")
+        page.set_input_files("#image-file", str(portrait_with_a_face(tmp_path / "p.jpg")))
+        page.wait_for_selector("#image-drop img:not([hidden])")
+        page.reload()
+        page.wait_for_selector("#model option", state="attached")
+        assert page.input_value("#prompt") == "She looks up and smiles"
+        assert page.input_value("#aspect-ratio") == "9:16"
+        assert page.input_value("#duration") == "2"
+        assert page.locator("#image-drop img").get_attribute("src", timeout=5000) or ""
+
+        # 3. A portrait video's history tile shows the face, not the middle of the frame.
+        page.click("#submit")
+        until(page, "document.querySelector('#phase').dataset.status === 'succeeded'")
+        job_id = page.locator("#job-id").inner_text()
+        page.click("#refresh")
+        tile = f"#history li[data-id='{job_id}'] img.thumb"
+        framed = f'document.querySelector("{tile}")'
+        until(page, f"!!{framed} && {framed}.style.objectPosition !== ''")
+        shown = page.evaluate(
+            f"""(() => {{ const i = document.querySelector("{tile}");
+                return {{w: i.clientWidth, h: i.clientHeight, nw: i.naturalWidth,
+                         nh: i.naturalHeight, at: getComputedStyle(i).objectPosition}}; }})()"""
+        )
+        thumbnail = httpx.get(
+            f"{live.url}/v1/videos/video_{job_id}/content", params={"variant": "thumbnail"},
+            headers={"Authorization": f"Bearer {live.api_key}"},
+        ).content  # fmt: skip
+        picture = Image.open(io.BytesIO(thumbnail))
+        [face, *_] = find_faces(picture)
+        face_y = face.box[1] + face.box[3] / 2  # in the thumbnail's pixels
+        assert (shown["nw"], shown["nh"]) == picture.size
+        assert shown["nh"] * 9 == shown["nw"] * 16  # a portrait video's thumbnail
+        scale = shown["w"] / shown["nw"]
+        spare = shown["nh"] * scale - shown["h"]
+
+        def visible(percent: float) -> bool:
+            top = spare * percent / 100
+            return top <= face_y * scale <= top + shown["h"]
+
+        assert not visible(50.0)  # a centred crop would show the chest
+        assert visible(float(shown["at"].split()[1].rstrip("%"))), shown
+
+        # 4. The request it sent, copied as Python and as curl, makes the same job again.
+        page.click("#copy-python")
+        python = page.locator("#sent-code").inner_text()
+        page.click("#copy-curl")
+        curl = page.locator("#sent-code").inner_text()
+        context.close()
+        env = {**os.environ, "KINEMA_API_KEY": live.api_key}
+        (tmp_path / "copied.py").write_text(python)
+        (tmp_path / "copied.sh").write_text(curl)
+        ran_python = subprocess.run(
+            [sys.executable, str(tmp_path / "copied.py")], env=env, capture_output=True,
+            text=True, timeout=60,
+        )  # fmt: skip
+        ran_curl = subprocess.run(
+            ["bash", str(tmp_path / "copied.sh")], env=env, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+        jobs = live.runtime.store.list(next(
+            k.id for k in live.runtime.keys.list() if live.api_key.startswith(k.prefix)
+        ))  # fmt: skip
+        favicon = httpx.get(f"{live.url}/favicon.ico")
+
+    assert ran_python.returncode == 0 and ran_python.stdout.startswith("200 "), ran_python
+    assert ran_curl.returncode == 0 and '"status":"queued"' in ran_curl.stdout.replace(" ", "")
+    requests = [(j.model, j.request.prompt, j.request.aspect_ratio, j.request.duration_s,
+                 live.runtime.storage.get_bytes(j.request.image or "")) for j in jobs]  # fmt: skip
+    assert len(requests) == 3 and len(set(requests)) == 1, [r[:4] for r in requests]
+    assert favicon.status_code == 200 and favicon.headers["content-type"] == "image/x-icon"
+    assert Image.open(io.BytesIO(favicon.content)).format == "ICO"

@@ -148,3 +148,17 @@ def test_signed_link_redirects_to_the_object(s3: S3Server, tmp_path: Path):
     assert followed.status_code == 200 and followed.content == b"video!"
     assert missing.status_code == 404
     assert tampered.status_code == 403
+
+
+def test_links_are_signed_for_the_public_endpoint_when_one_is_given(s3: S3Server, tmp_path: Path):
+    # kinema reaches the store as 127.0.0.1; clients know it as localhost (a container
+    # network's name against a published port, in a real deployment).
+    public = s3.endpoint.replace("127.0.0.1", "localhost")
+    url = s3.url("videos", "public") + f"&public_endpoint_url={public}"
+    store = open_storage(url, tmp_path, tmp_path / "s")
+    assert isinstance(store, S3Storage)
+    store.put_bytes("jobs/c/video-1.mp4", b"a video")
+    link = store.download_url("jobs/c/video-1.mp4", ttl_s=60)
+    assert link is not None and link.startswith(public + "/")
+    fetched = httpx.get(link)
+    assert fetched.status_code == 200 and fetched.content == b"a video"

@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from kinema.catalog_check import CatalogError, check_catalog, model_table, read_catalog_file
 from kinema.engines.config import EngineConfig, check_engine_config
 from kinema.errors import FieldProblem, InvalidRequest, UnknownModel
 from kinema.types import AspectRatio, GenerationRequest, Resolution, SourceKind
@@ -180,19 +181,30 @@ class Catalog:
 
     @classmethod
     def load(cls, path: Path | None = None) -> Catalog:
-        """Read a catalog TOML file, or the one shipped with kinema when ``path`` is None."""
+        """Read a catalog TOML file, or the one shipped with kinema when ``path`` is None.
+
+        A file that cannot be read or holds a mistake raises ``CatalogError`` (a
+        ``ValueError``) naming the file, or the table and the field at fault."""
         if path is None:
             text = resources.files("kinema").joinpath("catalog.toml").read_text("utf-8")
-        else:
-            text = Path(path).read_text("utf-8")
-        return cls.from_dict(tomllib.loads(text))
+            return cls.from_dict(tomllib.loads(text))
+        try:
+            return cls.from_dict(read_catalog_file(Path(path)))
+        except CatalogError as error:
+            if error.table or error.field:
+                problem = f"{error.problem} (in {path})"
+                raise CatalogError(error.table, error.field, problem) from None
+            raise
 
     @classmethod
     def from_dict(
         cls, data: dict[str, Any], *, gpu_memory_gb: float | None = None, plan: bool = True
     ) -> Catalog:
         """Build and check a catalog; ``plan``: plan its GPU memory as a server does (a
-        model that fits nowhere on the GPU is logged, and its requests get a 400)."""
+        model that fits nowhere on the GPU is logged, and its requests get a 400).
+
+        ``CatalogError`` names the table and field of a mistake in ``data``."""
+        check_catalog(data)
         engines = {
             name: EngineConfig(
                 name=name,
@@ -203,7 +215,7 @@ class Catalog:
             for name, cfg in data.get("engines", {}).items()
         }
         for config in engines.values():
-            check_engine_config(config)
+            check_engine_config(config)  # its family's errors name the engine and the option
         models = {mid: _model_from_toml(mid, cfg) for mid, cfg in data.get("models", {}).items()}
         for alias, cfg in data.get("aliases", {}).items():
             models[alias] = _alias(alias, cfg, models)
@@ -449,7 +461,7 @@ def _model_from_toml(model_id: str, cfg: dict[str, Any]) -> ModelSpec:
     options = frozenset(cfg.get("options", ()))
     unknown = options - OPTIONAL_FIELDS
     if unknown:
-        raise ValueError(f"model {model_id}: unknown options {sorted(unknown)}")
+        raise CatalogError(model_table(model_id), "options", f"unknown {sorted(unknown)}")
     resolutions = tuple(str(r).lower() for r in cfg["resolutions"])
     # ``engine = "a"``, or an ordered list: ``engine = ["local-gpu", "hosted"]``.
     chain = cfg["engine"] if "engine" in cfg else cfg.get("engines", ())

@@ -1,4 +1,5 @@
-"""Operator commands: ``kinema jobs list|show|cancel|retry`` and ``kinema keys quota``.
+"""Operator commands: ``kinema jobs list|show|cancel|retry``, ``kinema keys quota`` and
+``kinema workers``.
 
 They act on the database and storage that the settings name (``KINEMA_*``), so they see
 every key's jobs, whichever server or worker runs them.
@@ -7,15 +8,15 @@ every key's jobs, whichever server or worker runs them.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
+from kinema.cli_help import JSON_OPTION
+from kinema.cli_table import Column, print_json, print_rows
 from kinema.errors import KinemaError
 from kinema.settings import Settings
 from kinema.types import Job, JobStatus
@@ -23,14 +24,11 @@ from kinema.types import Job, JobStatus
 if TYPE_CHECKING:
     from kinema.runtime import Runtime
 
-jobs_app = typer.Typer(help="Inspect and act on every key's jobs (operators).")
+jobs_app = typer.Typer(
+    help="Inspect and act on every key's jobs (operators).", rich_markup_mode=None
+)
 console = Console()
-errors = Console(stderr=True)
-
-
-def cells(*values: object) -> list[Text]:
-    """Table cells shown as they are: a key named ``[bold]x[/]`` is not rich markup."""
-    return [Text(str(value)) for value in values]
+errors = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
 
 
 def _runtime() -> Runtime:
@@ -87,13 +85,20 @@ def job_json(job: Job) -> dict[str, Any]:
 @jobs_app.command("list")
 def jobs_list(
     state: Annotated[
-        list[JobStatus] | None, typer.Option(help="Only jobs in this state (repeatable).")
+        list[JobStatus] | None,
+        typer.Option(metavar="STATE", help="Only jobs in this state (repeatable)."),
     ] = None,
-    model: Annotated[list[str] | None, typer.Option(help="Only this model (repeatable).")] = None,
-    key: Annotated[str | None, typer.Option(help="Only this key's jobs (id or prefix).")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    model: Annotated[
+        list[str] | None, typer.Option(metavar="MODEL", help="Only this model (repeatable).")
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option(metavar="KEY", help="Only this key's jobs (id or prefix).")
+    ] = None,
+    limit: Annotated[int, typer.Option(metavar="N", help="At most this many, newest first.")] = 50,
+    as_json: JSON_OPTION = False,
 ) -> None:
-    """List jobs of every key, newest first."""
+    """List jobs of every key, newest first (STATE: queued, running, succeeded, failed,
+    cancelled, expired)."""
     runtime = _runtime()
     try:
         owner = None
@@ -105,27 +110,50 @@ def jobs_list(
         jobs = runtime.inspector.list(
             states=state or (), models=model or (), owner=owner, limit=limit
         )
-        table = Table("id", "status", "model", "dialect", "key", "progress", "created", "error")
-        for job in jobs:
-            table.add_row(
-                *cells(
-                    job.id,
-                    job.status.value,
-                    job.model,
-                    job.dialect,
-                    job.owner,
-                    f"{job.progress * 100:.0f}%",
-                    _when(job.created_at),
-                    job.error_code or "",
-                )
-            )
-        console.print(table)
     finally:
         runtime.close()
+    if as_json:
+        print_json(console, [_job_row(job) for job in jobs])
+        return
+    columns = [
+        Column("id", whole=True),
+        Column("status"),
+        Column("model", whole=True),
+        Column("progress"),
+        Column("key", whole=True, optional=True),
+        Column("error", optional=True),
+        Column("created", optional=True),
+        Column("dialect", optional=True),
+    ]
+    rows = [
+        [
+            job.id,
+            job.status.value,
+            job.model,
+            f"{job.progress * 100:.0f}%",
+            job.owner,
+            job.error_code or "",
+            _when(job.created_at),
+            job.dialect,
+        ]
+        for job in jobs
+    ]
+    print_rows(console, columns, rows)
+
+
+def _job_row(job: Job) -> dict[str, Any]:
+    full = job_json(job)
+    return {name: full[name] for name in _LISTED}
+
+
+_LISTED = ("id", "status", "model", "dialect", "key_id", "progress", "attempt", "created_at",
+           "started_at", "finished_at", "error")  # fmt: skip
 
 
 @jobs_app.command("show")
-def jobs_show(job_id: Annotated[str, typer.Argument(help="Job id (or its unique start).")]) -> None:
+def jobs_show(
+    job_id: Annotated[str, typer.Argument(metavar="JOB", help="Job id (or its unique start).")],
+) -> None:
     """Print one job as JSON."""
     runtime = _runtime()
     try:
@@ -136,7 +164,7 @@ def jobs_show(job_id: Annotated[str, typer.Argument(help="Job id (or its unique 
 
 @jobs_app.command("cancel")
 def jobs_cancel(
-    job_id: Annotated[str, typer.Argument(help="Job id (or its unique start).")],
+    job_id: Annotated[str, typer.Argument(metavar="JOB", help="Job id (or its unique start).")],
 ) -> None:
     """Cancel a job: a queued one ends now, a running one at its worker's next heartbeat."""
     runtime = _runtime()
@@ -154,7 +182,9 @@ def jobs_cancel(
 
 @jobs_app.command("retry")
 def jobs_retry(
-    job_id: Annotated[str, typer.Argument(help="A failed job's id (or its unique start).")],
+    job_id: Annotated[
+        str, typer.Argument(metavar="JOB", help="A failed job's id (or its unique start).")
+    ],
 ) -> None:
     """Queue a failed job again, as a new job with the same request and inputs."""
     runtime = _runtime()
@@ -170,14 +200,18 @@ def jobs_retry(
 
 
 def keys_quota(
-    key: Annotated[str, typer.Argument(help="Key id or prefix.")],
+    key: Annotated[str, typer.Argument(metavar="KEY", help="Key id or prefix.")],
     max_active_jobs: Annotated[
         int | None,
-        typer.Option(help="Jobs queued or running at once (omit to keep; -1: no limit)."),
+        typer.Option(
+            metavar="N", help="Jobs queued or running at once (omit to keep; -1: no limit)."
+        ),
     ] = None,
     max_video_s_per_day: Annotated[
         int | None,
-        typer.Option(help="Seconds of video per 24 hours (omit to keep; -1: no limit)."),
+        typer.Option(
+            metavar="SECONDS", help="Seconds of video per 24 hours (omit to keep; -1: no limit)."
+        ),
     ] = None,
 ) -> None:
     """Show or set a key's quotas; requests past one get 429 naming it."""
@@ -217,3 +251,67 @@ def _limit(given: int | None, current: int | None) -> int | None:
 def register_key_commands(keys_app: typer.Typer) -> None:
     """Add ``quota`` to the ``kinema keys`` group."""
     keys_app.command("quota")(keys_quota)
+
+
+def workers(
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Delete the rows of dead workers now.")
+    ] = False,
+    as_json: JSON_OPTION = False,
+) -> None:
+    """List scale-out workers, live and dead (dead: silent for longer than a lease;
+    their rows are deleted after a few leases, or now with --prune)."""
+    runtime = _runtime()
+    lease_s = runtime.settings.lease_s
+    try:
+        if prune:
+            removed = runtime.registry.prune(dead_after_s=lease_s)
+            errors.print(f"removed {removed} dead worker row{'s' if removed != 1 else ''}")
+        rows = runtime.registry.listing(live_within_s=lease_s)
+    finally:
+        runtime.close()
+    now = datetime.now(UTC)
+    listed = [
+        {
+            "id": row["id"],
+            "host": row["host"],
+            "state": "live" if row["live"] else "dead",
+            "models": row["models"],
+            "concurrency": row["concurrency"],
+            "started_at": _when(row["started_at"]),  # type: ignore[arg-type]
+            "last_seen": _when(row["last_seen"]),  # type: ignore[arg-type]
+            "silent_s": round((now - row["last_seen"]).total_seconds(), 1),  # type: ignore[operator]
+        }
+        for row in rows
+    ]
+    if as_json:
+        print_json(console, listed)
+        return
+    columns = [
+        Column("id", whole=True),
+        Column("state"),
+        Column("last seen"),
+        Column("models"),
+        Column("concurrency", optional=True),
+        Column("host", optional=True),
+    ]
+    print_rows(
+        console,
+        columns,
+        [
+            [
+                w["id"],
+                w["state"],
+                f"{w['silent_s']:.0f} s ago",
+                "all" if w["models"] is None else ", ".join(w["models"]),
+                str(w["concurrency"]),
+                w["host"],
+            ]
+            for w in listed
+        ],
+    )
+
+
+def register_worker_commands(app: typer.Typer) -> None:
+    """Add ``workers`` to the ``kinema`` command."""
+    app.command("workers")(workers)

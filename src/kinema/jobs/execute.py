@@ -139,6 +139,20 @@ class Executor:
         assert job.status.terminal, job.status
         self.observer.job_finished(job, engine=self._engine_name(job), state=job.status)
 
+    def report_lost_lease(self, job: Job, worker_id: str | None) -> None:
+        """Say that ``job``'s lease ran out on ``worker_id`` (the worker died or hung)
+        and what became of it: back in the queue, failed (no attempts left) or cancelled."""
+        outcome = {
+            JobStatus.QUEUED: f"re-queued for attempt {job.attempt + 1}",
+            JobStatus.FAILED: f"failed ({job.error_code}: no attempts left)",
+            JobStatus.CANCELLED: "cancelled (its owner had asked)",
+        }.get(job.status, job.status.value)
+        log.warning(
+            "job %s attempt %d: lease expired on worker %s; %s",
+            job.id, job.attempt, worker_id or "unknown", outcome,
+        )  # fmt: skip
+        self.observer.lease_expired(job, worker_id=worker_id or "unknown")
+
     def _engine_name(self, job: Job) -> str:
         """The engine that ran ``job`` (its row's), else its model's first."""
         if job.engine is not None:

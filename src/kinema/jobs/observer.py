@@ -33,6 +33,11 @@ class JobObserver(Protocol):
         """An engine reported progress ``seconds`` after its previous report."""
         ...
 
+    def lease_expired(self, job: Job, *, worker_id: str) -> None:
+        """``worker_id`` stopped renewing ``job``'s lease; ``job.status`` is what became
+        of it (``queued`` again, ``failed`` or ``cancelled``)."""
+        ...
+
     def webhook_outcome(self, dialect: str, outcome: str) -> None:
         """One webhook attempt ended: ``delivered``, ``retry`` or ``failed`` (for good)."""
         ...
@@ -56,6 +61,9 @@ class NoObserver:
         return None
 
     def engine_step(self, engine: str, seconds: float) -> None:
+        return None
+
+    def lease_expired(self, job: Job, *, worker_id: str) -> None:
         return None
 
     def webhook_outcome(self, dialect: str, outcome: str) -> None:

@@ -180,7 +180,9 @@ class WorkerPool:
     def _requeue_expired(self) -> None:
         try:
             recovered = self.store.requeue_expired(
-                max_attempts=self.max_attempts, on_finished=self.executor.count_finished
+                max_attempts=self.max_attempts,
+                on_finished=self.executor.count_finished,
+                on_lost=self.executor.report_lost_lease,
             )
             if recovered:
                 self._wake.set()

@@ -18,7 +18,13 @@ Errors of the task itself (the database unreachable while claiming) are retried 
 procrastinate with exponential backoff; a job's own outcome is never a procrastinate
 failure, it is written to the job row. Beside procrastinate's own heartbeat, a loop
 recovers procrastinate jobs left ``doing`` by dead workers: one whose row still waits
-for it goes back to ``todo``; any other is closed (the row's lease recovery owns it).
+for it goes back to ``todo``; any other is closed as ``aborted`` (the row's lease recovery
+re-queues the kinema job as a new procrastinate job, or ends it).
+
+So procrastinate's own table reads: ``succeeded`` entries are deleted; ``failed`` means the
+task itself failed (never a job's outcome, which lives in the job row); ``aborted`` is an
+attempt given up, by a cancel, a shutdown or a lost worker, whose job carries on (or ended)
+through its row. ``kinema jobs show`` has the job's truth.
 """
 
 from __future__ import annotations
@@ -250,9 +256,9 @@ class QueueWorker:
                     try:
                         if waiting:  # died between fetching and claiming: run it again
                             await app.job_manager.retry_job(entry)
-                        else:
+                        else:  # the row's lease recovery re-queues or ends the job
                             await app.job_manager.finish_job(
-                                entry, status=Status.FAILED, delete_job=False
+                                entry, status=Status.ABORTED, delete_job=False
                             )
                     except Exception as error:  # another worker settled it first
                         log.debug("stalled queue entry %d: %s", entry.id, error)

@@ -571,7 +571,11 @@ class JobStore:
         )
 
     def requeue_expired(
-        self, *, max_attempts: int, on_finished: Callable[[Job], None] | None = None
+        self,
+        *,
+        max_attempts: int,
+        on_finished: Callable[[Job], None] | None = None,
+        on_lost: Callable[[Job, str | None], None] | None = None,
     ) -> int:
         """Recover running jobs whose lease ran out (their worker died); returns how many.
 
@@ -579,7 +583,9 @@ class JobStore:
         ``max_attempts``, cancelled if the owner asked for it. Each outcome is one UPDATE
         conditioned on the lease still being expired, so a heartbeat that lands first
         keeps its job, and one that lands after finds the attempt gone (``LeaseLost``).
-        ``on_finished`` gets each job this ended, once committed (the metrics count them).
+        Once committed, ``on_lost`` gets each recovered job (in its new state) with the
+        id of the worker that lost it, and ``on_finished`` each job this ended (the
+        metrics count them).
         """
         now = self._clock()
         expired = and_(jobs.c.status == _RUNNING, jobs.c.lease_until < now)
@@ -603,7 +609,27 @@ class JobStore:
             .where(expired, not_asked, jobs.c.attempt < max_attempts)
             .values(status=_QUEUED, progress=0.0, worker_id=None, **gone),
         ]
-        return self._apply_all(outcomes, on_finished)
+        with begin_write(self._engine) as connection:
+            # Who held each lease, read before the UPDATEs clear it (same transaction).
+            holders = {
+                row.id: row.worker_id
+                for row in connection.execute(select(jobs.c.id, jobs.c.worker_id).where(expired))
+            }
+            if not holders:
+                return 0
+            rows = [
+                row
+                for statement in outcomes
+                for row in connection.execute(statement.returning(*jobs.c)).all()
+            ]
+            self._announce(connection, rows)
+        for row in rows:
+            job = job_from_row(row)
+            if on_lost is not None:
+                on_lost(job, holders.get(row.id))
+            if on_finished is not None and row.status in _TERMINAL:
+                on_finished(job)
+        return len(rows)
 
     def expire_finished(self, finished_before: datetime) -> builtins.list[str]:
         """Mark succeeded jobs that finished before ``finished_before`` as expired and

@@ -1,7 +1,9 @@
 """Which worker processes are alive and what they serve (for scale-out status reports).
 
 Every ``kinema worker`` renews its row each heartbeat and removes it on a clean stop; a
-row not renewed within a lease belongs to a dead process and is ignored (and pruned). A
+row not renewed within a lease belongs to a dead process: it is ignored, listed as dead by
+``kinema workers``, and deleted once it is ``PRUNE_AFTER_LEASES`` leases old (by the next
+live worker's heartbeat, or ``kinema workers --prune`` at once). A
 status poll of a queued job asks ``serving(model)`` so a client can see that no worker
 holds its model, instead of waiting on a queue nobody reads.
 """
@@ -16,6 +18,8 @@ from sqlalchemy import JSON, Engine, delete, insert, select, update
 
 from kinema.db import begin_write
 from kinema.schema import workers
+
+PRUNE_AFTER_LEASES = 4  # a dead worker's row is listed this many leases, then deleted
 
 
 def _utcnow() -> datetime:
@@ -57,7 +61,7 @@ class WorkerRegistry:
                         last_seen=now,
                     )
                 )
-            cutoff = now - timedelta(seconds=stale_after_s * 10)
+            cutoff = now - timedelta(seconds=stale_after_s * PRUNE_AFTER_LEASES)
             connection.execute(delete(workers).where(workers.c.last_seen < cutoff))
 
     def leave(self, worker_id: str) -> None:
@@ -80,3 +84,16 @@ class WorkerRegistry:
                 select(workers).where(workers.c.last_seen >= cutoff).order_by(workers.c.id)
             ).all()
         return [dict(row._mapping) for row in rows]
+
+    def listing(self, *, live_within_s: float) -> builtins.list[dict[str, object]]:
+        """Every row, live or dead, each with ``live``: whether it beat within the lease."""
+        cutoff = self._clock() - timedelta(seconds=live_within_s)
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(workers).order_by(workers.c.id)).all()
+        return [{**row._mapping, "live": row.last_seen >= cutoff} for row in rows]
+
+    def prune(self, *, dead_after_s: float) -> int:
+        """Delete the rows of workers silent for ``dead_after_s``; returns how many."""
+        cutoff = self._clock() - timedelta(seconds=dead_after_s)
+        with begin_write(self._engine) as connection:
+            return connection.execute(delete(workers).where(workers.c.last_seen < cutoff)).rowcount

@@ -67,6 +67,14 @@ class Metrics:
             buckets=_STEP_BUCKETS,
             registry=r,
         )
+        self.leases_expired = Counter(
+            "kinema_job_leases_expired",
+            "Running jobs whose worker stopped renewing the lease (it died or hung), by "
+            "outcome: queued (run again), failed (worker_lost, no attempts left) or "
+            "cancelled; the log line names the worker",
+            ["outcome"],
+            registry=r,
+        )
         self.webhooks = Counter(
             "kinema_webhook_attempts",
             "Webhook delivery attempts by outcome: delivered, retry (will be sent again), "
@@ -110,6 +118,11 @@ class Metrics:
             self.generation_seconds.labels(engine).observe(generation_s)
         if video_s is not None:
             self.video_seconds.labels(engine).observe(video_s)
+
+    def lease_expired(self, job: Job, *, worker_id: str) -> None:
+        # Not labelled by worker: every lost worker would add series without bound (worker
+        # ids are new in each process); the warning logged with it names the worker.
+        self.leases_expired.labels(job.status.value).inc()
 
     def engine_step(self, engine: str, seconds: float) -> None:
         self.engine_step_seconds.labels(engine).observe(seconds)

@@ -18,7 +18,7 @@ import logging
 import mimetypes
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, cast
 from urllib.parse import parse_qs, urlsplit
@@ -42,15 +42,21 @@ class S3Location:
     endpoint_url: str | None
     region: str | None
     addressing_style: str | None
+    # Where clients reach the store when that differs from where kinema does (a container
+    # network's name, a host port): presigned download links are signed for this endpoint.
+    public_endpoint_url: str | None = None
 
     @classmethod
     def parse(cls, url: str) -> S3Location:
-        """Read ``s3://bucket[/prefix][?endpoint_url=...&region=...&addressing_style=...]``."""
+        """Read ``s3://bucket[/prefix][?endpoint_url=...&region=...&addressing_style=...
+        &public_endpoint_url=...]``."""
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc:
             raise ValueError(f"storage URL {url!r}: expected s3://bucket[/prefix]")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        unknown = set(query) - {"endpoint_url", "region", "addressing_style"}
+        unknown = set(query) - {
+            "endpoint_url", "region", "addressing_style", "public_endpoint_url"
+        }  # fmt: skip
         if unknown:
             raise ValueError(f"storage URL {url!r}: unknown parameters {sorted(unknown)}")
         prefix = parts.path.strip("/")
@@ -60,6 +66,7 @@ class S3Location:
             endpoint_url=query.get("endpoint_url"),
             region=query.get("region"),
             addressing_style=query.get("addressing_style"),
+            public_endpoint_url=query.get("public_endpoint_url"),
         )
 
 
@@ -69,6 +76,11 @@ class S3Storage:
         self._scratch = Path(scratch)
         self._scratch.mkdir(parents=True, exist_ok=True)
         self._client = client or _client_for(location)
+        # Signing is local: a second client only puts the public host into the links.
+        public = location.public_endpoint_url
+        self._signer = (
+            _client_for(replace(location, endpoint_url=public)) if public else self._client
+        )
 
     @classmethod
     def from_url(cls, url: str, scratch: Path) -> S3Storage:
@@ -137,7 +149,7 @@ class S3Storage:
         except NotFound:
             return None
         name = PurePosixPath(key).name
-        url: str = self._client.generate_presigned_url(
+        url: str = self._signer.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self.location.bucket,

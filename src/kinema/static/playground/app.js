@@ -2,11 +2,14 @@
 //
 // Jobs are created through the dialect each model speaks, then followed with the
 // /v1/video/generations event stream and cancelled there (that dialect reads any job of
-// the key); the history is GET /v1/videos, which lists every job of the key.
+// the key); the history is GET /v1/videos, which lists every job of the key. The form is
+// kept in localStorage across reloads; the last create can be copied as curl or Python.
 "use strict";
 
 const KEY_STORAGE = "kinema.apiKey";
 const SELECTED_STORAGE = "kinema.selectedJob";
+const FORM_STORAGE = "kinema.form";
+const KEPT_IMAGE_CHARS = 1_500_000; // a dropped picture is kept across reloads up to this size
 const HISTORY_LIMIT = 30;
 const TERMINAL = new Set(["succeeded", "failed", "cancelled", "expired"]);
 
@@ -19,6 +22,9 @@ const state = {
   selected: null, // hex job id shown in the job panel
   followers: new Map(), // hex job id -> AbortController of its event stream
   thumbs: new Map(), // hex job id -> object URL
+  focus: new Map(), // hex job id -> {x, y}: where its thumbnail's subject is (0..1)
+  sent: null, // the last request with a body: {method, path, body}
+  recommended: null, // the model id the server recommends
 };
 
 // --- the API ---
@@ -51,6 +57,7 @@ function describeError(status, body, retryAfter) {
 async function api(path, { method = "GET", body, raw = false } = {}) {
   const headers = { Authorization: `Bearer ${state.key}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (body !== undefined) state.sent = { method, path, body };
   const response = await fetch(path, {
     method,
     headers,
@@ -234,6 +241,7 @@ function wireDrop(dropId, fileId, urlId, field) {
     preview.src = state.images[field];
     preview.hidden = false;
     $(urlId).value = "";
+    saveForm();
   };
   $(fileId).addEventListener("change", (e) => take(e.target.files[0]));
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
@@ -264,7 +272,9 @@ async function submit(event) {
   $("submit").disabled = true;
   try {
     const dialect = DIALECTS[dialectOf(model)];
+    state.sent = null;
     const answer = await dialect.create(model.id, f);
+    showSent(state.sent);
     const id = await dialect.jobId(answer);
     select(id);
     await loadHistory();
@@ -410,9 +420,30 @@ async function showThumbnail(id, img) {
     }
     img.src = url;
     img.hidden = false;
+    if (img.classList.contains("thumb")) await frameSubject(id, img);
   } catch (_) {
     img.hidden = true; // no thumbnail (not finished, or none made): nothing to show
   }
+}
+
+async function frameSubject(id, img) {
+  // A tile crops the thumbnail to its own shape: keep the subject (a face, found by the
+  // server) in view instead of the middle, which for a portrait video is the chest.
+  await img.decode();
+  const box = { w: img.clientWidth, h: img.clientHeight };
+  const scale = Math.max(box.w / img.naturalWidth, box.h / img.naturalHeight);
+  const spare = { w: img.naturalWidth * scale - box.w, h: img.naturalHeight * scale - box.h };
+  if (spare.w < 1 && spare.h < 1) return; // nothing is cut off
+  let point = state.focus.get(id);
+  if (!point) {
+    point = await api(`/playground/focus/${id}`);
+    state.focus.set(id, point);
+  }
+  const place = (at, size, extra, length) =>
+    extra < 1 ? 50 : Math.min(100, Math.max(0, ((at * size * scale - length / 2) / extra) * 100));
+  const x = place(point.x, img.naturalWidth, spare.w, box.w);
+  const y = place(point.y, img.naturalHeight, spare.h, box.h);
+  img.style.objectPosition = `${x.toFixed(1)}% ${y.toFixed(1)}%`;
 }
 
 // --- history: every job of the key, newest first ---
@@ -514,9 +545,117 @@ function forgetKey() {
 async function loadModels() {
   const response = await fetch("/playground/models.json");
   const catalog = await response.json();
-  state.models = catalog.models.filter((m) => dialectOf(m));
-  $("model").replaceChildren(...state.models.map((m) => new Option(m.id, m.id)));
+  state.models = catalog.models.filter((m) => dialectOf(m)); // the recommended one first
+  state.recommended = catalog.recommended;
+  $("model").replaceChildren(...state.models.map((m) => {
+    const label = m.id === catalog.recommended ? `${m.id} (recommended)` : m.id;
+    return new Option(label, m.id);
+  }));
+  restoreForm();
+}
+
+// --- the form, kept across reloads ---
+
+const KEPT_FIELDS = ["prompt", "duration", "resolution", "aspect-ratio", "size", "seed",
+  "negative-prompt", "image-url", "last-image-url"];
+
+function saveForm() {
+  const kept = { model: $("model").value, audio: $("audio").checked, images: {} };
+  for (const id of KEPT_FIELDS) kept[id] = $(id).value;
+  for (const field of ["image", "last_image"]) {
+    const data = state.images[field];
+    if (data && data.length <= KEPT_IMAGE_CHARS) kept.images[field] = data;
+  }
+  try {
+    localStorage.setItem(FORM_STORAGE, JSON.stringify(kept));
+  } catch (_) {
+    kept.images = {}; // over the browser's quota: keep the rest
+    localStorage.setItem(FORM_STORAGE, JSON.stringify(kept));
+  }
+}
+
+function restoreForm() {
+  let kept = null;
+  try { kept = JSON.parse(localStorage.getItem(FORM_STORAGE) || "null"); } catch (_) { kept = null; }
+  const known = kept && state.models.some((m) => m.id === kept.model);
+  $("model").value = known ? kept.model : (state.recommended || state.models[0]?.id || "");
   renderForm();
+  if (!known) return;
+  for (const id of ["resolution", "prompt", "aspect-ratio", "size", "seed", "negative-prompt",
+    "image-url", "last-image-url"]) {
+    if (kept[id] !== undefined) $(id).value = kept[id];
+  }
+  fillDurations();
+  if (kept.duration !== undefined) $("duration").value = kept.duration;
+  $("audio").checked = Boolean(kept.audio);
+  const previews = { image: ["image-drop", "image-url"], last_image: ["last-image-drop", "last-image-url"] };
+  for (const [field, [dropId, urlId]] of Object.entries(previews)) {
+    const preview = $(dropId).querySelector("img");
+    const src = (kept.images || {})[field] || $(urlId).value;
+    if (kept.images && kept.images[field]) state.images[field] = kept.images[field];
+    preview.src = src || "";
+    preview.hidden = !src;
+  }
+}
+
+// --- the request it sent, as curl and as Python ---
+
+function showSent(sent) {
+  $("sent").hidden = !sent;
+  $("sent-code").textContent = "";
+  state.lastSent = sent;
+}
+
+function asCurl(sent) {
+  const url = new URL(sent.path, location.href).href;
+  return [
+    `curl -s -X ${sent.method} '${url}' \\`,
+    `  -H "Authorization: Bearer $KINEMA_API_KEY" -H "Content-Type: application/json" \\`,
+    "  --data-binary @- <<'JSON'",
+    JSON.stringify(sent.body, null, 2),
+    "JSON",
+  ].join("\n");
+}
+
+function pyLiteral(value, indent = "") {
+  if (value === null || value === undefined) return "None";
+  if (value === true) return "True";
+  if (value === false) return "False";
+  if (typeof value === "number" || typeof value === "string") return JSON.stringify(value);
+  const inner = indent + "    ";
+  if (Array.isArray(value)) {
+    return `[${value.map((v) => pyLiteral(v, inner)).join(", ")}]`;
+  }
+  const items = Object.entries(value).map(([k, v]) => `${inner}${JSON.stringify(k)}: ${pyLiteral(v, inner)},`);
+  return `{\n${items.join("\n")}\n${indent}}`;
+}
+
+function asPython(sent) {
+  const url = new URL(sent.path, location.href).href;
+  return [
+    "import os",
+    "",
+    "import requests",
+    "",
+    `body = ${pyLiteral(sent.body)}`,
+    `response = requests.request(${JSON.stringify(sent.method)}, ${JSON.stringify(url)},`,
+    '                            headers={"Authorization": f"Bearer {os.environ[\'KINEMA_API_KEY\']}"},',
+    "                            json=body)",
+    "print(response.status_code, response.json())",
+  ].join("\n");
+}
+
+async function copySent(format) {
+  if (!state.lastSent) return;
+  const text = format === "curl" ? asCurl(state.lastSent) : asPython(state.lastSent);
+  $("sent-code").textContent = text;
+  $("sent-code").dataset.format = format;
+  try {
+    await navigator.clipboard.writeText(text);
+    $("sent-note").textContent = `Copied as ${format === "curl" ? "curl" : "Python"} (set KINEMA_API_KEY first).`;
+  } catch (_) {
+    $("sent-note").textContent = "Select the text below to copy it (set KINEMA_API_KEY first).";
+  }
 }
 
 async function start() {
@@ -525,6 +664,10 @@ async function start() {
   $("forget-key").addEventListener("click", forgetKey);
   $("model").addEventListener("change", renderForm);
   $("resolution").addEventListener("change", fillDurations);
+  $("create-form").addEventListener("input", saveForm);
+  $("create-form").addEventListener("change", saveForm);
+  $("copy-curl").addEventListener("click", () => copySent("curl"));
+  $("copy-python").addEventListener("click", () => copySent("python"));
   $("create-form").addEventListener("submit", submit);
   $("cancel").addEventListener("click", () => state.selected && cancel(state.selected));
   $("refresh").addEventListener("click", loadHistory);
