@@ -21,9 +21,10 @@ MODEL_FIELDS = frozenset(
         "dialect", "dialects", "engine", "engines", "description", "inputs", "durations",
         "default_duration", "aspect_ratios", "resolutions", "default_resolution", "audio",
         "default_audio", "options", "last_image", "durations_at", "sizes", "samples",
-        "extension", "fit_duration", "person_generation",
+        "extension", "fit_duration", "person_generation", "reference_images",
     }
 )  # fmt: skip
+ALIAS_FIELDS = frozenset({"of", "dialects", "note"})
 _REQUIRED = ("inputs", "durations", "default_duration", "aspect_ratios", "resolutions")
 
 
@@ -72,8 +73,23 @@ def check_catalog(data: Mapping[str, Any]) -> None:
         table = f"engines.{name}"
         _field(cfg, table, "kind", _is_text, "must be a string", required=False)
         _field(cfg, table, "fps", _is_positive_int, "must be a whole number above 0", False)
-    for model_id, cfg in _tables(data, "models").items():
+    models = _tables(data, "models")
+    for model_id, cfg in models.items():
         _check_model(model_id, cfg, set(engines))
+    for alias, cfg in _tables(data, "aliases").items():
+        _check_alias(alias, cfg, set(models))
+
+
+def _check_alias(alias: str, cfg: dict[str, Any], models: set[str]) -> None:
+    table = f'aliases."{alias}"'
+    unknown = sorted(set(cfg) - ALIAS_FIELDS)
+    if unknown:
+        raise CatalogError(table, unknown[0], "is not a field of an alias (of, dialects, note)")
+    if cfg.get("of") not in models:
+        shown = _shown(cfg.get("of"))
+        raise CatalogError(table, "of", f"must name a model of the catalog, got {shown}")
+    _field(cfg, table, "dialects", _is_text_list, "must be a non-empty list of strings")
+    _field(cfg, table, "note", _is_text, "must be a string")
 
 
 def _tables(data: Mapping[str, Any], name: str) -> dict[str, dict[str, Any]]:
@@ -120,7 +136,14 @@ def _check_model(model_id: str, cfg: dict[str, Any], engines: set[str]) -> None:
     _field(cfg, table, "description", _is_text, "must be a string")
     _field(cfg, table, "last_image", lambda v: v == "optional", 'must be "optional"')
     _field(cfg, table, "durations_at", _is_durations_at, "must map resolutions to lists")
-    _field(cfg, table, "extension", _is_extension, "must be { max_input_s, max_output_s }")
+    _field(
+        cfg,
+        table,
+        "extension",
+        _is_extension,
+        "must be { max_input_s, max_output_s } (and durations, a list of whole numbers)",
+    )
+    _field(cfg, table, "reference_images", _is_positive_int, "must be a whole number above 0")
     if cfg["default_duration"] not in cfg["durations"]:
         raise CatalogError(
             table, "default_duration", f"{cfg['default_duration']} is not one of durations"
@@ -174,6 +197,11 @@ def _is_durations_at(value: Any) -> bool:
 
 
 def _is_extension(value: Any) -> bool:
-    if not isinstance(value, dict) or set(value) != {"max_input_s", "max_output_s"}:
+    if not isinstance(value, dict) or not {"max_input_s", "max_output_s"} <= set(value):
         return False
-    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in value.values())
+    if not set(value) <= {"max_input_s", "max_output_s", "durations"}:
+        return False
+    if "durations" in value and not _is_int_list(value["durations"]):
+        return False
+    limits = (value["max_input_s"], value["max_output_s"])
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in limits)
