@@ -346,12 +346,13 @@ def test_generate_takes_a_gemini_only_id_and_extends_it_without_a_server(tmp_pat
     generation = made.stdout.strip().splitlines()[-1].removeprefix("generation ")
     assert generation.startswith("models/veo-3.1-fast-generate-001/operations/")
     longer = tmp_path / "longer.mp4"
+    seven = [*common[:2], "--duration", "7", *common[4:]]  # Veo 3.1 extends by 7 s a call
     extended = kinema(
-        tmp_path, "generate", "-", "And on", "-o", str(longer), "--extend", generation, *common
+        tmp_path, "generate", "-", "And on", "-o", str(longer), "--extend", generation, *seven
     )
     assert extended.returncode == 0, extended.stderr + extended.stdout
     before, after = probe(first.read_bytes()), probe(longer.read_bytes())
-    assert after.frames == before.frames + 4 * 24
+    assert after.frames == before.frames + 7 * 24
     keys = json.loads(kinema(tmp_path, "keys", "list", "--json").stdout)
     assert [(k["name"], k["revoked"]) for k in keys] == [("kinema-cli", "")]
 
