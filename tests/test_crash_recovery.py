@@ -108,8 +108,8 @@ def test_kill_9_mid_extension_then_restart_completes_the_joined_video(tmp_path: 
             assert time.monotonic() < deadline, body
             time.sleep(0.05)
 
-    def predict(instance: dict) -> str:
-        parameters = {"durationSeconds": 8, "resolution": "1080p"}
+    def predict(instance: dict, seconds: int = 8) -> str:
+        parameters = {"durationSeconds": seconds, "resolution": "1080p"}
         body = {"instances": [instance], "parameters": parameters}
         created = httpx.post(
             f"{server.url}/v1beta/models/{model}:predictLongRunning",
@@ -126,7 +126,7 @@ def test_kill_9_mid_extension_then_restart_completes_the_joined_video(tmp_path: 
             predict({"prompt": "pan left", "image": {"bytesBase64Encoded": image}}), until="done"
         )
         (sample,) = source["response"]["generateVideoResponse"]["generatedSamples"]
-        name = predict({"prompt": "", "video": {"uri": sample["video"]["uri"]}})
+        name = predict({"prompt": "", "video": {"uri": sample["video"]["uri"]}}, seconds=7)
         operation(name, until="rendering")
         server.kill()
 
@@ -136,8 +136,8 @@ def test_kill_9_mid_extension_then_restart_completes_the_joined_video(tmp_path: 
         video = httpx.get(joined["video"]["uri"], headers=headers, timeout=60)
         assert video.status_code == 200
         facts = probe(video.content)
-        assert (facts.width, facts.height, facts.frames) == (1920, 1080, 384)
-        assert facts.audio_duration_s is not None and facts.audio_duration_s > 15.9
+        assert (facts.width, facts.height, facts.frames) == (1920, 1080, 360)  # 8 s + 7 s
+        assert facts.audio_duration_s is not None and facts.audio_duration_s > 14.9
     finally:
         server.stop()
 

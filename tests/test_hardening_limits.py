@@ -177,7 +177,7 @@ def test_a_huge_source_with_four_samples_is_a_400(bounded: LiveServer):
     video = {"bytesBase64Encoded": base64.b64encode(clip).decode(), "mimeType": "video/mp4"}
     path = "/v1/publishers/google/models/veo-3.1-generate-preview:predictLongRunning"
     before = len(bounded.runtime.store.list(_key_id(bounded)))
-    response = _google(bounded, path, _samples(4, 8, video=video))
+    response = _google(bounded, path, _samples(4, 7, video=video))  # Veo 3.1 extends by 7 s
     body = assert_envelope("vertex", response, 400)
     assert "4096x4096" in body["error"]["message"]
     assert len(bounded.runtime.store.list(_key_id(bounded))) == before
@@ -261,7 +261,7 @@ def test_a_source_whose_later_frames_outgrow_its_header_is_a_400(bounded: LiveSe
     with bounded.client() as client:
         response = client.post(
             "/v1/videos/extensions",
-            data={"prompt": "", "seconds": "4", "model": "veo-3.1-generate-preview"},
+            data={"prompt": "", "seconds": "7", "model": "veo-3.1-generate-preview"},
             files={"video": ("clip.mkv", clip, "video/mp4")},
         )
     error = assert_envelope("openai", response, 400)["error"]
