@@ -88,9 +88,16 @@ def build(tmp_path: Path, **overrides: Any) -> Runtime:
     return Runtime.build(settings, workers=0)
 
 
-def executor_for(runtime: Runtime, store: Any) -> Executor:
+def executor_for(runtime: Runtime, store: Any, *, outage_wait_s: float = 0.0) -> Executor:
+    """An executor whose outage window is ``outage_wait_s``: 0 (the default here) makes
+    every database fault outlast it, which is what the lease recovery is for."""
     return Executor(
-        store, runtime.storage, runtime.catalog, runtime.engines, progress_interval_s=0.05
+        store,
+        runtime.storage,
+        runtime.catalog,
+        runtime.engines,
+        progress_interval_s=0.05,
+        outage_wait_s=outage_wait_s,
     )
 
 
@@ -182,6 +189,27 @@ def test_a_success_that_cannot_be_recorded_leaves_no_files_and_no_exception(tmp_
         current = runtime.store.get_any(job.id)
         assert current.status is JobStatus.RUNNING, "left to the lease recovery"
         assert videos_of(runtime, job.id) == []
+    finally:
+        runtime.close()
+
+
+def test_a_success_write_that_meets_a_short_outage_is_made_once_the_database_is_back(
+    tmp_path: Path,
+):
+    runtime = build(tmp_path)
+    try:
+        job = submit(runtime)
+        claimed = runtime.store.claim_next(worker_id="w", lease_s=30)
+        assert claimed is not None
+        store = FaultyStore(runtime.store)
+        store.fail_next("succeed", 2, database_down)
+
+        executor_for(runtime, store, outage_wait_s=30.0).execute(claimed, RunControl())
+
+        current = runtime.store.get_any(job.id)
+        assert (current.status, current.attempt) == (JobStatus.SUCCEEDED, 1)
+        assert store.calls["succeed"] == 3  # two outages waited out, no attempt spent
+        assert [p.name for p in videos_of(runtime, job.id)] == ["video-1.mp4"]
     finally:
         runtime.close()
 

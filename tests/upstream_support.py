@@ -91,7 +91,9 @@ def forwarding_model(
     provider_model: str, *, model_id: str, dialect: str, engine: str | list[str]
 ) -> dict[str, Any]:
     """A model of the kinema under test that accepts what ``provider_model`` accepts."""
-    spec = dict(shipped_catalog()["models"][provider_model])
+    shipped = shipped_catalog()
+    alias = shipped.get("aliases", {}).get(provider_model)  # a retired id: its model's
+    spec = dict(shipped["models"][alias["of"] if alias else provider_model])
     spec.pop("dialect", None)
     spec["dialects"] = [dialect]
     spec["engine"] = engine
