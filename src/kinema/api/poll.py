@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import orjson
@@ -101,10 +101,11 @@ async def serve_poll(
     return Response(content, headers=dict(headers), media_type="application/json")
 
 
-async def serve_events(
+def _first_read(
     dialect: Dialect, poll: Poll, request: Request, params: Mapping[str, str]
-) -> Response:
-    """The poll's server-sent events twin: the same object on every change, then done."""
+) -> tuple[JobView, Callable[[], JobView], JobService] | Response:
+    """What a stream starts from: the job as read now (an error in the dialect's envelope
+    if it cannot be), and how to read it again."""
     try:
         view, service, owner = _read(dialect, poll, request, params, None)
     except KinemaError as error:
@@ -120,6 +121,18 @@ async def serve_events(
         return service.status(
             owner, ref, full=dialect.full_view, inline_video=dialect.inline_video
         )
+
+    return view, read, service
+
+
+async def serve_events(
+    dialect: Dialect, poll: Poll, request: Request, params: Mapping[str, str]
+) -> Response:
+    """The poll's server-sent events twin: the same object on every change, then done."""
+    first = _first_read(dialect, poll, request, params)
+    if isinstance(first, Response):
+        return first
+    view, read, service = first
 
     def render(view: JobView) -> dict[str, Any]:
         return cast(dict[str, Any], materialized(dialect.render(view), service.storage))
@@ -133,22 +146,10 @@ async def _stream(
 ) -> Response:
     """The poll answered by its ``stream`` (the dialect's own event shapes)."""
     assert poll.stream is not None
-    try:
-        view, service, owner = _read(dialect, poll, request, params, None)
-    except KinemaError as error:
-        return dialect.render_error(request, error)
-    except Exception as error:
-        outage = outage_of(request, error)
-        if outage is None:
-            raise
-        return dialect.render_error(request, outage)
-    ref = poll.locate(request, params, None)
-
-    def read() -> JobView:
-        return service.status(
-            owner, ref, full=dialect.full_view, inline_video=dialect.inline_video
-        )
-
+    first = _first_read(dialect, poll, request, params)
+    if isinstance(first, Response):
+        return first
+    view, read, _ = first
     return poll.stream(request, view, read)
 
 
