@@ -49,4 +49,6 @@ def test_demo_script_renders_the_speaking_portrait_to_an_mp4(tmp_path: Path):
     mono, rate = audio.mean(axis=0), 48_000
     opening = np.sqrt(np.mean(mono[int(0.8 * rate) : 2 * rate] ** 2))
     closing = np.sqrt(np.mean(mono[int(7.0 * rate) :] ** 2))  # the bed alone, after the line
-    assert opening > 3 * closing, (opening, closing)
+    # the bed swells at random (no seed on this model): over 12 runs the line measured
+    # 0.093-0.094 and the bed's last second 0.020-0.035, so twice the bed is the floor
+    assert opening > 2 * closing, (opening, closing)
