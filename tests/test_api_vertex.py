@@ -209,9 +209,13 @@ def test_project_mode_rest_runs_to_an_inline_video_under_v1(server: LiveServer, 
         fixed = fetch(client, name.replace(PROJECT, EXPRESS), "v1").json()
         assert fixed["name"] == name
         deadline = time.monotonic() + 120
-        while not (operation := fetch(client, name, "v1").json())["done"]:
+        while not (answer := fetch(client, name, "v1")).json()["done"]:
             assert time.monotonic() < deadline
             time.sleep(0.2)
+    operation = answer.json()
+    # a clip of a few seconds is made in one go and sent whole, with its length
+    assert answer.headers["content-length"] == str(len(answer.content))
+    assert "transfer-encoding" not in answer.headers
     assert "error" not in operation, operation
     response = operation["response"]
     assert response["raiMediaFilteredCount"] == 0

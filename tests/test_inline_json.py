@@ -9,7 +9,15 @@ import base64
 import json
 from pathlib import Path
 
-from kinema.inline_json import CHUNK_BYTES, body_chunks, has_inline, materialized, stream_body
+from kinema.inline_json import (
+    CHUNK_BYTES,
+    WHOLE_BYTES,
+    body_chunks,
+    has_inline,
+    materialized,
+    prepared_body,
+    stream_body,
+)
 from kinema.storage import LocalStorage
 from kinema.views import InlineFile
 
@@ -58,3 +66,22 @@ def test_materialized_and_streamed_bodies_agree(tmp_path: Path):
 
     streamed = json.loads(asyncio.run(collect()))
     assert streamed == materialized(body, storage)
+
+
+def test_a_short_body_is_made_whole_and_a_long_one_streams_its_rest(tmp_path: Path):
+    short, long = b"\x07" * 100_000, bytes(range(256)) * 20_000  # 5.12 MB: 6.8 MB of base64
+    storage = stored(tmp_path, "short.mp4", short)
+    storage.put_bytes("long.mp4", long)
+
+    async def prepare(key: str, size: int) -> tuple[bytes, list[bytes] | None]:
+        prepared = await prepared_body({"v": InlineFile(key, size)}, storage)
+        rest = None if prepared.rest is None else [chunk async for chunk in prepared.rest]
+        return prepared.head, rest
+
+    head, rest = asyncio.run(prepare("short.mp4", len(short)))
+    assert rest is None
+    assert json.loads(head) == {"v": base64.b64encode(short).decode()}
+    head, rest = asyncio.run(prepare("long.mp4", len(long)))
+    assert rest  # streamed past the first part, which stays bounded
+    assert WHOLE_BYTES <= len(head) <= WHOLE_BYTES + 4 * CHUNK_BYTES // 3
+    assert json.loads(head + b"".join(rest)) == {"v": base64.b64encode(long).decode()}

@@ -4,7 +4,9 @@ A Vertex AI poll of a finished job answers the video itself (``bytesBase64Encode
 Rendering puts an ``InlineFile`` marker where the bytes go; ``body_chunks`` writes the
 JSON around the markers and streams each file in its place, a bounded chunk at a time, so
 no body holds a whole video in memory. ``stream_body`` does the storage reads (and the
-encoding) in a worker thread, never on the event loop.
+encoding) in a worker thread, never on the event loop. ``prepared_body`` makes a body up to
+``WHOLE_BYTES`` in one worker-thread hop, to be sent whole with its length; only a longer
+body is streamed, its first part already made.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import base64
 import json
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -22,6 +25,9 @@ from kinema.storage import Storage
 from kinema.views import InlineFile
 
 CHUNK_BYTES = 3 * 2**18  # 768 KiB read at a time: a multiple of 3 encodes without padding
+# Bodies up to this many bytes are made in one thread hop and sent whole: a clip of a few
+# seconds (its base64 under 4 MiB) costs one hop instead of one per chunk and marker.
+WHOLE_BYTES = 4 * 2**20
 
 
 def has_inline(body: Any) -> bool:
@@ -82,7 +88,40 @@ def _base64_of(storage: Storage, key: str) -> Iterator[bytes]:
 
 async def stream_body(body: Any, storage: Storage) -> AsyncIterator[bytes]:
     """``body_chunks`` for a streaming response: each chunk made in a worker thread."""
+    async for chunk in _rest(body_chunks(body, storage)):
+        yield chunk
+
+
+@dataclass(frozen=True)
+class PreparedBody:
+    """A body's first ``WHOLE_BYTES`` or so, and the rest as a stream (``None``: ``head``
+    is the whole body)."""
+
+    head: bytes
+    rest: AsyncIterator[bytes] | None
+
+
+async def prepared_body(body: Any, storage: Storage) -> PreparedBody:
+    """``body_chunks`` made up to ``WHOLE_BYTES`` in one worker-thread hop."""
     chunks = body_chunks(body, storage)
+    parts, finished = await to_thread.run_sync(_take, chunks, WHOLE_BYTES)
+    head = b"".join(parts)
+    return PreparedBody(head, None if finished else _rest(chunks))
+
+
+def _take(chunks: Iterator[bytes], limit: int) -> tuple[list[bytes], bool]:
+    """Chunks until they hold ``limit`` bytes (False) or run out (True)."""
+    parts: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            return parts, False
+    return parts, True
+
+
+async def _rest(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
     done = object()
     while True:
         chunk = await to_thread.run_sync(next, chunks, done)

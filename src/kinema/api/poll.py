@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import orjson
@@ -29,7 +29,7 @@ from kinema.api.dialect import Dialect, Poll, query_value
 from kinema.api.errors import outage_of
 from kinema.api.events import job_event_stream
 from kinema.errors import InvalidRequest, KinemaError
-from kinema.inline_json import has_inline, materialized, stream_body
+from kinema.inline_json import has_inline, materialized, prepared_body
 from kinema.service import JobService
 from kinema.views import JobView
 
@@ -74,9 +74,12 @@ async def _answer(
         body = await _json_body(request) if poll.method == "POST" else None
         view, service, _ = _read(dialect, poll, request, params, body)
         rendered = dialect.render(view)
-        if dialect.inline_video and has_inline(rendered):  # the video itself, streamed
+        if dialect.inline_video and has_inline(rendered):  # the video itself
+            prepared = await prepared_body(rendered, service.storage)
+            if prepared.rest is None:
+                return prepared.head, poll.headers(view)
             return StreamingResponse(
-                stream_body(rendered, service.storage),
+                _chained(prepared.head, prepared.rest),
                 media_type="application/json",
                 headers=dict(poll.headers(view)),
             )
@@ -88,6 +91,12 @@ async def _answer(
         if outage is None:
             raise
         return dialect.render_error(request, outage)
+
+
+async def _chained(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield head
+    async for chunk in rest:
+        yield chunk
 
 
 async def serve_poll(
