@@ -168,7 +168,7 @@ class Job:
     upstream: dict[str, Any] | None = None  # a forwarded job's operation at its provider
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: built on every poll (see ``kinema.views.OutputView``)
 class JobSummary:
     """The part of a job that a status poll renders (read without the request or times)."""
 

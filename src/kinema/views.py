@@ -31,7 +31,9 @@ class JobRef:
     model: str | None = None
 
 
-@dataclass(frozen=True)
+# Not frozen: built on every poll, and a frozen dataclass sets each field through
+# ``object.__setattr__`` (five times the cost of a plain one). Treated as read-only.
+@dataclass
 class OutputView:
     """One video of a succeeded job, with its links worked out (``JobView.outputs``)."""
 
@@ -66,7 +68,7 @@ class InlineFile:
         return f"InlineFile({self.key!r}, {self.size})"
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen, as ``OutputView``
 class JobView:
     """One job as every dialect renders it.
 

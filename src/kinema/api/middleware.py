@@ -98,6 +98,17 @@ class _Body:
         return BodyRefused(error)
 
 
+def _has_body(scope: Scope) -> bool:
+    """Whether the request may carry a body: HTTP/1.1 has none without ``Content-Length``
+    or ``Transfer-Encoding`` (HTTP/2 frames a body without either)."""
+    if scope.get("http_version") not in ("1.0", "1.1"):
+        return True
+    for name, _ in scope["headers"]:
+        if name == b"content-length" or name == b"transfer-encoding":
+            return True
+    return False
+
+
 class RequestGuard:
     def __init__(
         self,
@@ -128,6 +139,9 @@ class RequestGuard:
         error = (self._check_host(scope) if checked else None) or self._check_length(scope)
         if error is not None:
             await self.render(Request(scope), error)(scope, receive, send)
+            return
+        if not _has_body(scope):  # nothing to guard (a poll): no wrapping on the hot path
+            await self.app(scope, receive, send)
             return
         await self._serve(scope, receive, send)
 

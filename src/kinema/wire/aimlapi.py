@@ -8,6 +8,7 @@ documents (create and poll share one ``{id, status, video, error, meta}`` object
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -72,9 +73,14 @@ def wire_id(job_id: str, model: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}:{model}"
 
 
+_DASHED = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def job_id(generation_id: str) -> str:
     """The job id of a generation id; NotFound for anything that is not one."""
     head = generation_id.split(":", 1)[0].strip()
+    if _DASHED.fullmatch(head):  # as ``wire_id`` writes it (every poll): no UUID object
+        return head.replace("-", "")
     try:
         return uuid.UUID(head).hex
     except ValueError:
