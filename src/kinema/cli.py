@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kinema import cli_errors, cli_generate
-from kinema.catalog import ModelSpec
+from kinema.catalog_models import ModelSpec
 from kinema.cli_catalog import catalog_app
 from kinema.cli_help import JSON_OPTION, plain_help
 from kinema.cli_ops import jobs_app, register_key_commands, register_worker_commands

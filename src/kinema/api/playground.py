@@ -22,7 +22,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 
 from kinema.api.deps import BearerOwner, ServiceDep
-from kinema.catalog import Catalog, ModelSpec
+from kinema.catalog import Catalog
+from kinema.catalog_models import ModelSpec
 from kinema.client import DEFAULT_MODEL
 
 router = APIRouter(tags=["playground"], include_in_schema=False)

@@ -19,7 +19,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kinema.catalog import FRAME_SIZES, Catalog
+from kinema.catalog import Catalog
+from kinema.catalog_models import FRAME_SIZES
 from kinema.errors import InvalidRequest
 from kinema.types import GenerationRequest
 

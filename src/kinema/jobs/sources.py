@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from kinema.catalog import ExtensionLimits
+from kinema.catalog_models import ExtensionLimits
 from kinema.errors import InvalidRequest, NotFound
 from kinema.jobs.store import JobStore
 from kinema.media.source_video import (

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from kinema.catalog import ExtensionLimits
+from kinema.catalog_models import ExtensionLimits
 from kinema.errors import InvalidRequest
 from kinema.jobs.budget import OutputBudget
 from kinema.jobs.keys import input_key, job_prefix
