@@ -35,48 +35,23 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CATALOG = """
-[engines.tiny]
-kind = "motion"
-fps = 4
+if str(ROOT) not in sys.path:  # run as ``python bench/scale_out.py``: bench is a package of ROOT
+    sys.path.insert(0, str(ROOT))
 
-[models.tiny]
-dialect = "openai"
-engine = "tiny"
-inputs = "text"
-durations = [1]
-default_duration = 1
-aspect_ratios = ["16:9"]
-resolutions = ["720p"]
-sizes = ["128x72"]
-audio = false
-default_audio = false
-options = ["duration", "size"]
-"""
-BODY = {"model": "tiny", "prompt": "a lighthouse at dusk", "seconds": "1", "size": "128x72"}
+from bench import tiny_service as tiny  # noqa: E402
+
 SLOTS = 4
 SETUPS = ("embedded", "procrastinate", "procrastinate-2x2")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -117,23 +92,6 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait(20)
         except subprocess.TimeoutExpired:
             process.kill()
-
-
-def api_key(setup: Setup) -> str:
-    """A key made through kinema's own runtime, on the set-up's database (migrating it)."""
-    code = (
-        "from kinema.runtime import Runtime; from kinema.settings import Settings; "
-        "r = Runtime.build(Settings(), workers=0); print(r.keys.create('bench')[1]); r.close()"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, **setup.env},
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip().splitlines()[-1]
 
 
 def times(db: Engine, ids: list[str]) -> dict[str, tuple[str, datetime, datetime, datetime]]:
@@ -205,7 +163,7 @@ def burst(url: str, key: str, db: Engine, jobs: int, clients: int) -> dict[str, 
         with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
             for _ in counter:
                 sent = time.time()
-                answer = http.post("/v1/videos", json=BODY)
+                answer = http.post("/v1/videos", json=tiny.BODY)
                 if answer.status_code != 200:
                     failures[0] += 1
                     continue
@@ -247,7 +205,7 @@ def idle(url: str, key: str, db: Engine, count: int) -> dict[str, float]:
         for _ in range(count):
             time.sleep(0.05)  # workers settle back into waiting
             sent = time.time()
-            answer = http.post("/v1/videos", json=BODY)
+            answer = http.post("/v1/videos", json=tiny.BODY)
             answer.raise_for_status()
             ident = job_id(answer.json())
             while True:
@@ -272,23 +230,10 @@ def idle(url: str, key: str, db: Engine, count: int) -> dict[str, float]:
     }
 
 
-def postgres_database(admin_url: str) -> str:
-    name = f"kinema_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(admin_url: str, url: str) -> None:
-    name = make_url(url).database
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def run(setup: Setup, port: int, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     from kinema.db import make_engine
 
-    key = api_key(setup)
+    key = tiny.api_key(setup.env, "bench")
     processes = start(setup, port, logs)
     db = make_engine(setup.database_url)
     url = f"http://127.0.0.1:{port}"
@@ -319,12 +264,12 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="kinema-scale-"))
     catalog = work / "catalog.toml"
-    catalog.write_text(CATALOG)
+    catalog.write_text(tiny.CATALOG)
     results: dict[str, dict[str, Any]] = {}
     for name in SETUPS:
         if args.only and args.only != name:
             continue
-        port = free_port()
+        port = tiny.free_port()
         data = work / name
         env = {
             "KINEMA_DATA_DIR": str(data),
@@ -336,7 +281,7 @@ def main() -> None:
             database_url = f"sqlite:///{data / 'kinema.db'}"
             commands = [kinema("serve", "--workers", str(SLOTS))]
         else:
-            database_url = postgres_database(args.postgres)
+            database_url = tiny.create_database(args.postgres, "kinema_bench")
             env |= {"KINEMA_DATABASE_URL": database_url, "KINEMA_DISPATCH": "procrastinate"}
             processes = 2 if name.endswith("2x2") else 1
             worker = kinema("worker", "--models", "tiny", "--concurrency", str(SLOTS // processes))
@@ -347,7 +292,7 @@ def main() -> None:
             results[name] = run(setup, port, args, work)
         finally:
             if name != "embedded":
-                drop_database(args.postgres, database_url)
+                tiny.drop_database(args.postgres, database_url)
         for phase, figures in results[name].items():
             shown = ", ".join(f"{k}={v:.1f}" for k, v in figures.items())
             print(f"{phase}: {shown}", flush=True)

@@ -40,50 +40,26 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
-CATALOG = """
-[engines.tiny]
-kind = "motion"
-fps = 4
 
-[models.tiny]
-dialect = "openai"
-engine = "tiny"
-inputs = "text"
-durations = [1]
-default_duration = 1
-aspect_ratios = ["16:9"]
-resolutions = ["720p"]
-sizes = ["128x72"]
-audio = false
-default_audio = false
-options = ["duration", "size"]
-"""
-BODY = {"model": "tiny", "prompt": "a lighthouse at dusk", "seconds": "1", "size": "128x72"}
+if str(ROOT) not in sys.path:  # run as ``python bench/soak.py``: bench is a package of ROOT
+    sys.path.insert(0, str(ROOT))
+
+from bench import tiny_service as tiny  # noqa: E402
+
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "soak",
     "AWS_SECRET_ACCESS_KEY": "soak",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_mib(pid: int) -> float | None:
@@ -135,7 +111,7 @@ class Soak:
             while not self.stop.is_set():
                 started = time.monotonic()
                 try:
-                    answer = http.post("/v1/videos", json=BODY)
+                    answer = http.post("/v1/videos", json=tiny.BODY)
                 except httpx.HTTPError as error:
                     self.errors.append(f"create: {error!r}")
                     continue
@@ -260,22 +236,6 @@ def wait_http(url: str, what: str, timeout_s: float = 90) -> None:
     raise RuntimeError(f"{what} did not start")
 
 
-def api_key(env: dict[str, str]) -> str:
-    code = (
-        "from kinema.runtime import Runtime; from kinema.settings import Settings; "
-        "r = Runtime.build(Settings(), workers=0); print(r.keys.create('soak')[1]); r.close()"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip().splitlines()[-1]
-
-
 def audit(database_url: str, soak: Soak, s3: Any, bucket: str) -> dict[str, Any]:
     """Every accepted job's final state, outputs and objects; orphans in the bucket."""
     from kinema.db import make_engine
@@ -368,13 +328,10 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="kinema-soak-"))
-    (work / "catalog.toml").write_text(CATALOG)
+    (work / "catalog.toml").write_text(tiny.CATALOG)
     shutil.copytree(ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    name = f"kinema_soak_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.postgres, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    database_url = make_url(args.postgres).set(database=name).render_as_string(False)
-    api_port, moto_port = free_port(), free_port()
+    database_url = tiny.create_database(args.postgres, "kinema_soak")
+    api_port, moto_port = tiny.free_port(), tiny.free_port()
     endpoint = f"http://127.0.0.1:{moto_port}"
     env = {
         **CREDENTIALS,
@@ -402,7 +359,7 @@ def main() -> None:
             aws_secret_access_key="soak",
         )
         s3.create_bucket(Bucket="soak")
-        key = api_key(env)
+        key = tiny.api_key(env, "soak")
         processes.start_kinema()
         wait_http(f"http://127.0.0.1:{api_port}/healthz", "the API")
         soak = Soak(f"http://127.0.0.1:{api_port}", key)
@@ -429,8 +386,7 @@ def main() -> None:
         figures = audit(database_url, soak, s3, "soak")
     finally:
         processes.stop_all()
-        with psycopg.connect(args.postgres, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        tiny.drop_database(args.postgres, database_url)
     warm = {
         who: [(t, m) for t, m in samples if t >= args.warmup_s]
         for who, samples in processes.rss.items()

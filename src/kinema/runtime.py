@@ -49,9 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CANCEL_WAIT_MIN_S = 2.0  # a worker in this process stops within a frame or two
-CANCEL_WAIT_MAX_S = 30.0
-
 
 @dataclass
 class Runtime:

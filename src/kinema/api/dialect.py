@@ -15,7 +15,7 @@ dialect is a wire table, one module here and one list entry.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import unquote_plus
@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from kinema.api.deps import bearer_token, get_authenticator, get_service, request_base_url
 from kinema.api.errors import Envelope, error_headers
 from kinema.catalog import Catalog
-from kinema.errors import KinemaError
+from kinema.errors import FieldProblem, InvalidRequest, KinemaError
 from kinema.inline_json import has_inline, stream_body
 from kinema.types import Job, JobStatus
 from kinema.views import Creation, JobRef, JobView
@@ -172,3 +172,76 @@ def query_value(request: Request, name: str) -> str | None:
         if part.startswith(wanted):
             return unquote_plus(part[len(wanted) :].decode("latin-1"))
     return None
+
+
+# --- what several dialects' declarations share ---
+
+DETAILS_SCHEMA: dict[str, Any] = {"type": "array", "items": {"type": "object"}}
+
+
+def error_envelope_schema(
+    required: Sequence[str], **properties: str | list[str] | dict[str, Any]
+) -> dict[str, Any]:
+    """The OpenAPI schema of an ``{"error": {...}}`` body; each property is a JSON type
+    name, a list of them (``["string", "null"]``) or a whole schema (``DETAILS_SCHEMA``)."""
+    return {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": list(required),
+                "properties": {
+                    name: kind if isinstance(kind, dict) else {"type": kind}
+                    for name, kind in properties.items()
+                },
+            }
+        },
+    }
+
+
+def path_param(name: str) -> dict[str, Any]:
+    """The OpenAPI entry of a required string path parameter."""
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def dotted(problem: FieldProblem) -> str:
+    """``("image_urls", 0)`` -> ``image_urls.0``."""
+    return ".".join(map(str, problem.path))
+
+
+def param_details(error: KinemaError) -> dict[str, Any]:
+    """What an OpenAI-style envelope adds for a 400 with field problems: ``param`` (the
+    first bad field) and ``details`` (one entry a problem); nothing for other errors."""
+    if not isinstance(error, InvalidRequest) or not error.problems:
+        return {}
+    return {
+        "param": dotted(error.problems[0]),
+        "details": [{"param": dotted(p), "message": p.message} for p in error.problems],
+    }
+
+
+def id_poll(
+    path: str,
+    param: str,
+    job_of: Callable[[str], JobRef],
+    *,
+    summary: str,
+    response_model: type[Any],
+    headers: Callable[[JobView], dict[str, str]] | None = None,
+) -> Poll:
+    """A ``GET`` poll whose one path parameter ``param`` names the job (``job_of`` maps it
+    to a reference), with its server-sent events twin at ``path + "/events"``."""
+
+    def locate(request: Request, params: Mapping[str, str], body: Any) -> JobRef:
+        return job_of(params[param])
+
+    poll = Poll(
+        path,
+        locate,
+        events=path + "/events",
+        summary=summary,
+        parameters=(path_param(param),),
+        response_model=response_model,
+    )
+    return poll if headers is None else dataclasses.replace(poll, headers=headers)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from kinema.errors import NotFound
 from kinema.types import JobStatus
+from kinema.wire.words import four_states
 
 if TYPE_CHECKING:
     from kinema.views import JobView
@@ -26,14 +27,7 @@ LEGACY_PATH = "/v2/generate/video/google/generation"  # the same calls, older
 POLL_PATHS = (GENERATIONS_PATH, LEGACY_PATH)
 ID_PARAMETER = "generation_id"  # the poll's query parameter
 
-STATUS_WORDS = {
-    JobStatus.QUEUED: "queued",
-    JobStatus.RUNNING: "generating",
-    JobStatus.SUCCEEDED: "completed",
-    JobStatus.FAILED: "error",
-    JobStatus.CANCELLED: "error",
-    JobStatus.EXPIRED: "error",
-}
+STATUS_WORDS = four_states("queued", "generating", "completed", "error")
 COMPLETED = STATUS_WORDS[JobStatus.SUCCEEDED]
 ERROR = STATUS_WORDS[JobStatus.FAILED]
 # Words of a generation still under way, with the older ``waiting`` / ``active``.

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from kinema.errors import NotFound
 from kinema.types import JobStatus
+from kinema.wire.words import four_states
 
 if TYPE_CHECKING:
     from kinema.views import JobView
@@ -25,14 +26,7 @@ VIDEOS_PATH = "/v1/videos"  # create (POST) and list (GET)
 VIDEO_PATH = VIDEOS_PATH + "/{video_id}"  # poll (GET), delete (DELETE)
 CONTENT_PATH = VIDEO_PATH + "/content"  # the MP4 (and its variants)
 
-STATUS_WORDS = {
-    JobStatus.QUEUED: "queued",
-    JobStatus.RUNNING: "in_progress",
-    JobStatus.SUCCEEDED: "completed",
-    JobStatus.FAILED: "failed",
-    JobStatus.CANCELLED: "failed",
-    JobStatus.EXPIRED: "failed",
-}
+STATUS_WORDS = four_states("queued", "in_progress", "completed", "failed")
 COMPLETED = STATUS_WORDS[JobStatus.SUCCEEDED]
 FAILED = STATUS_WORDS[JobStatus.FAILED]
 

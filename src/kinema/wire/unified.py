@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from kinema.errors import NotFound
 from kinema.types import JobStatus
 from kinema.views import JobRef
+from kinema.wire.words import four_states
 
 if TYPE_CHECKING:
     from kinema.views import JobView
@@ -26,14 +27,7 @@ CREATE_PATH = "/v1/videos/generations"
 TASK_PATH = "/v1/tasks/{task_id}"  # poll (GET)
 CANCEL_PATH = TASK_PATH + "/cancel"  # POST
 
-STATUS_WORDS = {
-    JobStatus.QUEUED: "pending",
-    JobStatus.RUNNING: "processing",
-    JobStatus.SUCCEEDED: "completed",
-    JobStatus.FAILED: "failed",
-    JobStatus.CANCELLED: "failed",
-    JobStatus.EXPIRED: "failed",
-}
+STATUS_WORDS = four_states("pending", "processing", "completed", "failed")
 COMPLETED = STATUS_WORDS[JobStatus.SUCCEEDED]
 FAILED = STATUS_WORDS[JobStatus.FAILED]
 

@@ -50,11 +50,11 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kinema.api.deps import IdempotencyKey, get_service
-from kinema.api.dialect import Dialect, Poll, alias_headers
+from kinema.api.dialect import Poll, alias_headers, path_param
 from kinema.api.dialects import google
 from kinema.api.dialects.google import GoogleOwner, Instance, Wire
 from kinema.api.files import artifact_response
-from kinema.errors import InvalidRequest, KinemaError, NotFound, UnknownModel
+from kinema.errors import InvalidRequest, NotFound
 from kinema.types import JobStatus, output_ref
 from kinema.views import Creation, JobRef
 from kinema.wire import gemini as wire
@@ -134,18 +134,14 @@ def video_source(video: dict[str, Any]) -> str:
 
 def predict_model(request: Request, model_action: str) -> str:
     """The model of ``{model}:predictLongRunning``; 404 before the body is even read."""
-    service = get_service(request)
-    version = request.url.path.split("/")[1]
-    model = google.split_action(model_action, google_wire.PREDICT, version)
-    model = model.removeprefix("models/")
-    try:
-        return service.catalog.get(model, dialect=Gemini.name).id
-    except UnknownModel as error:
-        served = ", ".join(service.catalog.model_ids(Gemini.name))
-        raise NotFound(
-            f"models/{model} is not found for API version {version}, or is not "
-            f"supported for predictLongRunning; this server serves: {served}"
-        ) from error
+    return google.served_model(request, model_action, Gemini.name, _unknown, "models/")
+
+
+def _unknown(model: str, version: str, served: str) -> str:
+    return (
+        f"models/{model} is not found for API version {version}, or is not "
+        f"supported for predictLongRunning; this server serves: {served}"
+    )
 
 
 PredictModel = Annotated[str, Depends(predict_model)]
@@ -155,24 +151,17 @@ def _timestamp(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
-class Gemini(Dialect):
+class Gemini(google.GoogleDialect):
     name = wire.NAME
     title = "Gemini API"
     prefixes = ("/v1beta", "/v1/models", "/v1/files")
     full_view = False
     inline_video = wire.INLINE_VIDEO
     status_words = wire.STATUS_WORDS
-    error_schema = google.ERROR_SCHEMA
-
-    def owner(self, request: Request) -> str:
-        return google.google_owner(request)
 
     # --- rendering (the wire table's) ---
 
     render = staticmethod(wire.render)
-
-    def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
-        return google.error_body(error)
 
     # --- translating a create ---
 
@@ -224,7 +213,7 @@ class Gemini(Dialect):
                 locate,
                 events=_operation_route(version) + "/events",
                 summary="The operation's state; once done, its video uri or its error",
-                parameters=(_path_param("model"), _path_param("operation_id")),
+                parameters=(path_param("model"), path_param("operation_id")),
                 response_model=Operation,
             )
             for version in wire.API_VERSIONS
@@ -318,7 +307,3 @@ class Gemini(Dialect):
 def _operation_route(version: str) -> str:
     """The route path of an operation: its name's model and id are path parameters."""
     return wire.OPERATION_PATH.format(version=version, name=wire.OPERATION_NAME)
-
-
-def _path_param(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}

@@ -16,9 +16,9 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from kinema.api.deps import bearer_token, get_authenticator
-from kinema.api.dialect import field_name
-from kinema.errors import InvalidRequest, KinemaError, NotFound, Unauthenticated
+from kinema.api.deps import bearer_token, get_authenticator, get_service
+from kinema.api.dialect import DETAILS_SCHEMA, Dialect, error_envelope_schema, field_name
+from kinema.errors import InvalidRequest, KinemaError, NotFound, Unauthenticated, UnknownModel
 from kinema.wire import google as wire
 
 BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
@@ -41,22 +41,13 @@ RPC_STATUS = {
     503: "UNAVAILABLE",
 }
 
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message", "status"],
-            "properties": {
-                "code": {"type": "integer"},
-                "message": {"type": "string"},
-                "status": {"type": "string"},
-                "details": {"type": "array", "items": {"type": "object"}},
-            },
-        }
-    },
-}
+ERROR_SCHEMA = error_envelope_schema(
+    ("code", "message", "status"),
+    code="integer",
+    message="string",
+    status="string",
+    details=DETAILS_SCHEMA,
+)
 
 
 def error_body(error: KinemaError) -> dict[str, Any]:
@@ -104,6 +95,39 @@ def split_action(segment: str, expected: str, api_version: str) -> str:
     if not colon or action != expected:
         raise NotFound(f"method {segment!r} is not found for API version {api_version}")
     return head
+
+
+def served_model(
+    request: Request,
+    model_action: str,
+    dialect: str,
+    unknown: Callable[[str, str, str], str],
+    prefix: str = "",
+) -> str:
+    """The model of ``{model}:predictLongRunning`` (less ``prefix``) that ``dialect``
+    serves; 404 before the body is even read, worded by ``unknown(model, version,
+    served)`` for a model it does not serve."""
+    service = get_service(request)
+    version = request.url.path.split("/")[1]
+    model = split_action(model_action, wire.PREDICT, version).removeprefix(prefix)
+    try:
+        return service.catalog.get(model, dialect=dialect).id
+    except UnknownModel as error:
+        served = ", ".join(service.catalog.model_ids(dialect))
+        raise NotFound(unknown(model, version, served)) from error
+
+
+class GoogleDialect(Dialect):
+    """What the Gemini API and Vertex AI dialects share: the caller's key and the error
+    envelope."""
+
+    error_schema = ERROR_SCHEMA
+
+    def owner(self, request: Request) -> str:
+        return google_owner(request)
+
+    def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
+        return error_body(error)
 
 
 # --- the predict body ---

@@ -69,7 +69,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kinema.api.deps import IdempotencyKey, get_service, request_base_url
-from kinema.api.dialect import Dialect, Poll, alias_headers
+from kinema.api.dialect import DETAILS_SCHEMA, Dialect, Poll, alias_headers, error_envelope_schema
 from kinema.api.dialects import google
 from kinema.api.dialects.google import GoogleOwner
 from kinema.api.events import job_event_stream
@@ -121,22 +121,13 @@ WIRE_NAMES = {
     "seed": "generation_config.seed",
 }
 
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message", "status"],
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "status": {"type": "string"},
-                "details": {"type": "array", "items": {"type": "object"}},
-            },
-        }
-    },
-}
+ERROR_SCHEMA = error_envelope_schema(
+    ("code", "message", "status"),
+    code="string",
+    message="string",
+    status="string",
+    details=DETAILS_SCHEMA,
+)
 
 
 class VideoConfig(BaseModel):

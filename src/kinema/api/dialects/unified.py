@@ -45,7 +45,6 @@ is the catalog's business. ``results`` lists every video a task made.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -53,10 +52,17 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kinema.api.deps import BearerOwner, IdempotencyKey, get_service
-from kinema.api.dialect import Dialect, Poll
-from kinema.errors import FieldProblem, InvalidRequest, KinemaError
+from kinema.api.dialect import (
+    DETAILS_SCHEMA,
+    Dialect,
+    Poll,
+    error_envelope_schema,
+    id_poll,
+    param_details,
+)
+from kinema.errors import InvalidRequest, KinemaError
 from kinema.types import output_ref
-from kinema.views import Creation, JobRef
+from kinema.views import Creation
 from kinema.wire import unified as wire
 
 _ERROR_TYPES = {
@@ -121,12 +127,6 @@ class Task(BaseModel):
     error: TaskError | None = None
 
 
-
-
-def _param(problem: FieldProblem) -> str:
-    return ".".join(map(str, problem.path))
-
-
 job_ref = wire.job_ref
 
 
@@ -139,23 +139,14 @@ class UnifiedTasks(Dialect):
     prefixes = ("/v1/tasks", "/v1/videos/generations")
     inline_video = wire.INLINE_VIDEO
     status_words = wire.STATUS_WORDS
-    error_schema = {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message", "type"],
-                "properties": {
-                    "code": {"type": "integer"},
-                    "message": {"type": "string"},
-                    "type": {"type": "string"},
-                    "param": {"type": ["string", "null"]},
-                    "details": {"type": "array", "items": {"type": "object"}},
-                },
-            }
-        },
-    }
+    error_schema = error_envelope_schema(
+        ("code", "message", "type"),
+        code="integer",
+        message="string",
+        type="string",
+        param=["string", "null"],
+        details=DETAILS_SCHEMA,
+    )
 
     # --- rendering (the wire table's) ---
 
@@ -168,10 +159,7 @@ class UnifiedTasks(Dialect):
             "type": _ERROR_TYPES.get(error.status, "internal_server_error"),
             "param": None,
         }
-        if isinstance(error, InvalidRequest) and error.problems:
-            body["param"] = _param(error.problems[0])
-            body["details"] = [{"param": _param(p), "message": p.message} for p in error.problems]
-        return {"error": body}
+        return {"error": body | param_details(error)}
 
     # --- translating a create ---
 
@@ -206,22 +194,12 @@ class UnifiedTasks(Dialect):
     # --- routes ---
 
     def polls(self) -> list[Poll]:
-        def locate(request: Request, params: Mapping[str, str], body: Any) -> JobRef:
-            return job_ref(params["task_id"])
-
-        parameter = {
-            "name": "task_id",
-            "in": "path",
-            "required": True,
-            "schema": {"type": "string"},
-        }
         return [
-            Poll(
+            id_poll(
                 wire.TASK_PATH,
-                locate,
-                events=wire.TASK_PATH + "/events",
+                "task_id",
+                job_ref,
                 summary="The task's status; once completed, results holds the signed video URL",
-                parameters=(parameter,),
                 response_model=Task,
             )
         ]

@@ -47,7 +47,6 @@ HTTP errors (OpenAI's envelope): ``{"error": {"message", "type", "param", "code"
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -55,9 +54,16 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kinema.api.deps import BearerOwner, IdempotencyKey, get_service
-from kinema.api.dialect import Dialect, Poll
+from kinema.api.dialect import (
+    DETAILS_SCHEMA,
+    Dialect,
+    Poll,
+    error_envelope_schema,
+    id_poll,
+    param_details,
+)
 from kinema.catalog import FRAME_SIZES
-from kinema.errors import FieldProblem, InvalidRequest, KinemaError
+from kinema.errors import InvalidRequest, KinemaError
 from kinema.types import output_ref
 from kinema.views import Creation, JobRef
 from kinema.wire import v1_generations as wire
@@ -223,10 +229,6 @@ def _size(sent: dict[str, Any], fields: dict[str, Any], wire_names: dict[str, st
     fields["resolution"] = chosen
 
 
-def _param(problem: FieldProblem) -> str:
-    return ".".join(map(str, problem.path))
-
-
 wire_id = wire.wire_id
 job_id_from_wire = wire.job_id
 
@@ -256,23 +258,14 @@ class VideoGenerations(Dialect):
     prefixes = (wire.CREATE_PATH,)
     inline_video = wire.INLINE_VIDEO
     status_words = wire.STATUS_WORDS
-    error_schema = {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["message", "type", "code"],
-                "properties": {
-                    "message": {"type": "string"},
-                    "type": {"type": "string"},
-                    "param": {"type": ["string", "null"]},
-                    "code": {"type": "string"},
-                    "details": {"type": "array", "items": {"type": "object"}},
-                },
-            }
-        },
-    }
+    error_schema = error_envelope_schema(
+        ("message", "type", "code"),
+        message="string",
+        type="string",
+        param=["string", "null"],
+        code="string",
+        details=DETAILS_SCHEMA,
+    )
 
     # --- rendering (the wire table's) ---
 
@@ -286,10 +279,7 @@ class VideoGenerations(Dialect):
             "param": None,
             "code": error.code,
         }
-        if isinstance(error, InvalidRequest) and error.problems:
-            body["param"] = _param(error.problems[0])
-            body["details"] = [{"param": _param(p), "message": p.message} for p in error.problems]
-        return {"error": body}
+        return {"error": body | param_details(error)}
 
     # --- translating a create ---
 
@@ -323,22 +313,12 @@ class VideoGenerations(Dialect):
     # --- routes ---
 
     def polls(self) -> list[Poll]:
-        def locate(request: Request, params: Mapping[str, str], body: Any) -> JobRef:
-            return JobRef(id=job_id_from_wire(params["task_id"]))
-
-        parameter = {
-            "name": "task_id",
-            "in": "path",
-            "required": True,
-            "schema": {"type": "string"},
-        }
         return [
-            Poll(
+            id_poll(
                 wire.TASK_PATH,
-                locate,
-                events=wire.TASK_PATH + "/events",
+                "task_id",
+                lambda task_id: JobRef(id=job_id_from_wire(task_id)),
                 summary="The task's status; once succeeded, url is a signed link to the MP4",
-                parameters=(parameter,),
                 response_model=VideoGeneration,
             )
         ]

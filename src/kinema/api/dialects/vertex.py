@@ -67,11 +67,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictInt
 
 from kinema.api.deps import IdempotencyKey, get_service
-from kinema.api.dialect import Dialect, Poll, alias_headers
+from kinema.api.dialect import Poll, alias_headers, path_param
 from kinema.api.dialects import google
 from kinema.api.dialects.google import GoogleOwner, Instance, Wire
 from kinema.catalog import Catalog
-from kinema.errors import InvalidRequest, KinemaError, NotFound, UnknownModel
+from kinema.errors import InvalidRequest
 from kinema.service import JobService
 from kinema.types import output_ref
 from kinema.views import Creation, JobRef
@@ -140,39 +140,27 @@ def _unsupported(sent: dict[str, Any], model_fps: int) -> None:
 
 def predict_model(request: Request, model_action: str) -> str:
     """The model of ``{model}:predictLongRunning``; 404 before the body is even read."""
-    service = get_service(request)
-    version = request.url.path.split("/")[1]
-    model = google.split_action(model_action, google_wire.PREDICT, version)
-    try:
-        return service.catalog.get(model, dialect=Vertex.name).id
-    except UnknownModel as error:
-        served = ", ".join(service.catalog.model_ids(Vertex.name))
-        raise NotFound(
-            f"Publisher Model `{wire.MODELS}/{model}` is not found; this server serves: {served}"
-        ) from error
+    return google.served_model(request, model_action, Vertex.name, _unknown)
+
+
+def _unknown(model: str, version: str, served: str) -> str:
+    return f"Publisher Model `{wire.MODELS}/{model}` is not found; this server serves: {served}"
 
 
 PredictModel = Annotated[str, Depends(predict_model)]
 OperationScope = Annotated[str | None, Depends(operation_scope)]
 
 
-class Vertex(Dialect):
+class Vertex(google.GoogleDialect):
     name = wire.NAME
     title = "Vertex AI"
     prefixes = ("/v1beta1", "/v1/projects", "/v1/publishers")
     inline_video = wire.INLINE_VIDEO
     status_words = wire.STATUS_WORDS
-    error_schema = google.ERROR_SCHEMA
-
-    def owner(self, request: Request) -> str:
-        return google.google_owner(request)
 
     # --- rendering (the wire table's) ---
 
     render = staticmethod(wire.render)
-
-    def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
-        return google.error_body(error)
 
     # --- translating a create ---
 
@@ -259,7 +247,7 @@ class Vertex(Dialect):
         for version in wire.API_VERSIONS:
             for scope in (wire.PROJECT_MODELS, wire.MODELS):
                 params = [
-                    {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                    path_param(n)
                     for n in ("project", "location", "model")
                     if "{" + n + "}" in scope + "/{model}"
                 ]
@@ -285,7 +273,7 @@ class Vertex(Dialect):
         # The project and location are read by ``operation_scope`` (the operation's name
         # carries them); they are documented here since the handler does not take them.
         documented = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            path_param(name)
             for name in ("project", "location")
             if "{" + name + "}" in path
         ]

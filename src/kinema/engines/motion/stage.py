@@ -208,16 +208,12 @@ class LayeredShot:
         rendered = self._background.render(
             self._background.rgb, sizes[0], frame, background_pose, interpolation
         )
-        for left, top, right, bottom in self._output_regions(pose, frame):
-            part, origin = (right - left, bottom - top), (left, top)
-            layer = self.canvas.render(
-                subject[0], part, frame, pose, interpolation, origin=origin, outside=0
-            )
+        for region in self._output_regions(pose, frame):
+            left, top, right, bottom = region
+            layer = self._layer(subject[0], region, frame, pose, interpolation, 0)
             # the same sampling as the subject's, so that what shows of it and what shows
             # through add up to the whole (no fringe at its edge)
-            shows = self.canvas.render(
-                through[0], part, frame, pose, interpolation, origin=origin, outside=255
-            )
+            shows = self._layer(through[0], region, frame, pose, interpolation, 255)
             _composite(rendered[top:bottom, left:right], shows, layer)
         return (rendered,)
 
@@ -237,34 +233,41 @@ class LayeredShot:
         )
         for region in self._output_regions(pose, frame):
             left, top, right, bottom = region
-            layer = self.canvas.render(
-                luma,
-                (right - left, bottom - top),
-                frame,
-                pose,
-                interpolation,
-                origin=(left, top),
-                outside=(0, 255, 0, 0),
-            )
+            layer = self._layer(luma, region, frame, pose, interpolation, (0, 255, 0, 0))
             _composite(
                 y[top:bottom, left:right],
                 cv2.extractChannel(layer, 1),
                 cv2.extractChannel(layer, 0),
             )
-            left, top, right, bottom = (v // 2 for v in region)
-            layer = self.canvas.render(
-                chroma,
-                (right - left, bottom - top),
-                frame,
-                pose,
-                interpolation,
-                origin=(left, top),
-                outside=(0, 0, 255, 0),
-            )
+            half = (left // 2, top // 2, right // 2, bottom // 2)  # the chroma planes' region
+            left, top, right, bottom = half
+            layer = self._layer(chroma, half, frame, pose, interpolation, (0, 0, 255, 0))
             shows = cv2.extractChannel(layer, 2)
             _composite(cb[top:bottom, left:right], shows, cv2.extractChannel(layer, 0))
             _composite(cr[top:bottom, left:right], shows, cv2.extractChannel(layer, 1))
         return y, cb, cr
+
+    def _layer(
+        self,
+        pixels: np.ndarray,
+        region: tuple[int, int, int, int],
+        frame: tuple[int, int],
+        pose: Pose,
+        interpolation: int,
+        outside: int | tuple[int, ...],
+    ) -> np.ndarray:
+        """The canvas plane ``pixels`` seen from ``pose``, over ``region`` (left, top,
+        right, bottom) of an output plane; ``frame`` is the output frame's full size."""
+        left, top, right, bottom = region
+        return self.canvas.render(
+            pixels,
+            (right - left, bottom - top),
+            frame,
+            pose,
+            interpolation,
+            origin=(left, top),
+            outside=outside,
+        )
 
     def _animate(self, rig: FaceRig | None, index: int) -> None:
         if rig is not None and self._tracks is not None:

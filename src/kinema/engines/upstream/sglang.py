@@ -35,44 +35,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kinema.engines.upstream.aimlapi import bearer
 from kinema.engines.upstream.http import UpstreamHTTP
-from kinema.engines.upstream.protocol import (
-    Protocol,
-    Status,
-    Submission,
-    failure,
-    progress_percent,
-)
-from kinema.engines.upstream.videoform import ServedModel, form
+from kinema.engines.upstream.videojobs import VideoJobsProtocol
 
 
-class SGLangProtocol(Protocol):
+class SGLangProtocol(VideoJobsProtocol):
     name = "sglang"
-    last_frame = False  # one image: input_reference
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        super().__init__(options)
-        self.served = ServedModel.from_options(options)
-
-    def auth_headers(self, key: str | None) -> dict[str, str]:
-        return bearer(key)
-
-    def submit(self, http: UpstreamHTTP, submission: Submission) -> str:
-        answer = http.call("POST", "/v1/videos", files=form(submission, self.served))
-        return str(answer["id"])
-
-    def poll(self, http: UpstreamHTTP, ref: str) -> Status:
-        body = http.call("GET", f"/v1/videos/{ref}", polling=True)
-        status = str(body.get("status", ""))
-        if status == "completed":
-            url = body.get("url") or f"{http.base_url}/v1/videos/{ref}/content"
-            return Status(done=True, progress=1.0, video_url=str(url))
-        if status == "failed":
-            error = body.get("error") or {}
-            return failure(error.get("message"), error.get("code"), "the video failed")
-        return Status(done=False, progress=progress_percent(body.get("progress")))
-
-    def cancel(self, http: UpstreamHTTP, ref: str) -> bool:
-        http.call("DELETE", f"/v1/videos/{ref}")
-        return True
+    def video_url(self, http: UpstreamHTTP, ref: str, body: Mapping[str, Any]) -> str:
+        """The ``url`` the server uploaded the video to, when it uploads to cloud storage
+        (its ``/content`` answers 400 then); else the ``/content`` path."""
+        return str(body.get("url") or super().video_url(http, ref, body))

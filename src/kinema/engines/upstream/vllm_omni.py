@@ -30,47 +30,8 @@ crash between its answer and kinema's record is a second job there.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from kinema.engines.upstream.aimlapi import bearer
-from kinema.engines.upstream.http import UpstreamHTTP
-from kinema.engines.upstream.protocol import (
-    Protocol,
-    Status,
-    Submission,
-    failure,
-    progress_percent,
-)
-from kinema.engines.upstream.videoform import ServedModel, form
+from kinema.engines.upstream.videojobs import VideoJobsProtocol
 
 
-class VllmOmniProtocol(Protocol):
+class VllmOmniProtocol(VideoJobsProtocol):
     name = "vllm_omni"
-    last_frame = False  # one image: input_reference
-
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        super().__init__(options)
-        self.served = ServedModel.from_options(options)
-
-    def auth_headers(self, key: str | None) -> dict[str, str]:
-        return bearer(key)
-
-    def submit(self, http: UpstreamHTTP, submission: Submission) -> str:
-        answer = http.call("POST", "/v1/videos", files=form(submission, self.served))
-        return str(answer["id"])
-
-    def poll(self, http: UpstreamHTTP, ref: str) -> Status:
-        body = http.call("GET", f"/v1/videos/{ref}", polling=True)
-        status = str(body.get("status", ""))
-        if status == "completed":
-            url = f"{http.base_url}/v1/videos/{ref}/content"
-            return Status(done=True, progress=1.0, video_url=url)
-        if status == "failed":
-            error = body.get("error") or {}
-            return failure(error.get("message"), error.get("code"), "the video failed")
-        return Status(done=False, progress=progress_percent(body.get("progress")))
-
-    def cancel(self, http: UpstreamHTTP, ref: str) -> bool:
-        http.call("DELETE", f"/v1/videos/{ref}")
-        return True

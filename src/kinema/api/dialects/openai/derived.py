@@ -37,8 +37,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from kinema.api.deps import BearerOwner, IdempotencyKey, get_service, request_base_url
+from kinema.api.dialects.openai.bodies import read_form_or_json, unknown_parameter
 from kinema.catalog import ModelSpec
-from kinema.errors import FieldProblem, InvalidRequest, NotFound
+from kinema.errors import InvalidRequest, NotFound
 from kinema.media.fetch import format_size
 from kinema.service import JobService
 from kinema.types import output_ref
@@ -135,17 +136,8 @@ REMIX_BODY: dict[str, Any] = {
 
 
 async def read_derived_body(request: Request, max_video_bytes: int) -> DerivedBody:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        return await _read_form(request, max_video_bytes)
-    if media_type in ("application/json", ""):
-        try:
-            body = await request.json()
-        except (ValueError, RecursionError):  # RecursionError: nested too deep to read
-            raise InvalidRequest("The request body is not valid JSON.") from None
-        return _read_json(body)
-    raise InvalidRequest(
-        f"Unsupported Content-Type {media_type!r}; send multipart/form-data or application/json."
+    return await read_form_or_json(
+        request, lambda form: _read_form(form, max_video_bytes), _read_json
     )
 
 
@@ -166,13 +158,11 @@ async def _read_form(request: Request, max_video_bytes: int) -> DerivedBody:
             elif key in _SCALARS:
                 body.fields[key] = value
             else:
-                raise _unknown_parameter(key)
+                raise unknown_parameter(key)
     return body
 
 
-def _read_json(data: Any) -> DerivedBody:
-    if not isinstance(data, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
+def _read_json(data: dict[str, Any]) -> DerivedBody:
     body = DerivedBody({}, None, None)
     for key, value in data.items():
         if key == "video":
@@ -183,7 +173,7 @@ def _read_json(data: Any) -> DerivedBody:
             if value is not None:
                 body.fields[key] = value
         else:
-            raise _unknown_parameter(key)
+            raise unknown_parameter(key)
     return body
 
 
@@ -197,10 +187,6 @@ async def _upload_as_data_uri(upload: UploadFile, max_bytes: int) -> str:
     if not mime.startswith("video/"):
         mime = "video/mp4"
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def _unknown_parameter(name: str) -> InvalidRequest:
-    return InvalidRequest(f"Unknown parameter: '{name}'.", [FieldProblem((name,), "unknown")])
 
 
 def _source_id(dialect: VideosDialect, body: DerivedBody) -> str | None:
@@ -219,7 +205,7 @@ def _source_id(dialect: VideosDialect, body: DerivedBody) -> str | None:
 def _refuse(body: DerivedBody, *names: str) -> None:
     for name in names:
         if name in body.fields:
-            raise _unknown_parameter(name)
+            raise unknown_parameter(name)
 
 
 def _scalars(body: DerivedBody) -> tuple[dict[str, Any], str | None]:
@@ -306,7 +292,7 @@ def add_derived_routes(dialect: VideosDialect, router: APIRouter) -> None:
         service = get_service(request)
         body = await read_derived_body(request, service.settings.max_video_bytes)
         if body.video_id is not None or body.upload is not None:
-            raise _unknown_parameter("video")
+            raise unknown_parameter("video")
         _refuse(body, "seconds", "model")  # a remix keeps the source's
         fields, callback = _scalars(body)
         creation = Creation(

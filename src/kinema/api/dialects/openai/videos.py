@@ -46,7 +46,6 @@ from __future__ import annotations
 import base64
 import math
 import re
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -55,7 +54,8 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from kinema.api.deps import BearerOwner, IdempotencyKey, get_service
-from kinema.api.dialect import Dialect, Poll
+from kinema.api.dialect import Dialect, Poll, error_envelope_schema, id_poll
+from kinema.api.dialects.openai.bodies import read_form_or_json, unknown_parameter
 from kinema.api.dialects.openai.derived import add_derived_routes
 from kinema.api.files import artifact_response
 from kinema.catalog import FRAME_SIZES, ModelSpec
@@ -206,18 +206,9 @@ class CreateBody:
 
 
 async def read_create_body(request: Request) -> CreateBody:
-    service = get_service(request)
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        return await _read_form(request, service.settings.max_image_bytes)
-    if media_type in ("application/json", ""):
-        try:
-            body = await request.json()
-        except (ValueError, RecursionError):  # RecursionError: nested too deep to read
-            raise InvalidRequest("The request body is not valid JSON.") from None
-        return _read_json(body)
-    raise InvalidRequest(
-        f"Unsupported Content-Type {media_type!r}; send multipart/form-data or application/json."
+    max_image_bytes = get_service(request).settings.max_image_bytes
+    return await read_form_or_json(
+        request, lambda form: _read_form(form, max_image_bytes), _read_json
     )
 
 
@@ -242,13 +233,11 @@ async def _read_form(request: Request, max_image_bytes: int) -> CreateBody:
             elif key in _SCALARS:
                 fields[key] = value
             else:
-                raise _unknown_parameter(key)
+                raise unknown_parameter(key)
     return CreateBody(fields, image, image_param)
 
 
-def _read_json(body: Any) -> CreateBody:
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
+def _read_json(body: dict[str, Any]) -> CreateBody:
     fields: dict[str, Any] = {}
     image: str | None = None
     image_param = wire.IMAGE
@@ -257,7 +246,7 @@ def _read_json(body: Any) -> CreateBody:
             if isinstance(value, dict):
                 unknown = set(value) - {"image_url", "file_id"}
                 if unknown:
-                    raise _unknown_parameter(f"input_reference.{sorted(unknown)[0]}")
+                    raise unknown_parameter(f"input_reference.{sorted(unknown)[0]}")
                 if "file_id" in value:
                     raise _file_id_unsupported("input_reference.file_id")
                 image, image_param = value.get("image_url"), "input_reference.image_url"
@@ -269,7 +258,7 @@ def _read_json(body: Any) -> CreateBody:
             if value is not None:
                 fields[key] = value
         else:
-            raise _unknown_parameter(key)
+            raise unknown_parameter(key)
     return CreateBody(fields, image, image_param)
 
 
@@ -291,10 +280,6 @@ def _refuse_repeats(keys: list[str]) -> None:
         if key in seen:
             raise InvalidRequest.for_field(key, "was given more than once")
         seen.add(key)
-
-
-def _unknown_parameter(name: str) -> InvalidRequest:
-    return InvalidRequest(f"Unknown parameter: '{name}'.", [FieldProblem((name,), "unknown")])
 
 
 def _file_id_unsupported(name: str) -> InvalidRequest:
@@ -365,22 +350,13 @@ class OpenAIVideos(Dialect):
     prefixes = (wire.VIDEOS_PATH,)
     inline_video = wire.INLINE_VIDEO
     status_words = wire.STATUS_WORDS
-    error_schema = {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["message", "type"],
-                "properties": {
-                    "message": {"type": "string"},
-                    "type": {"type": "string"},
-                    "param": {"type": ["string", "null"]},
-                    "code": {"type": ["string", "null"]},
-                },
-            }
-        },
-    }
+    error_schema = error_envelope_schema(
+        ("message", "type"),
+        message="string",
+        type="string",
+        param=["string", "null"],
+        code=["string", "null"],
+    )
 
     # --- rendering (the wire table's) ---
 
@@ -447,34 +423,16 @@ class OpenAIVideos(Dialect):
     # --- routes ---
 
     def polls(self) -> list[Poll]:
-        def locate(request: Request, params: Mapping[str, str], body: Any) -> JobRef:
-            return job_ref(params["video_id"])
-
         return [
-            Poll(
+            id_poll(
                 wire.VIDEO_PATH,
-                locate,
-                events=wire.VIDEO_PATH + "/events",
+                "video_id",
+                job_ref,
                 summary="A video's status and metadata",
-                parameters=(
-                    {
-                        "name": "video_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    },
-                ),
                 response_model=Video,
                 headers=self.poll_headers,
             )
         ]
-
-    def render_error(self, request: Request, error: KinemaError) -> Response:
-        if isinstance(error, NotFound) and "video_id" in request.path_params:
-            video_id = request.path_params["video_id"]
-            if not error.message.startswith(("No video", "Video")):
-                error = NotFound(f"No video found with id '{video_id}'.")
-        return super().render_error(request, error)
 
     def add_routes(self, router: APIRouter) -> None:
         add_derived_routes(self, router)
