@@ -45,17 +45,7 @@ from kinema.errors import InvalidRequest, UnknownModel
 from kinema.types import AspectRatio, GenerationRequest, Resolution, SourceKind
 from kinema.views import Creation
 
-# FRAME_SIZES and ModelSpec live in ``catalog_models``; named here too for the dialects that
-# import them from the catalog.
-__all__ = [
-    "FRAME_SIZES",
-    "MAX_PROMPT_CHARS",
-    "OFF_PEAK_PRIORITY",
-    "RESIZE_MODES",
-    "SEED_MAX",
-    "Catalog",
-    "ModelSpec",
-]
+__all__ = ["MAX_PROMPT_CHARS", "OFF_PEAK_PRIORITY", "RESIZE_MODES", "SEED_MAX", "Catalog"]
 
 MAX_PROMPT_CHARS = 5000
 SEED_MAX = 2**32 - 1

@@ -62,7 +62,7 @@ from kinema.api.dialect import (
     id_poll,
     param_details,
 )
-from kinema.catalog import FRAME_SIZES
+from kinema.catalog_models import FRAME_SIZES
 from kinema.errors import InvalidRequest, KinemaError
 from kinema.types import output_ref
 from kinema.views import Creation, JobRef

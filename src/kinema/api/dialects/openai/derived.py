@@ -38,7 +38,7 @@ from starlette.datastructures import UploadFile
 
 from kinema.api.deps import BearerOwner, IdempotencyKey, get_service, request_base_url
 from kinema.api.dialects.openai.bodies import read_form_or_json, unknown_parameter
-from kinema.catalog import ModelSpec
+from kinema.catalog_models import ModelSpec
 from kinema.errors import InvalidRequest, NotFound
 from kinema.media.fetch import format_size
 from kinema.service import JobService

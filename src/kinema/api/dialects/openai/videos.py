@@ -58,7 +58,7 @@ from kinema.api.dialect import Dialect, Poll, error_envelope_schema, id_poll
 from kinema.api.dialects.openai.bodies import read_form_or_json, unknown_parameter
 from kinema.api.dialects.openai.derived import add_derived_routes
 from kinema.api.files import artifact_response
-from kinema.catalog import FRAME_SIZES, ModelSpec
+from kinema.catalog_models import FRAME_SIZES, ModelSpec
 from kinema.errors import (
     FieldProblem,
     InvalidImage,
