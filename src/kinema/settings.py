@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     auth_disabled: bool = False  # development only: every request is the "anonymous" owner
     key_cache_s: float = 2.0  # how long a verified API key is trusted without a re-check
     rate_limit_per_minute: int = 0  # requests per key per minute, per API process; 0 = no limit
+    # The longest a create that asks for the finished job (the Interactions API's
+    # ``background: false``) holds its request; a job still unfinished then is answered as
+    # it stands and carries on (poll it).
+    sync_wait_s: float = 300.0
 
     # --- operations ---
     log_format: Literal["text", "json"] = "text"  # json: one object per line, with ids

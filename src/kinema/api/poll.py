@@ -25,7 +25,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kinema.api.deps import get_service
-from kinema.api.dialect import Dialect, Poll, query_value
+from kinema.api.dialect import Dialect, Poll, alias_headers, query_value
 from kinema.api.errors import outage_of
 from kinema.api.events import job_event_stream
 from kinema.errors import InvalidRequest, KinemaError
@@ -73,14 +73,16 @@ async def _answer(
     try:
         body = await _json_body(request) if poll.method == "POST" else None
         view, service, _ = _read(dialect, poll, request, params, body)
-        rendered = dialect.render(view)
+        rendered = dialect.render_poll(request, view)
+        # A job created under a retired model id says so on every read, as on its create.
+        headers = {**alias_headers(service.catalog, view.model), **poll.headers(view)}
         if dialect.inline_video and has_inline(rendered):  # the video itself, streamed
             return StreamingResponse(
                 stream_body(rendered, service.storage),
                 media_type="application/json",
-                headers=dict(poll.headers(view)),
+                headers=headers,
             )
-        return _dumps(rendered), poll.headers(view)
+        return _dumps(rendered), headers
     except KinemaError as error:
         return dialect.render_error(request, error)
     except Exception as error:
@@ -138,6 +140,7 @@ async def serve_events(
         return cast(dict[str, Any], materialized(dialect.render(view), service.storage))
 
     stream: StreamingResponse = job_event_stream(request, view, read, render)
+    stream.headers.update(alias_headers(service.catalog, view.model))
     return stream
 
 
@@ -149,8 +152,10 @@ async def _stream(
     first = _first_read(dialect, poll, request, params)
     if isinstance(first, Response):
         return first
-    view, read, _ = first
-    return poll.stream(request, view, read)
+    view, read, service = first
+    response = poll.stream(request, view, read)
+    response.headers.update(alias_headers(service.catalog, view.model))
+    return response
 
 
 class _Compiled:
