@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     # or, when unset, from the shipped catalog.gpu.toml.
     catalog_profile: Literal["default", "gpu"] = "default"
     models_dir: Path | None = None  # where `kinema pull` puts weights; default data_dir/models
-    gpu_memory_gb: float | None = None  # the GPU profile's GPU size; default: what torch sees
+    # The GPU size the gpu profile chooses engines for and the memory planner plans every
+    # diffusers engine for (over an engine's own gpu_memory_gb); default: what torch sees.
+    gpu_memory_gb: float | None = None
 
     # --- HTTP ---
     host: str = "127.0.0.1"
