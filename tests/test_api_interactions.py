@@ -404,3 +404,84 @@ def test_a_keys_quota_is_a_429_in_googles_envelope(server: LiveServer):
     error = refused.json()["error"]
     assert (error["code"], error["status"]) == ("429", "RESOURCE_EXHAUSTED")
     assert "max_active_jobs" in error["message"] and int(refused.headers["Retry-After"]) >= 1
+
+
+# --- background: false, include_input, the alias on polls ---
+
+
+def test_python_sdk_gets_a_synchronous_create_finished_and_its_input_back(
+    server: LiveServer, png: Path, tmp_path: Path
+):
+    if not (GENAI3_PYTHON.parent.parent / ".ready").exists():
+        missing_tool("google-genai 3.6.1 is not installed in .venv-genai3: run scripts/test.sh")
+    script = str(SDK_DIR / "genai3_interactions_sync.py")
+    args = [server.url, server.api_key, MODEL, str(png), str(tmp_path)]
+    result = run_sdk([str(GENAI3_PYTHON), script, *args])
+    assert result == {
+        "status": "completed",
+        "has_video": True,
+        "input": ["text", "image"],
+        "text": "a slow push-in on the scene",
+        "image_round_trips": True,
+        "plain_input": False,
+    }
+    assert_playable_with_sound(tmp_path / "sync.mp4", (640, 360))
+
+
+def test_background_false_answers_the_finished_interaction(server: LiveServer):
+    with rest(server) as client:
+        answer = create(client, {"input": "a kite", "background": False, "response_format": FORMAT})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["status"] == "completed"
+        assert probe(video_of(body)).frames == 72
+        background = create(client, {"input": "a kite", "response_format": FORMAT}).json()
+    assert background["status"] in ("queued", "in_progress")  # no background: at once
+
+
+def test_a_synchronous_create_outlasting_its_wait_is_answered_as_it_stands(tmp_path: Path):
+    settings = make_settings(tmp_path, sync_wait_s=0.5)
+    with live_server(settings, workers=0) as idle, rest(idle) as client:  # nothing runs jobs
+        started = time.monotonic()
+        answer = create(client, {"input": "x", "background": False, "response_format": FORMAT})
+        waited = time.monotonic() - started
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == "queued" and 0.5 <= waited < 10
+        polled = client.get(f"/v1/interactions/{answer.json()['id']}")
+    assert polled.status_code == 200 and polled.json()["status"] == "queued"  # kept
+
+
+def test_include_input_echoes_the_input_as_sent(server: LiveServer):
+    red, blue = image_data((200, 30, 30)), image_data((30, 30, 200))
+    sent = [{"type": "user_input", "content": [{"type": "text", "text": "two frames"}, red, blue]}]
+    with rest(server) as client:
+        created = create(client, {"input": sent, "response_format": FORMAT})
+        assert created.status_code == 200, created.text
+        plain = wait(client, created.json()["id"])
+        path = f"/v1beta/interactions/{plain['id']}"
+        echoed = client.get(path, params={"include_input": "true"})
+        text = create(client, {"input": "a lone string"}).json()
+        text_echo = client.get(f"/v1/interactions/{text['id']}?include_input=true").json()
+    assert "input" not in plain and plain["status"] == "completed"
+    assert echoed.status_code == 200 and echoed.json()["input"] == sent
+    assert video_of(echoed.json()) == video_of(plain)
+    assert text_echo["input"] == "a lone string"
+
+
+def test_polls_of_an_interaction_made_under_a_retired_id_say_so(server: LiveServer):
+    with rest(server) as client:
+        body = {"input": "x", "response_format": FORMAT}
+        omni = create(client, {**body, "model": "gemini-omni-flash-preview"}).json()
+        current = create(client, body).json()
+        polled = client.get(f"/v1/interactions/{omni['id']}")
+        current_poll = client.get(f"/v1/interactions/{current['id']}")
+        veo = client.post(
+            "/v1beta/models/veo-3.1-fast-generate-preview:predictLongRunning",
+            json={"instances": [{"prompt": "x"}], "parameters": {"durationSeconds": 4}},
+        )
+        operation = client.get(f"/v1beta/{veo.json()['name']}")
+    assert polled.status_code == 200
+    assert polled.headers["x-kinema-model-alias"].startswith("gemini-omni-1.2-flash;")
+    assert "x-kinema-model-alias" not in current_poll.headers
+    assert operation.status_code == 200, operation.text
+    assert operation.headers["x-kinema-model-alias"].startswith("veo-3.1-fast-generate-001;")

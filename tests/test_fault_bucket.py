@@ -12,6 +12,7 @@ bounded (``Patience``, with a fake clock).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,9 +23,10 @@ import pytest
 from sqlalchemy import text
 
 from kinema.errors import JobCancelled, Unavailable
-from kinema.jobs.patience import OutageTooLong, Patience
+from kinema.jobs.patience import OutageTooLong, Patience, PatientStorage
+from kinema.storage import open_storage
 from tests.fault_support import TcpProxy, assert_unavailable, create_request, wait_for, wire_id
-from tests.hardening_support import quick_settings
+from tests.hardening_support import QUICK_CATALOG, quick_settings
 from tests.scale_support import S3Server, moto_server
 from tests.support import LiveServer, live_server
 
@@ -129,6 +131,75 @@ def test_a_bucket_gone_longer_than_the_window_fails_the_job_saying_so(
     assert code == "unavailable"
     assert "object storage is unreachable" in message and "gave up after" in message
     assert not {k for k in objects(s3, "gone") if "/video" in k or "/thumbnail" in k}
+
+
+def restore_later(proxy: TcpProxy, after_s: float) -> threading.Timer:
+    timer = threading.Timer(after_s, proxy.restore)
+    timer.start()
+    return timer
+
+
+def test_opening_a_stored_file_waits_out_the_outage_in_a_job_attempt(
+    s3: S3Server, proxy: TcpProxy, tmp_path: Path
+):
+    url = bucket_url(s3, proxy, "opening")
+    storage = PatientStorage(open_storage(url, tmp_path, tmp_path), Patience(60.0, base_s=0.2))
+    storage.put_bytes("jobs/a/input-video.mp4", b"source video bytes")
+    proxy.cut()
+    with pytest.raises(Unavailable), storage.open_read("jobs/a/input-video.mp4"):
+        pass  # outside a job attempt: at once, as before
+    started = time.monotonic()
+    restore_later(proxy, 1.5)
+    with (
+        storage.patience.watching(lambda: False),
+        storage.open_read("jobs/a/input-video.mp4") as source,
+    ):
+        data = source.read()
+    assert data == b"source video bytes" and time.monotonic() - started >= 1.4
+
+
+# The quick model, extending videos too; a 30 s job keeps the one worker busy for 12 s.
+EXTENDING_CATALOG = QUICK_CATALOG.replace(
+    "durations = [1, 2]",
+    "durations = [1, 2, 30]\nextension = {{ max_input_s = 30, max_output_s = 60 }}",
+)
+
+
+@pytest.mark.timeout(300)
+def test_an_extension_reads_its_source_video_once_the_bucket_is_back(
+    s3: S3Server, proxy: TcpProxy, tmp_path: Path
+):
+    catalog = tmp_path / "extending.toml"
+    catalog.write_text(EXTENDING_CATALOG.format(frame_s=0.05))
+    url = bucket_url(s3, proxy, "source")
+    settings = quick_settings(tmp_path, storage_url=url, catalog_path=catalog)
+    with live_server(settings, workers=1) as server, server.client() as client:
+
+        def made(body: dict[str, Any]) -> str:
+            answer = client.post("/v1/video/generations", json={"model": "quick", **body})
+            assert answer.status_code == 200, answer.text
+            return str(answer.json()["task_id"])
+
+        def status(task_id: str) -> str:
+            return str(client.get(f"/v1/video/generations/{task_id}").json()["status"])
+
+        source = made({"prompt": "p", "seconds": 1})
+        wait_for(lambda: status(source) == "succeeded", 60, "the source video")
+        blocker = made({"prompt": "p", "seconds": 30})
+        wait_for(lambda: status(blocker) == "in_progress", 30, "the blocker to run")
+        extension = made({"prompt": "p", "seconds": 1, "extend_from": source})
+        proxy.cut()
+        client.post(f"/v1/video/generations/{blocker}/cancel")  # the worker takes the extension
+        wait_for(lambda: status(extension) == "in_progress", 30, "the extension to start")
+        time.sleep(3)
+        assert status(extension) == "in_progress", "the outage did not hold the extension"
+        proxy.restore()
+        wait_for(lambda: status(extension) == "succeeded", 60, "the extension to finish")
+        found = {row[0]: row for row in rows(server)}
+    [(_, _, attempt, outputs, code, _)] = [r for r in found.values() if r[0] in extension]
+    assert (attempt, code) == (1, None), "an attempt was spent on the outage"
+    [output] = outputs or []
+    assert output["duration_s"] == pytest.approx(2.0, abs=0.2)  # the source and its second
 
 
 class FakeClock:

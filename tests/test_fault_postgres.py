@@ -105,3 +105,31 @@ def test_postgres_going_away_twice_answers_503_and_loses_no_job(tmp_path: Path):
     assert len(rows) == len(accepted) == 3 * len(DIALECTS) + len(DIALECTS)
     assert {status for status, _ in rows} == {"succeeded"}, rows
     assert all(len(outputs) == 1 for _, outputs in rows), rows
+
+
+def test_readyz_with_the_database_gone_is_503_naming_no_connection_detail(tmp_path: Path):
+    with own_postgres() as pg:
+        settings = quick_settings(tmp_path, database_url=pg.url)
+        with live_server(settings, workers=1) as server, server.client() as client:
+            client.timeout = httpx.Timeout(30)
+            before = client.get("/readyz")
+            pg.stop("fast")
+            started = time.monotonic()
+            down = client.get("/readyz")
+            took = time.monotonic() - started
+            pg.start()
+            back = wait_for(
+                lambda: (answer := client.get("/readyz")).status_code == 200 and answer,
+                30,
+                "ready again",
+            )
+    assert before.status_code == 200, before.text
+    assert down.status_code == 503 and took < FAST_ANSWER_S
+    body = down.json()
+    assert body["status"] == "not ready"
+    assert body["checks"]["database"] == {"ok": False, "detail": "unreachable"}
+    assert body["checks"]["storage"]["ok"] is True  # only the database is named
+    port = pg.url.rsplit(":", 1)[1].split("/")[0]
+    for detail in ("127.0.0.1", port, "postgres", "psycopg", "Error", "connection"):
+        assert detail not in down.text, detail
+    assert back.json()["checks"]["database"]["ok"] is True

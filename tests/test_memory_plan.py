@@ -8,13 +8,14 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterator
 from importlib import resources
+from pathlib import Path
 
 import pytest
 
 from kinema.catalog import Catalog
 from kinema.engines.diffusion.memory import peak_gib, usable_gib
 from kinema.errors import EngineError, InvalidRequest
-from tests.diffusers_support import Weights, save_all
+from tests.diffusers_support import Weights, save_all, tiny_engine
 from tests.support import LiveServer, data_uri, live_server, make_settings, pattern_image
 
 SHIPPED = tomllib.loads(resources.files("kinema").joinpath("catalog.gpu.toml").read_text())
@@ -152,3 +153,38 @@ def test_the_planners_geometry_is_the_engines():
         rules = RULES[kind]
         assert engine.native_sizes == rules.sizes, kind
         assert (engine.frame_step, engine.max_frames) == (rules.frame_step, rules.max_frames)
+
+
+def test_kinema_gpu_memory_gb_plans_for_that_gpu_where_none_is_seen(tmp_path: Path):
+    """The engine names no GPU size and runs on the CPU (torch sees no GPU): without the
+    setting nothing is planned; with it, the server plans for that card and refuses what
+    it cannot hold."""
+    weights: dict[str, Weights] = save_all(tmp_path / "weights", ("ltx2",))
+    catalog = tmp_path / "catalog.toml"
+    written = CATALOG.format(weights=weights["ltx2"].path).replace("gpu_memory_gb = 80\n", "")
+    catalog.write_text(written)
+    body = {"model": "big", "prompt": "a red cat", "resolution": "1080p", "duration": 20}
+    answers = {}
+    for name, size in (("named", 80.0), ("unnamed", None)):
+        settings = make_settings(tmp_path / name, catalog_path=catalog, gpu_memory_gb=size)
+        with live_server(settings, workers=0) as live, live.client() as client:
+            answers[name] = client.post("/v1/videos/generations", json=body)
+    refused, accepted = answers["named"], answers["unnamed"]
+    assert refused.status_code == 400, refused.text
+    assert "GiB of GPU memory" in refused.text and "at most 4 s" in refused.text
+    assert accepted.status_code == 200, accepted.text  # no GPU size known: nothing planned
+
+
+def test_a_planned_offload_is_dropped_where_the_engine_runs_on_the_cpu(tmp_path: Path):
+    """Planned for a named GPU on a host running the engine on the CPU (a development
+    machine, CI): the planner's offload has nothing to offload from, and is dropped; an
+    offload the operator wrote is still refused there."""
+    weights = save_all(tmp_path / "weights", ("wan_ti2v",))
+    planned = Catalog.from_dict(SHIPPED, gpu_memory_gb=24).engines["wan2.2-ti2v-5b"].options
+    assert planned["offload"] == "text_encoder" and planned["planned_offload"] is True
+    engine = tiny_engine(
+        "wan_ti2v", weights, device="cpu", offload="text_encoder", planned_offload=True
+    )
+    assert engine.options.offload == "none"
+    written = tiny_engine("wan_ti2v", weights, device="cpu", offload="text_encoder")
+    assert written.options.offload == "text_encoder"

@@ -75,16 +75,18 @@ class Catalog:
     # --- loading ---
 
     @classmethod
-    def load(cls, path: Path | None = None) -> Catalog:
-        """Read a catalog TOML file, or the one shipped with kinema when ``path`` is None.
+    def load(cls, path: Path | None = None, *, gpu_memory_gb: float | None = None) -> Catalog:
+        """Read a catalog TOML file, or the one shipped with kinema when ``path`` is None;
+        its GPU memory planned for ``gpu_memory_gb`` (default: each engine's own, or the
+        GPU detected).
 
         A file that cannot be read or holds a mistake raises ``CatalogError`` (a
         ``ValueError``) naming the file, or the table and the field at fault."""
         if path is None:
             text = resources.files("kinema").joinpath("catalog.toml").read_text("utf-8")
-            return cls.from_dict(tomllib.loads(text))
+            return cls.from_dict(tomllib.loads(text), gpu_memory_gb=gpu_memory_gb)
         try:
-            return cls.from_dict(read_catalog_file(Path(path)))
+            return cls.from_dict(read_catalog_file(Path(path)), gpu_memory_gb=gpu_memory_gb)
         except CatalogError as error:
             if error.table or error.field:
                 problem = f"{error.problem} (in {path})"

@@ -62,15 +62,19 @@ class VeoCandidate:
 
 
 def load_catalog(settings: Settings) -> Catalog:
-    """The catalog this server runs with (see the module docstring)."""
+    """The catalog this server runs with (see the module docstring), its diffusers
+    engines' GPU memory planned for ``KINEMA_GPU_MEMORY_GB`` where it is set (a GPU other
+    than the one torch sees, or one where it sees none), else for each engine's own
+    ``gpu_memory_gb`` or the detected GPU."""
     if settings.catalog_profile != "gpu":
-        return Catalog.load(settings.catalog_path)
+        return Catalog.load(settings.catalog_path, gpu_memory_gb=settings.gpu_memory_gb)
     gpu = _read(settings.catalog_path, "catalog.gpu.toml")
     memory = settings.gpu_memory_gb
     if memory is None:
         memory = detect_gpu_memory_gb()
     return Catalog.from_dict(
-        gpu_profile(gpu, _read(None, "catalog.toml"), settings.resolved_models_dir, memory)
+        gpu_profile(gpu, _read(None, "catalog.toml"), settings.resolved_models_dir, memory),
+        gpu_memory_gb=settings.gpu_memory_gb,
     )
 
 

@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     # or, when unset, from the shipped catalog.gpu.toml.
     catalog_profile: Literal["default", "gpu"] = "default"
     models_dir: Path | None = None  # where `kinema pull` puts weights; default data_dir/models
-    gpu_memory_gb: float | None = None  # the GPU profile's GPU size; default: what torch sees
+    # The GPU size the gpu profile chooses engines for and the memory planner plans every
+    # diffusers engine for (over an engine's own gpu_memory_gb); default: what torch sees.
+    gpu_memory_gb: float | None = None
 
     # --- HTTP ---
     host: str = "127.0.0.1"
@@ -64,6 +66,10 @@ class Settings(BaseSettings):
     auth_disabled: bool = False  # development only: every request is the "anonymous" owner
     key_cache_s: float = 2.0  # how long a verified API key is trusted without a re-check
     rate_limit_per_minute: int = 0  # requests per key per minute, per API process; 0 = no limit
+    # The longest a create that asks for the finished job (the Interactions API's
+    # ``background: false``) holds its request; a job still unfinished then is answered as
+    # it stands and carries on (poll it).
+    sync_wait_s: float = 300.0
 
     # --- operations ---
     log_format: Literal["text", "json"] = "text"  # json: one object per line, with ids

@@ -86,6 +86,11 @@ class Dialect:
         """The API's status object (its wire table's ``render``, in ``kinema.wire``)."""
         raise NotImplementedError
 
+    def render_poll(self, request: Request, view: JobView) -> dict[str, Any]:
+        """A poll's status object: ``render``'s, unless the poll's query asks for more
+        (the Interactions API's ``include_input``)."""
+        return self.render(view)
+
     def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
         raise NotImplementedError
 

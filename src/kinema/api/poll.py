@@ -25,7 +25,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kinema.api.deps import get_service
-from kinema.api.dialect import Dialect, Poll, query_value
+from kinema.api.dialect import Dialect, Poll, alias_headers, query_value
 from kinema.api.errors import outage_of
 from kinema.api.events import job_event_stream
 from kinema.errors import InvalidRequest, KinemaError
@@ -73,17 +73,19 @@ async def _answer(
     try:
         body = await _json_body(request) if poll.method == "POST" else None
         view, service, _ = _read(dialect, poll, request, params, body)
-        rendered = dialect.render(view)
+        rendered = dialect.render_poll(request, view)
+        # A job created under a retired model id says so on every read, as on its create.
+        headers = {**alias_headers(service.catalog, view.model), **poll.headers(view)}
         if dialect.inline_video and has_inline(rendered):  # the video itself
             prepared = await prepared_body(rendered, service.storage)
             if prepared.rest is None:
-                return prepared.head, poll.headers(view)
+                return prepared.head, headers
             return StreamingResponse(
                 _chained(prepared.head, prepared.rest),
                 media_type="application/json",
-                headers=dict(poll.headers(view)),
+                headers=headers,
             )
-        return _dumps(rendered), poll.headers(view)
+        return _dumps(rendered), headers
     except KinemaError as error:
         return dialect.render_error(request, error)
     except Exception as error:
@@ -147,6 +149,7 @@ async def serve_events(
         return cast(dict[str, Any], materialized(dialect.render(view), service.storage))
 
     stream: StreamingResponse = job_event_stream(request, view, read, render)
+    stream.headers.update(alias_headers(service.catalog, view.model))
     return stream
 
 
@@ -158,8 +161,10 @@ async def _stream(
     first = _first_read(dialect, poll, request, params)
     if isinstance(first, Response):
         return first
-    view, read, _ = first
-    return poll.stream(request, view, read)
+    view, read, service = first
+    response = poll.stream(request, view, read)
+    response.headers.update(alias_headers(service.catalog, view.model))
+    return response
 
 
 class _Compiled:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import threading
 import time
 import zlib
@@ -67,6 +68,7 @@ log = logging.getLogger(__name__)
 # last stretch is muxing, storing and committing.
 _ENGINE_SHARE = 0.97
 _MAX_RETRY_DELAY_S = 300.0
+_COPY_CHUNK_BYTES = 2**20  # a remote source video is copied to scratch this much at a time
 # Where, before a source's end, the earlier of its two closing pictures is taken: a share
 # of its length, so an eased move shows a clear but small change (about a tenth of it).
 _LOOK_BACK = 0.2
@@ -430,10 +432,21 @@ class Executor:
         return delivered
 
     def _scratch_copy(self, key: str, job: Job) -> Path:
-        """A local file holding ``key`` of a remote store, to decode it from."""
+        """A local file holding ``key`` of a remote store, to decode it from: streamed (a
+        source video may be hundreds of megabytes), and copied again from the start when
+        the store goes away part way, for as long as the attempt waits out an outage."""
         copy = self.storage.scratch_dir() / f"{job.id}-{job.attempt}-source.mp4"
-        copy.write_bytes(self.storage.get_bytes(key))
-        return copy
+
+        def fetch() -> Path:
+            try:
+                with self.storage.open_read(key) as source, copy.open("wb") as target:
+                    shutil.copyfileobj(source, target, _COPY_CHUNK_BYTES)
+            except BaseException:
+                copy.unlink(missing_ok=True)
+                raise
+            return copy
+
+        return self.patience.call(fetch, f"reading {key}")
 
     def _discard(self, outputs: list[VideoResult]) -> None:
         """Remove an attempt's files; one that cannot be removed now is logged (the job's

@@ -11,7 +11,9 @@ wait at once.
 
 ``PatientStorage`` wraps the store the executor uses. It waits only inside
 ``Patience.watching`` (a job attempt, in its own thread); anywhere else, as for the
-supervisor's retention sweep, an outage error passes through at once.
+supervisor's retention sweep, an outage error passes through at once. Opening a stored
+file (``open_read``) waits like any other call; what is read from it afterwards is the
+caller's, who repeats its whole read when the store goes away part way.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -136,9 +138,15 @@ class PatientStorage:
     def get_bytes(self, key: str) -> bytes:
         return self.patience.call(lambda: self.inner.get_bytes(key), f"reading {key}")
 
-    def open_read(self, key: str) -> AbstractContextManager[BinaryIO]:
-        # A stream's reads happen after this returns, in the caller's hands: not repeated.
-        return self.inner.open_read(key)
+    @contextmanager
+    def open_read(self, key: str) -> Iterator[BinaryIO]:
+        # Opening (an S3 GET) is repeated; the stream's reads happen after this, in the
+        # caller's hands, and a stream cut part way cannot be resumed here.
+        with ExitStack() as stack:
+            opened = self.patience.call(
+                lambda: stack.enter_context(self.inner.open_read(key)), f"reading {key}"
+            )
+            yield opened
 
     def delete(self, key: str) -> None:
         self.patience.call(lambda: self.inner.delete(key), f"deleting {key}")

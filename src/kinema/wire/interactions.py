@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from kinema.types import JobStatus
+from kinema.views import InlineFile
 from kinema.wire import google
 
 if TYPE_CHECKING:
@@ -137,6 +138,73 @@ def brief(view: JobView) -> dict[str, Any]:
     body = interaction(view, inline=False)
     body.pop("steps", None)
     return body
+
+
+# --- the create's input, echoed (``include_input``) ---
+
+_IMAGE_MIMES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
+
+
+def input_skeleton(value: Any) -> Any:
+    """``input`` as the create sent it, kept with the interaction for ``include_input``:
+    each inline media item's ``data`` is None, its bytes being in the copy the job keeps
+    of each input (``echoed_input`` puts them back), so nothing is stored twice."""
+    if isinstance(value, list):
+        return [input_skeleton(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if value.get("type") == "user_input" and isinstance(value.get("content"), list):
+        return {**value, "content": input_skeleton(value["content"])}
+    if value.get("type") not in ("image", "video"):
+        return value
+    item = {name: part for name, part in value.items() if name != "data"}
+    if isinstance(value.get("data"), str) and value["data"]:
+        item["data"] = None
+    return item
+
+
+def echoed_input(view: JobView) -> Any:
+    """The create's ``input`` as sent, each inline image (or extension's video) as the
+    ``InlineFile`` of its kept copy; None where the create sent none (or predates this).
+    A video whose copy is not its bytes (an edit keeps its picture) or is gone (an
+    expired job's inputs are removed) is echoed without ``data``."""
+    skeleton = echo(view).get("input")
+    request = view.request
+    if skeleton is None or request is None:
+        return None
+    kept = view.status is not JobStatus.EXPIRED
+    images = list(request.reference_images) or ([request.image] if request.image else [])
+    seen = {"image": 0, "video": 0}
+
+    def fill(item: dict[str, Any]) -> dict[str, Any]:
+        kind = item["type"]
+        index = seen[kind]
+        seen[kind] += 1
+        key = None
+        if kind == "image" and index < len(images):
+            key = images[index]
+        elif kind == "video" and index == 0:
+            key = request.video
+        if "data" not in item:  # sent by uri: echoed as sent
+            return item
+        if not kept or key is None:
+            return {name: part for name, part in item.items() if name != "data"}
+        mime = MP4 if kind == "video" else _IMAGE_MIMES.get(key.rpartition(".")[2], "image/png")
+        # The size is not needed: the writer streams the file whole.
+        return {**item, "mime_type": mime, "data": InlineFile(key, 0)}
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        if value.get("type") == "user_input" and isinstance(value.get("content"), list):
+            return {**value, "content": walk(value["content"])}
+        if value.get("type") in ("image", "video"):
+            return fill(value)
+        return value
+
+    return walk(skeleton)
 
 
 def _timestamp(moment: datetime) -> str:

@@ -24,8 +24,11 @@ and ``/v1beta/``, with the caller's key in ``x-goog-api-key`` (or ``?key=``, or 
   ``interaction.status_update`` on each change, on success ``step.start`` /
   ``step.delta`` (the video) / ``step.stop``, an ``error`` event on failure, then
   ``interaction.completed`` with the interaction and ``data: [DONE]``. ``last_event_id``
-  (or ``Last-Event-ID``) resumes after the event it names. ``include_input`` is accepted;
-  the input is not echoed back.
+  (or ``Last-Event-ID``) resumes after the event it names. ``include_input=true`` (on a
+  read, not a stream) echoes the create's ``input`` back as it was sent, each inline image
+  or video filled in from the copy the interaction keeps (an edited video uploaded inline
+  is kept as its picture only, and echoed without ``data``; an ``incomplete`` one's inputs
+  are gone, echoed without ``data`` too).
 - ``POST .../{id}/cancel`` (what both SDKs send; ``{id}:cancel`` too) answers the
   interaction; ``DELETE .../{id}`` cancels an unfinished one, removes it and its video,
   and answers ``{}``.
@@ -42,16 +45,20 @@ Tasks (``generation_config.video_config.task``), each onto kinema's own jobs:
 the new prompt; an ``edit`` of a 3-15 s source), a video in ``input`` is edited, several
 images are references, one image is the first frame, text alone is text-to-video.
 ``upscale`` is a 400 that says so, as are output types other than video, tools, agents
-and ``gcs_uri`` outside this server's storage. Every interaction runs in the background:
-``background: false`` is answered like ``true`` (poll it). ``store`` is accepted and
-ignored: interactions are kept until deleted or expired.
+and ``gcs_uri`` outside this server's storage. ``background: false`` answers the create
+once the interaction has ended, as Google's API does (the video in the answer), holding
+the request for at most ``KINEMA_SYNC_WAIT_S``; an interaction still running then is
+answered as it stands (``queued`` or ``in_progress``: poll it), since every interaction is
+a durable job. ``background: true``, or no ``background``, answers at once. ``store`` is
+accepted and ignored: interactions are kept until deleted or expired.
 
 Webhooks: ``webhook_config.uris`` (one URI) gets a signed webhook (Standard Webhooks)
 when the interaction ends, kinema's event whose ``data`` is ``{"event_type":
 "interaction.completed" | "interaction.failed" | "interaction.cancelled", "interaction":
 {...}, "user_metadata": {...}}`` (the video as a ``uri``). ``labels`` are echoed in every
-answer. Creates of a retired id (``gemini-omni-flash-preview``) say which model serves
-it in the ``X-Kinema-Model-Alias`` header.
+answer. Every answer about an interaction created with a retired id
+(``gemini-omni-flash-preview``), its polls included, says which model serves it in the
+``X-Kinema-Model-Alias`` header.
 """
 
 from __future__ import annotations
@@ -65,11 +72,20 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from kinema.api.awaiting import job_end
 from kinema.api.deps import IdempotencyKey, get_service, request_base_url
-from kinema.api.dialect import DETAILS_SCHEMA, Dialect, Poll, alias_headers, error_envelope_schema
+from kinema.api.dialect import (
+    DETAILS_SCHEMA,
+    Dialect,
+    Poll,
+    alias_headers,
+    error_envelope_schema,
+    query_value,
+)
 from kinema.api.dialects import google
 from kinema.api.dialects.google import GoogleOwner
 from kinema.api.events import job_event_stream
@@ -186,6 +202,9 @@ class Interaction(BaseModel):
     steps: list[dict[str, Any]] | None = None
     previous_interaction_id: str | None = None
     labels: dict[str, str] | None = None
+    input: str | list[Any] | dict[str, Any] | None = Field(
+        default=None, description="The create's input, with include_input=true"
+    )
     errors: list[dict[str, Any]] | None = None
     adjustments: list[dict[str, Any]] | None = Field(
         default=None, description="kinema extension: what was changed to serve the request"
@@ -338,6 +357,14 @@ class Interactions(Dialect):
 
     render = staticmethod(wire.render)
 
+    def render_poll(self, request: Request, view: JobView) -> dict[str, Any]:
+        body = self.render(view)
+        if query_value(request, "include_input") == "true":
+            sent = wire.echoed_input(view)
+            if sent is not None:
+                body["input"] = sent
+        return body
+
     def error_body(self, request: Request, error: KinemaError) -> dict[str, Any]:
         body = google.error_body(error)
         body["error"]["code"] = str(body["error"]["code"])
@@ -384,6 +411,8 @@ class Interactions(Dialect):
         previous = body.previous_interaction_id
         if previous is not None:
             echo["previous_interaction_id"] = previous
+        if body.input is not None:
+            echo["input"] = wire.input_skeleton(body.input)
         creation = Creation(
             model=model,
             fields=fields,
@@ -561,22 +590,24 @@ class Interactions(Dialect):
     def _add_version(self, router: APIRouter, version: str) -> None:
 
         @router.post(f"/{version}/interactions", response_model=Interaction)
-        def create_interaction(
+        async def create_interaction(
             request: Request,
             owner: GoogleOwner,
             body: CreateInteraction,
             idempotency_key: IdempotencyKey = None,
         ) -> Response:
-            """Create an interaction: a video from text, images or an earlier video."""
-            service = get_service(request)
-            plan = self.plan(service, body, idempotency_key)
-            if plan.derived is None:
-                job = self.create(request, owner, plan.creation)
-            else:
-                source, kind = plan.derived
-                creation = dataclasses.replace(plan.creation, base_url=request_base_url(request))
-                job = service.remix(owner, self.name, source, creation, kind=kind)
-            return self.answer(request, owner, job, bool(body.stream))
+            """Create an interaction: a video from text, images or an earlier video;
+            with ``background: false``, answered once it has ended."""
+            job = await run_in_threadpool(self._start, request, owner, body, idempotency_key)
+            if body.background is False and not body.stream:
+                service = get_service(request)
+
+                def read() -> Job:
+                    return service.find(owner, JobRef(id=job.id))
+
+                limit_s = service.settings.sync_wait_s
+                job = await job_end(request, job, read, limit_s=limit_s)
+            return await run_in_threadpool(self.answer, request, owner, job, bool(body.stream))
 
         @router.post(
             f"/{version}/interactions/{{interaction_id}}/cancel", response_model=Interaction
@@ -605,6 +636,22 @@ class Interactions(Dialect):
             service.find(owner, JobRef(id=job_id))
             service.delete(owner, job_id, wait=True)
             return {}
+
+    def _start(
+        self,
+        request: Request,
+        owner: str,
+        body: CreateInteraction,
+        idempotency_key: str | None,
+    ) -> Job:
+        """The job ``body`` asks for: a new video, or one made from an earlier one."""
+        service = get_service(request)
+        plan = self.plan(service, body, idempotency_key)
+        if plan.derived is None:
+            return self.create(request, owner, plan.creation)
+        source, kind = plan.derived
+        creation = dataclasses.replace(plan.creation, base_url=request_base_url(request))
+        return service.remix(owner, self.name, source, creation, kind=kind)
 
     def _cancel(self, request: Request, owner: str, interaction_id: str) -> Response:
         service = get_service(request)

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -107,6 +107,10 @@ class DiffusionEngine:
         self._pipe: Any = None
         self._text_pipe: Any = None
         self._device = accel.resolve_device(self.options.device)
+        if self._device.type == "cpu" and self.options.planned_offload:
+            # Planned for a GPU (KINEMA_GPU_MEMORY_GB) that this process runs without.
+            log.info("engine %s: on the CPU, the planned offload is dropped", self.name)
+            self.options = replace(self.options, offload="none")
         self._dtype = accel.resolve_dtype(self.options.dtype, self._device)
         self._context_parallel = context_parallel
         self._group: Any = None  # the processes running each job when ``devices`` lists several

@@ -182,6 +182,7 @@ class EnginePlan:
                 chosen["vae_tiling"] = True
             elif measure.startswith("offload="):
                 chosen["offload"] = measure.partition("=")[2]
+                chosen["planned_offload"] = True
         return chosen
 
 

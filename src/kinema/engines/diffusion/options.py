@@ -85,6 +85,9 @@ class DiffusionOptions:
     # on the GPU at a time; "sequential": layer by layer
     offload: Offload = "none"
     plan_memory: bool = True  # let the memory planner add tiling or offload where needed
+    # The offload is the planner's, for the GPU size it was given: where the engine runs on
+    # the CPU it is dropped (there is nothing to offload from), not refused.
+    planned_offload: bool = False
     gpu_memory_gb: float | None = None  # the GPU's memory to plan for; default: detected
     memory_budget_gb: float | None = None  # device memory this engine may assume (LRU eviction)
     reserve_gb: float = 4.0  # free memory kept for activations when no budget is given
@@ -146,6 +149,7 @@ class DiffusionOptions:
             decode_dtype=reader.choice("decode_dtype", ("bfloat16", "float32")),
             offload=cast(Offload, reader.choice("offload", _OFFLOAD) or "none"),
             plan_memory=reader.flag("plan_memory", default=True),
+            planned_offload=reader.flag("planned_offload"),
             gpu_memory_gb=reader.number("gpu_memory_gb", low=1.0),
             memory_budget_gb=reader.number("memory_budget_gb", low=0.0),
             reserve_gb=_or(reader.number("reserve_gb", low=0.0), 4.0),
