@@ -211,6 +211,48 @@ def test_engines_never_reach_the_http_layer_the_database_or_the_jobs():
         assert not roots & {"fastapi", "starlette", "sqlalchemy", "alembic"}, path
 
 
+def reads_the_environment(path: Path) -> bool:
+    """Whether ``path`` reads environment variables itself: ``os.environ``, ``os.getenv``,
+    or the hub library's constants (its reading of ``HF_*`` variables)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+            and node.attr in ("environ", "environb", "getenv")
+        ):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = {alias.name for alias in node.names}
+            if node.module == "os" and names & {"environ", "environb", "getenv"}:
+                return True
+            if node.module == "huggingface_hub.constants":
+                return True
+            if node.module == "huggingface_hub" and "constants" in names:
+                return True
+    return False
+
+
+def test_only_the_settings_read_the_environment():
+    """Every decision kinema makes from the environment goes through ``Settings``."""
+    readers = sorted(
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if reads_the_environment(path)
+    )
+    assert readers == ["settings.py"]
+
+
+def test_the_environment_finder_finds_a_planted_reader(tmp_path: Path):
+    planted = tmp_path / "checks.py"
+    planted.write_text('import os\nOFFLINE = os.environ.get("HF_HUB_OFFLINE")\n')
+    assert reads_the_environment(planted)
+    planted.write_text("from huggingface_hub import constants\nOFF = constants.HF_HUB_OFFLINE\n")
+    assert reads_the_environment(planted)
+    planted.write_text("import os\nHERE = os.path.dirname(__file__)\n")
+    assert not reads_the_environment(planted)
+
+
 def test_engine_families_live_in_their_own_folders():
     engines = PACKAGE / "engines"
     flat = sorted(p.name for p in engines.glob("*.py"))

@@ -64,13 +64,14 @@ class VeoCandidate:
 def load_catalog(settings: Settings) -> Catalog:
     """The catalog this server runs with (see the module docstring)."""
     if settings.catalog_profile != "gpu":
-        return Catalog.load(settings.catalog_path)
+        return Catalog.load(settings.catalog_path, hub_offline=settings.hf_hub_offline)
     gpu = _read(settings.catalog_path, "catalog.gpu.toml")
     memory = settings.gpu_memory_gb
     if memory is None:
         memory = detect_gpu_memory_gb()
     return Catalog.from_dict(
-        gpu_profile(gpu, _read(None, "catalog.toml"), settings.resolved_models_dir, memory)
+        gpu_profile(gpu, _read(None, "catalog.toml"), settings.resolved_models_dir, memory),
+        hub_offline=settings.hf_hub_offline,
     )
 
 
