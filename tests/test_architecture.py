@@ -360,3 +360,65 @@ def test_every_dialect_renders_with_its_wire_table():
     for name, status_object in STATUS_OBJECTS.items():
         assert served[name].render == status_object.render, name
         assert served[name].inline_video == status_object.inline_video, name
+
+
+def written_wire(path: Path, status_words: set[str]) -> list[str]:
+    """API paths and status words ``path`` writes itself instead of reading them from its
+    wire table: string pieces that look like a path ("/v1/videos", f"{x}/content"; one
+    "/" alone is a separator) and the words a status is compared with."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+    }
+    found = [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+        and node.value.startswith("/")
+        and len(node.value) > 1
+    ]
+    for compare in (node for node in ast.walk(tree) if isinstance(node, ast.Compare)):
+        for side in (compare.left, *compare.comparators):
+            found += [
+                node.value
+                for node in ast.walk(side)
+                if isinstance(node, ast.Constant) and node.value in status_words
+            ]
+    return found
+
+
+def test_upstream_protocols_read_paths_and_status_words_from_the_wire_tables():
+    """A path or status word of an API is written once, in its table under ``wire/``."""
+    import importlib
+    import pkgutil
+
+    import kinema.wire
+
+    status_words: set[str] = set()
+    for info in pkgutil.iter_modules(kinema.wire.__path__):
+        table = importlib.import_module(f"kinema.wire.{info.name}")
+        status_words |= set(getattr(table, "STATUS_WORDS", {}).values())
+    assert {"queued", "in_progress", "completed", "failed"} <= status_words
+    offenders = {
+        path.name: written
+        for path in sorted((PACKAGE / "engines" / "upstream").glob("*.py"))
+        if (written := written_wire(path, status_words))
+    }
+    assert offenders == {}
+
+
+def test_the_written_wire_finder_finds_a_planted_path_and_word(tmp_path: Path):
+    planted = tmp_path / "protocol.py"
+    planted.write_text(
+        '"""Polls /v1/videos."""\n'
+        "def poll(http, ref):\n"
+        '    body = http.call("GET", f"/v1/videos/{ref}")\n'
+        '    return body["status"] == "completed", url.rstrip("/")\n'
+    )
+    assert sorted(written_wire(planted, {"completed"})) == ["/v1/videos/", "completed"]
