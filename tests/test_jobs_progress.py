@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -137,10 +137,8 @@ class Writes:
 
 
 def writer(clock: FakeClock, writes: Writes, interval_s: float = 0.5) -> ProgressWriter:
-    store: Any = writes
-    typed: JobStore = store
     return ProgressWriter(
-        typed, "job", 1, engine="e", observer=NoObserver(), lost=threading.Event(),
+        cast(JobStore, writes), "job", 1, engine="e", observer=NoObserver(), lost=threading.Event(),
         interval_s=interval_s, clock=clock,
     )  # fmt: skip
 
@@ -196,3 +194,13 @@ def test_samples_share_the_bar_and_it_never_goes_back():
         assert writes.values[-1] == pytest.approx((index + STORED) / 2)
     assert writes.values == sorted(writes.values)
     assert len(set(writes.values)) == len(writes.values)
+
+
+def test_an_engine_that_reports_nothing_still_fills_the_encoding_stage():
+    clock, writes = FakeClock(), Writes()
+    sample = SampleProgress(writer(clock, writes, interval_s=0.0), 0, 1)
+    sample.encoding()
+    for frame in (25, 50, 100):
+        clock.now += 1.0
+        sample.written(frame, 100)
+    assert writes.values == pytest.approx([ENCODED / 4, ENCODED / 2, ENCODED])

@@ -145,8 +145,10 @@ class SampleProgress:
             return RUN_SHARE * self._run
         base = RUN_SHARE * start
         # Frames left to hand over when encoding began, and every frame to write: the two
-        # overlap, so the stage is the sum of both counts over what there was to do.
-        done = (self._run - start) + self._in_file
+        # overlap, so the stage is the sum of both counts over what there was to do. A
+        # frame in the file was handed over, whatever the engine said (or did not say).
+        handed_over = max(self._run, self._in_file)
+        done = (handed_over - start) + self._in_file
         return base + (ENCODED - base) * done / ((1.0 - start) + 1.0)
 
     def _overall(self, value: float) -> float:
