@@ -211,6 +211,48 @@ def test_engines_never_reach_the_http_layer_the_database_or_the_jobs():
         assert not roots & {"fastapi", "starlette", "sqlalchemy", "alembic"}, path
 
 
+def reads_the_environment(path: Path) -> bool:
+    """Whether ``path`` reads environment variables itself: ``os.environ``, ``os.getenv``,
+    or the hub library's constants (its reading of ``HF_*`` variables)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+            and node.attr in ("environ", "environb", "getenv")
+        ):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = {alias.name for alias in node.names}
+            if node.module == "os" and names & {"environ", "environb", "getenv"}:
+                return True
+            if node.module == "huggingface_hub.constants":
+                return True
+            if node.module == "huggingface_hub" and "constants" in names:
+                return True
+    return False
+
+
+def test_only_the_settings_read_the_environment():
+    """Every decision kinema makes from the environment goes through ``Settings``."""
+    readers = sorted(
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if reads_the_environment(path)
+    )
+    assert readers == ["settings.py"]
+
+
+def test_the_environment_finder_finds_a_planted_reader(tmp_path: Path):
+    planted = tmp_path / "checks.py"
+    planted.write_text('import os\nOFFLINE = os.environ.get("HF_HUB_OFFLINE")\n')
+    assert reads_the_environment(planted)
+    planted.write_text("from huggingface_hub import constants\nOFF = constants.HF_HUB_OFFLINE\n")
+    assert reads_the_environment(planted)
+    planted.write_text("import os\nHERE = os.path.dirname(__file__)\n")
+    assert not reads_the_environment(planted)
+
+
 def test_engine_families_live_in_their_own_folders():
     engines = PACKAGE / "engines"
     flat = sorted(p.name for p in engines.glob("*.py"))
@@ -318,3 +360,65 @@ def test_every_dialect_renders_with_its_wire_table():
     for name, status_object in STATUS_OBJECTS.items():
         assert served[name].render == status_object.render, name
         assert served[name].inline_video == status_object.inline_video, name
+
+
+def written_wire(path: Path, status_words: set[str]) -> list[str]:
+    """API paths and status words ``path`` writes itself instead of reading them from its
+    wire table: string pieces that look like a path ("/v1/videos", f"{x}/content"; one
+    "/" alone is a separator) and the words a status is compared with."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+    }
+    found = [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+        and node.value.startswith("/")
+        and len(node.value) > 1
+    ]
+    for compare in (node for node in ast.walk(tree) if isinstance(node, ast.Compare)):
+        for side in (compare.left, *compare.comparators):
+            found += [
+                node.value
+                for node in ast.walk(side)
+                if isinstance(node, ast.Constant) and node.value in status_words
+            ]
+    return found
+
+
+def test_upstream_protocols_read_paths_and_status_words_from_the_wire_tables():
+    """A path or status word of an API is written once, in its table under ``wire/``."""
+    import importlib
+    import pkgutil
+
+    import kinema.wire
+
+    status_words: set[str] = set()
+    for info in pkgutil.iter_modules(kinema.wire.__path__):
+        table = importlib.import_module(f"kinema.wire.{info.name}")
+        status_words |= set(getattr(table, "STATUS_WORDS", {}).values())
+    assert {"queued", "in_progress", "completed", "failed"} <= status_words
+    offenders = {
+        path.name: written
+        for path in sorted((PACKAGE / "engines" / "upstream").glob("*.py"))
+        if (written := written_wire(path, status_words))
+    }
+    assert offenders == {}
+
+
+def test_the_written_wire_finder_finds_a_planted_path_and_word(tmp_path: Path):
+    planted = tmp_path / "protocol.py"
+    planted.write_text(
+        '"""Polls /v1/videos."""\n'
+        "def poll(http, ref):\n"
+        '    body = http.call("GET", f"/v1/videos/{ref}")\n'
+        '    return body["status"] == "completed", url.rstrip("/")\n'
+    )
+    assert sorted(written_wire(planted, {"completed"})) == ["/v1/videos/", "completed"]

@@ -272,3 +272,26 @@ def test_write_thumbnail_limits_the_longer_side(tmp_path: Path):
 
     with Image.open(tmp_path / "t.jpg") as picture:
         assert picture.size == (100, 300)
+
+
+def test_frames_in_the_file_are_counted_up_to_all_of_them_after_the_last_is_handed_over(
+    tmp_path: Path,
+):
+    counts: list[int] = []
+    seen_at_last_frame: list[int] = []
+    count = 72
+
+    def frames() -> Iterator[np.ndarray]:
+        for index, frame in enumerate(gradient_frames(count)):
+            if index == count - 1:
+                seen_at_last_frame.append(len(counts))
+            yield frame
+
+    encode_mp4(clip(count, frames=frames()), tmp_path / "out.mp4", on_written=counts.append)
+
+    assert counts == sorted(set(counts)) and counts[-1] == count
+    # x264 still holds frames when the last one is handed over: the rest of the file is
+    # written after it, and the count is still told until it says all of them.
+    (calls_before_last_frame,) = seen_at_last_frame
+    assert counts[calls_before_last_frame - 1] < count - 1, counts
+    assert counts[calls_before_last_frame:], counts

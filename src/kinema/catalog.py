@@ -75,7 +75,13 @@ class Catalog:
     # --- loading ---
 
     @classmethod
-    def load(cls, path: Path | None = None, *, gpu_memory_gb: float | None = None) -> Catalog:
+    def load(
+        cls,
+        path: Path | None = None,
+        *,
+        gpu_memory_gb: float | None = None,
+        hub_offline: bool = False,
+    ) -> Catalog:
         """Read a catalog TOML file, or the one shipped with kinema when ``path`` is None;
         its GPU memory planned for ``gpu_memory_gb`` (default: each engine's own, or the
         GPU detected).
@@ -84,9 +90,13 @@ class Catalog:
         ``ValueError``) naming the file, or the table and the field at fault."""
         if path is None:
             text = resources.files("kinema").joinpath("catalog.toml").read_text("utf-8")
-            return cls.from_dict(tomllib.loads(text), gpu_memory_gb=gpu_memory_gb)
+            return cls.from_dict(
+                tomllib.loads(text), gpu_memory_gb=gpu_memory_gb, hub_offline=hub_offline
+            )
         try:
-            return cls.from_dict(read_catalog_file(Path(path)), gpu_memory_gb=gpu_memory_gb)
+            return cls.from_dict(
+                read_catalog_file(Path(path)), gpu_memory_gb=gpu_memory_gb, hub_offline=hub_offline
+            )
         except CatalogError as error:
             if error.table or error.field:
                 problem = f"{error.problem} (in {path})"
@@ -95,10 +105,17 @@ class Catalog:
 
     @classmethod
     def from_dict(
-        cls, data: dict[str, Any], *, gpu_memory_gb: float | None = None, plan: bool = True
+        cls,
+        data: dict[str, Any],
+        *,
+        gpu_memory_gb: float | None = None,
+        plan: bool = True,
+        hub_offline: bool = False,
     ) -> Catalog:
         """Build and check a catalog; ``plan``: plan its GPU memory as a server does (a
-        model that fits nowhere on the GPU is logged, and its requests get a 400).
+        model that fits nowhere on the GPU is logged, and its requests get a 400);
+        ``hub_offline`` (the settings' ``hf_hub_offline``): refuse engines that would
+        download from the Hugging Face hub.
 
         ``CatalogError`` names the table and field of a mistake in ``data``."""
         check_catalog(data)
@@ -112,7 +129,8 @@ class Catalog:
             for name, cfg in data.get("engines", {}).items()
         }
         for config in engines.values():
-            check_engine_config(config)  # its family's errors name the engine and the option
+            # Its family's errors name the engine and the option.
+            check_engine_config(config, hub_offline=hub_offline)
         models = {mid: model_from_toml(mid, cfg) for mid, cfg in data.get("models", {}).items()}
         for alias, cfg in data.get("aliases", {}).items():
             models[alias] = alias_from_toml(alias, cfg, models)

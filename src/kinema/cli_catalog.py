@@ -27,6 +27,13 @@ def _catalog_file() -> tuple[Path, bool]:
     return Path(str(resources.files("kinema").joinpath(name))), True
 
 
+def _hub_offline() -> bool:
+    """Whether this machine may not download from the hub, as the server would see it."""
+    from kinema.settings import Settings
+
+    return Settings().hf_hub_offline
+
+
 @catalog_app.command("path")
 def catalog_path() -> None:
     """Print the path of the catalog file in use (KINEMA_CATALOG_PATH, or the shipped one)."""
@@ -59,7 +66,8 @@ def catalog_validate(
     from kinema.catalog_check import read_catalog_file, unknown_model_fields
 
     path = file if file is not None else _catalog_file()[0]
-    catalog = Catalog.load(path)  # CatalogError: one line naming the table and field
+    # CatalogError: one line naming the table and field.
+    catalog = Catalog.load(path, hub_offline=_hub_offline())
     for table, field in unknown_model_fields(read_catalog_file(path)):
         typer.echo(f"warning: [{table}] {field}: not a catalog field (ignored)", err=True)
     typer.echo(f"{path}: {len(catalog.engines)} engines, {len(catalog.models)} models: ok")
@@ -79,7 +87,8 @@ def plan(
     from kinema.catalog import Catalog
     from kinema.engines.diffusion.memory import format_plan
 
-    loaded = Catalog.from_dict(tomllib.loads(catalog.read_text("utf-8")), plan=False)
+    data = tomllib.loads(catalog.read_text("utf-8"))
+    loaded = Catalog.from_dict(data, plan=False, hub_offline=_hub_offline())
     loaded.plan_memory(gpu_memory_gb)
     lines, fits = format_plan(loaded.memory_plans, gpu_memory_gb)
     for line in lines:

@@ -63,7 +63,7 @@ def pull(
     try:
         wanted = plan(name, settings)
         for download in wanted:
-            fetch(download, reserve_gb)
+            fetch(download, reserve_gb, offline=settings.hf_hub_offline)
     except PullRefused as refused:
         console.print(f"[red]error:[/red] {refused}")
         raise typer.Exit(1) from None
@@ -104,11 +104,10 @@ def plan(name: str, settings: Settings) -> list[Download]:
     return found
 
 
-def fetch(download: Download, reserve_gb: float) -> None:
-    """Check the disk, then download ``download`` with progress."""
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
+def fetch(download: Download, reserve_gb: float, *, offline: bool) -> None:
+    """Check the disk, then download ``download`` with progress; ``offline`` (the
+    settings' ``hf_hub_offline``) refuses at once."""
+    if offline:
         raise PullRefused("HF_HUB_OFFLINE is set: kinema pull needs to reach the hub")
     need, count = missing_bytes(download)
     free = shutil.disk_usage(_existing(download.directory)).free

@@ -67,7 +67,11 @@ def load_catalog(settings: Settings) -> Catalog:
     than the one torch sees, or one where it sees none), else for each engine's own
     ``gpu_memory_gb`` or the detected GPU."""
     if settings.catalog_profile != "gpu":
-        return Catalog.load(settings.catalog_path, gpu_memory_gb=settings.gpu_memory_gb)
+        return Catalog.load(
+            settings.catalog_path,
+            gpu_memory_gb=settings.gpu_memory_gb,
+            hub_offline=settings.hf_hub_offline,
+        )
     gpu = _read(settings.catalog_path, "catalog.gpu.toml")
     memory = settings.gpu_memory_gb
     if memory is None:
@@ -75,6 +79,7 @@ def load_catalog(settings: Settings) -> Catalog:
     return Catalog.from_dict(
         gpu_profile(gpu, _read(None, "catalog.toml"), settings.resolved_models_dir, memory),
         gpu_memory_gb=settings.gpu_memory_gb,
+        hub_offline=settings.hf_hub_offline,
     )
 
 

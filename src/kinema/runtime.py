@@ -101,6 +101,7 @@ class Runtime:
             gpus=settings.gpus,
             environ=settings.provider_keys(),
             models_dir=settings.resolved_models_dir,
+            hub_offline=settings.hf_hub_offline,
         )
         count = settings.workers if workers is None else workers
         registry = WorkerRegistry(db)

@@ -1,8 +1,10 @@
 """Settings, read from ``KINEMA_*`` environment variables (or passed in by tests).
 
 Every object in kinema is built from one ``Settings`` value; nothing reads the
-environment anywhere else. The one reading that is not a ``KINEMA_*`` field is
-``provider_keys``: upstream providers' API keys, in the variables the catalog names.
+environment anywhere else. Two readings are not ``KINEMA_*`` variables: ``provider_keys``
+(upstream providers' API keys, in the variables the catalog names) and ``hf_hub_offline``
+(the Hugging Face hub's own ``HF_HUB_OFFLINE``, read as the hub library reads it, so that
+kinema and the library agree on whether this machine may download).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -42,6 +44,13 @@ class Settings(BaseSettings):
     # The GPU size the gpu profile chooses engines for and the memory planner plans every
     # diffusers engine for (over an engine's own gpu_memory_gb); default: what torch sees.
     gpu_memory_gb: float | None = None
+    # HF_HUB_OFFLINE (else TRANSFORMERS_OFFLINE), without a KINEMA_ prefix: the variables
+    # the hub library itself reads. Hub downloads are off, so engines needing one (a
+    # "_hub" attention kernel) are refused when the catalog loads, and `kinema pull` refuses.
+    hf_hub_offline: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("hf_hub_offline", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"),
+    )
 
     # --- HTTP ---
     host: str = "127.0.0.1"
@@ -120,6 +129,14 @@ class Settings(BaseSettings):
     # Pixels one job may make: width x height x frames x videos, an extension's source
     # included (four 8-second 4k videos at 24 fps are 6.4e9); more is refused with a 400.
     max_job_pixels: int = 8 * 10**9
+
+    @field_validator("hf_hub_offline", mode="before")
+    @classmethod
+    def _hub_truth(cls, value: object) -> object:
+        # As huggingface_hub reads it: these words are true, anything else is false.
+        if isinstance(value, str):
+            return value.upper() in {"1", "ON", "YES", "TRUE"}
+        return value
 
     @field_validator("fetch_allow_hosts", "trusted_hosts", "trusted_proxies", mode="before")
     @classmethod

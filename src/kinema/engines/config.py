@@ -37,13 +37,14 @@ class EngineConfig:
         return self.kind == "upstream"
 
 
-def check_engine_config(config: EngineConfig) -> None:
+def check_engine_config(config: EngineConfig, *, hub_offline: bool = False) -> None:
     """Check ``config``'s options against its family's rules; ``ValueError`` (or
-    ``EngineError``) names the engine and the field at fault."""
+    ``EngineError``) names the engine and the field at fault. ``hub_offline`` (the
+    settings' ``hf_hub_offline``) refuses what would download from the Hugging Face hub."""
     if config.kind in DIFFUSION_KINDS:
         from kinema.engines.diffusion.checks import check_engine_options
 
-        check_engine_options(config.kind, config.name, config.options)
+        check_engine_options(config.kind, config.name, config.options, hub_offline=hub_offline)
     elif config.forwards:
         from kinema.engines.upstream.config import UpstreamConfig
 

@@ -103,9 +103,11 @@ class EngineHost:
         gpus: str = "",
         environ: Mapping[str, str] | None = None,
         models_dir: Path | None = None,
+        *,
+        hub_offline: bool = False,
     ) -> None:
         for config in configs.values():  # a catalog built in code is checked too
-            check_engine_config(config)
+            check_engine_config(config, hub_offline=hub_offline)
         self._configs = configs
         self._gpus = gpus
         self._environ = environ

@@ -52,21 +52,18 @@ from kinema.jobs.keys import delivered_video_key, output_thumbnail_key, output_v
 from kinema.jobs.observer import JobObserver, NoObserver
 from kinema.jobs.outputs import keep_output
 from kinema.jobs.patience import Patience, PatientStorage
+from kinema.jobs.progress import ProgressWriter, SampleProgress
 from kinema.jobs.store import JobStore
 from kinema.media.encode import encode_mp4
 from kinema.media.images import decode_image
 from kinema.media.source_video import SourceVideo, VideoFacts, inspect_video
 from kinema.media.splice import splice
 from kinema.observability.context import job_context
-from kinema.outages import as_outage
 from kinema.storage import Storage
 from kinema.types import Clip, EngineRequest, GenerationRequest, Job, JobStatus, VideoResult
 
 log = logging.getLogger(__name__)
 
-# Rendering and encoding overlap, so engine progress drives the bar up to here; the
-# last stretch is muxing, storing and committing.
-_ENGINE_SHARE = 0.97
 _MAX_RETRY_DELAY_S = 300.0
 _COPY_CHUNK_BYTES = 2**20  # a remote source video is copied to scratch this much at a time
 # Where, before a source's end, the earlier of its two closing pictures is taken: a share
@@ -324,14 +321,14 @@ class Executor:
     def _run_engine(self, job: Job, name: str, control: RunControl) -> list[VideoResult]:
         control.engine = name
         engine = self.engines.get(name)
-        report = self._progress_writer(job, name, control)
+        writer = self._progress_writer(job, name, control)
         if isinstance(engine, Forwarder):
             _check_forwardable(job, name)
             return [
                 self.forwarder.run(
                     job,
                     engine,
-                    on_progress=report,
+                    on_progress=writer.forwarded,
                     cancel_requested=control.cancelled.is_set,
                     stopping=lambda: control.lost.is_set() or control.shutdown.is_set(),
                 )
@@ -385,15 +382,12 @@ class Executor:
         outputs: list[VideoResult] = []
         try:
             for index, seed in enumerate(sample_seeds(base.seed, count)):
-
-                def on_progress(fraction: float, done: int = index) -> None:
-                    report((done + fraction) / count)
-
+                progress = SampleProgress(writer, index, count)
                 engine_request = dataclasses.replace(base, seed=seed)
-                clip = engine.run(engine_request, on_progress, is_cancelled)
+                clip = engine.run(engine_request, progress.engine, is_cancelled)
                 if source is not None:
                     clip = splice(source, clip)
-                outputs.append(self._store_clip(job, index, clip, control, name))
+                outputs.append(self._store_clip(job, index, clip, control, name, progress))
         except BaseException:
             self._discard(outputs)
             raise
@@ -465,48 +459,43 @@ class Executor:
     def _image(self, key: str | None) -> Image.Image | None:
         return decode_image(self.storage.get_bytes(key)) if key else None
 
-    def _progress_writer(
-        self, job: Job, engine: str, control: RunControl
-    ) -> Callable[[float], None]:
-        # The first write waits one interval, so a job shorter than that writes no
-        # progress at all (its success sets 1.0); once a bar is showing, its end is written.
-        started = self._clock()
-        last_write = [started]
-        last_report: list[float | None] = [None]  # the first report's wait includes setup
-
-        def on_progress(fraction: float) -> None:
-            now = self._clock()
-            previous = last_report[0]
-            if previous is not None:
-                self.observer.engine_step(engine, now - previous)
-            last_report[0] = now
-            due = now - last_write[0] >= self.progress_interval_s
-            if not due and (fraction < 1.0 or last_write[0] == started):
-                return
-            last_write[0] = now
-            try:
-                self.store.set_progress(job.id, job.attempt, fraction * _ENGINE_SHARE)
-            except LeaseLost:
-                control.lost.set()
-            except Exception as error:  # a bar not moved for a while: the render goes on
-                if as_outage(error) is None:
-                    raise
-                log.warning("job %s: progress not written: %s", job.id, error)
-
-        return on_progress
+    def _progress_writer(self, job: Job, engine: str, control: RunControl) -> ProgressWriter:
+        return ProgressWriter(
+            self.store,
+            job.id,
+            job.attempt,
+            engine=engine,
+            observer=self.observer,
+            lost=control.lost,
+            interval_s=self.progress_interval_s,
+            clock=self._clock,
+        )
 
     def _store_clip(
-        self, job: Job, index: int, clip: Clip, control: RunControl, engine: str
+        self,
+        job: Job,
+        index: int,
+        clip: Clip,
+        control: RunControl,
+        engine: str,
+        progress: SampleProgress,
     ) -> VideoResult:
         scratch = self.storage.scratch_dir()
         video_path = scratch / f"{job.id}-{job.attempt}-{index}.mp4"
         thumb_path = scratch / f"{job.id}-{job.attempt}-{index}.jpg"
         try:
             # The encoder writes the thumbnail from the first frame, once the video is done.
-            encoded = encode_mp4(clip, video_path, thumbnail_path=thumb_path)
+            progress.encoding()
+            encoded = encode_mp4(
+                clip,
+                video_path,
+                thumbnail_path=thumb_path,
+                on_written=partial(progress.written, total=clip.num_frames),
+            )
             if control.should_stop():
                 raise JobCancelled("job stopped while its video was being written")
             kept = keep_output(self.storage, job, index, video_path, thumb_path, encoded, engine)
+            progress.stored()
             return dataclasses.replace(kept, notes=tuple(clip.notes))
         finally:
             _remove(video_path, thumb_path)

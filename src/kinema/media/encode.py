@@ -9,7 +9,10 @@ Speed comes from overlapping the two halves of the work: the calling thread pull
 from the clip (where the engine renders them and calls its progress and cancel callbacks)
 and converts them to YUV, while a second thread feeds x264 and the muxer through a small
 bounded queue. Engines that can render YUV planes directly (see ``PlanarFrames``) skip the
-RGB to YUV conversion altogether.
+RGB to YUV conversion altogether. x264 holds a dozen frames or more in its lookahead and frame
+threads, so the file lags the frames handed over; a caller that shows progress is told how
+many frames are in the file (``on_written``), on the calling thread, while frames are
+handed over and while the encoder finishes after the last one.
 
 The file is written next to its destination under a temporary name and renamed only once
 it is complete, so a reader never sees a partial video; on any error, cancellation
@@ -25,8 +28,8 @@ import os
 import queue
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -138,6 +141,7 @@ def encode_mp4(
     preset: str = "veryfast",
     crf: int = 20,
     thumbnail_path: Path | None = None,
+    on_written: Callable[[int], None] | None = None,
 ) -> EncodedVideo:
     """Encode ``clip`` to an MP4 at ``path`` (H.264 yuv420p, plus AAC 48 kHz when it has audio).
 
@@ -146,6 +150,8 @@ def encode_mp4(
     for instance) aborts the encode, removes the partial file and propagates. Frames beyond
     ``clip.num_frames`` are ignored; fewer is an ``EngineError``. When ``thumbnail_path`` is
     given, the first frame is also saved there as a JPEG (after the video succeeded).
+    ``on_written`` gets the number of frames muxed into the file each time it has grown,
+    on the calling thread; its last call, before the file is closed, says all of them.
     """
     if clip.width % 2 or clip.height % 2 or clip.width <= 0 or clip.height <= 0:
         raise EngineError(f"H.264 4:2:0 needs even, positive sides, got {clip.width}x{clip.height}")
@@ -154,7 +160,7 @@ def encode_mp4(
     path = Path(path)
     temp = _temporary_beside(path)
     try:
-        first_frame = _write_mp4(clip, temp, preset=preset, crf=crf)
+        first_frame = _write_mp4(clip, temp, preset=preset, crf=crf, on_written=on_written)
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
@@ -195,7 +201,14 @@ def _temporary_beside(path: Path) -> Path:
     return Path(name)
 
 
-def _write_mp4(clip: Clip, path: Path, *, preset: str, crf: int) -> np.ndarray:
+def _write_mp4(
+    clip: Clip,
+    path: Path,
+    *,
+    preset: str,
+    crf: int,
+    on_written: Callable[[int], None] | None,
+) -> np.ndarray:
     """Write the whole file; return the first frame as RGB for the thumbnail."""
     container = av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
     try:
@@ -205,7 +218,7 @@ def _write_mp4(clip: Clip, path: Path, *, preset: str, crf: int) -> np.ndarray:
             if clip.audio is None
             else _AudioTrack(container, clip.audio, clip.num_frames / clip.fps)
         )
-        first_frame = _pump_frames(clip, container, video, audio)
+        first_frame = _pump_frames(clip, container, video, audio, _Written(on_written))
     except BaseException:
         # The file is being thrown away: a failure to finish it must not hide the cause.
         with contextlib.suppress(Exception):
@@ -300,6 +313,7 @@ def _pump_frames(
     container: av.container.OutputContainer,
     video: av.VideoStream,
     audio: _AudioTrack | None,
+    written: _Written,
 ) -> np.ndarray:
     """Render and convert frames here while another thread encodes and muxes them."""
     frames: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_DEPTH)
@@ -308,7 +322,7 @@ def _pump_frames(
     first_frame: np.ndarray | None = None
     produced = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kinema-x264") as pool:
-        encoding = pool.submit(_encode_video, frames, stop, container, video, audio)
+        encoding = pool.submit(_encode_video, frames, stop, container, video, audio, written)
         try:
             for index, picture in zip(range(clip.num_frames), _frame_source(clip), strict=False):
                 frame = _to_video_frame(picture, clip.width, clip.height)
@@ -317,16 +331,44 @@ def _pump_frames(
                 frame.pts = index
                 frame.time_base = time_base
                 _put(frames, frame, encoding)
+                written.tell()
                 produced += 1
             if produced != clip.num_frames:
                 raise EngineError(f"engine produced {produced} of {clip.num_frames} frames")
             _put(frames, _END, encoding)
-            encoding.result()
+            _await_encoder(encoding, written)
         except BaseException:
             stop.set()
             raise
     assert first_frame is not None  # num_frames > 0 and all were produced
     return first_frame
+
+
+class _Written:
+    """How many video frames are in the file: counted up by the encoding thread, passed on
+    to the caller's callback on the calling thread (one writer, and an int read is atomic)."""
+
+    def __init__(self, callback: Callable[[int], None] | None) -> None:
+        self.frames = 0
+        self._told = 0
+        self._callback = callback
+
+    def tell(self) -> None:
+        """Call the callback with the count, if it grew since the last call."""
+        frames = self.frames
+        if self._callback is not None and frames > self._told:
+            self._told = frames
+            self._callback(frames)
+
+
+def _await_encoder(encoding: Future[None], written: _Written) -> None:
+    """Wait for the encoder to drain x264 and mux the rest, telling the count as it grows:
+    the frames x264 still held when the last one was handed over take a while on a small
+    machine, and a progress bar should move meanwhile."""
+    while not wait([encoding], timeout=_POLL_S).done:
+        written.tell()
+    encoding.result()
+    written.tell()
 
 
 def _frame_source(clip: Clip) -> Iterable[np.ndarray | Yuv420Frame]:
@@ -353,6 +395,7 @@ def _encode_video(
     container: av.container.OutputContainer,
     video: av.VideoStream,
     audio: _AudioTrack | None,
+    written: _Written,
 ) -> None:
     def mux_audio_until(seconds: float) -> None:
         if audio is not None:
@@ -368,11 +411,16 @@ def _encode_video(
         assert isinstance(item, av.VideoFrame)
         for packet in video.encode(item):
             container.mux(packet)
+            written.frames += 1
             mux_audio_until(_packet_time(packet))
     if stop.is_set():
         return
-    for packet in video.encode(None):
+    # Drained one packet at a time (x264 finishes its frames one after another), so the
+    # count moves through the flush instead of jumping at its end.
+    for packet in video.codec_context.encode_lazy(None):
+        packet.stream = video
         container.mux(packet)
+        written.frames += 1
     mux_audio_until(float("inf"))
 
 

@@ -2,8 +2,9 @@
 fields and the video object.
 
 Read by the server dialect (``kinema.api.dialects.openai``) and the upstream protocol
-(``kinema.engines.upstream.openai``). Wire facts: the ``openai`` SDK's source. Paths are
-format strings over ``{video_id}``.
+(``kinema.engines.upstream.openai``); the GPU servers' table (``kinema.wire.videojobs``)
+takes the paths, words and fields they share from here. Wire facts: the ``openai`` SDK's
+source. Paths are format strings over ``{video_id}``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ IMAGE = "input_reference"
 SEED, GENERATE_AUDIO, NEGATIVE_PROMPT = "seed", "generate_audio", "negative_prompt"
 EXTENSIONS = (SEED, GENERATE_AUDIO, NEGATIVE_PROMPT)
 
+# The video object's fields that a client reads back (``render`` writes them all).
+ID, STATUS, PROGRESS, ERROR = "id", "status", "progress", "error"
+ERROR_CODE, ERROR_MESSAGE = "code", "message"  # inside ``error``
+
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
@@ -73,11 +78,11 @@ def render(view: JobView) -> dict[str, Any]:
         expires_at = completed_at + view.url_ttl_s
     request = view.request
     return {
-        "id": wire_id(view.id),
+        ID: wire_id(view.id),
         "object": "video",
         "model": view.model,
-        "status": STATUS_WORDS[view.status],
-        "progress": view.percent,
+        STATUS: STATUS_WORDS[view.status],
+        PROGRESS: view.percent,
         "created_at": _unix(view.created_at),
         "completed_at": completed_at,
         "expires_at": expires_at,
@@ -85,7 +90,7 @@ def render(view: JobView) -> dict[str, Any]:
         "size": f"{width}x{height}",
         "seconds": _seconds(view),
         "remixed_from_video_id": _remixed_from(view),
-        "error": _error(view),
+        ERROR: _error(view),
     }
 
 
@@ -114,12 +119,13 @@ def _remixed_from(view: JobView) -> str | None:
 
 def _error(view: JobView) -> dict[str, str] | None:
     if view.status is JobStatus.CANCELLED:
-        return {"code": "cancelled", "message": "The video was cancelled."}
+        return {ERROR_CODE: "cancelled", ERROR_MESSAGE: "The video was cancelled."}
     if view.status is JobStatus.EXPIRED:
-        return {"code": "expired", "message": "The video's files were removed after retention."}
+        message = "The video's files were removed after retention."
+        return {ERROR_CODE: "expired", ERROR_MESSAGE: message}
     if view.status is JobStatus.FAILED:
         return {
-            "code": view.error_code or "generation_failed",
-            "message": view.error_message or "Video generation failed.",
+            ERROR_CODE: view.error_code or "generation_failed",
+            ERROR_MESSAGE: view.error_message or "Video generation failed.",
         }
     return None

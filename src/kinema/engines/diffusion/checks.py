@@ -12,11 +12,12 @@ message naming the engine and the option, instead of failing the first job on a 
   Wan A14B's LoRA on its second expert) are refused on the others.
 - A step cache needs its own settings where diffusers gives no default (MagCache's
   per-model ratios), and pinned timesteps need one per step.
+- On a machine that may not download (``hub_offline``, from the settings), attention
+  backends whose kernels come from the hub are refused.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,18 +98,23 @@ MASKLESS_BACKENDS = frozenset(
 )
 
 
-def check_engine_options(kind: str, name: str, options: dict[str, Any]) -> DiffusionOptions:
-    """Parse an engine's catalog options and check them against its model; raise
-    ``EngineError`` naming the engine and option otherwise."""
+def check_engine_options(
+    kind: str, name: str, options: dict[str, Any], *, hub_offline: bool = False
+) -> DiffusionOptions:
+    """Parse an engine's catalog options and check them against its model (and, with
+    ``hub_offline``, against a machine that cannot download); raise ``EngineError``
+    naming the engine and option otherwise."""
     parsed = DiffusionOptions.parse(name, options)
     rules = RULES[kind]
-    problem = _problem(kind, rules, parsed)
+    problem = _problem(kind, rules, parsed, hub_offline)
     if problem:
         raise EngineError(f"engine {name} (kind {kind}): {problem}")
     return parsed
 
 
-def _problem(kind: str, rules: ModelRules, options: DiffusionOptions) -> str | None:
+def _problem(
+    kind: str, rules: ModelRules, options: DiffusionOptions, hub_offline: bool
+) -> str | None:
     step = rules.size_multiple
     wrong = [f"{w}x{h}" for w, h in options.sizes if w % step or h % step]
     if wrong:
@@ -156,7 +162,7 @@ def _problem(kind: str, rules: ModelRules, options: DiffusionOptions) -> str | N
         )
     if options.quantize == "fp8" and (options.device or "").startswith("cpu"):
         return 'quantize = "fp8" needs an NVIDIA GPU with float8 tensor cores (8.9+)'
-    hub = _hub_backend_offline(options.attention_backend)
+    hub = _hub_backend_offline(options.attention_backend) if hub_offline else None
     if hub:
         return hub
     if len(options.devices) > 1:
@@ -176,15 +182,14 @@ _VARLEN_BACKENDS = frozenset({"flash_varlen", "flash_varlen_hub", "sage_varlen",
 
 
 def _hub_backend_offline(backend: str | None) -> str | None:
+    """Why ``backend`` cannot run on a machine that may not download, if it cannot."""
     if backend is None or not backend.endswith(_HUB_SUFFIX):
         return None
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return (
-            f"attention_backend {backend!r} downloads its kernel from the Hugging Face hub, "
-            "and this server is offline (HF_HUB_OFFLINE); use the same backend without "
-            '"_hub" (its package installed), or "_native_cudnn"'
-        )
-    return None
+    return (
+        f"attention_backend {backend!r} downloads its kernel from the Hugging Face hub, "
+        "and this server is offline (HF_HUB_OFFLINE); use the same backend without "
+        '"_hub" (its package installed), or "_native_cudnn"'
+    )
 
 
 def _context_parallel_problem(rules: ModelRules, options: DiffusionOptions) -> str | None:

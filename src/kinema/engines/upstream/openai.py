@@ -58,18 +58,19 @@ class OpenAIProtocol(Protocol):
         answer = http.call(
             "POST", wire.VIDEOS_PATH, files=parts, headers=self.idempotency_headers(submission)
         )
-        return str(answer["id"])
+        return str(answer[wire.ID])
 
     def poll(self, http: UpstreamHTTP, ref: str) -> Status:
         body = http.call("GET", wire.VIDEO_PATH.format(video_id=ref), polling=True)
-        status = str(body.get("status", ""))
+        status = str(body.get(wire.STATUS, ""))
         if status == wire.COMPLETED:
             url = http.base_url + wire.CONTENT_PATH.format(video_id=ref)
             return Status(done=True, progress=1.0, video_url=url)
         if status == wire.FAILED:
-            error = body.get("error") or {}
-            return failure(error.get("message"), error.get("code"), "the video failed")
-        return Status(done=False, progress=progress_percent(body.get("progress")))
+            error = body.get(wire.ERROR) or {}
+            message, code = error.get(wire.ERROR_MESSAGE), error.get(wire.ERROR_CODE)
+            return failure(message, code, "the video failed")
+        return Status(done=False, progress=progress_percent(body.get(wire.PROGRESS)))
 
     def cancel(self, http: UpstreamHTTP, ref: str) -> bool:
         http.call("DELETE", wire.VIDEO_PATH.format(video_id=ref))

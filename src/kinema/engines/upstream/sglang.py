@@ -37,6 +37,7 @@ from typing import Any
 
 from kinema.engines.upstream.http import UpstreamHTTP
 from kinema.engines.upstream.videojobs import VideoJobsProtocol
+from kinema.wire import videojobs as wire
 
 
 class SGLangProtocol(VideoJobsProtocol):
@@ -45,4 +46,4 @@ class SGLangProtocol(VideoJobsProtocol):
     def video_url(self, http: UpstreamHTTP, ref: str, body: Mapping[str, Any]) -> str:
         """The ``url`` the server uploaded the video to, when it uploads to cloud storage
         (its ``/content`` answers 400 then); else the ``/content`` path."""
-        return str(body.get("url") or super().video_url(http, ref, body))
+        return str(body.get(wire.URL) or super().video_url(http, ref, body))

@@ -37,6 +37,7 @@ from PIL import Image as PILImage
 from PIL import ImageOps
 
 from kinema.engines.upstream.protocol import Image, Submission
+from kinema.wire import videojobs as wire
 
 FilePart = tuple[str | None, bytes | str, str | None]
 _SCALARS = (str, int, float, bool)
@@ -76,28 +77,28 @@ def form(submission: Submission, served: ServedModel) -> dict[str, FilePart]:
     """The create form for ``submission``, each field a multipart part."""
     request = submission.request
     values: dict[str, Any] = {
-        "model": submission.model,
-        "prompt": request.prompt,
-        "seconds": str(request.duration_s),
-        "size": submission.size,
-        "num_frames": served.frames(request.duration_s),
-        "fps": served.fps,
+        wire.MODEL: submission.model,
+        wire.PROMPT: request.prompt,
+        wire.SECONDS: str(request.duration_s),
+        wire.SIZE: submission.size,
+        wire.NUM_FRAMES: served.frames(request.duration_s),
+        wire.FPS: served.fps,
     }
-    seed = submission.optional("seed")
+    seed = submission.optional("seed")  # kinema's option names, not the wire's
     if seed is not None:
-        values["seed"] = seed
+        values[wire.SEED] = seed
     negative = submission.optional("negative_prompt")
     if negative:
-        values["negative_prompt"] = negative
+        values[wire.NEGATIVE_PROMPT] = negative
     if request.generate_audio:
-        values["generate_sound"] = True
+        values[wire.GENERATE_SOUND] = True
     values |= served.fields
     if served.extra_params:
-        values["extra_params"] = json.dumps(served.extra_params, separators=(",", ":"))
+        values[wire.EXTRA_PARAMS] = json.dumps(served.extra_params, separators=(",", ":"))
     parts: dict[str, FilePart] = {name: (None, _text(v), None) for name, v in values.items()}
     if submission.image is not None:
         picture = fitted(submission.image, submission.width, submission.height)
-        parts["input_reference"] = ("input.png", picture, "image/png")
+        parts[wire.IMAGE] = ("input.png", picture, "image/png")
     return parts
 
 

@@ -5,7 +5,8 @@ Both serve OpenAI's ``/v1/videos`` paths: ``POST /v1/videos`` takes the create f
 ``status`` (``completed`` and ``failed`` end it; ``error: {code?, message}`` says why),
 ``GET /v1/videos/{id}/content`` is the MP4 and ``DELETE /v1/videos/{id}`` forgets the
 job. An ``Authorization: Bearer`` key is sent when the engine names one. What differs
-between them (where a finished video is) is each server's own module.
+between them (where a finished video is) is each server's own module. Paths, words and
+fields: the API's wire table, ``kinema.wire.videojobs``.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from kinema.engines.upstream.protocol import (
     progress_percent,
 )
 from kinema.engines.upstream.videoform import ServedModel, form
-
-VIDEOS_PATH = "/v1/videos"
+from kinema.wire import videojobs as wire
 
 
 class VideoJobsProtocol(Protocol):
@@ -40,23 +40,24 @@ class VideoJobsProtocol(Protocol):
         return bearer(key)
 
     def submit(self, http: UpstreamHTTP, submission: Submission) -> str:
-        answer = http.call("POST", VIDEOS_PATH, files=form(submission, self.served))
-        return str(answer["id"])
+        answer = http.call("POST", wire.VIDEOS_PATH, files=form(submission, self.served))
+        return str(answer[wire.ID])
 
     def poll(self, http: UpstreamHTTP, ref: str) -> Status:
-        body = http.call("GET", f"{VIDEOS_PATH}/{ref}", polling=True)
-        status = str(body.get("status", ""))
-        if status == "completed":
+        body = http.call("GET", wire.VIDEO_PATH.format(video_id=ref), polling=True)
+        status = str(body.get(wire.STATUS, ""))
+        if status == wire.COMPLETED:
             return Status(done=True, progress=1.0, video_url=self.video_url(http, ref, body))
-        if status == "failed":
-            error = body.get("error") or {}
-            return failure(error.get("message"), error.get("code"), "the video failed")
-        return Status(done=False, progress=progress_percent(body.get("progress")))
+        if status == wire.FAILED:
+            error = body.get(wire.ERROR) or {}
+            message, code = error.get(wire.ERROR_MESSAGE), error.get(wire.ERROR_CODE)
+            return failure(message, code, "the video failed")
+        return Status(done=False, progress=progress_percent(body.get(wire.PROGRESS)))
 
     def video_url(self, http: UpstreamHTTP, ref: str, body: Mapping[str, Any]) -> str:
         """Where the finished video ``ref`` is: its ``/content`` path on the server."""
-        return f"{http.base_url}{VIDEOS_PATH}/{ref}/content"
+        return http.base_url + wire.CONTENT_PATH.format(video_id=ref)
 
     def cancel(self, http: UpstreamHTTP, ref: str) -> bool:
-        http.call("DELETE", f"{VIDEOS_PATH}/{ref}")
+        http.call("DELETE", wire.VIDEO_PATH.format(video_id=ref))
         return True
