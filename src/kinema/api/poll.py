@@ -12,6 +12,7 @@ document and the router's 405s know it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -64,10 +65,15 @@ def _dumps(body: Any) -> bytes:
 
 
 async def _answer(
-    dialect: Dialect, poll: Poll, request: Request, params: Mapping[str, str]
+    dialect: Dialect,
+    poll: Poll,
+    request: Request,
+    params: Mapping[str, str],
+    inline_turns: asyncio.Semaphore,
 ) -> tuple[bytes, Mapping[str, str]] | Response:
     """The poll's JSON body and extra headers, or an error in the dialect's envelope
-    (or, for a poll that streams when asked, its event stream)."""
+    (or, for a poll that streams when asked, its event stream). Bodies carrying a video
+    are made one at a time (``inline_turns``)."""
     if poll.stream is not None and query_value(request, "stream") == "true":
         return await _stream(dialect, poll, request, params)
     try:
@@ -77,7 +83,10 @@ async def _answer(
         # A job created under a retired model id says so on every read, as on its create.
         headers = {**alias_headers(service.catalog, view.model), **poll.headers(view)}
         if dialect.inline_video and has_inline(rendered):  # the video itself
-            prepared = await prepared_body(rendered, service.storage)
+            # One at a time: eight clients fetching megabytes at once held every other
+            # poll's p99 at twice what it is when they take turns (bench/RESULTS.md).
+            async with inline_turns:
+                prepared = await prepared_body(rendered, service.storage)
             if prepared.rest is None:
                 return prepared.head, headers
             return StreamingResponse(
@@ -105,7 +114,9 @@ async def serve_poll(
     dialect: Dialect, poll: Poll, request: Request, params: Mapping[str, str]
 ) -> Response:
     """Read and render one poll; errors in the dialect's envelope."""
-    answer = await _answer(dialect, poll, request, params)
+    lane: PollLane | None = getattr(request.app, "poll_lane", None)
+    turns = lane.inline_turns if lane is not None else asyncio.Semaphore(1)
+    answer = await _answer(dialect, poll, request, params, turns)
     if isinstance(answer, Response):
         return answer
     content, headers = answer
@@ -179,6 +190,7 @@ class PollLane:
 
     def __init__(self, polls: Sequence[tuple[Dialect, Poll]]) -> None:
         self._by_method: dict[str, list[_Compiled]] = {}
+        self.inline_turns = asyncio.Semaphore(1)  # bodies with a video, made one at a time
         for dialect, poll in polls:
             self._by_method.setdefault(poll.method, []).append(_Compiled(dialect, poll))
 
@@ -197,7 +209,9 @@ class PollLane:
             scope["route"] = compiled.poll  # its ``path`` names the route in metrics
             request = Request(scope, receive)
             try:
-                answer = await _answer(compiled.dialect, compiled.poll, request, params)
+                answer = await _answer(
+                    compiled.dialect, compiled.poll, request, params, self.inline_turns
+                )
             except Exception:  # what the app's error middleware would do: log, answer 500
                 log.exception("poll %s failed", path)
                 answer = compiled.dialect.render_error(
