@@ -289,6 +289,9 @@ def test_tables_never_cut_an_id_at_80_columns(tmp_path: Path):
     assert ids_in(models.stdout, Catalog.load().model_ids()) == []
     assert max(len(line) for line in models.stdout.splitlines()) <= 80
     assert "…" not in models.stdout
+    listed_models = json.loads(kinema(tmp_path, "models", "--json", columns=80).stdout)
+    assert [m["id"] for m in listed_models] == sorted(Catalog.load().model_ids())
+    assert all(m["dialects"] and m["engines"] and m["durations"] for m in listed_models)
 
     created = [kinema(tmp_path, "keys", "create", f"key-{n}") for n in range(2)]
     listed = kinema(tmp_path, "keys", "list", "--json")
