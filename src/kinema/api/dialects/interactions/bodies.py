@@ -23,21 +23,15 @@ class GenerationConfig(BaseModel):
     video_config: VideoConfig | None = None
 
 
-class WebhookConfig(BaseModel):
-    # Gemini's dialect has a WebhookConfig too, so OpenAPI names each by its module: this one
-    # keeps its name from before the package (kinema__api__dialects__interactions__...).
-    __module__ = "kinema.api.dialects.interactions"
+class InteractionWebhookConfig(BaseModel):
+    # Not ``WebhookConfig``: Gemini's dialect has one, and two models of one name make
+    # OpenAPI name both after their modules.
     model_config = ConfigDict(extra="forbid")
 
     uris: list[str] | None = Field(default=None, description="One URI: it gets a signed webhook")
     user_metadata: dict[str, Any] | None = Field(
         default=None, description="Returned in the webhook's body"
     )
-
-
-# Its annotations name this module's imports (``Any``), which the package it claims above
-# does not hold: read them here.
-WebhookConfig.model_rebuild()
 
 
 class CreateInteraction(BaseModel):
@@ -60,7 +54,7 @@ class CreateInteraction(BaseModel):
     )
     generation_config: GenerationConfig | None = None
     previous_interaction_id: str | None = None
-    webhook_config: WebhookConfig | None = None
+    webhook_config: InteractionWebhookConfig | None = None
     labels: dict[str, str] | None = None
 
 
