@@ -170,11 +170,12 @@ class Provider:
             _send_json(handler, {"name": self._operation_name(model)})
         elif path.endswith(":fetchPredictOperation"):  # vertex poll
             _send_bytes(handler, self.inline_answer_bytes, "application/json")
-        elif path.startswith("/v1beta/models/slowfile/operations/"):  # gemini poll
-            sample = {"video": {"uri": f"{self.url}/files/slow.mp4"}}
+        elif path.startswith("/v1beta/models/slow"):  # gemini poll: done, a slow link
+            model = path.removeprefix("/v1beta/models/").partition("/")[0]
+            sample = {"video": {"uri": f"{self.url}/files/{model}.mp4"}}
             response = {"generateVideoResponse": {"generatedSamples": [sample]}}
             _send_json(handler, {"name": "x", "done": True, "response": response})
-        elif path == "/files/slow.mp4":  # a video link that trickles
+        elif path.startswith("/files/slow"):  # a video link that trickles
             handler.send_response(200)
             handler.send_header("Content-Type", "video/mp4")
             handler.send_header("Content-Length", str(len(SMALL_VIDEO)))
@@ -230,6 +231,10 @@ def _catalog(base_url: str) -> str:
         "h-redirect": upstream_engine("gemini", base_url, model="redirect", **common),
         "h-slowfile": upstream_engine(
             "gemini", base_url, model="slowfile", deadline_s=3.0, **common
+        ),
+        # Only a cancel ends its download within the test's 30 s (the file takes an hour).
+        "h-slowcancel": upstream_engine(
+            "gemini", base_url, model="slowcancel", download_timeout_s=45.0, **common
         ),
     }
     models: dict[str, Any] = {}
@@ -362,21 +367,31 @@ def test_a_trickled_video_download_ends_by_the_engines_deadline(hostile: Hostile
     assert took < 12, took  # 3 s deadline; the whole trickled file would take an hour
 
 
-def test_a_worker_stopping_during_a_trickled_answer_leaves_the_operation_recorded(
-    hostile: Hostile, tmp_path: Path
-):
-    from kinema.engines.upstream import Forwarding, Operation, UpstreamConfig, UpstreamEngine
-    from kinema.errors import JobCancelled
+def test_a_cancel_during_a_trickled_video_download_ends_the_job_cancelled(hostile: Hostile):
+    """The video link sends a byte every half second (an hour for the file) and the
+    download may take 45 s: only the cancel can end it within the test's 30 s."""
+    job_id = _create(hostile, "m-slowcancel")
+    deadline = time.monotonic() + 30
+    while not any(s.path == "/files/slowcancel.mp4" for s in hostile.provider.seen):
+        assert time.monotonic() < deadline, "the video was never asked for"
+        time.sleep(0.05)
+    time.sleep(0.5)  # well inside the trickled download
+    hostile.server.runtime.service.cancel(_owner(hostile), job_id)
+    job, took = _finish(hostile, job_id, timeout_s=30)  # a hang guard, not a measure
+    assert job.status is JobStatus.CANCELLED, (job.status, job.error_message)
+    assert took < 15, took  # looked at every 0.1 s; loose for a loaded machine
+    assert job.result is None  # the download never completed
+    scratch = hostile.server.runtime.storage.scratch_dir()
+    left = [p.name for p in scratch.iterdir() if job_id in p.name] if scratch.exists() else []
+    assert left == []  # nothing left half-done
+
+
+def _forwarding(tmp_path: Path, recorded: list[Any], stopping: threading.Event) -> Any:
+    """A job for an engine driven directly, as a worker that is told to stop would be."""
+    from kinema.engines.upstream import Forwarding
     from kinema.types import GenerationRequest
 
-    config = UpstreamConfig.from_options(
-        "hosted",
-        {"protocol": "v1", "base_url": hostile.provider.url, "model": "trickle-s", "poll_s": 0.1},
-    )
-    engine = UpstreamEngine(config, environ={})
-    stopping = threading.Event()
-    recorded: list[Operation] = []
-    job = Forwarding(
+    return Forwarding(
         job_id="1" * 32,
         request=GenerationRequest(model="m", prompt="p", duration_s=4),
         width=320,
@@ -389,6 +404,62 @@ def test_a_worker_stopping_during_a_trickled_answer_leaves_the_operation_recorde
         stopping=stopping.is_set,
         scratch=tmp_path,
     )
+
+
+def test_a_worker_stopping_during_a_trickled_download_leaves_the_operation_recorded(
+    hostile: Hostile, tmp_path: Path
+):
+    from kinema.engines.upstream import Operation, UpstreamConfig, UpstreamEngine
+    from kinema.errors import JobCancelled
+
+    config = UpstreamConfig.from_options(
+        "hosted",
+        {
+            "protocol": "gemini",
+            "base_url": hostile.provider.url,
+            "model": "slowstop",
+            "download_timeout_s": 20.0,  # only the shutdown ends it sooner
+            "max_retries": 0,
+        },
+    )
+    engine = UpstreamEngine(config, environ={})
+    stopping = threading.Event()
+    recorded: list[Operation] = []
+    job = _forwarding(tmp_path, recorded, stopping)
+
+    def stop_once_downloading() -> None:
+        deadline = time.monotonic() + 30
+        while not any(s.path == "/files/slowstop.mp4" for s in hostile.provider.seen):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)  # well inside the trickled download
+        stopping.set()
+
+    threading.Thread(target=stop_once_downloading, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(JobCancelled, match="stopping"):
+        engine.forward(job)
+    assert time.monotonic() - started < 15  # looked at every 0.1 s; the file takes an hour
+    assert any(s.path == "/files/slowstop.mp4" for s in hostile.provider.seen)
+    assert [operation.ref for operation in recorded] == ["models/slowstop/operations/1"]
+    assert list(tmp_path.iterdir()) == []  # no partial video
+
+
+def test_a_worker_stopping_during_a_trickled_answer_leaves_the_operation_recorded(
+    hostile: Hostile, tmp_path: Path
+):
+    from kinema.engines.upstream import Operation, UpstreamConfig, UpstreamEngine
+    from kinema.errors import JobCancelled
+
+    config = UpstreamConfig.from_options(
+        "hosted",
+        {"protocol": "v1", "base_url": hostile.provider.url, "model": "trickle-s", "poll_s": 0.1},
+    )
+    engine = UpstreamEngine(config, environ={})
+    stopping = threading.Event()
+    recorded: list[Operation] = []
+    job = _forwarding(tmp_path, recorded, stopping)
     threading.Timer(1.0, stopping.set).start()  # inside the first, trickled, poll
     started = time.monotonic()
     with pytest.raises(JobCancelled, match="stopping"):

@@ -32,6 +32,11 @@ the address check. That is for local development, where images are served from
 ``localhost`` or a private network on purpose. ``allow_origins`` (URLs) are narrower:
 only that scheme, host and port skip it, so a link or redirect to another port of the
 same host (a private service beside a provider) is checked like any other.
+
+``connector`` is the network backend that opens the checked connections (httpcore's own by
+default). A caller that must stop a fetch early passes one whose sockets look at its own
+stop check: the upstream engine's downloads end for a job's cancel or a worker's shutdown
+that way, with the address check unchanged above it.
 """
 
 from __future__ import annotations
@@ -99,6 +104,7 @@ class SafeHttpClient:
         resolver: Resolver | None = None,
         ssl_context: ssl.SSLContext | None = None,
         allow_origins: Iterable[str] = (),
+        connector: httpcore.NetworkBackend | None = None,
     ) -> None:
         self.allow_hosts: frozenset[str] = frozenset(h.strip().lower() for h in allow_hosts)
         # (host, port) of each allowed origin; a socket knows no scheme, and one port
@@ -110,6 +116,7 @@ class SafeHttpClient:
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
         self.resolver: Resolver = resolver or resolve_host
+        self.connector: httpcore.NetworkBackend = connector or httpcore.SyncBackend()
         self._allowed_addresses = frozenset(
             address for address in map(_parse_ip, self.allow_hosts) if address is not None
         )
@@ -290,7 +297,7 @@ class _VettingBackend(httpcore.NetworkBackend):
         self._fetcher = fetcher
         self._deadline = deadline
         self._field = field
-        self._inner = httpcore.SyncBackend()
+        self._inner = fetcher.connector
 
     def connect_tcp(
         self,

@@ -8,6 +8,10 @@ deadline (``httpcore.ReadTimeout`` and friends once it has passed, which the HTT
 treats as any timeout) and the job's stop check (``CallStopped``). The limits are those
 of the calling thread (``call_bounds``), so one client serves several jobs at once, each
 call bounded by its own job.
+
+The video download goes through kinema's safe HTTP client rather than this transport, and
+opens its (address-checked) connections through the same ``BoundedBackend``: it ends by
+the job's deadline and stops for a cancel or a shutdown like any other call.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 import httpcore
 import httpx
 
-__all__ = ["BoundedTransport", "CallStopped", "call_bounds"]
+__all__ = ["BoundedBackend", "BoundedTransport", "CallStopped", "call_bounds"]
 
 SLICE_S = 0.1  # how often a blocked socket operation looks at the deadline and stop check
 
@@ -141,7 +145,9 @@ class _BoundedStream(httpcore.NetworkStream):
         return self._inner.get_extra_info(info)
 
 
-class _BoundedBackend(httpcore.NetworkBackend):
+class BoundedBackend(httpcore.NetworkBackend):
+    """httpcore's own backend, each socket it opens bounded by the thread's ``call_bounds``."""
+
     def __init__(self) -> None:
         self._inner = httpcore.SyncBackend()
 
@@ -175,5 +181,5 @@ class BoundedTransport(httpx.HTTPTransport):
         # over the bounded backend.
         self._pool = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(trust_env=False),
-            network_backend=_BoundedBackend(),
+            network_backend=BoundedBackend(),
         )

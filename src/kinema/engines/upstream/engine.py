@@ -25,7 +25,9 @@ climbs out of them (``..``), breaks a line or repeats the key is refused.
 The output is downloaded through kinema's safe HTTP client (size cap, address rules), with
 the configured provider's origin (scheme, host and port) allowed, and only requests to
 that origin carry the key: a link or redirect to another port of the provider's host is
-held to the same address rules as any other host.
+held to the same address rules as any other host. Its sockets are bounded like the API
+calls' (``bounds.BoundedBackend``): a cancel or a shutdown stops a slow download too, with
+nothing written, and a shutdown leaves the operation recorded for the next worker.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from kinema.engines.upstream.bounds import CallStopped, call_bounds
+from kinema.engines.upstream.bounds import BoundedBackend, CallStopped, call_bounds
 from kinema.engines.upstream.config import UpstreamConfig
 from kinema.engines.upstream.errors import (
     OperationLost,
@@ -113,6 +115,8 @@ class UpstreamEngine:
             allow_origins=(config.base_url,),
             timeout_s=config.download_timeout_s,
             max_bytes=config.max_video_bytes,
+            # Its sockets look at the job's cancel and shutdown, as the API calls' do.
+            connector=BoundedBackend(),
         )
 
     @property
@@ -299,7 +303,13 @@ class UpstreamEngine:
                     raise UpstreamUnavailable(f"{self.name}: {text}") from None
                 raise RetryableCall(f"downloading the video: {text}") from None
 
-        path.write_bytes(self._retrying(job, fetch, deadline))
+        try:
+            video = self._retrying(job, fetch, deadline)
+        except CallStopped:  # the body is held in memory: nothing was written yet
+            if job.stopping() and not job.cancel_requested():
+                raise JobCancelled("the worker is stopping; the operation stays recorded") from None
+            raise JobCancelled("cancelled by its owner while the video was downloading") from None
+        path.write_bytes(video)
         return path
 
     # --- retries and waiting ---
