@@ -54,23 +54,11 @@ class Attempts(StoreBase):
             .limit(1)
             .with_for_update(skip_locked=True)
         )
-        now = self._clock()
-        claim = (
-            update(jobs)
-            .where(jobs.c.id == pick.scalar_subquery(), jobs.c.status == QUEUED)
-            .values(
-                status=RUNNING,
-                attempt=jobs.c.attempt + 1,
-                progress=0.0,
-                worker_id=worker_id,
-                lease_until=now + timedelta(seconds=lease_s),
-                started_at=now,
-                updated_at=now,
-            )
-            .returning(*jobs.c)
+        return self._start_attempt(
+            [jobs.c.id == pick.scalar_subquery(), jobs.c.status == QUEUED],
+            worker_id=worker_id,
+            lease_s=lease_s,
         )
-        row = self._write_one(claim)
-        return None if row is None else job_from_row(row)
 
     def claim(self, job_id: str, *, dispatch_id: int, worker_id: str, lease_s: float) -> Job | None:
         """Start the next attempt of queued job ``job_id`` for the queue entry ``dispatch_id``.
@@ -79,15 +67,24 @@ class Attempts(StoreBase):
         or when ``dispatch_id`` is not the entry its last queueing recorded: a duplicate
         or stale queue entry must not run it.
         """
-        now = self._clock()
-        claim = (
-            update(jobs)
-            .where(
+        return self._start_attempt(
+            [
                 jobs.c.id == job_id,
                 jobs.c.status == QUEUED,
                 jobs.c.cancel_requested.is_(False),
                 jobs.c.dispatch_id == dispatch_id,
-            )
+            ],
+            worker_id=worker_id,
+            lease_s=lease_s,
+        )
+
+    def _start_attempt(self, where: list[Any], *, worker_id: str, lease_s: float) -> Job | None:
+        """The job ``where`` picks, running its next attempt under ``worker_id``'s lease;
+        None when no row matched."""
+        now = self._clock()
+        claim = (
+            update(jobs)
+            .where(*where)
             .values(
                 status=RUNNING,
                 attempt=jobs.c.attempt + 1,
